@@ -1,0 +1,197 @@
+"""Video I/O: the only module that touches codecs (DESIGN.md §3).
+
+A video is a ``numpy.ndarray`` of ``uint8`` with shape ``(T, H, W, 3)``, RGB. MP4 goes
+through PyAV (H.264, yuv420p), GIF through imageio/Pillow, PNG through OpenCV.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from gen_reason.errors import UserError
+
+Video = np.ndarray
+
+
+def as_video(frames) -> Video:
+    """Validate and return ``frames`` as a contiguous ``(T, H, W, 3)`` uint8 array."""
+    video = np.asarray(frames)
+    if video.ndim != 4 or video.shape[-1] != 3:
+        raise UserError(f"a video must have shape (T, H, W, 3); got {video.shape}")
+    if video.shape[0] == 0:
+        raise UserError("the video has no frames")
+    if video.dtype != np.uint8:
+        if np.issubdtype(video.dtype, np.floating) and video.max(initial=0) <= 1.0:
+            video = video * 255.0
+        video = np.clip(np.rint(video), 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(video)
+
+
+def _even(n: int) -> int:
+    return n + (n % 2)
+
+
+def write_mp4(path: str | os.PathLike, video: Video, fps: float = 16, crf: int = 18) -> Path:
+    """Write ``video`` as H.264 MP4 (odd sizes are padded by edge replication to even).
+
+    ``crf`` is the x264 constant rate factor (0 lossless-ish .. 51 worst); bit-identical
+    output for identical input (single-threaded encoder, no timestamps in metadata).
+    """
+    import av
+
+    video = as_video(video)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    t, h, w, _ = video.shape
+    if (h % 2) or (w % 2):
+        video = np.pad(video, ((0, 0), (0, _even(h) - h), (0, _even(w) - w), (0, 0)), mode="edge")
+    tmp = path.with_name(path.name + ".part")
+    with av.open(str(tmp), mode="w", format="mp4", options={"fflags": "+bitexact"}) as container:
+        stream = container.add_stream("libx264", rate=int(round(fps)))
+        stream.width = video.shape[2]
+        stream.height = video.shape[1]
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": str(crf), "preset": "veryfast", "threads": "1", "flags": "+bitexact"}
+        stream.codec_context.thread_count = 1
+        for frame in video:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    os.replace(tmp, path)
+    return path
+
+
+def read_video(path: str | os.PathLike, max_frames: int | None = None) -> Video:
+    """Read an MP4/WebM/AVI/GIF file (or a folder of PNG frames) into a video array.
+
+    Raises :class:`UserError` with the reason when the file is missing, unreadable or
+    holds no frames.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"video not found: {path}")
+    if path.is_dir():
+        frames = sorted(p for p in path.iterdir() if p.suffix.lower() == ".png")
+        if not frames:
+            raise UserError(f"no PNG frames in folder {path}")
+        return as_video([read_image(p) for p in frames[:max_frames]])
+    if path.suffix.lower() == ".gif":
+        import imageio.v3 as iio
+
+        try:
+            frames = iio.imread(path, index=None, mode="RGB")
+        except Exception as exc:  # imageio raises many types for a broken file
+            raise UserError(f"cannot read video {path}: {exc}") from None
+        return as_video(frames[:max_frames] if max_frames else frames)
+    import av
+
+    frames = []
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise UserError(f"no video stream in {path}")
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            for frame in container.decode(stream):
+                frames.append(frame.to_ndarray(format="rgb24"))
+                if max_frames and len(frames) >= max_frames:
+                    break
+    except UserError:
+        raise
+    except Exception as exc:  # PyAV raises InvalidDataError, OSError, ...
+        raise UserError(f"cannot read video {path}: {exc}") from None
+    if not frames:
+        raise UserError(f"video {path} has no frames")
+    return as_video(np.stack(frames))
+
+
+def iter_frames(path: str | os.PathLike):
+    """Yield the frames of a video file one by one (constant memory)."""
+    import av
+
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"video not found: {path}")
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            for frame in container.decode(stream):
+                yield frame.to_ndarray(format="rgb24")
+    except Exception as exc:
+        raise UserError(f"cannot read video {path}: {exc}") from None
+
+
+def write_gif(path: str | os.PathLike, video: Video, fps: float = 8) -> Path:
+    """Write ``video`` as a looping GIF."""
+    import imageio.v3 as iio
+
+    video = as_video(video)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    iio.imwrite(path, video, extension=".gif", duration=1000.0 / fps, loop=0)
+    return path
+
+
+def write_image(path: str | os.PathLike, image: np.ndarray) -> Path:
+    """Write an RGB ``(H, W, 3)`` uint8 image as PNG (deterministic bytes)."""
+    import cv2
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ok, data = cv2.imencode(".png", np.ascontiguousarray(image[..., ::-1]))
+    if not ok:
+        raise UserError(f"cannot encode image for {path}")
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_bytes(data.tobytes())
+    os.replace(tmp, path)
+    return path
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file as RGB ``(H, W, 3)`` uint8."""
+    import cv2
+
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise UserError(f"cannot read image {path}")
+    return np.ascontiguousarray(image[..., ::-1])
+
+
+def filmstrip(video: Video, n: int = 8, gap: int = 2) -> np.ndarray:
+    """Lay ``n`` evenly spaced frames of ``video`` side by side in one image."""
+    video = as_video(video)
+    idx = np.linspace(0, len(video) - 1, num=min(n, len(video))).round().astype(int)
+    h, w = video.shape[1:3]
+    strip = np.full((h, len(idx) * (w + gap) - gap, 3), 255, np.uint8)
+    for k, i in enumerate(idx):
+        strip[:, k * (w + gap) : k * (w + gap) + w] = video[i]
+    return strip
+
+
+def side_by_side(*videos: Video, gap: int = 4) -> Video:
+    """Join videos horizontally, frame by frame (shorter ones hold their last frame;
+    different heights are resized to the first video's height)."""
+    import cv2
+
+    videos = [as_video(v) for v in videos]
+    h = videos[0].shape[1]
+    t = max(len(v) for v in videos)
+    resized = []
+    for v in videos:
+        if v.shape[1] != h:
+            w = int(round(v.shape[2] * h / v.shape[1]))
+            v = np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_NEAREST) for f in v])
+        if len(v) < t:
+            v = np.concatenate([v, np.repeat(v[-1:], t - len(v), axis=0)])
+        resized.append(v)
+    parts = []
+    for k, v in enumerate(resized):
+        if k:
+            parts.append(np.full((t, h, gap, 3), 255, np.uint8))
+        parts.append(v)
+    return np.concatenate(parts, axis=2)
