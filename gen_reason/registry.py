@@ -87,10 +87,11 @@ class Registry(Generic[T]):
         raise UserError(self._unknown_message(name))
 
     def _unknown_message(self, name: str) -> str:
-        known = self.names() + sorted(self._aliases)
-        close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+        # Suggest the names people type: bare (unversioned) names and aliases.
+        bare = sorted({split_version(key)[0] for key in self._targets} | set(self._aliases))
+        close = difflib.get_close_matches(split_version(name)[0], bare, n=3, cutoff=0.6)
         if not close:
-            close = [key for key in known if name in key or key in name][:3]
+            close = [key for key in bare if name in key][:3]
         hint = f" Did you mean {' or '.join(close)}?" if close else ""
         return f"unknown {self.kind} {name!r}.{hint} Known: {', '.join(self.names())}"
 

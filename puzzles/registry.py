@@ -12,6 +12,12 @@ from gen_reason.registry import Registry
 
 TASKS: Registry[type[Task]] = Registry("task", base=Task)
 TASKS.register("maze/grid-v1", "gen_reason.puzzles.maze.grid:GridMaze", aliases=("maze",))
+TASKS.register("maze/irregular-v1", "gen_reason.puzzles.maze.irregular:IrregularMaze")
+TASKS.register("maze/trapfield-v1", "gen_reason.puzzles.maze.trapfield:TrapField")
+TASKS.register("maze/sokoban-v1", "gen_reason.puzzles.maze.sokoban:Sokoban")
+TASKS.register("maze/3d-v1", "gen_reason.puzzles.maze.maze3d:Maze3D")
+TASKS.register("maze/draw-v1", "gen_reason.puzzles.maze.draw:DrawMaze")
+TASKS.register("tangram-v1", "gen_reason.puzzles.tangram:Tangram")
 
 
 def get_task(name: str, **config) -> Task:

@@ -1,0 +1,1 @@
+"""Test-time strategies (installed as ``gen_reason.solvers``): single, best-of-N, ensembles, closed loop."""

@@ -1,0 +1,41 @@
+"""The command line: jobs run, and user mistakes give one line and exit code 2."""
+
+import subprocess
+import sys
+
+import pytest
+
+from gen_reason.cli import main
+
+
+def test_puzzle_writes_files(tmp_path, capsys):
+    assert main(["puzzle", "--task", "maze", "--seed", "3", "--difficulty", "4x4", "--frames", "9",
+                 "--task.skin", "dark", "--out", str(tmp_path)]) == 0
+    for name in ("puzzle.png", "solution.mp4", "solution.gif", "solution_strip.png", "instance.json"):
+        assert (tmp_path / name).stat().st_size > 0
+    assert "maze/grid-v1 seed=3" in capsys.readouterr().out
+
+
+def test_make_dataset_cli(tmp_path):
+    assert main(["make-dataset", "--task", "maze/grid", "--n", "4", "--difficulty", "easy,medium",
+                 "--frames", "5", "--workers", "1", "--quiet", "--out", str(tmp_path / "d")]) == 0
+    assert len((tmp_path / "d" / "metadata.jsonl").read_text().splitlines()) == 4
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["puzzle", "--task", "maze/gird"], "Did you mean maze/grid"),
+        (["puzzle", "--difficulty", "extreme"], "unknown difficulty 'extreme'"),
+        (["puzzle", "--task.skin", "neon"], "unknown skin 'neon'"),
+        (["puzzle", "--task.nope", "1"], "unknown config field"),
+        (["puzzle", "--bogus"], "unrecognised argument"),
+        (["make-dataset", "--n", "2", "--out", "/proc/forbidden/x"], "cannot write to"),
+    ],
+)
+def test_user_mistakes_one_line_exit_2(argv, message):
+    proc = subprocess.run([sys.executable, "-m", "gen_reason", *argv], capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
