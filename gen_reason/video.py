@@ -34,7 +34,7 @@ def _even(n: int) -> int:
     return n + (n % 2)
 
 
-def write_mp4(path: str | os.PathLike, video: Video, fps: float = 16, crf: int = 18) -> Path:
+def write_mp4(path: str | os.PathLike, video: Video, fps: float = 16, crf: int = 18, preset: str = "veryfast") -> Path:
     """Write ``video`` as H.264 MP4 (odd sizes are padded by edge replication to even).
 
     ``crf`` is the x264 constant rate factor (0 lossless-ish .. 51 worst); bit-identical
@@ -54,7 +54,7 @@ def write_mp4(path: str | os.PathLike, video: Video, fps: float = 16, crf: int =
         stream.width = video.shape[2]
         stream.height = video.shape[1]
         stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": str(crf), "preset": "veryfast", "threads": "1", "flags": "+bitexact"}
+        stream.options = {"crf": str(crf), "preset": preset, "threads": "1", "flags": "+bitexact"}
         stream.codec_context.thread_count = 1
         for frame in video:
             for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):

@@ -167,7 +167,7 @@ class WanFamily(Family):
         return int(pipe.vae.config.z_dim)
 
     def with_condition(self, latents: torch.Tensor, prepared: Any) -> torch.Tensor:
-        if len(prepared) == 3:  # TI2V-5B: (noise, condition, first_frame_mask)
+        if isinstance(prepared, tuple) and len(prepared) == 3:  # TI2V-5B: (noise, condition, first_frame_mask)
             _, condition, mask = prepared
             return (1 - mask) * condition.to(latents) + mask * latents
         return latents

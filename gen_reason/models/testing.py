@@ -51,13 +51,18 @@ def tiny_tokenizer():
     )
 
 
-def tiny_text_encoder(seed: int = 0):
-    """A two-layer T5 encoder with ``d_model=32`` (the text width the tiny transformers expect)."""
-    from transformers import T5Config, T5EncoderModel
+def tiny_text_encoder(seed: int = 0, umt5: bool = False):
+    """A two-layer T5 encoder with ``d_model=32`` (the text width the tiny transformers expect).
+
+    ``umt5=True`` gives the UMT5 variant Wan pipelines are typed for.
+    """
+    from transformers import T5Config, T5EncoderModel, UMT5Config, UMT5EncoderModel
 
     torch.manual_seed(seed)
-    config = T5Config(vocab_size=64, d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4)
-    return T5EncoderModel(config).eval()
+    sizes = dict(vocab_size=64, d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4)
+    if umt5:
+        return UMT5EncoderModel(UMT5Config(**sizes)).eval()
+    return T5EncoderModel(T5Config(**sizes)).eval()
 
 
 def _wan_transformer(in_channels: int, out_channels: int, image_dim: int | None):
@@ -82,14 +87,14 @@ def _wan_transformer(in_channels: int, out_channels: int, image_dim: int | None)
 
 def _build_wan21(seed: int):
     from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanImageToVideoPipeline
-    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
 
     torch.manual_seed(seed)
     vae = AutoencoderKLWan(
         base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True]
     )
     transformer = _wan_transformer(36, 16, image_dim=4)
-    image_encoder = CLIPVisionModelWithProjection(
+    image_encoder = CLIPVisionModel(
         CLIPVisionConfig(
             hidden_size=4,
             projection_dim=4,
@@ -102,7 +107,7 @@ def _build_wan21(seed: int):
     )
     return WanImageToVideoPipeline(
         tokenizer=tiny_tokenizer(),
-        text_encoder=tiny_text_encoder(seed),
+        text_encoder=tiny_text_encoder(seed, umt5=True),
         vae=vae,
         scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0),
         image_processor=CLIPImageProcessor(crop_size=32, size=32),
@@ -132,7 +137,7 @@ def _build_wan22_ti2v(seed: int):
     )
     return WanImageToVideoPipeline(
         tokenizer=tiny_tokenizer(),
-        text_encoder=tiny_text_encoder(seed),
+        text_encoder=tiny_text_encoder(seed, umt5=True),
         vae=vae,
         scheduler=UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=5.0),
         transformer=_wan_transformer(48, 48, image_dim=None),
@@ -149,13 +154,13 @@ def _build_wan22_a14b(seed: int):
     )
     return WanImageToVideoPipeline(
         tokenizer=tiny_tokenizer(),
-        text_encoder=tiny_text_encoder(seed),
+        text_encoder=tiny_text_encoder(seed, umt5=True),
         vae=vae,
         scheduler=UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=5.0),
         transformer=_wan_transformer(36, 16, image_dim=None),
         transformer_2=_wan_transformer(36, 16, image_dim=None),
-        # 0.5 so that a 2-step test run uses each expert once (the real model uses 0.9).
-        boundary_ratio=0.5,
+        # As the real model: with 2 steps (timesteps 999, 833) each expert runs once.
+        boundary_ratio=0.9,
     )
 
 

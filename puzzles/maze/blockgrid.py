@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 from collections import deque
 from dataclasses import dataclass
+from functools import cached_property
 
 import cv2
 import numpy as np
@@ -123,12 +124,12 @@ class BlockGeometry:
         sizes = [self.wall_px if i % 2 == 0 else self.cell_px for i in range(n)]
         return self.margin + np.concatenate([[0], np.cumsum(sizes)])
 
-    @property
+    @cached_property
     def row_edges(self) -> np.ndarray:
         """Pixel y of the top of every block row (and the bottom of the last)."""
         return self._edges(self.shape[0])
 
-    @property
+    @cached_property
     def col_edges(self) -> np.ndarray:
         """Pixel x of the left of every block column (and the right of the last)."""
         return self._edges(self.shape[1])

@@ -1,0 +1,638 @@
+"""One :class:`VideoGenerator` over any diffusers image-to-video pipeline in a local folder.
+
+``DiffusersVideoGenerator.from_pretrained(path)`` reads ``model_index.json``, picks the
+pipeline class (Wan 2.1/2.2, CogVideoX, LTX-Video, or one registered in
+:data:`~gen_reason.models.families.PIPELINES`) and loads it offline from safetensors.
+``generate`` runs many seeds in one pipeline call, each from its own
+``torch.Generator``, so a sample's random inputs never depend on its batch mates; it
+always asks the pipeline for latents and decodes them itself, one sample at a time, so
+frames, ``output="latents"`` and the probe's ``decode_latents`` share one path.
+
+Two per-call wrappers give the hooks what diffusers' callback does not: one around
+``pipe.prepare_latents`` (to swap in caller-given initial latents and to keep the
+conditioning latent), one around ``pipe.scheduler.step`` (to read the step's exact
+clean estimate x0 and noise levels). Both are instance attributes that shadow the
+class methods for the call and are removed afterwards, so a generator is not safe to
+call from two threads at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import importlib.util
+import inspect
+import json
+import math
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from gen_reason.errors import UserError
+from gen_reason.models.base import OnStep, StepState, VideoGenerator, normalise_seeds
+from gen_reason.models.families import PIPELINES, Family, FamilyDefaults, Geometry, family_for
+from gen_reason.video import Video
+
+_DTYPES = {
+    "bf16": torch.bfloat16,
+    "bfloat16": torch.bfloat16,
+    "fp16": torch.float16,
+    "float16": torch.float16,
+    "half": torch.float16,
+    "fp32": torch.float32,
+    "float32": torch.float32,
+    "float": torch.float32,
+}
+_ATTENTION = ("auto", "sdpa", "xformers")
+
+
+class DiffusersVideoGenerator(VideoGenerator):
+    """A diffusers image-to-video pipeline behind the :class:`VideoGenerator` contract.
+
+    Build it with :meth:`from_pretrained` (a model folder) or directly from a pipeline
+    object already in memory (the trainer does). ``pipeline`` is the wrapped diffusers
+    pipeline (for layer hooks: ``pipeline.transformer``), ``family`` what we know about
+    its kind, ``options`` the defaults in force, ``max_batch`` the most samples one
+    pipeline call takes.
+    """
+
+    def __init__(self, pipeline, family: Family, *, name: str, max_batch: int = 4, **overrides: Any) -> None:
+        unknown = sorted(set(overrides) - {field.name for field in dataclasses.fields(FamilyDefaults)})
+        if unknown:
+            known = ", ".join(field.name for field in dataclasses.fields(FamilyDefaults))
+            raise UserError(f"unknown generator option(s) {', '.join(unknown)}; known: {known}, max_batch")
+        if int(max_batch) < 1:
+            raise UserError(f"max_batch must be at least 1, got {max_batch}")
+        self.pipeline = pipeline
+        self.family = family
+        self.name = name
+        self.max_batch = int(max_batch)
+        self.options = dataclasses.replace(family.defaults, **overrides)
+        if self.options.flow_shift is not None:
+            _set_flow_shift(pipeline, self.options.flow_shift)
+        pipeline.set_progress_bar_config(disable=True)  # the run layer draws the progress bars
+
+    # -- construction ---------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | Path,
+        *,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+        lora: str | Path | Sequence[str | Path] | None = None,
+        lora_scale: float | Sequence[float] = 1.0,
+        cpu_offload: bool = False,
+        vae_tiling: bool = False,
+        compile: bool = False,
+        attention: str = "auto",
+        max_batch: int = 4,
+        **overrides: Any,
+    ) -> "DiffusersVideoGenerator":
+        """Load the diffusers model folder at ``path`` (offline, safetensors only, no remote code).
+
+        ``device``: default CUDA when available, else CPU. ``dtype``: default bfloat16 on
+        CUDA, float32 elsewhere (fragile parts such as Wan's VAE stay float32).
+        ``lora``: one LoRA folder/file or a list of them, mixed with ``lora_scale``
+        (a number or one per LoRA). ``cpu_offload`` moves each model to the GPU only
+        while it runs; ``vae_tiling`` decodes in tiles; ``compile`` runs the
+        transformer(s) through ``torch.compile``. ``attention``: ``"auto"`` (xformers
+        on CUDA when installed, else PyTorch SDPA), ``"sdpa"`` or ``"xformers"``.
+        ``overrides`` replace family defaults: ``size``, ``num_frames``, ``fps``,
+        ``steps``, ``guidance``, ``negative_prompt``, ``flow_shift``.
+
+        Raises :class:`UserError` (one line) when the folder is missing, is not a
+        diffusers model, names an unsupported pipeline, or lacks a listed component.
+        """
+        path = Path(path).expanduser()
+        model_index = read_model_index(path)
+        class_name = model_index.get("_class_name")
+        pipeline_cls = pipeline_class(class_name, path)
+        check_components(path, model_index)
+        family = family_for(class_name, pipeline_cls, model_index)
+        if attention not in _ATTENTION:
+            raise UserError(f"unknown attention {attention!r}; choose one of {', '.join(_ATTENTION)}")
+
+        device = resolve_device(device)
+        dtype = resolve_dtype(dtype, device)
+        torch_dtype: Any = dtype
+        if dtype != torch.float32 and family.fp32_components:
+            torch_dtype = {"default": dtype, **{name: torch.float32 for name in family.fp32_components}}
+        try:
+            pipe = pipeline_cls.from_pretrained(
+                str(path), **{_dtype_keyword(): torch_dtype}, local_files_only=True, use_safetensors=True
+            )
+        except OSError as exc:  # diffusers reports unreadable or missing files as OSError
+            raise UserError(f"cannot load model {path}: {_first_line(exc)}") from None
+
+        loras = _as_list(lora)
+        scales = list(lora_scale) if isinstance(lora_scale, (list, tuple)) else [lora_scale] * len(loras)
+        if len(scales) != len(loras):
+            raise UserError(f"got {len(loras)} LoRA(s) but {len(scales)} lora_scale value(s)")
+        name = path.name + "".join(f"+{Path(item).stem}" for item in loras)
+        generator = cls(pipe, family, name=name, max_batch=max_batch, **overrides)
+        if loras:
+            generator.set_loras(loras, scales)
+
+        if cpu_offload:
+            pipe.enable_model_cpu_offload(device=device)
+        else:
+            pipe.to(device)
+        if vae_tiling:
+            pipe.vae.enable_tiling()
+        _set_attention(pipe, attention, device)
+        if compile:
+            for model in _transformers(pipe):
+                model.compile()
+        return generator
+
+    def set_loras(self, paths: Sequence[str | Path], scales: Sequence[float]) -> None:
+        """Load LoRA weights (diffusers format) and mix them with ``scales``.
+
+        Wan 2.2 A14B has two experts; each LoRA goes into both.
+        """
+        names = []
+        for index, lora_path in enumerate(paths):
+            lora_path = Path(lora_path).expanduser()
+            if not lora_path.exists():
+                raise UserError(f"LoRA not found: {lora_path}")
+            name = f"lora{index}"
+            self.pipeline.load_lora_weights(str(lora_path), adapter_name=name)
+            if getattr(self.pipeline, "transformer_2", None) is not None:
+                self.pipeline.load_lora_weights(str(lora_path), adapter_name=name, load_into_transformer_2=True)
+            names.append(name)
+        self.pipeline.set_adapters(names, [float(scale) for scale in scales])
+
+    # -- facts ----------------------------------------------------------------------------
+    @property
+    def default_size(self) -> tuple[int, int]:
+        """``(H, W)`` videos are generated at unless ``size=`` says otherwise."""
+        return tuple(self.options.size)  # type: ignore[return-value]
+
+    @property
+    def default_num_frames(self) -> int:
+        """Frames per video unless ``num_frames=`` says otherwise."""
+        return self.options.num_frames
+
+    @property
+    def fps(self) -> int:
+        """The frame rate the model was trained for."""
+        return self.options.fps
+
+    @property
+    def prediction_type(self) -> str | None:
+        """What the denoiser predicts: ``flow_prediction``, ``v_prediction``, ``epsilon`` or ``sample``."""
+        return _prediction_type(self.pipeline.scheduler)
+
+    def latent_shape(self, num_frames: int | None = None, size: tuple[int, int] | None = None) -> tuple[int, ...]:
+        """``(C, F, h, w)`` of one sample's latents for a request (what ``latents=`` must match)."""
+        return self.family.latent_shape(self.pipeline, self._geometry(num_frames, size))
+
+    # -- generation -----------------------------------------------------------------------
+    def generate(
+        self,
+        image,
+        prompt: str,
+        *,
+        num_frames: int | None = None,
+        seeds: Sequence[int] | int = (0,),
+        steps: int | None = None,
+        guidance: float | None = None,
+        latents: torch.Tensor | None = None,
+        on_step: OnStep | None = None,
+        output: str = "frames",
+        negative_prompt: str | None = None,
+        size: tuple[int, int] | None = None,
+    ) -> list:
+        """Generate one video per seed; see :meth:`VideoGenerator.generate`.
+
+        The video is generated at ``size`` (default :attr:`default_size`, rounded to the
+        model's multiple) and returned at the image's own size, ``num_frames`` long
+        (the pipeline runs the next valid frame count, e.g. ``4k+1``, and the extra
+        frames are dropped). ``latents`` are the initial latents, ``[len(seeds), C, F,
+        h, w]`` or ``[C, F, h, w]`` for all seeds (see :meth:`latent_shape`); for LTX
+        frame 0 is replaced by the image's latent. ``output="latents"`` returns the
+        final latents ``[C, F, h, w]`` (float32, CPU) instead of frames; turn them into
+        frames with :meth:`decode_latents`.
+        """
+        if output not in ("frames", "latents"):
+            raise UserError(f"output must be 'frames' or 'latents', got {output!r}")
+        seeds = normalise_seeds(seeds)
+        picture = _as_pil(image)
+        num_frames = self.default_num_frames if num_frames is None else int(num_frames)
+        steps = self.options.steps if steps is None else int(steps)
+        if steps < 1:
+            raise UserError(f"steps must be at least 1, got {steps}")
+        request = _Request(
+            prompt=prompt,
+            negative_prompt=self.options.negative_prompt if negative_prompt is None else negative_prompt,
+            num_frames=num_frames,
+            geometry=self._geometry(num_frames, size),
+            steps=steps,
+            guidance=self.options.guidance if guidance is None else float(guidance),
+            on_step=on_step,
+        )
+        noise = self._initial_latents(latents, len(seeds), request.geometry)
+        results: list = []
+        for start in range(0, len(seeds), self.max_batch):
+            batch = seeds[start : start + self.max_batch]
+            batch_noise = None if noise is None else noise[start : start + len(batch)]
+            final, generators = self._denoise(picture, batch, batch_noise, request)
+            if output == "latents":
+                results.extend(sample.cpu() for sample in final)
+                continue
+            for index, generator in enumerate(generators):
+                frames = self._decode(final[index : index + 1], generator, num_frames)
+                results.append(_resize_video(frames, (picture.height, picture.width)))
+        return results
+
+    def decode_latents(self, latents: torch.Tensor, num_frames: int | None = None) -> list[Video]:
+        """Decode canonical latents (``[B, C, F, h, w]`` or ``[C, F, h, w]``) into videos.
+
+        Works on ``output="latents"`` results and on a step's ``state.x0``; pass
+        ``num_frames`` (``state.num_frames``) to drop padding and surplus frames. Videos
+        come at the working size, not resized to any image.
+        """
+        if latents.ndim == 4:
+            latents = latents[None]
+        if num_frames is not None:
+            latents = self.family.trim_latents(self.pipeline, latents, self._valid_frame_count(num_frames))
+        return [self._decode(latents[index : index + 1], None, num_frames) for index in range(latents.shape[0])]
+
+    # -- internals ------------------------------------------------------------------------
+    def _geometry(self, num_frames: int | None, size: tuple[int, int] | None) -> Geometry:
+        num_frames = self.default_num_frames if num_frames is None else int(num_frames)
+        if num_frames < 1:
+            raise UserError(f"num_frames must be at least 1, got {num_frames}")
+        height, width = self.default_size if size is None else size
+        multiple = self.family.size_multiple(self.pipeline)
+        # Nearest valid size: a puzzle rendered at the model's size passes unchanged.
+        height = max(multiple, round(int(height) / multiple) * multiple)
+        width = max(multiple, round(int(width) / multiple) * multiple)
+        return Geometry(self._valid_frame_count(num_frames), height, width)
+
+    def _valid_frame_count(self, num_frames: int) -> int:
+        step = self.family.frame_step(self.pipeline)
+        return math.ceil((num_frames - 1) / step) * step + 1
+
+    def _initial_latents(self, latents: torch.Tensor | None, count: int, geometry: Geometry) -> torch.Tensor | None:
+        if latents is None:
+            return None
+        expected = tuple(self.family.latent_shape(self.pipeline, geometry))
+        if tuple(latents.shape) == expected:
+            latents = latents[None].expand(count, *expected)
+        if tuple(latents.shape) != (count, *expected):
+            raise UserError(f"latents have shape {tuple(latents.shape)}; this request needs {(count, *expected)}")
+        return latents
+
+    def _denoise(self, picture, seeds: list[int], noise: torch.Tensor | None, request: "_Request"):
+        """One pipeline call for ``seeds``: canonical final latents (float32) and the generators."""
+        pipe, family, geometry = self.pipeline, self.family, request.geometry
+        # One CPU generator per seed: noise is identical on every device and batch.
+        generators = [torch.Generator(device="cpu").manual_seed(seed) for seed in seeds]
+        count = len(seeds)
+        prepared = _PreparedLatents(pipe, family, noise, geometry)
+        recorder = _StepRecorder(pipe.scheduler) if request.on_step else contextlib.nullcontext()
+        callback = None
+        if request.on_step is not None:
+            callback = _StepCallback(self, request, tuple(seeds), prepared, recorder)
+        with prepared, recorder:
+            result = pipe(
+                # Wan repeats one image itself; the others encode one image per sample.
+                image=[picture] * count if family.repeat_image else picture,
+                prompt=[request.prompt] * count,
+                negative_prompt=request.negative_prompt,
+                height=geometry.height,
+                width=geometry.width,
+                num_frames=geometry.num_frames,
+                num_inference_steps=request.steps,
+                guidance_scale=request.guidance,
+                generator=generators,
+                output_type="latent",
+                callback_on_step_end=callback,
+                callback_on_step_end_tensor_inputs=["latents"],
+                **family.call_kwargs(pipe, self.fps),
+            )
+        final = family.output_latents(pipe, result.frames, geometry)
+        return final.detach().float(), generators
+
+    @torch.no_grad()
+    def _decode(self, latents: torch.Tensor, generator: torch.Generator | None, num_frames: int | None) -> Video:
+        """One sample's canonical latents -> uint8 frames at the working size."""
+        device = self.pipeline._execution_device
+        video = self.family.decode(self.pipeline, latents.to(device), generator)
+        frames = self.pipeline.video_processor.postprocess_video(video, output_type="np")[0]
+        frames = np.clip(np.rint(frames * 255.0), 0, 255).astype(np.uint8)
+        return frames[:num_frames] if num_frames is not None else frames
+
+
+@dataclasses.dataclass(frozen=True)
+class _Request:
+    """Everything about one ``generate`` call except the seeds."""
+
+    prompt: str
+    negative_prompt: str
+    num_frames: int
+    geometry: Geometry
+    steps: int
+    guidance: float
+    on_step: OnStep | None
+
+
+class _PreparedLatents:
+    """Wraps ``pipe.prepare_latents`` for one call: keeps its result, swaps in caller noise."""
+
+    def __init__(self, pipe, family: Family, noise: torch.Tensor | None, geometry: Geometry) -> None:
+        self.pipe, self.family, self.noise, self.geometry = pipe, family, noise, geometry
+        self.value: Any = None
+
+    def __enter__(self) -> "_PreparedLatents":
+        original = getattr(self.pipe, "prepare_latents", None)
+        if original is None:  # a pipeline without the usual method: nothing to wrap
+            if self.noise is not None:
+                raise UserError(f"{type(self.pipe).__name__} does not accept initial latents")
+            return self
+
+        def prepare_latents(*args, **kwargs):
+            prepared = original(*args, **kwargs)
+            if self.noise is not None:
+                prepared = self.family.replace_noise(self.pipe, prepared, self.noise, self.geometry)
+            self.value = prepared
+            return prepared
+
+        self.pipe.prepare_latents = prepare_latents
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.pipe.__dict__.pop("prepare_latents", None)
+
+
+class _StepRecorder:
+    """Wraps ``scheduler.step`` for one call to keep each step's x0 and noise levels.
+
+    x0 comes from what the scheduler itself computed, so it is exact: the step's
+    ``pred_original_sample`` (DDIM-style, CogVideoX), the converted model output of
+    x0-predicting multistep solvers (UniPC, DPM-Solver++), or ``sample - sigma * v``
+    for flow-matching Euler.
+    """
+
+    def __init__(self, scheduler) -> None:
+        self.scheduler = scheduler
+        self.calls = 0
+        self.x0: torch.Tensor | None = None
+        self.sigma: float | None = None
+        self.next_sigma: float | None = None
+
+    def __enter__(self) -> "_StepRecorder":
+        original = self.scheduler.step
+        signature = inspect.signature(original)
+
+        def step(*args, **kwargs):
+            result = original(*args, **kwargs)
+            self._record(signature.bind(*args, **kwargs).arguments, result)
+            return result
+
+        self.scheduler.step = step
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        del self.scheduler.step
+
+    def _record(self, arguments: dict, result: Any) -> None:
+        scheduler = self.scheduler
+        step_index = getattr(scheduler, "step_index", None)
+        position = self.calls if step_index is None else step_index - 1  # step_index has moved on
+        self.calls += 1
+        self.sigma = _noise_level(scheduler, position)
+        self.next_sigma = _noise_level(scheduler, position + 1)
+        self.x0 = _clean_estimate(scheduler, arguments, result, position)
+
+
+class _StepCallback:
+    """The ``callback_on_step_end`` that turns a step into a :class:`StepState` for ``on_step``."""
+
+    def __init__(self, generator: DiffusersVideoGenerator, request: _Request, seeds, prepared, recorder) -> None:
+        self.generator, self.request, self.seeds = generator, request, seeds
+        self.prepared, self.recorder = prepared, recorder
+
+    def __call__(self, pipe, step: int, timestep, tensors: dict) -> dict:
+        family, geometry = self.generator.family, self.request.geometry
+        native = tensors["latents"]
+        latents = family.with_condition(family.to_canonical(pipe, native, geometry), self.prepared.value)
+        x0 = self.recorder.x0
+        if x0 is not None:
+            x0 = family.x0_to_canonical(pipe, x0, latents, self.prepared.value)
+        state = StepState(
+            step=step,
+            num_steps=int(getattr(pipe, "num_timesteps", self.request.steps)),
+            timestep=float(timestep),
+            sigma=self.recorder.sigma,
+            next_sigma=self.recorder.next_sigma,
+            latents=latents,
+            x0=x0,
+            seeds=self.seeds,
+            num_frames=self.request.num_frames,
+            height=geometry.height,
+            width=geometry.width,
+        )
+        replacement = self.request.on_step(state)
+        if replacement is None:
+            return {}
+        if tuple(replacement.shape) != tuple(latents.shape):
+            raise ValueError(f"on_step returned latents of shape {tuple(replacement.shape)}, expected {tuple(latents.shape)}")
+        replacement = replacement.to(device=native.device, dtype=native.dtype)
+        return {"latents": family.from_canonical(pipe, replacement, geometry)}
+
+
+# -- scheduler facts ------------------------------------------------------------------------
+def _is_flow_matching(scheduler) -> bool:
+    return type(scheduler).__name__.startswith("FlowMatch")
+
+
+def _prediction_type(scheduler) -> str | None:
+    if _is_flow_matching(scheduler):
+        return "flow_prediction"
+    return scheduler.config.get("prediction_type")
+
+
+def _noise_level(scheduler, position: int) -> float | None:
+    """Noise coefficient sigma_t of the sample at step ``position`` (0 past the end)."""
+    sigmas = getattr(scheduler, "sigmas", None)
+    if sigmas is not None:
+        if position >= len(sigmas):
+            return 0.0
+        sigma = sigmas[position]
+        if hasattr(scheduler, "_sigma_to_alpha_sigma_t"):  # UniPC / DPM: VE or flow sigmas -> sigma_t
+            sigma = scheduler._sigma_to_alpha_sigma_t(sigma)[1]
+        return float(sigma)
+    alphas_cumprod = getattr(scheduler, "alphas_cumprod", None)
+    if alphas_cumprod is not None:
+        if position >= len(scheduler.timesteps):
+            return 0.0
+        return float((1 - alphas_cumprod[int(scheduler.timesteps[position])]).sqrt())
+    return None
+
+
+def _clean_estimate(scheduler, arguments: dict, result: Any, position: int) -> torch.Tensor | None:
+    if isinstance(result, tuple) and len(result) > 1:  # CogVideoX schedulers: (prev_sample, x0)
+        return result[1]
+    if getattr(result, "pred_original_sample", None) is not None:
+        return result.pred_original_sample
+    outputs = getattr(scheduler, "model_outputs", None)
+    predicts_x0 = getattr(scheduler, "predict_x0", None)  # UniPC
+    if predicts_x0 is None:
+        predicts_x0 = scheduler.config.get("algorithm_type") in ("dpmsolver++", "sde-dpmsolver++")
+    if outputs and outputs[-1] is not None and predicts_x0:
+        return outputs[-1]
+    if _is_flow_matching(scheduler) and "sample" in arguments and "model_output" in arguments:
+        sigma = scheduler.sigmas[position]
+        return arguments["sample"].float() - sigma * arguments["model_output"].float()
+    return None
+
+
+# -- loading --------------------------------------------------------------------------------
+def read_model_index(path: Path) -> dict:
+    """The parsed ``model_index.json`` of a model folder, or a one-line :class:`UserError`."""
+    if not path.exists():
+        raise UserError(f"model folder not found: {path}")
+    if not path.is_dir():
+        raise UserError(f"model path is not a folder: {path}")
+    index_file = path / "model_index.json"
+    if not index_file.is_file():
+        raise UserError(f"{path} is not a diffusers model folder (no model_index.json)")
+    try:
+        model_index = json.loads(index_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot read {index_file}: {_first_line(exc)}") from None
+    if not isinstance(model_index, dict):
+        raise UserError(f"{index_file} does not hold a JSON object")
+    return model_index
+
+
+def pipeline_class(class_name: Any, path: Path) -> type:
+    """The pipeline class for ``_class_name``, or a :class:`UserError` naming the supported ones."""
+    if not isinstance(class_name, str):
+        raise UserError(f"{path}/model_index.json has no usable _class_name (custom pipeline code is never run)")
+    if class_name not in PIPELINES:
+        raise UserError(
+            f"unsupported pipeline {class_name} in {path}; supported: {', '.join(PIPELINES.names())}"
+        )
+    try:
+        cls = PIPELINES.get(class_name)
+    except ImportError as exc:
+        raise UserError(f"pipeline {class_name} is registered but cannot be imported: {exc}") from None
+    from diffusers import DiffusionPipeline
+
+    if not (isinstance(cls, type) and issubclass(cls, DiffusionPipeline)):
+        raise UserError(f"pipeline {class_name} resolves to {cls!r}, not a diffusers pipeline class")
+    return cls
+
+
+def check_components(path: Path, model_index: dict) -> None:
+    """Raise a :class:`UserError` for a component ``model_index.json`` lists but the folder lacks."""
+    for name, spec in model_index.items():
+        if name.startswith("_") or not isinstance(spec, list) or len(spec) != 2 or None in spec:
+            continue  # settings (boundary_ratio, ...) and absent optional components
+        folder = path / name
+        if not folder.is_dir():
+            raise UserError(f"{path} lists component {name!r} in model_index.json but has no {name}/ folder")
+        is_model = (folder / "config.json").is_file()
+        if is_model and not any(folder.glob("*.safetensors")):
+            raise UserError(
+                f"component {name!r} in {path} has no .safetensors weights (only safetensors are loaded)"
+            )
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``device`` as a ``torch.device``; default CUDA, then Apple MPS, then CPU."""
+    if device is not None:
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    """``dtype`` as a ``torch.dtype``; default bfloat16 on CUDA, float32 elsewhere."""
+    if dtype is None:
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if str(dtype).lower() not in _DTYPES:
+        raise UserError(f"unknown dtype {dtype!r}; choose one of {', '.join(_DTYPES)}")
+    return _DTYPES[str(dtype).lower()]
+
+
+def _dtype_keyword() -> str:
+    """``dtype`` on diffusers that renamed it (``torch_dtype`` is deprecated there), else ``torch_dtype``."""
+    from diffusers.utils import deprecation_utils
+
+    return "dtype" if hasattr(deprecation_utils, "_resolve_dtype") else "torch_dtype"
+
+
+def _set_flow_shift(pipe, shift: float) -> None:
+    scheduler = pipe.scheduler
+    for key in ("shift", "flow_shift"):  # FlowMatchEuler / UniPC and DPM with flow sigmas
+        if key in scheduler.config:
+            pipe.scheduler = type(scheduler).from_config(scheduler.config, **{key: float(shift)})
+            return
+    raise UserError(f"flow_shift does not apply to {type(scheduler).__name__}")
+
+
+def _set_attention(pipe, attention: str, device: torch.device) -> None:
+    if attention == "sdpa":
+        return
+    if attention == "auto" and not (device.type == "cuda" and importlib.util.find_spec("xformers")):
+        return
+    try:
+        pipe.enable_xformers_memory_efficient_attention()
+    except (ImportError, ValueError, RuntimeError) as exc:
+        if attention == "xformers":
+            raise UserError(f"xformers attention is not available: {_first_line(exc)}") from None
+        warnings.warn(f"xformers attention failed ({_first_line(exc)}); using PyTorch SDPA", stacklevel=3)
+
+
+def _transformers(pipe) -> list:
+    return [model for model in (getattr(pipe, "transformer", None), getattr(pipe, "transformer_2", None)) if model]
+
+
+def _as_list(value) -> list:
+    if value is None:
+        return []
+    if isinstance(value, (str, Path)):
+        return [value]
+    return list(value)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _as_pil(image):
+    """An ``(H, W, 3)`` uint8 array or PIL image -> RGB PIL image."""
+    from PIL import Image
+
+    if isinstance(image, Image.Image):
+        return image.convert("RGB")
+    array = np.asarray(image)
+    if array.ndim != 3 or array.shape[-1] != 3 or array.dtype != np.uint8:
+        raise UserError(f"the first frame must be an (H, W, 3) uint8 RGB image; got {array.dtype} {array.shape}")
+    return Image.fromarray(np.ascontiguousarray(array))
+
+
+def _resize_video(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize every frame to ``size`` = (H, W) (no-op when already there)."""
+    height, width = size
+    if frames.shape[1:3] == (height, width):
+        return frames
+    import cv2
+
+    shrinking = height * width < frames.shape[1] * frames.shape[2]
+    interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+    return np.stack([cv2.resize(frame, (width, height), interpolation=interpolation) for frame in frames])

@@ -1,0 +1,331 @@
+"""The embedded default model: a small pixel-space image-to-video diffusion pipeline.
+
+``EmbeddedVideoPipeline`` is a diffusers :class:`~diffusers.DiffusionPipeline` with two
+components, so it saves and loads like any other diffusers model folder
+(``model_index.json`` + ``unet/`` + ``scheduler/``, safetensors):
+
+- ``unet``: a :class:`~diffusers.UNet2DModel` on ``R x R`` pixels whose input channels
+  are the ``F`` noisy RGB frames stacked frame-major (``3 * F`` channels) followed by the
+  clean first frame (3 channels), and whose output is the ``v`` prediction for the ``F``
+  frames (``3 * F`` channels). ``F`` and ``R`` are read from the UNet config.
+- ``scheduler``: a :class:`~diffusers.DDIMScheduler` (cosine ``squaredcos_cap_v2``
+  betas, ``prediction_type="v_prediction"``); its ``step`` output's
+  ``pred_original_sample`` is the clean estimate ``x0`` the probe reads.
+
+There is no VAE: "latents" are the pixels themselves in ``[-1, 1]``, laid out like Wan's
+``[batch, 3, frames, R, R]``. The call signature is Wan's image-to-video one, so
+:class:`~gen_reason.models.DiffusersVideoGenerator` drives it like any other pipeline;
+the prompt is accepted and ignored (the model knows one task: solve the maze).
+
+Images smaller than ``R x R`` (a 5x5 ``maze/grid`` with ``cell_px=5`` is 31 px) are
+padded at the bottom and right with ``pad_color`` (the training data is padded the same
+way) and the frames are cropped back, so a video has its first frame's exact size.
+Larger images are resized down (area) and the frames resized back (nearest).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from diffusers import DDIMScheduler, DiffusionPipeline, UNet2DModel
+from diffusers.utils import BaseOutput
+from diffusers.utils.torch_utils import randn_tensor
+
+from gen_reason.models.families import Family, FamilyDefaults, Geometry
+
+
+@dataclass
+class EmbeddedPipelineOutput(BaseOutput):
+    """``frames``: ``np.ndarray`` ``[B, F, H, W, 3]`` floats in ``[0, 1]`` (``output_type="np"``),
+    or the final latents ``[B, 3, F, R, R]`` in ``[-1, 1]`` (``output_type="latent"``)."""
+
+    frames: Any
+
+
+class EmbeddedFamily(Family):
+    """How :class:`~gen_reason.models.DiffusersVideoGenerator` drives the embedded pipeline.
+
+    Pixel space: 3 latent channels, no spatial or temporal compression; the frame count
+    is fixed by the UNet (other counts are resampled by the pipeline).
+    """
+
+    def frame_step(self, pipe) -> int:
+        return 1
+
+    def size_multiple(self, pipe) -> int:
+        return 1
+
+    def latent_channels(self, pipe) -> int:
+        return 3
+
+    def latent_shape(self, pipe, geometry: Geometry) -> tuple[int, int, int, int]:
+        size = pipe.resolution
+        return (3, pipe.num_frames, size, size)
+
+
+def make_unet(num_frames: int = 16, resolution: int = 32, block_out_channels: Sequence[int] = (32, 64, 128),
+              layers_per_block: int = 1, attention_levels: Sequence[bool] = (False, False, True),
+              attention_head_dim: int = 32, norm_num_groups: int = 16) -> UNet2DModel:
+    """A UNet for ``num_frames`` RGB frames of ``resolution`` px stacked as channels, first frame as condition."""
+    down = tuple("AttnDownBlock2D" if attn else "DownBlock2D" for attn in attention_levels)
+    up = tuple("AttnUpBlock2D" if attn else "UpBlock2D" for attn in reversed(attention_levels))
+    return UNet2DModel(
+        sample_size=resolution,
+        in_channels=3 * num_frames + 3,
+        out_channels=3 * num_frames,
+        block_out_channels=tuple(block_out_channels),
+        layers_per_block=layers_per_block,
+        down_block_types=down,
+        up_block_types=up,
+        attention_head_dim=attention_head_dim,
+        norm_num_groups=norm_num_groups,
+    )
+
+
+def make_scheduler(num_train_timesteps: int = 1000) -> DDIMScheduler:
+    """DDIM over a cosine schedule with v-prediction, clipping x0 to the pixel range."""
+    return DDIMScheduler(
+        num_train_timesteps=num_train_timesteps,
+        beta_schedule="squaredcos_cap_v2",
+        prediction_type="v_prediction",
+        clip_sample=True,
+        clip_sample_range=1.0,
+        set_alpha_to_one=True,
+        timestep_spacing="trailing",  # the first step starts from pure noise (t = T - 1)
+    )
+
+
+def stack_frames(video: torch.Tensor) -> torch.Tensor:
+    """``[B, 3, F, H, W]`` -> ``[B, 3F, H, W]`` (frame-major channels)."""
+    b, c, f, h, w = video.shape
+    return video.permute(0, 2, 1, 3, 4).reshape(b, f * c, h, w)
+
+
+def unstack_frames(stacked: torch.Tensor, num_frames: int) -> torch.Tensor:
+    """``[B, 3F, H, W]`` -> ``[B, 3, F, H, W]``."""
+    b, _, h, w = stacked.shape
+    return stacked.reshape(b, num_frames, 3, h, w).permute(0, 2, 1, 3, 4)
+
+
+class EmbeddedVideoPipeline(DiffusionPipeline):
+    """Image-to-video in pixel space: first frame in, ``F`` frames of its solution out."""
+
+    model_cpu_offload_seq = "unet"
+    _callback_tensor_inputs = ["latents", "pred_original_sample"]
+    genreason_family = EmbeddedFamily(
+        "embedded", FamilyDefaults(size=(32, 32), num_frames=16, fps=8, steps=50, guidance=1.0)
+    )
+    # No VAE: the "latents" are pixels (the backend reads these to size its latents).
+    vae_scale_factor_spatial = 1
+    vae_scale_factor_temporal = 1
+
+    def __init__(self, unet: UNet2DModel, scheduler: DDIMScheduler, pad_color: Sequence[int] = (255, 255, 255)):
+        super().__init__()
+        self.register_modules(unet=unet, scheduler=scheduler)
+        self.register_to_config(pad_color=[int(c) for c in pad_color])
+
+    # -- facts --------------------------------------------------------------------------
+    @property
+    def num_frames(self) -> int:
+        """Frames the UNet generates per video (fixed at training time)."""
+        return int(self.unet.config.out_channels) // 3
+
+    @property
+    def resolution(self) -> int:
+        """Working size in pixels (square)."""
+        size = self.unet.config.sample_size
+        return int(size[0] if isinstance(size, (tuple, list)) else size)
+
+    # -- images in and out -------------------------------------------------------------
+    def _to_model_image(self, image: Any) -> tuple[torch.Tensor, tuple[int, int]]:
+        """One image (PIL, ``(H, W, 3)`` uint8 or float array, or ``[3, H, W]`` tensor in [-1, 1])
+        -> ``[3, R, R]`` in ``[-1, 1]`` and its original ``(H, W)``."""
+        import cv2
+
+        if isinstance(image, torch.Tensor):
+            arr = ((image.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
+        else:
+            arr = np.asarray(image)
+            if arr.dtype != np.uint8:
+                arr = (np.clip(arr.astype(np.float32), 0.0, 1.0) * 255).round().astype(np.uint8)
+        if arr.ndim == 2:
+            arr = np.repeat(arr[:, :, None], 3, axis=2)
+        arr = arr[:, :, :3]
+        h, w = arr.shape[:2]
+        size = self.resolution
+        if h > size or w > size:
+            scale = size / max(h, w)
+            arr = cv2.resize(arr, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+        arr = pad_image(arr, size, self.config.pad_color)
+        tensor = torch.from_numpy(arr).permute(2, 0, 1).float() / 127.5 - 1.0
+        return tensor, (h, w)
+
+    def _to_output_frames(self, video: torch.Tensor, sizes: list[tuple[int, int]], num_frames: int) -> np.ndarray:
+        """``[B, 3, F, R, R]`` in [-1, 1] -> ``[B, num_frames, H, W, 3]`` in [0, 1], cropped/resized back."""
+        import cv2
+
+        frames = ((video.float().clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 4, 1).cpu().numpy()
+        frames = frames[:, resample_indices(frames.shape[1], num_frames)]
+        out = []
+        size = self.resolution
+        for sample, (h, w) in zip(frames, sizes):
+            if h <= size and w <= size:
+                out.append(sample[:, :h, :w])
+            else:
+                scale = size / max(h, w)
+                inner = sample[:, : max(1, round(h * scale)), : max(1, round(w * scale))]
+                out.append(np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_NEAREST) for f in inner]))
+        if len({f.shape for f in out}) == 1:
+            return np.stack(out)
+        return np.array(out, dtype=object)  # mixed sizes: one array per sample
+
+    # -- the pieces the backend calls ---------------------------------------------------
+    def prepare_latents(self, batch_size: int, generator=None, device=None, dtype=torch.float32) -> torch.Tensor:
+        """The initial noise ``[B, 3, F, R, R]`` (one generator per sample, or one for all)."""
+        shape = (batch_size, 3, self.num_frames, self.resolution, self.resolution)
+        return randn_tensor(shape, generator=generator, device=device or self.device, dtype=dtype)
+
+    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        """Pixel space: latents are the video ``[B, 3, F, R, R]``; clamp to ``[-1, 1]``."""
+        return latents.clamp(-1, 1)
+
+    def denoise_step(self, latents: torch.Tensor, condition: torch.Tensor, t: torch.Tensor, eta: float = 0.0,
+                     generator=None):
+        """One DDIM step: returns the scheduler's output (``prev_sample``, ``pred_original_sample``)."""
+        model_input = torch.cat([stack_frames(latents), condition], dim=1)
+        timestep = t.expand(latents.shape[0]) if t.ndim == 0 else t
+        velocity = self.unet(model_input.to(self.unet.dtype), timestep.to(latents.device)).sample
+        velocity = unstack_frames(velocity.float(), self.num_frames)
+        return self.scheduler.step(velocity, t, latents, eta=eta, generator=generator)
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        image: Any = None,
+        prompt: str | list[str] | None = None,
+        negative_prompt: str | list[str] | None = None,
+        height: int | None = None,
+        width: int | None = None,
+        num_frames: int | None = None,
+        num_inference_steps: int = 50,
+        guidance_scale: float = 1.0,
+        num_videos_per_prompt: int = 1,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        latents: torch.Tensor | None = None,
+        eta: float = 0.0,
+        output_type: str = "np",
+        return_dict: bool = True,
+        callback_on_step_end: Callable | None = None,
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
+        **ignored: Any,
+    ):
+        """Generate solution videos from first frames.
+
+        Args:
+            image: one first frame, or a list of them (one video batch over several
+                puzzles); PIL, ``(H, W, 3)`` uint8 / float arrays, or ``[3, H, W]`` tensors
+                in ``[-1, 1]``.
+            prompt, negative_prompt, guidance_scale, height, width: accepted for the
+                image-to-video call convention and ignored (one task, no text, a fixed
+                working size; the output has each image's own size).
+            num_frames: frames in the output; the model makes ``self.num_frames`` and
+                other counts are resampled in time (nearest frame).
+            num_inference_steps: DDIM steps.
+            num_videos_per_prompt: videos per image.
+            generator: one ``torch.Generator`` or a list with one per video (then each
+                video depends only on its own generator, whatever shares the batch).
+            latents: initial noise ``[B, 3, F, R, R]`` instead of drawing it.
+            eta: DDIM eta (0: deterministic given the initial noise).
+            output_type: ``"np"`` (frames in [0, 1]), ``"pt"`` (tensor ``[B, F, 3, H, W]``
+                in [0, 1], model size) or ``"latent"`` (``[B, 3, F, R, R]`` in [-1, 1]).
+            callback_on_step_end: ``fn(pipe, i, t, kwargs) -> dict`` after each step;
+                ``kwargs`` holds the tensors named in ``callback_on_step_end_tensor_inputs``
+                (``latents``, ``pred_original_sample``); a returned ``latents`` replaces them.
+        """
+        if image is None:
+            raise ValueError("EmbeddedVideoPipeline needs an image (the puzzle's first frame)")
+        images = list(image) if isinstance(image, (list, tuple)) else [image]
+        for name in callback_on_step_end_tensor_inputs:
+            if name not in self._callback_tensor_inputs:
+                raise ValueError(f"callback tensor {name!r} is not one of {self._callback_tensor_inputs}")
+        device = self._execution_device
+        converted = [self._to_model_image(img) for img in images]
+        condition = torch.stack([c for c, _ in converted]).repeat_interleave(num_videos_per_prompt, dim=0)
+        sizes = [s for _, s in converted for _ in range(num_videos_per_prompt)]
+        condition = condition.to(device)
+        batch = condition.shape[0]
+        if isinstance(generator, list) and len(generator) != batch:
+            raise ValueError(f"got {len(generator)} generators for {batch} videos; give one per video")
+
+        if latents is None:
+            latents = self.prepare_latents(batch, generator=generator, device=device)
+        else:
+            latents = latents.to(device=device, dtype=torch.float32)
+        latents = latents * self.scheduler.init_noise_sigma
+
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        timesteps = self.scheduler.timesteps
+        self._num_timesteps = len(timesteps)
+        for i, t in enumerate(self.progress_bar(timesteps)):
+            step = self.denoise_step(latents, condition, t, eta=eta, generator=generator)
+            latents = step.prev_sample
+            if callback_on_step_end is not None:
+                available = {"latents": latents, "pred_original_sample": step.pred_original_sample}
+                callback_kwargs = {name: available[name] for name in callback_on_step_end_tensor_inputs}
+                returned = callback_on_step_end(self, i, t, callback_kwargs) or {}
+                latents = returned.get("latents", latents)
+
+        # The first frame is the given image, exactly (the model only approximates it).
+        latents = latents.clone()
+        latents[:, :, 0] = condition.to(latents.dtype)
+        self.maybe_free_model_hooks()
+
+        if output_type == "latent":
+            frames = latents
+        elif output_type == "pt":
+            video = self.decode_latents(latents)
+            frames = ((video + 1) / 2).permute(0, 2, 1, 3, 4)
+        elif output_type == "np":
+            frames = self._to_output_frames(self.decode_latents(latents), sizes, num_frames or self.num_frames)
+        else:
+            raise ValueError(f"output_type must be 'np', 'pt' or 'latent'; got {output_type!r}")
+        if not return_dict:
+            return (frames,)
+        return EmbeddedPipelineOutput(frames=frames)
+
+
+def pad_image(arr: np.ndarray, size: int, color: Sequence[int]) -> np.ndarray:
+    """Pad ``(H, W, 3)`` uint8 at the bottom and right to ``size x size`` with ``color``.
+
+    Bottom-right padding keeps every pixel coordinate of the puzzle's spec valid.
+    """
+    h, w = arr.shape[:2]
+    if h == size and w == size:
+        return arr
+    out = np.empty((size, size, 3), np.uint8)
+    out[:] = np.asarray(color, np.uint8)
+    out[:h, :w] = arr
+    return out
+
+
+def pad_video(video: np.ndarray, size: int, color: Sequence[int]) -> np.ndarray:
+    """Pad ``(T, H, W, 3)`` uint8 frames at the bottom and right to ``size x size``."""
+    t, h, w = video.shape[:3]
+    if h == size and w == size:
+        return video
+    out = np.empty((t, size, size, 3), np.uint8)
+    out[:] = np.asarray(color, np.uint8)
+    out[:, :h, :w] = video
+    return out
+
+
+def resample_indices(have: int, want: int) -> np.ndarray:
+    """Frame indices taking a ``have``-frame video to ``want`` frames (nearest in time, ends kept)."""
+    if want == have:
+        return np.arange(have)
+    if want == 1:
+        return np.zeros(1, dtype=int)
+    return np.round(np.linspace(0, have - 1, want)).astype(int)

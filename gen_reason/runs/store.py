@@ -1,0 +1,130 @@
+"""The run store: a run is a folder (DESIGN.md §3).
+
+    config.yaml            the resolved config (a rerun must match it)
+    shards/<rank>.jsonl    results as they come, one line per instance x solver, per process
+    results.jsonl          all shards merged in canonical order (written when a run completes)
+    videos/                chosen videos, one per result line
+    report.md, plots/      written by ``genreason report``
+
+Each result line is appended with one ``write`` and fsynced, so a kill loses at most
+the line in flight; a torn last line is cut off when the shard is reopened. A rerun of
+the same config skips every key already stored.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import yaml
+
+from gen_reason.errors import UserError
+
+
+class RunStore:
+    """Append-only, resumable storage of one run's results."""
+
+    def __init__(self, root: str | os.PathLike, config: dict, rank: int = 0) -> None:
+        self.root = Path(root)
+        self.rank = rank
+        try:
+            (self.root / "shards").mkdir(parents=True, exist_ok=True)
+            (self.root / "videos").mkdir(exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"cannot write to run folder {self.root}: {exc.strerror or exc}") from None
+        self._check_config(config)
+        self.shard = self.root / "shards" / f"{rank}.jsonl"
+        _cut_torn_tail(self.shard)
+
+    def _check_config(self, config: dict) -> None:
+        path = self.root / "config.yaml"
+        text = yaml.safe_dump(config, sort_keys=True)
+        if path.exists():
+            if yaml.safe_load(path.read_text()) != yaml.safe_load(text):
+                raise UserError(
+                    f"{self.root} holds a run with a different config (see {path}); "
+                    "rerun with the same config to resume, or choose another --out"
+                )
+            return
+        if self.rank == 0:
+            tmp = path.with_suffix(".yaml.part")
+            tmp.write_text(text)
+            os.replace(tmp, path)
+
+    def records(self) -> Iterator[dict]:
+        """Every stored result line of every shard (complete lines only)."""
+        for shard in sorted((self.root / "shards").glob("*.jsonl")):
+            yield from read_jsonl(shard)
+
+    def done_keys(self) -> set[str]:
+        """Keys of results already stored (by any process)."""
+        return {r["key"] for r in self.records()}
+
+    def append(self, record: dict) -> None:
+        """Append one result line durably."""
+        line = json.dumps(record, sort_keys=True, allow_nan=False) + "\n"
+        with open(self.shard, "a") as fh:
+            fh.write(line)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def video_path(self, key: str) -> Path:
+        """Where the chosen video of result ``key`` is stored."""
+        safe = key.replace("/", "-").replace("|", "__")
+        return self.root / "videos" / f"{safe}.mp4"
+
+    def merge(self) -> Path:
+        """Write ``results.jsonl``: every shard's lines, deduplicated by key, in canonical order."""
+        merged = {}
+        for record in self.records():
+            merged.setdefault(record["key"], record)
+        ordered = sorted(merged.values(), key=lambda r: tuple(r.get("order", [0])))
+        path = self.root / "results.jsonl"
+        tmp = path.with_suffix(".jsonl.part")
+        tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in ordered))
+        os.replace(tmp, path)
+        return path
+
+
+def read_jsonl(path: str | os.PathLike) -> Iterable[dict]:
+    """Complete JSON lines of a file (a torn last line is skipped)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    out = []
+    with open(path) as fh:
+        for line in fh:
+            if not line.endswith("\n"):
+                break
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                break
+    return out
+
+
+def _cut_torn_tail(path: Path) -> None:
+    """Truncate a shard after its last complete line (a kill mid-write leaves a partial one)."""
+    if not path.exists():
+        return
+    data = path.read_bytes()
+    end = data.rfind(b"\n") + 1
+    if end != len(data):
+        with open(path, "r+b") as fh:
+            fh.truncate(end)
+
+
+def load_results(run: str | os.PathLike) -> list[dict]:
+    """All results of a run folder (merged file if complete, else the shards)."""
+    run = Path(run)
+    if not (run / "config.yaml").exists():
+        raise UserError(f"{run} is not a run folder (no config.yaml)")
+    if (run / "results.jsonl").exists():
+        return list(read_jsonl(run / "results.jsonl"))
+    merged = {}
+    for shard in sorted((run / "shards").glob("*.jsonl")):
+        for r in read_jsonl(shard):
+            merged.setdefault(r["key"], r)
+    return sorted(merged.values(), key=lambda r: tuple(r.get("order", [0])))

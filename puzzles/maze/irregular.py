@@ -1,0 +1,486 @@
+"""``maze/irregular``: winding roads with junctions and dead ends; drive the agent to the goal.
+
+VR-Bench's "pathfinder": curved roads on a plain background. The road graph is a jittered
+lattice of junctions whose candidate roads (lattice sides plus some diagonals, which keeps
+the graph planar) are bent into cubic Bezier curves; candidates that would touch another
+road are straightened or dropped. A random spanning tree of the rest, plus a few extra
+roads that close loops, is the map; the tree's leaves are the dead ends.
+
+The spec follows the maze-family contract: ``nodes`` are the junctions (indices
+``0..J-1``) followed by points sampled along every road about ``step_px`` apart, and
+``edges`` join consecutive samples, so one move is a short hop that a referee can check
+stays on the road. ``layout`` is the canonical road graph (junctions and control points,
+rounded); every pixel and node is derived from it.
+
+Difficulties: ``easy`` / ``medium`` / ``hard`` are 4x4, 5x5 and 6x6 junction lattices with
+1, 2 and 3 loop roads and solutions of at least 3, 5 and 7 roads; ``"NxM"`` asks for an
+N x M lattice directly (2 to 12). The start is a dead end and the goal the dead end
+farthest from it. The stored solution is an optimal (fewest moves, BFS) node path.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import deque
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from gen_reason.errors import UserError
+from gen_reason.puzzles.instance import Instance
+from gen_reason.puzzles.maze.grid import check_node_path, graph_distance, parse_size, size_of
+from gen_reason.puzzles.skins import color_name, draw_icon, floor_texture, get_skin
+from gen_reason.puzzles.task import Task, TaskConfig, check_range
+
+NAMED_LATTICES = {"easy": (4, 4), "medium": (5, 5), "hard": (6, 6)}
+NAMED_EXTRA_ROADS = {"easy": 1, "medium": 2, "hard": 3}
+NAMED_MIN_ROADS = {"easy": 3, "medium": 5, "hard": 7}  # roads the solution must follow
+MAX_ATTEMPTS = 40
+JITTER = 0.2  # junction jitter as a share of the lattice spacing; < 0.25 keeps lattice roads from crossing
+MARGIN = 0.6  # image border around the lattice, in spacings
+SHARED_END_CLEARANCE = 3.0  # road widths from a shared junction within which two roads may merge
+GAP_ADJACENT = 1.3  # least centreline distance (road widths) of two roads beyond their shared junction
+GAP_SEPARATE = 1.8  # least centreline distance (road widths) of two roads that share no junction
+SAMPLE_PX = 2.0  # spacing of the dense curve samples used for drawing and clearance checks
+
+PROMPT = (
+    "A top-down map of winding {road} roads. The {agent} {icon} is the agent and the {goal} {goal_icon} is "
+    "the goal. Move the agent along the roads until it reaches the goal, never leaving the road; some roads "
+    "are dead ends. The map and the camera stay fixed; only the agent moves."
+)
+
+
+@dataclass(frozen=True)
+class IrregularMazeConfig(TaskConfig):
+    """How road maps look and are built."""
+
+    frames_per_step: int = 2  # one move is a short hop of ~step_px pixels, not a whole cell
+    spacing_px: int = 72  # mean distance between neighbouring junctions
+    road_px: int | None = None  # road width; None: spacing_px // 5
+    step_px: float | None = None  # distance between nodes along a road; None: the road width
+    curviness: float = 0.18  # largest sideways bend of a road's control points, as a share of its length
+    diagonals: float = 0.5  # chance that a lattice square gets a diagonal road candidate
+    extra_roads: int | None = None  # roads added to the spanning tree to close loops; None: the difficulty's
+    goal_placement: str = "farthest"  # "farthest" dead end from a random dead-end start, or "diameter"
+    trail: bool = False  # paint the road driven so far
+
+    def validate(self) -> None:
+        """Check every field; raise UserError naming the first bad one."""
+        super().validate()
+        check_range("spacing_px", self.spacing_px, 16, 512)
+        if self.road_px is not None:
+            check_range("road_px", self.road_px, 1, 128)
+            if self.road_px * 4 > self.spacing_px:
+                raise UserError(f"road_px {self.road_px} is too wide for spacing_px {self.spacing_px}: "
+                                "roads need spacing_px >= 4 * road_px to stay apart")
+        if self.step_px is not None:
+            check_range("step_px", self.step_px, 1, self.spacing_px / 2)
+        check_range("curviness", self.curviness, 0.0, 0.4)
+        check_range("diagonals", self.diagonals, 0.0, 1.0)
+        if self.extra_roads is not None:
+            if not isinstance(self.extra_roads, int) or isinstance(self.extra_roads, bool):
+                raise UserError(f"extra_roads must be an integer; got {self.extra_roads!r}")
+            check_range("extra_roads", self.extra_roads, 0, 100)
+        if self.goal_placement not in ("farthest", "diameter"):
+            raise UserError(f"goal_placement must be 'farthest' or 'diameter'; got {self.goal_placement!r}")
+        if not isinstance(self.trail, bool):
+            raise UserError(f"trail must be true or false; got {self.trail!r}")
+
+    @property
+    def road_width(self) -> int:
+        """Road width in pixels."""
+        return self.road_px if self.road_px is not None else max(2, self.spacing_px // 5)
+
+    @property
+    def node_step(self) -> float:
+        """Target distance between consecutive nodes along a road."""
+        return float(self.step_px) if self.step_px is not None else float(self.road_width)
+
+
+# geometry -------------------------------------------------------------------------
+def bezier(points: np.ndarray, count: int) -> np.ndarray:
+    """``count`` points of the cubic Bezier curve with control ``points`` (4, 2), evenly in t."""
+    t = np.linspace(0.0, 1.0, count)[:, None]
+    p0, p1, p2, p3 = points
+    return ((1 - t) ** 3) * p0 + 3 * ((1 - t) ** 2) * t * p1 + 3 * (1 - t) * (t ** 2) * p2 + (t ** 3) * p3
+
+
+def dense_curve(start, controls, end) -> np.ndarray:
+    """The road's centreline sampled about every ``SAMPLE_PX`` pixels (endpoints exact)."""
+    points = np.array([start, *controls, end], float)
+    hull = float(np.sum(np.linalg.norm(np.diff(points, axis=0), axis=1)))  # >= the arc length
+    return bezier(points, max(8, int(math.ceil(hull / SAMPLE_PX)) + 1))
+
+
+def resample(curve: np.ndarray, step: float) -> np.ndarray:
+    """Points along ``curve`` at equal arc-length spacing close to ``step`` (endpoints included)."""
+    arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(curve, axis=0), axis=1))])
+    segments = max(2, int(round(arc[-1] / step)))
+    at = np.linspace(0.0, arc[-1], segments + 1)
+    return np.stack([np.interp(at, arc, curve[:, 0]), np.interp(at, arc, curve[:, 1])], axis=1)
+
+
+def _min_distance(a: np.ndarray, b: np.ndarray) -> float:
+    if len(a) == 0 or len(b) == 0:
+        return math.inf
+    d = a[:, None, :] - b[None, :, :]
+    return math.sqrt(float(np.einsum("ijk,ijk->ij", d, d).min()))
+
+
+def roads_clear(curve_a: np.ndarray, ends_a: tuple[int, int], curve_b: np.ndarray, ends_b: tuple[int, int],
+                junctions: np.ndarray, width: float) -> bool:
+    """Whether two drawn roads stay visibly apart (so the picture shows no link the graph lacks).
+
+    Roads that share a junction may merge near it; beyond ``SHARED_END_CLEARANCE`` road
+    widths from it they keep ``GAP_ADJACENT`` widths apart. Other roads keep
+    ``GAP_SEPARATE`` widths apart everywhere.
+    """
+    shared = set(ends_a) & set(ends_b)
+    if not shared:
+        return _min_distance(curve_a, curve_b) >= GAP_SEPARATE * width
+    hub = junctions[shared.pop()]
+    radius = SHARED_END_CLEARANCE * width
+    far_a = curve_a[np.linalg.norm(curve_a - hub, axis=1) >= radius]
+    far_b = curve_b[np.linalg.norm(curve_b - hub, axis=1) >= radius]
+    gap = GAP_ADJACENT * width
+    return _min_distance(far_a, curve_b) >= gap and _min_distance(far_b, curve_a) >= gap
+
+
+def _boxes_near(box_a, box_b, pad: float) -> bool:
+    return not (box_a[2] + pad < box_b[0] or box_b[2] + pad < box_a[0] or
+                box_a[3] + pad < box_b[1] or box_b[3] + pad < box_a[1])
+
+
+# layout generation ------------------------------------------------------------------
+def jittered_lattice(rows: int, cols: int, spacing: float, rng: random.Random) -> list[list[float]]:
+    """Junction points: a lattice with every point moved at random by up to ``JITTER`` spacings."""
+    margin = MARGIN * spacing
+    return [[round(margin + c * spacing + rng.uniform(-JITTER, JITTER) * spacing, 1),
+             round(margin + r * spacing + rng.uniform(-JITTER, JITTER) * spacing, 1)]
+            for r in range(rows) for c in range(cols)]
+
+
+def candidate_pairs(rows: int, cols: int, diagonals: float, rng: random.Random) -> list[tuple[int, int]]:
+    """Lattice sides plus at most one diagonal per square: straight, they never cross."""
+    pairs = []
+    for r in range(rows):
+        for c in range(cols):
+            i = r * cols + c
+            if c + 1 < cols:
+                pairs.append((i, i + 1))
+            if r + 1 < rows:
+                pairs.append((i, i + cols))
+            if r + 1 < rows and c + 1 < cols and rng.random() < diagonals:
+                pairs.append((i, i + cols + 1) if rng.random() < 0.5 else (i + 1, i + cols))
+    return pairs
+
+
+def bend_roads(junctions: list, pairs: list, size: tuple[int, int], width: float, curviness: float,
+               rng: random.Random) -> list[list]:
+    """Give every candidate road two control points, keeping all roads visibly apart.
+
+    Each road tries a full bend, a half bend, then a straight line; a road that still
+    comes too close to an accepted one is dropped. Returns ``[i, j, [[x, y], [x, y]]]``.
+    """
+    pts = np.array(junctions, float)
+    h, w = size
+    accepted: list[tuple[list, np.ndarray, tuple]] = []
+    for i, j in pairs:
+        a, b = pts[i], pts[j]
+        chord = b - a
+        length = float(np.linalg.norm(chord))
+        normal = np.array([-chord[1], chord[0]]) / length
+        for bend in (curviness, curviness / 2, 0.0):
+            offsets = (rng.uniform(-bend, bend) * length, rng.uniform(-bend, bend) * length)
+            controls = [a + chord * (k + 1) / 3 + normal * off for k, off in enumerate(offsets)]
+            # Curves stay in their control points' hull, so clamping these keeps roads in frame.
+            controls = [[round(float(np.clip(p[0], width, w - width)), 1), round(float(np.clip(p[1], width, h - width)), 1)]
+                        for p in controls]
+            # Clearance is checked on every other dense sample: plenty against gaps of a road width.
+            curve = dense_curve(a, controls, b)[::2]
+            box = (*curve.min(axis=0), *curve.max(axis=0))
+            if all(roads_clear(curve, (i, j), other, (oi, oj), pts, width)
+                   for (oi, oj, _), other, other_box in accepted
+                   if _boxes_near(box, other_box, GAP_SEPARATE * width)):
+                accepted.append(([i, j, controls], curve, box))
+                break
+    return [road for road, _, _ in accepted]
+
+
+def spanning_roads(count: int, roads: list[list], extra: int, rng: random.Random) -> list[list] | None:
+    """A random spanning tree of the candidate roads plus up to ``extra`` loop roads between
+    junctions that are not dead ends; ``None`` if the candidates do not connect every junction."""
+    order = list(range(len(roads)))
+    rng.shuffle(order)
+    parent = list(range(count))
+
+    def find(k: int) -> int:
+        while parent[k] != k:
+            parent[k] = parent[parent[k]]
+            k = parent[k]
+        return k
+
+    tree, spare = [], []
+    for k in order:
+        a, b = find(roads[k][0]), find(roads[k][1])
+        if a != b:
+            parent[a] = b
+            tree.append(k)
+        else:
+            spare.append(k)
+    if len(tree) != count - 1:
+        return None
+    # Loop roads join junctions that are not dead ends, so the tree's dead ends all stay.
+    degree = [0] * count
+    for k in tree:
+        degree[roads[k][0]] += 1
+        degree[roads[k][1]] += 1
+    loops = [k for k in spare if degree[roads[k][0]] >= 2 and degree[roads[k][1]] >= 2][:extra]
+    return [roads[k] for k in sorted(tree + loops)]
+
+
+def road_curves(layout: dict) -> list[np.ndarray]:
+    """Every road's dense centreline, in layout order."""
+    junctions = layout["junctions"]
+    return [dense_curve(junctions[i], controls, junctions[j]) for i, j, controls in layout["roads"]]
+
+
+def road_nodes(layout: dict, step: float) -> tuple[list, list]:
+    """Spec ``nodes`` and ``edges`` of a road layout.
+
+    Junctions are nodes ``0..J-1``; each road adds its interior samples in order.
+    """
+    junctions = layout["junctions"]
+    nodes = [list(p) for p in junctions]
+    edges = []
+    for (i, j, _), curve in zip(layout["roads"], road_curves(layout)):
+        inner = resample(curve, step)[1:-1]
+        chain = [i]
+        for x, y in inner:
+            chain.append(len(nodes))
+            nodes.append([round(float(x), 3), round(float(y), 3)])
+        chain.append(j)
+        edges.extend([a, b] for a, b in zip(chain, chain[1:]))
+    return nodes, edges
+
+
+def _bfs(count: int, edges: list, source: int) -> tuple[list[int], list[int]]:
+    """Distances (-1: unreachable) and BFS parents from ``source`` (neighbours in index order)."""
+    adj: list[list[int]] = [[] for _ in range(count)]
+    for a, b in edges:
+        adj[a].append(b)
+        adj[b].append(a)
+    dist, parent = [-1] * count, [-1] * count
+    dist[source] = 0
+    queue = deque([source])
+    while queue:
+        u = queue.popleft()
+        for v in sorted(adj[u]):
+            if dist[v] < 0:
+                dist[v], parent[v] = dist[u] + 1, u
+                queue.append(v)
+    return dist, parent
+
+
+class IrregularMaze(Task):
+    """Curved road maps with junctions, loops and dead ends (VR-Bench "pathfinder")."""
+
+    name = "maze/irregular-v1"
+    Config = IrregularMazeConfig
+    difficulties = tuple(NAMED_LATTICES)
+
+    def parse_difficulty(self, difficulty: str) -> str:
+        """``easy``/``medium``/``hard`` or ``"NxM"`` junctions (2 to 12)."""
+        return parse_size(self.name, difficulty, NAMED_LATTICES, low=2, high=12)
+
+    def image_size(self, rows: int, cols: int) -> tuple[int, int]:
+        """(H, W) of a ``rows`` x ``cols`` junction lattice."""
+        s = self.config.spacing_px
+        return int(round((rows - 1 + 2 * MARGIN) * s)), int(round((cols - 1 + 2 * MARGIN) * s))
+
+    def _generate(self, rng: random.Random, difficulty: str, seed: int) -> Instance:
+        cfg = self.config
+        rows, cols = size_of(difficulty, NAMED_LATTICES)
+        extra = cfg.extra_roads if cfg.extra_roads is not None else NAMED_EXTRA_ROADS.get(difficulty, 2)
+        min_roads = NAMED_MIN_ROADS.get(difficulty, max(1, (rows + cols - 2) // 2))
+        size = self.image_size(rows, cols)
+        best = None
+        for _ in range(MAX_ATTEMPTS):
+            junctions = jittered_lattice(rows, cols, cfg.spacing_px, rng)
+            candidates = bend_roads(junctions, candidate_pairs(rows, cols, cfg.diagonals, rng), size,
+                                    cfg.road_width, cfg.curviness, rng)
+            roads = spanning_roads(len(junctions), candidates, extra, rng)
+            if roads is None:
+                continue
+            layout = {"junctions": junctions, "roads": roads}
+            found = self._place_ends(layout, rng)
+            if found is None:
+                continue
+            start, goal, junction_path = found
+            if best is None or len(junction_path) > len(best[3]):
+                best = (layout, start, goal, junction_path)
+            if len(junction_path) - 1 >= min_roads:
+                break
+        if best is None:
+            raise UserError(f"could not build a connected road map with two dead ends for {self.name} at "
+                            f"{difficulty}; lower road_px or curviness, or raise spacing_px")
+        layout, start, goal, _ = best
+        return self.build({**layout, "start": start, "goal": goal}, seed, difficulty)
+
+    def _place_ends(self, layout: dict, rng: random.Random) -> tuple[int, int, list[int]] | None:
+        """A dead-end start, the dead end farthest from it (in moves), and the junctions between."""
+        count = len(layout["junctions"])
+        nodes, edges = road_nodes(layout, self.config.node_step)
+        degree = [0] * count
+        for i, j, _ in layout["roads"]:
+            degree[i] += 1
+            degree[j] += 1
+        leaves = [k for k in range(count) if degree[k] == 1]
+        if len(leaves) < 2:
+            return None
+        start = rng.choice(leaves)
+        if self.config.goal_placement == "diameter":
+            dist, _ = _bfs(len(nodes), edges, start)
+            start = max(leaves, key=lambda k: (dist[k], -k))
+        dist, parent = _bfs(len(nodes), edges, start)
+        goal = max((k for k in leaves if k != start), key=lambda k: (dist[k], -k))
+        path = [goal]
+        while path[-1] != start:
+            path.append(parent[path[-1]])
+        return start, goal, [k for k in reversed(path) if k < count]
+
+    def build(self, layout: dict, seed: int, difficulty: str) -> Instance:
+        """Assemble spec, solution, prompt and first frame for a road layout."""
+        cfg = self.config
+        skin = get_skin(cfg.skin, cfg.agent_icon)
+        junctions = layout["junctions"]
+        rows_cols = size_of(difficulty, NAMED_LATTICES)
+        h, w = self.image_size(*rows_cols)
+        nodes, edges = road_nodes(layout, cfg.node_step)
+        start, goal = layout["start"], layout["goal"]
+        dist, parent = _bfs(len(nodes), edges, start)
+        path = [goal]
+        while path[-1] != start:
+            path.append(parent[path[-1]])
+        path.reverse()
+        hops = [math.dist(nodes[a], nodes[b]) for a, b in edges]
+        width = cfg.road_width
+        goal_size = self.goal_size()
+        gx, gy = junctions[goal]
+        spec = {
+            "family": "maze",
+            "image_size": [h, w],
+            "layout": {"junctions": junctions, "roads": layout["roads"], "start": start, "goal": goal},
+            "nodes": nodes,
+            "edges": edges,
+            "start": start,
+            "goal": goal,
+            "step_px": round(float(np.mean(hops)), 3),
+            "road_width_px": float(width),
+            "goal_box": [int(math.floor(gx - goal_size / 2)), int(math.floor(gy - goal_size / 2)),
+                         int(math.ceil(gx + goal_size / 2)), int(math.ceil(gy + goal_size / 2))],
+            "agent": {"color": list(skin.agent), "icon": skin.agent_icon, "size_px": self.agent_size()},
+            "colors": {"road": list(skin.floor), "floor": list(skin.floor), "wall": list(skin.wall),
+                       "background": list(skin.wall), "goal": list(skin.goal), "trail": list(skin.trail)},
+            "hazards": [],
+            "trail": cfg.trail,
+        }
+        solution = {"path": path, "junctions": [k for k in path if k < len(junctions)]}
+        prompt = PROMPT.format(road=color_name(skin.floor), agent=color_name(skin.agent), icon=skin.agent_icon,
+                               goal=color_name(skin.goal), goal_icon=skin.goal_icon)
+        return self.make_instance(seed=seed, difficulty=difficulty, prompt=prompt,
+                                  first_frame=self._draw(spec, path, 0.0), solution=solution, spec=spec)
+
+    # rendering --------------------------------------------------------------------
+    def agent_size(self) -> float:
+        """Agent icon width: a little wider than the road, so it reads at any resolution."""
+        return 1.3 * self.config.road_width
+
+    def goal_size(self) -> float:
+        """Goal icon width."""
+        return 1.6 * self.config.road_width
+
+    def scene(self, spec: dict) -> np.ndarray:
+        """The static map: roads (floor colour and texture) on the off-road colour."""
+        cfg = self.config
+        skin = get_skin(cfg.skin, cfg.agent_icon)
+        h, w = spec["image_size"]
+        width = int(cfg.road_width)
+        mask = np.zeros((h, w), np.uint8)
+        scale = 16  # 4 bits of sub-pixel precision for cv2 drawing
+        for curve in road_curves(spec["layout"]):
+            cv2.polylines(mask, [np.round(curve * scale).astype(np.int32)], False, 255, width, cv2.LINE_AA, 4)
+        for x, y in spec["layout"]["junctions"]:
+            # Round caps and joints, whatever cv2 does at polyline ends.
+            cv2.circle(mask, (int(round(x * scale)), int(round(y * scale))), int(round(width / 2 * scale)), 255, -1,
+                       cv2.LINE_AA, 4)
+        alpha = (mask.astype(np.float32) / 255.0)[:, :, None]
+        if skin.texture == "none":
+            road = np.array(skin.floor, np.float32)
+        else:
+            road = floor_texture((h, w), skin, cfg.spacing_px / 2).astype(np.float32)
+        off_road = np.array(skin.wall, np.float32)
+        return np.round(off_road + (road - off_road) * alpha).astype(np.uint8)
+
+    def _draw(self, spec: dict, path: list[int], t: float, scene: np.ndarray | None = None,
+              out: np.ndarray | None = None) -> np.ndarray:
+        """The frame at time ``t``: written into ``out`` when given (saves a copy per video frame)."""
+        cfg = self.config
+        skin = get_skin(cfg.skin, cfg.agent_icon)
+        scene = scene if scene is not None else self.scene(spec)
+        if out is None:
+            img = scene.copy()
+        else:
+            out[...] = scene
+            img = out
+        nodes = spec["nodes"]
+        if cfg.trail and t > 0:
+            visited = [nodes[k] for k in path[: int(math.floor(t)) + 1]] + [position_along(nodes, path, t)]
+            pts = np.round(np.array(visited) * 16).astype(np.int32)
+            cv2.polylines(img, [pts], False, tuple(int(c) for c in skin.trail), max(1, cfg.road_width // 2),
+                          cv2.LINE_AA, 4)
+        draw_icon(img, skin.goal_icon, tuple(spec["layout"]["junctions"][spec["goal"]]), self.goal_size(), skin.goal)
+        draw_icon(img, skin.agent_icon, position_along(nodes, path, t), self.agent_size(), skin.agent)
+        return img
+
+    def num_moves(self, instance: Instance) -> int:
+        """Node hops in the solution path."""
+        return len(instance.solution["path"]) - 1
+
+    def render_at(self, instance: Instance, t: float) -> np.ndarray:
+        """The map with the agent ``t`` hops along the solution (fractions interpolate)."""
+        return self._draw(instance.spec, instance.solution["path"], t)
+
+    def solution_video(self, instance: Instance, num_frames: int | None = None) -> np.ndarray:
+        """Ground-truth video; the map is drawn once, not per frame."""
+        scene = self.scene(instance.spec)
+        path = instance.solution["path"]
+        times = self.video_times(instance, num_frames)
+        video = np.empty((len(times), *scene.shape), np.uint8)
+        for k, t in enumerate(times):
+            self._draw(instance.spec, path, float(t), scene, out=video[k])
+        video[0] = instance.first_frame
+        return video
+
+    # checking ---------------------------------------------------------------------
+    def check_solution(self, instance: Instance, solution) -> tuple[bool, str]:
+        """Legal: starts at start, every hop is an edge along a road, ends at goal."""
+        return check_node_path(instance.spec, solution.get("path", []))
+
+    def optimal_length(self, instance: Instance) -> int:
+        """Fewest hops from start to goal (BFS over the spec graph)."""
+        return graph_distance(instance.spec, instance.spec["start"], instance.spec["goal"])
+
+
+def position_along(nodes: list, path: list[int], t: float) -> tuple[float, float]:
+    """Pixel (x, y) at time ``t`` moving one path hop per unit time (fractions interpolate)."""
+    if t <= 0 or len(path) == 1:
+        return tuple(nodes[path[0]])
+    if t >= len(path) - 1:
+        return tuple(nodes[path[-1]])
+    k = int(math.floor(t))
+    f = t - k
+    (x0, y0), (x1, y1) = nodes[path[k]], nodes[path[k + 1]]
+    return (x0 + (x1 - x0) * f, y0 + (y1 - y0) * f)

@@ -1,0 +1,232 @@
+"""The pixel referee of ``maze/draw``: VideoThinkBench's draw-the-path rules, on video.
+
+VideoThinkBench judges a draw-the-path maze image by three rules over two masks:
+
+- red pixels: ``R >= 150`` and ``R - max(G, B) >= 70``;
+- wall pixels: max channel ``<= 40``;
+- pass = no red on a wall, red touches both dots, and the red is connected.
+
+Here the wall mask is not thresholded from the (possibly compressed, blurred, repainted)
+video but redrawn from ``spec["draw"]["walls"]`` at the video's resolution, thinned by
+``wall_tolerance_px`` on each side so colour bleeding at a wall's edge (H.264 chroma
+subsampling, resizing) is not mistaken for a crossing; a line that crosses a wall still
+covers its core. Rules on the final frame:
+
+- ``wall_touch_px``: red pixels on the wall core; must be ``<= max_wall_touch_px``;
+- ``touches_start`` / ``touches_end``: a red component that covers the dot's core (the
+  inner ``dot_core`` fraction of its radius) also reaches beyond the dot's halo (radius
+  + line width + 2 px, scaled), i.e. a stroke *leaves* the dot: the red dots themselves
+  never count as a path;
+- ``connected``: one red component (after a 3x3 closing that bridges 1-2 px compression
+  gaps, far thinner than a wall) covers both dot cores.
+
+And on the sequence (``score_draw`` only), each frame ``t`` in order:
+
+- red never on the wall core (the same ``max_wall_touch_px``);
+- drawn red stays: ``erased_px[t]`` = pixels of the union of all earlier red masks
+  (eroded by 1 px, so only stroke interiors count) that are no longer red in frame ``t``
+  (dilated by 1 px); a violation when ``erased_px[t] > max(erase_min_px, erase_fraction
+  * |union|)``. ``first_violation_frame`` is the first frame breaking either rule (-1
+  when none).
+
+``success`` = final-frame pass and no sequence violation. This is a *rule* verifier: it
+reads only ``spec`` (dots, walls, widths), never the stored solution.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from gen_reason.puzzles.maze.draw import draw_walls
+from gen_reason.verifiers.score import Score
+from gen_reason.video import as_video
+
+RED_MIN = 150  # VideoThinkBench: R >= 150
+RED_MARGIN = 70  # VideoThinkBench: R - max(G, B) >= 70
+WALL_MAX = 40  # VideoThinkBench: a wall pixel's max channel <= 40
+_KERNEL3 = np.ones((3, 3), np.uint8)
+
+
+def red_mask(frames: np.ndarray, red_min: int = RED_MIN, red_margin: int = RED_MARGIN) -> np.ndarray:
+    """VideoThinkBench's red test on ``(..., H, W, 3)`` RGB pixels -> boolean mask ``(..., H, W)``."""
+    frames = np.asarray(frames)
+    r = frames[..., 0].astype(np.int16)
+    gb = np.maximum(frames[..., 1], frames[..., 2]).astype(np.int16)
+    return (r >= red_min) & (r - gb >= red_margin)
+
+
+def wall_core_mask(spec: dict, size: tuple[int, int], wall_tolerance_px: float = 1.0) -> np.ndarray:
+    """The walls of ``spec`` drawn at image ``size`` (H, W), thinned by ``wall_tolerance_px`` a side.
+
+    Never thinner than 1 px, so every wall keeps a core a crossing line must cover.
+    """
+    h, w = size
+    h0, w0 = spec["image_size"]
+    sx, sy = w / w0, h / h0
+    draw = spec["draw"]
+    thickness = max(1.0, draw["wall_px"] * (sx * sy) ** 0.5 - 2 * wall_tolerance_px)
+    mask = np.zeros((h, w), np.uint8)
+    draw_walls(mask, draw["walls"], thickness, 1, antialias=False, scale=(sx, sy))
+    return mask.astype(bool)
+
+
+def _disc(size: tuple[int, int], center, radius: float) -> np.ndarray:
+    mask = np.zeros(size, np.uint8)
+    cv2.circle(mask, (int(round(center[0] * 16)), int(round(center[1] * 16))), max(1, int(round(radius * 16))), 1,
+               -1, cv2.LINE_8, 4)
+    return mask.astype(bool)
+
+
+def _final_frame_rules(spec: dict, red: np.ndarray, wall_core: np.ndarray, *, dot_core: float,
+                       max_wall_touch_px: int) -> dict:
+    """Evaluate VideoThinkBench's three rules on one red mask; returns metrics and evidence."""
+    h, w = red.shape
+    h0, w0 = spec["image_size"]
+    sx, sy = w / w0, h / h0
+    s = (sx * sy) ** 0.5
+    draw = spec["draw"]
+    closed = cv2.morphologyEx(red.astype(np.uint8), cv2.MORPH_CLOSE, _KERNEL3)
+    num, labels, stats, _ = cv2.connectedComponentsWithStats(closed, connectivity=8)
+    halo_r = (draw["dot_radius"] + draw["line_width"]) * s + 2
+    touches, dot_labels = [], []
+    for x, y in draw["dots"]:
+        center = (x * sx, y * sy)
+        core = _disc((h, w), center, draw["dot_radius"] * s * dot_core)
+        labs = sorted(set(np.unique(labels[core & (closed > 0)]).tolist()) - {0})
+        outside = ~_disc((h, w), center, halo_r)
+        leaves = any(bool(np.any((labels == lab) & outside)) for lab in labs)
+        touches.append(leaves)
+        dot_labels.append(labs)
+    connected = bool(set(dot_labels[0]) & set(dot_labels[1]))
+    wall_touch = int(np.count_nonzero(red & wall_core))
+    min_blob = max(4, int(round(draw["line_width"] * s)) ** 2)
+    components = int(np.sum(stats[1:, cv2.CC_STAT_AREA] >= min_blob)) if num > 1 else 0
+    return {
+        "touches_start": touches[0],
+        "touches_end": touches[1],
+        "connected": connected,
+        "wall_touch_px": wall_touch,
+        "walls_ok": wall_touch <= max_wall_touch_px,
+        "red_px": int(np.count_nonzero(red)),
+        "red_components": components,
+    }
+
+
+def _reason(final: dict, violation: dict | None) -> str:
+    if violation is not None:
+        return violation["message"]
+    if not final["walls_ok"]:
+        return f"the red path touches a wall ({final['wall_touch_px']} px on walls)"
+    if not final["touches_start"] and not final["touches_end"]:
+        return "no red path leaves either dot"
+    if not final["touches_start"]:
+        return "the red path does not reach the start dot"
+    if not final["touches_end"]:
+        return "the red path does not reach the end dot"
+    if not final["connected"]:
+        return "the red path is broken: the two dots are not connected"
+    return ""
+
+
+def score_draw_image(spec, image: np.ndarray, *, red_min: int = RED_MIN, red_margin: int = RED_MARGIN,
+                     wall_tolerance_px: float = 1.0, max_wall_touch_px: int = 0, dot_core: float = 0.6) -> Score:
+    """Judge one final image (VideoThinkBench style): no red on walls, red touches and joins both dots.
+
+    ``spec`` is a ``maze/draw`` spec (or an Instance). The image may have any resolution:
+    the dots and walls are scaled to it. Metrics: ``success``, ``touches_start``,
+    ``touches_end``, ``connected``, ``wall_touch_px``, ``red_px``, ``red_components``.
+    """
+    spec = getattr(spec, "spec", spec)
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[-1] != 3:
+        return Score.failure(f"an image must have shape (H, W, 3); got {image.shape}", success=0.0)
+    image = as_video(image[None])[0]
+    wall_core = wall_core_mask(spec, image.shape[:2], wall_tolerance_px)
+    final = _final_frame_rules(spec, red_mask(image, red_min, red_margin), wall_core, dot_core=dot_core,
+                               max_wall_touch_px=max_wall_touch_px)
+    success = final["walls_ok"] and final["touches_start"] and final["touches_end"] and final["connected"]
+    metrics = {
+        "success": float(success),
+        "touches_start": float(final["touches_start"]),
+        "touches_end": float(final["touches_end"]),
+        "connected": float(final["connected"]),
+        "wall_touch_px": float(final["wall_touch_px"]),
+        "red_px": float(final["red_px"]),
+        "red_components": float(final["red_components"]),
+    }
+    return Score(success=bool(success), metrics=metrics, trace={"final": final}, reason=_reason(final, None))
+
+
+def score_draw(instance_or_spec, video, *, red_min: int = RED_MIN, red_margin: int = RED_MARGIN,
+               wall_tolerance_px: float = 1.0, max_wall_touch_px: int = 0, dot_core: float = 0.6,
+               erase_fraction: float = 0.05, erase_min_px: float | None = None) -> Score:
+    """Judge a ``maze/draw`` video on its final frame and on the whole sequence.
+
+    Final frame: VideoThinkBench's rules (see the module docstring). Sequence: red is
+    never on a wall core in any frame, and red once drawn stays (``erased_px`` above
+    ``max(erase_min_px, erase_fraction * drawn area)`` is a violation; ``erase_min_px``
+    defaults to two squared line widths at the video's scale).
+
+    Metrics: ``success``, ``touches_start``, ``touches_end``, ``connected`` (0/1),
+    ``wall_touch_px`` (final frame), ``max_wall_touch_px`` (over all frames),
+    ``max_erased_px``, ``first_violation_frame`` (-1 when the sequence breaks no rule),
+    ``red_px``, ``red_components`` (components of at least a line width squared; a clean
+    answer has 1). The trace holds the per-frame wall-touch, erased and red counts, the
+    first rule broken and the final-frame evidence.
+    """
+    spec = getattr(instance_or_spec, "spec", instance_or_spec)
+    try:
+        video = as_video(video)
+    except ValueError as exc:
+        return Score.failure(str(exc), success=0.0)
+    t_count, h, w = video.shape[:3]
+    h0, w0 = spec["image_size"]
+    s = ((w / w0) * (h / h0)) ** 0.5
+    if erase_min_px is None:
+        erase_min_px = 2.0 * (spec["draw"]["line_width"] * s) ** 2
+    wall_core = wall_core_mask(spec, (h, w), wall_tolerance_px)
+    reds = red_mask(video, red_min, red_margin)
+
+    wall_touch = [int(np.count_nonzero(reds[t] & wall_core)) for t in range(t_count)]
+    erased = [0]
+    drawn = cv2.erode(reds[0].astype(np.uint8), _KERNEL3).astype(bool)
+    violation = None
+    if wall_touch[0] > max_wall_touch_px:
+        violation = {"frame": 0, "rule": "wall", "message": f"red on a wall in frame 0 ({wall_touch[0]} px)"}
+    for t in range(1, t_count):
+        present = cv2.dilate(reds[t].astype(np.uint8), _KERNEL3).astype(bool)
+        lost = int(np.count_nonzero(drawn & ~present))
+        erased.append(lost)
+        if violation is None:
+            if wall_touch[t] > max_wall_touch_px:
+                violation = {"frame": t, "rule": "wall",
+                             "message": f"red on a wall in frame {t} ({wall_touch[t]} px)"}
+            elif lost > max(erase_min_px, erase_fraction * np.count_nonzero(drawn)):
+                violation = {"frame": t, "rule": "erased",
+                             "message": f"drawn red disappears in frame {t} ({lost} px erased)"}
+        drawn |= cv2.erode(reds[t].astype(np.uint8), _KERNEL3).astype(bool)
+
+    final = _final_frame_rules(spec, reds[-1], wall_core, dot_core=dot_core, max_wall_touch_px=max_wall_touch_px)
+    final_ok = final["walls_ok"] and final["touches_start"] and final["touches_end"] and final["connected"]
+    success = bool(final_ok and violation is None)
+    metrics = {
+        "success": float(success),
+        "touches_start": float(final["touches_start"]),
+        "touches_end": float(final["touches_end"]),
+        "connected": float(final["connected"]),
+        "wall_touch_px": float(final["wall_touch_px"]),
+        "max_wall_touch_px": float(max(wall_touch)),
+        "max_erased_px": float(max(erased)),
+        "first_violation_frame": float(violation["frame"]) if violation else -1.0,
+        "red_px": float(final["red_px"]),
+        "red_components": float(final["red_components"]),
+    }
+    trace = {
+        "wall_touch_px": wall_touch,
+        "erased_px": erased,
+        "red_px": [int(n) for n in reds.reshape(t_count, -1).sum(axis=1)],
+        "first_violation": violation,
+        "final": final,
+    }
+    return Score(success=success, metrics=metrics, trace=trace, reason=_reason(final, violation))

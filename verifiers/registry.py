@@ -1,0 +1,76 @@
+"""Which verifier judges which task: ``verifier_for(task, kind)``.
+
+Two kinds, kept apart (DESIGN.md §3): ``"rule"`` verifiers read only ``instance.spec``
+(legal at test time: solvers may use them without leaking the answer); ``"reference"``
+verifiers also compare with ``instance.solution`` (evaluation only). Verifiers import
+lazily, so asking for the tangram verifier never loads the maze tracker.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from gen_reason.errors import UserError
+from gen_reason.registry import Registry, split_version
+
+#: Verifier classes by "<task family>:<kind>".
+VERIFIERS: Registry[Any] = Registry("verifier")
+VERIFIERS.register("maze:rule", "gen_reason.verifiers.maze:MazeRuleVerifier")
+VERIFIERS.register("maze:reference", "gen_reason.verifiers.maze:MazeReferenceVerifier")
+VERIFIERS.register("maze/draw:rule", "gen_reason.verifiers.registry:DrawVerifier")
+VERIFIERS.register("maze/draw:reference", "gen_reason.verifiers.registry:DrawVerifier")
+VERIFIERS.register("tangram:rule", "gen_reason.verifiers.registry:TangramVerifier")
+VERIFIERS.register("tangram:reference", "gen_reason.verifiers.registry:TangramVerifier")
+
+KINDS = ("rule", "reference")
+
+
+def _family(task: str) -> str:
+    base, _ = split_version(task)
+    if base in ("maze/draw", "tangram"):
+        return base
+    if base.startswith("maze"):
+        return "maze"
+    raise UserError(f"no verifier for task {task!r}")
+
+
+def verifier_for(task: str, kind: str = "rule", **options: Any):
+    """A verifier object with ``score(instance, video) -> Score`` for ``task``."""
+    if kind not in KINDS:
+        raise UserError(f"unknown verifier kind {kind!r}; choose rule or reference")
+    return VERIFIERS.get(f"{_family(task)}:{kind}")(**options)
+
+
+class _FunctionVerifier:
+    """Adapts a ``score_x(instance, video, **options)`` function to the verifier interface."""
+
+    function: Callable
+
+    def __init__(self, **options: Any) -> None:
+        self.options = options
+
+    def score(self, instance, video):
+        """Score ``video`` against ``instance``."""
+        return type(self).function(instance, video, **self.options)
+
+
+class DrawVerifier(_FunctionVerifier):
+    """Draw-the-path mazes: the drawn red path must join both dots without touching walls.
+
+    Uses only ``spec`` (a rule verifier), so it serves both kinds."""
+
+    @staticmethod
+    def function(instance, video, **options):
+        from gen_reason.verifiers.draw import score_draw
+
+        return score_draw(instance, video, **options)
+
+
+class TangramVerifier(_FunctionVerifier):
+    """Tangram: piece poses against the target (a reference metric on the final frame)."""
+
+    @staticmethod
+    def function(instance, video, **options):
+        from gen_reason.verifiers.tangram import score_tangram
+
+        return score_tangram(instance, video, **options)

@@ -1,0 +1,394 @@
+"""Follow the agent (and the sokoban box) through every frame of a maze-family video.
+
+The tracker starts from the object's known position in ``spec`` and combines three cues:
+
+1. **Colour.** Every pixel is classified against a palette (the agent colour, the box
+   colour, the spec's scene colours and the dominant colours of frame 0) through a
+   32x32x32 lookup table, so H.264 chroma shift or a slight recolouring still lands on
+   the nearest colour. Scene pixels that already had the agent's colour in frame 0
+   (outside the agent itself) are masked out, so a goal or trail painted in the
+   agent's colour cannot be mistaken for the agent.
+2. **Shape/size.** Connected components of the agent-coloured mask are kept when their
+   area is plausible against the agent's area measured in frame 0; the one nearest the
+   previous position wins. Two agent-sized blobs far apart mean "agent duplicated".
+3. **Template.** When colour finds nothing, the frame-0 appearance of the object is
+   matched (normalised cross-correlation) near its last position, but only where the
+   frame differs from frame 0 (motion), so the static scene cannot answer.
+
+A frame where nothing is found is reported as lost (``None``), never guessed.
+
+Work happens on a copy downscaled so the agent is ~10 px wide (large videos are cheap to
+score); positions are returned in the spec's pixel coordinates whatever the video size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from gen_reason.errors import UserError
+
+# Colours are looked up at 5 bits per channel: fine enough to separate scene colours,
+# coarse enough that the table (32^3 entries) costs nothing to build.
+_BITS = 5
+_LEVELS = 1 << _BITS
+_FRAME_CHUNK = 32
+_WORK_AGENT_PX = 10.0  # agent width the working copy is scaled to (when downscaling)
+_WORK_MAX_SIDE = 384
+
+AGENT, BOX = 1, 2
+
+
+@dataclass
+class WorkVideo:
+    """The video as the referee works on it: resized so the agent is small but readable.
+
+    ``frames``: ``(T, h, w, 3)`` uint8; ``scale``: ``(sx, sy)`` working pixels per spec
+    pixel; ``source_size``: ``(H, W)`` of the video as given.
+    """
+
+    frames: np.ndarray
+    scale: tuple[float, float]
+    source_size: tuple[int, int]
+
+    def to_spec(self, xy: np.ndarray) -> np.ndarray:
+        """Working pixel coordinates -> spec pixel coordinates (pixel centres at integers)."""
+        xy = np.asarray(xy, float)
+        return np.stack([(xy[..., 0] + 0.5) / self.scale[0] - 0.5, (xy[..., 1] + 0.5) / self.scale[1] - 0.5], -1)
+
+    def to_work(self, xy) -> np.ndarray:
+        """Spec pixel coordinates -> working pixel coordinates."""
+        xy = np.asarray(xy, float)
+        return np.stack([(xy[..., 0] + 0.5) * self.scale[0] - 0.5, (xy[..., 1] + 0.5) * self.scale[1] - 0.5], -1)
+
+    @property
+    def mean_scale(self) -> float:
+        """Working pixels per spec pixel (geometric mean of both axes)."""
+        return float(np.sqrt(self.scale[0] * self.scale[1]))
+
+
+@dataclass
+class ObjectTrack:
+    """One object's track: ``positions`` ``(T, 2)`` in spec pixels (NaN where lost),
+    ``confidence`` ``(T,)`` in [0, 1], ``duplicated`` ``(T,)`` bool, ``source`` per
+    frame (``"colour"``, ``"template"`` or ``"lost"``) and ``area0`` (its area in frame 0,
+    working pixels)."""
+
+    positions: np.ndarray
+    confidence: np.ndarray
+    duplicated: np.ndarray
+    source: list[str]
+    area0: float
+
+    @property
+    def lost(self) -> np.ndarray:
+        """Boolean ``(T,)``: frames where the object was not found."""
+        return np.isnan(self.positions[:, 0])
+
+    def first_lost(self) -> int | None:
+        """Index of the first frame where the object was not found."""
+        idx = np.flatnonzero(self.lost)
+        return int(idx[0]) if len(idx) else None
+
+    def first_duplicated(self) -> int | None:
+        """Index of the first frame with two object-sized blobs."""
+        idx = np.flatnonzero(self.duplicated)
+        return int(idx[0]) if len(idx) else None
+
+
+@dataclass
+class Track:
+    """What :func:`track_objects` found: the agent's track, the box's (sokoban) and notes."""
+
+    agent: ObjectTrack
+    box: ObjectTrack | None
+    work: WorkVideo = field(repr=False)
+    events: list[dict] = field(default_factory=list)
+
+    @property
+    def num_frames(self) -> int:
+        """Frames in the tracked video."""
+        return len(self.agent.positions)
+
+    def to_trace(self) -> dict:
+        """JSON-ready per-frame positions (``None`` where lost), rounded to 0.1 px."""
+        def rows(track):
+            return [None if np.isnan(p[0]) else [round(float(p[0]), 1), round(float(p[1]), 1)] for p in track.positions]
+
+        trace = {"agent_positions": rows(self.agent), "agent_source": self.agent.source, "events": self.events}
+        if self.box is not None:
+            trace["box_positions"] = rows(self.box)
+        return trace
+
+
+# ----------------------------------------------------------------------------- video prep
+def check_video_size(video: np.ndarray, spec: dict) -> None:
+    """Raise :class:`UserError` when ``video`` cannot show this puzzle.
+
+    Resized videos are fine (x and y scale independently); a video whose aspect ratio
+    differs by more than 35% from the puzzle image, or in which the agent would be
+    narrower than 2 pixels, cannot be judged.
+    """
+    if not isinstance(video, np.ndarray) or video.ndim != 4 or video.shape[-1] != 3:
+        shape = getattr(video, "shape", None)
+        raise UserError(f"a video must be an array of shape (T, H, W, 3); got {shape}")
+    if video.shape[0] == 0 or video.shape[1] == 0 or video.shape[2] == 0:
+        raise UserError(f"the video is empty (shape {video.shape})")
+    spec_h, spec_w = spec["image_size"]
+    h, w = video.shape[1:3]
+    ratio = (w / h) / (spec_w / spec_h)
+    if not 1 / 1.35 <= ratio <= 1.35:
+        raise UserError(f"the video is {w}x{h} but the puzzle image is {spec_w}x{spec_h}: aspect ratios differ "
+                        f"by {abs(ratio - 1):.0%} (letterboxed or cropped video?)")
+    agent_px = float(spec["agent"]["size_px"]) * min(w / spec_w, h / spec_h)
+    if agent_px < 2.0:
+        raise UserError(f"the video is {w}x{h}: the agent would be {agent_px:.1f} px wide, too small to track")
+
+
+def prepare_video(video: np.ndarray, spec: dict) -> WorkVideo:
+    """Validate ``video`` against ``spec`` and make the downscaled working copy."""
+    check_video_size(video, spec)
+    if video.dtype != np.uint8:
+        video = np.clip(np.rint(video * (255.0 if video.max(initial=0) <= 1.0 else 1.0)), 0, 255).astype(np.uint8)
+    spec_h, spec_w = spec["image_size"]
+    h, w = video.shape[1:3]
+    agent_px = float(spec["agent"]["size_px"]) * min(w / spec_w, h / spec_h)
+    factor = min(1.0, max(_WORK_AGENT_PX / agent_px, _WORK_MAX_SIDE / max(h, w)))
+    if factor < 0.95:
+        size = (max(1, int(round(w * factor))), max(1, int(round(h * factor))))
+        frames = np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in video])
+    else:
+        frames = np.ascontiguousarray(video)
+    wh, ww = frames.shape[1:3]
+    return WorkVideo(frames=frames, scale=(ww / spec_w, wh / spec_h), source_size=(h, w))
+
+
+# ----------------------------------------------------------------------------- colour
+def _quantise(frames: np.ndarray) -> np.ndarray:
+    shift = 8 - _BITS
+    f = frames >> shift
+    return (f[..., 0].astype(np.int32) << (2 * _BITS)) | (f[..., 1].astype(np.int32) << _BITS) | f[..., 2]
+
+
+def dominant_colours(image: np.ndarray, min_share: float = 0.004, limit: int = 24) -> list[np.ndarray]:
+    """Mean colours of the most common 5-bit colour bins of ``image`` (scene palette)."""
+    q = _quantise(image).ravel()
+    counts = np.bincount(q, minlength=_LEVELS ** 3)
+    order = np.argsort(counts)[::-1][:limit]
+    flat = image.reshape(-1, 3).astype(np.float64)
+    colours = []
+    for b in order:
+        if counts[b] < min_share * q.size:
+            break
+        colours.append(flat[q == b].mean(axis=0))
+    return colours
+
+
+def build_lut(targets: dict[int, np.ndarray], palette: list[np.ndarray], max_distance: float = 150.0,
+              exclusion: float = 45.0) -> np.ndarray:
+    """Lookup table from a quantised colour to a label (0 scene, else a target's label).
+
+    A colour gets a target's label when it is nearer that target than any scene colour
+    and within ``max_distance``. Scene colours within ``exclusion`` of a target are not
+    used as competitors (the target's own colour must never lose to itself).
+    """
+    levels = (np.arange(_LEVELS) << (8 - _BITS)) + (1 << (8 - _BITS - 1))
+    r, g, b = np.meshgrid(levels, levels, levels, indexing="ij")
+    cube = np.stack([r, g, b], -1).reshape(-1, 3).astype(np.float32)
+    target_colours = {k: np.asarray(v, np.float32) for k, v in targets.items()}
+    competitors = [np.asarray(c, np.float32) for c in palette
+                   if all(np.linalg.norm(np.asarray(c, np.float32) - t) > exclusion for t in target_colours.values())]
+    scene_d = np.full(len(cube), np.inf, np.float32)
+    for c in competitors:
+        scene_d = np.minimum(scene_d, np.linalg.norm(cube - c, axis=1))
+    lut = np.zeros(len(cube), np.uint8)
+    best = np.full(len(cube), np.inf, np.float32)
+    for label, colour in target_colours.items():
+        d = np.linalg.norm(cube - colour, axis=1)
+        win = (d < scene_d) & (d < max_distance) & (d < best)
+        lut[win] = label
+        best = np.where(win, d, best)
+    return lut
+
+
+def _scene_palette(spec: dict, first: np.ndarray) -> list[np.ndarray]:
+    palette = [np.asarray(c, float) for c in spec.get("colors", {}).values()
+               if isinstance(c, (list, tuple)) and len(c) == 3]
+    return palette + dominant_colours(first)
+
+
+def _disk(shape: tuple[int, int], center, radius: float) -> np.ndarray:
+    h, w = shape
+    yy, xx = np.ogrid[:h, :w]
+    return (xx - center[0]) ** 2 + (yy - center[1]) ** 2 <= radius ** 2
+
+
+# ----------------------------------------------------------------------------- tracking
+def track_objects(video: np.ndarray | WorkVideo, spec: dict) -> Track:
+    """Track the agent (and the box when ``spec`` has one) through every frame.
+
+    ``video`` is a ``(T, H, W, 3)`` uint8 array (any size with the puzzle's aspect ratio)
+    or a :class:`WorkVideo` from :func:`prepare_video`. Raises :class:`UserError` when the
+    video cannot show the puzzle (see :func:`check_video_size`).
+    """
+    work = video if isinstance(video, WorkVideo) else prepare_video(video, spec)
+    frames = work.frames
+    first = frames[0]
+    nodes = np.asarray(spec["nodes"], float)
+    targets = {AGENT: np.asarray(spec["agent"]["color"], float)}
+    starts = {AGENT: nodes[spec["start"]]}
+    sizes = {AGENT: float(spec["agent"]["size_px"])}
+    box = spec.get("box")
+    if box:
+        targets[BOX] = np.asarray(box["color"], float)
+        starts[BOX] = nodes[box["start"]]
+        sizes[BOX] = float(box.get("size_px", spec["step_px"] * 0.8))
+    lut = build_lut(targets, _scene_palette(spec, first))
+    labels = lut[_quantise(frames)] if len(frames) <= _FRAME_CHUNK else np.concatenate(
+        [lut[_quantise(frames[i:i + _FRAME_CHUNK])] for i in range(0, len(frames), _FRAME_CHUNK)])
+    events: list[dict] = []
+    results = {}
+    for label in targets:
+        start_w = work.to_work(starts[label])
+        size_w = sizes[label] * work.mean_scale
+        step_w = float(spec["step_px"]) * work.mean_scale
+        mask = labels == label
+        # Scene pixels with this object's colour in frame 0 (away from the object) are
+        # part of the picture, not the object: drop them in every frame.
+        own = _disk(first.shape[:2], start_w, 0.75 * size_w + 2)
+        static = mask[0] & ~own
+        if static.any():
+            static = cv2.dilate(static.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool) & ~own
+            mask &= ~static[None]
+            events.append({"frame": 0, "kind": "static_colour_masked", "object": _name(label),
+                           "pixels": int(static.sum())})
+        results[label] = _follow(mask, frames, start_w, size_w, step_w, work, _name(label), events)
+    return Track(agent=results[AGENT], box=results.get(BOX), work=work, events=events)
+
+
+def _name(label: int) -> str:
+    return "agent" if label == AGENT else "box"
+
+
+def _components(mask: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per frame: (areas (k,), centroids (k, 2)) of the mask's connected components.
+
+    All frames go through one OpenCV call: they are stacked vertically with a blank row
+    between them, so components never join across frames.
+    """
+    t, h, w = mask.shape
+    stacked = np.zeros((t, h + 1, w), np.uint8)
+    stacked[:, :h] = mask
+    n, _, stats, cents = cv2.connectedComponentsWithStats(stacked.reshape(t * (h + 1), w), connectivity=8)
+    out = [(np.zeros(0), np.zeros((0, 2))) for _ in range(t)]
+    if n <= 1:
+        return out
+    areas = stats[1:, cv2.CC_STAT_AREA].astype(float)
+    cents = cents[1:]
+    frame_of = (stats[1:, cv2.CC_STAT_TOP] // (h + 1)).astype(int)
+    cents = cents - np.stack([np.zeros(len(cents)), frame_of * (h + 1)], 1)
+    order = np.argsort(frame_of, kind="stable")
+    bounds = np.searchsorted(frame_of[order], np.arange(t + 1))
+    for k in range(t):
+        idx = order[bounds[k]:bounds[k + 1]]
+        out[k] = (areas[idx], cents[idx])
+    return out
+
+
+def _follow(mask: np.ndarray, frames: np.ndarray, start_w: np.ndarray, size_w: float, step_w: float,
+            work: WorkVideo, name: str, events: list[dict]) -> ObjectTrack:
+    t = len(mask)
+    comps = _components(mask)
+    # The object's own area, measured in frame 0 where its position is known.
+    areas0, cents0 = comps[0]
+    near0 = np.linalg.norm(cents0 - start_w, axis=1) < max(0.6 * step_w, size_w) if len(areas0) else np.zeros(0, bool)
+    expected = 0.45 * size_w ** 2
+    area0 = float(areas0[near0].sum()) if near0.any() else 0.0
+    if area0 < 0.2 * expected:
+        events.append({"frame": 0, "kind": "not_found_at_start", "object": name})
+        area0 = expected
+    positions = np.full((t, 2), np.nan)
+    confidence = np.zeros(t)
+    duplicated = np.zeros(t, bool)
+    source = ["lost"] * t
+    template = _template(frames[0], start_w, size_w)
+    prev = start_w.copy()
+    for k in range(t):
+        areas, cents = comps[k]
+        found = None
+        if len(areas):
+            dist = np.linalg.norm(cents - prev, axis=1)
+            near = dist <= 0.9 * size_w + 2
+            # Pieces of one object (split by compression or anti-aliasing) near the last
+            # position are merged before the area test.
+            if near.any() and areas[near].sum() >= 0.3 * area0:
+                w = areas[near]
+                merged = (cents[near] * w[:, None]).sum(0) / w.sum()
+                if areas[near].sum() <= 4.0 * area0:
+                    found, conf = merged, min(1.0, w.sum() / area0)
+            if found is None:
+                ok = (areas >= 0.3 * area0) & (areas <= 4.0 * area0)
+                if ok.any():
+                    j = int(np.flatnonzero(ok)[np.argmin(dist[ok])])
+                    found, conf = cents[j], min(1.0, areas[j] / area0)
+            big = (areas >= 0.5 * area0) & (areas <= 4.0 * area0)
+            if big.sum() >= 2 and found is not None:
+                far = np.linalg.norm(cents[big] - found, axis=1) > max(size_w, 0.75 * step_w)
+                if far.any():
+                    duplicated[k] = True
+        if found is None and template is not None:
+            found, conf = _match_template(frames[k], frames[0], template, prev, size_w, step_w)
+            if found is not None:
+                source[k] = "template"
+        elif found is not None:
+            source[k] = "colour"
+        if found is not None:
+            positions[k] = work.to_spec(found)
+            confidence[k] = conf * (0.5 if duplicated[k] else 1.0)
+            prev = np.asarray(found, float)
+    lost = np.flatnonzero(np.isnan(positions[:, 0]))
+    if len(lost):
+        events.append({"frame": int(lost[0]), "kind": "lost", "object": name, "frames": int(len(lost)),
+                       "detail": f"{name} lost at frame {int(lost[0])} ({len(lost)} frame(s) in all)"})
+    dup = np.flatnonzero(duplicated)
+    if len(dup):
+        events.append({"frame": int(dup[0]), "kind": "duplicated", "object": name, "frames": int(len(dup)),
+                       "detail": f"{name} duplicated at frame {int(dup[0])} ({len(dup)} frame(s) in all)"})
+    return ObjectTrack(positions=positions, confidence=confidence, duplicated=duplicated, source=source, area0=area0)
+
+
+def _template(first: np.ndarray, center: np.ndarray, size_w: float) -> np.ndarray | None:
+    r = int(np.ceil(0.6 * size_w)) + 1
+    x, y = int(round(center[0])), int(round(center[1]))
+    h, w = first.shape[:2]
+    if x - r < 0 or y - r < 0 or x + r + 1 > w or y + r + 1 > h or r < 2:
+        return None
+    return np.ascontiguousarray(first[y - r:y + r + 1, x - r:x + r + 1])
+
+
+def _match_template(frame: np.ndarray, first: np.ndarray, template: np.ndarray, prev: np.ndarray,
+                    size_w: float, step_w: float, threshold: float = 0.7):
+    """NCC search for ``template`` within ~1.5 steps of ``prev``, only where the frame moved."""
+    th, tw = template.shape[:2]
+    reach = int(np.ceil(1.5 * step_w)) + tw
+    h, w = frame.shape[:2]
+    x0, y0 = max(0, int(prev[0]) - reach), max(0, int(prev[1]) - reach)
+    x1, y1 = min(w, int(prev[0]) + reach + 1), min(h, int(prev[1]) + reach + 1)
+    if x1 - x0 <= tw or y1 - y0 <= th:
+        return None, 0.0
+    window = frame[y0:y1, x0:x1]
+    scores = cv2.matchTemplate(window, template, cv2.TM_CCOEFF_NORMED)
+    # Motion gate: the match must sit where the frame differs from frame 0, else the
+    # static scene (or the agent's frame-0 image) would answer.
+    moved = np.abs(window.astype(np.int16) - first[y0:y1, x0:x1].astype(np.int16)).max(-1) > 40
+    moved_frac = cv2.boxFilter(moved.astype(np.float32), -1, (tw, th), normalize=True)
+    moved_frac = moved_frac[th // 2: th // 2 + scores.shape[0], tw // 2: tw // 2 + scores.shape[1]]
+    scores = np.where(moved_frac > 0.15, scores, -1.0)
+    j = int(np.argmax(scores))
+    best = float(scores.flat[j])
+    if best < threshold:
+        return None, 0.0
+    yy, xx = divmod(j, scores.shape[1])
+    return np.array([x0 + xx + tw // 2, y0 + yy + th // 2], float), 0.5 * best
