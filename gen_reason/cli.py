@@ -107,6 +107,66 @@ def cmd_make_dataset(args, extra) -> int:
     return 0
 
 
+def cmd_solve(args, extra) -> int:
+    """Make a puzzle, generate its solution video with a model, referee it."""
+    from gen_reason.runs.solve import solve
+
+    overrides = parse_dotted(extra, ("task", "solver"))
+    result = solve(args.task, difficulty=args.difficulty, seed=args.seed, model=args.model, lora=args.lora,
+                   solver=args.solver, solver_params=overrides["solver"], frames=args.frames, steps=args.steps,
+                   out=args.out, task_config=overrides["task"])
+    print(result.summary())
+    return 0
+
+
+def cmd_score(args, extra) -> int:
+    """Referee generated videos: one against an instance, or a folder against a dataset."""
+    from gen_reason.runs.scoring import score_folder, score_one
+
+    target = Path(args.video)
+    if args.instance:
+        rows = [score_one(target, Path(args.instance), kind=args.kind, out=Path(args.out) if args.out else None)]
+    elif args.dataset:
+        rows = score_folder(target, Path(args.dataset), kind=args.kind, out=Path(args.out or target / "scores"))
+    else:
+        raise UserError("give --instance INSTANCE.json (one video) or --dataset DIR (a folder of videos)")
+    from gen_reason.runs.scoring import print_table
+
+    print_table(rows)
+    return 0
+
+
+def cmd_eval(args, extra) -> int:
+    """Run an evaluation from a config (resumable)."""
+    from gen_reason.runs.config import load_config
+    from gen_reason.runs.runner import run_eval
+
+    overrides = {}
+    for section, fields in parse_dotted(extra, ("data", "model", "solvers", "budget", "out", "verifier", "save_videos")).items():
+        for name, value in fields.items():
+            overrides[f"{section}.{name}"] = value
+    if args.out:
+        overrides["out"] = args.out
+    config = load_config(args.config, overrides)
+    run = run_eval(config, progress=not args.quiet)
+    from gen_reason.runs.report import summarise, markdown_table
+    from gen_reason.runs.store import load_results
+
+    rows = summarise(load_results(run))
+    print(markdown_table(rows, ["task", "difficulty", "solver", "n", "success", "exact_match", "precision_rate"]))
+    print(f"run folder: {run}")
+    return 0
+
+
+def cmd_report(args, extra) -> int:
+    """Write the Markdown/HTML report and plots of one or more runs."""
+    from gen_reason.runs.report import write_report
+
+    path = write_report(args.runs, args.out)
+    print(f"wrote {path} and {path.with_suffix('.html')}")
+    return 0
+
+
 def _writable_dir(path: Path) -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -155,6 +215,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_make_dataset)
+
+    p = sub.add_parser("solve", help="solve one puzzle with a video model and referee the video",
+                       description="Make a puzzle, generate the video of its solution, score it, write "
+                                   "generated.mp4, side_by_side.gif, puzzle.png and score.json.")
+    p.add_argument("--task", default="maze", help="task name (default maze = maze/grid)")
+    p.add_argument("--difficulty", default=None, help="default: what the model was trained for")
+    p.add_argument("--seed", type=int, default=None, help="instance seed (default: a fresh random one)")
+    p.add_argument("--model", default="embedded", help="'embedded' (shipped) or a local diffusers model folder")
+    p.add_argument("--lora", default=None, help="a LoRA folder to load on top of the model")
+    p.add_argument("--solver", default="single", help="single, best-of-n, latent-ensemble, visual-tts, videotpo, closed-loop")
+    p.add_argument("--frames", type=int, default=None, help="frames to generate (default: the model's)")
+    p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's)")
+    p.add_argument("--out", default="out/solve", help="output folder (default out/solve)")
+    p.set_defaults(func=cmd_solve)
+
+    p = sub.add_parser("score", help="referee generated videos",
+                       description="Score one video against an instance JSON, or a folder of videos against a "
+                                   "dataset (files named <uid>*.mp4). Prints a table; writes scores.json and "
+                                   "a debug strip per video.")
+    p.add_argument("video", help="a video file, or a folder of videos")
+    p.add_argument("--instance", default=None, help="instance JSON (from `genreason puzzle` or a dataset record)")
+    p.add_argument("--dataset", default=None, help="dataset folder the videos answer")
+    p.add_argument("--kind", default="reference", choices=["reference", "rule"])
+    p.add_argument("--out", default=None, help="where scores.json and debug strips go")
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("eval", help="run an evaluation (resumable)",
+                       description="Run instances x solvers from a YAML config; every field can be overridden "
+                                   "(--data.n 50 --model.steps 30). Rerunning the same config resumes.")
+    p.add_argument("--config", default=None, help="YAML config (see configs/)")
+    p.add_argument("--out", default=None, help="run folder (overrides the config's out)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("report", help="write the report of one or more runs")
+    p.add_argument("runs", nargs="+", help="run folders")
+    p.add_argument("--out", default=None, help="report folder (default: the run folder, or ./report for several)")
+    p.set_defaults(func=cmd_report)
     return parser
 
 

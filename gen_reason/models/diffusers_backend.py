@@ -348,6 +348,7 @@ class _PreparedLatents:
     def __init__(self, pipe, family: Family, noise: torch.Tensor | None, geometry: Geometry) -> None:
         self.pipe, self.family, self.noise, self.geometry = pipe, family, noise, geometry
         self.value: Any = None
+        self._restore = None
 
     def __enter__(self) -> "_PreparedLatents":
         original = getattr(self.pipe, "prepare_latents", None)
@@ -363,11 +364,12 @@ class _PreparedLatents:
             self.value = prepared
             return prepared
 
-        self.pipe.prepare_latents = prepare_latents
+        self._restore = _shadow(self.pipe, "prepare_latents", prepare_latents)
         return self
 
     def __exit__(self, *exc_info) -> None:
-        self.pipe.__dict__.pop("prepare_latents", None)
+        if self._restore is not None:
+            self._restore()
 
 
 class _StepRecorder:
@@ -395,11 +397,11 @@ class _StepRecorder:
             self._record(signature.bind(*args, **kwargs).arguments, result)
             return result
 
-        self.scheduler.step = step
+        self._restore = _shadow(self.scheduler, "step", step)
         return self
 
     def __exit__(self, *exc_info) -> None:
-        del self.scheduler.step
+        self._restore()
 
     def _record(self, arguments: dict, result: Any) -> None:
         scheduler = self.scheduler
@@ -409,6 +411,25 @@ class _StepRecorder:
         self.sigma = _noise_level(scheduler, position)
         self.next_sigma = _noise_level(scheduler, position + 1)
         self.x0 = _clean_estimate(scheduler, arguments, result, position)
+
+
+def _shadow(owner, name: str, replacement):
+    """Set ``owner.name`` for a while; return the function that puts back what was there.
+
+    Restores an instance attribute someone else set (another wrapper, a test spy)
+    instead of deleting it.
+    """
+    missing = object()
+    previous = owner.__dict__.get(name, missing)
+    setattr(owner, name, replacement)
+
+    def restore() -> None:
+        if previous is missing:
+            owner.__dict__.pop(name, None)
+        else:
+            setattr(owner, name, previous)
+
+    return restore
 
 
 class _StepCallback:

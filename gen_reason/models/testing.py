@@ -282,3 +282,28 @@ def save_tiny_pipeline(kind: str, path: str | Path, seed: int = 0) -> Path:
     path = Path(path)
     build_tiny_pipeline(kind, seed).save_pretrained(path, safe_serialization=True)
     return path
+
+
+def save_tiny_lora(kind: str, path: str | Path, seed: int = 0, rank: int = 4) -> Path:
+    """Save a random, non-zero LoRA (diffusers format) for the tiny ``kind`` transformer at ``path``.
+
+    ``init_lora_weights`` leaves LoRA B at zero (a no-op adapter); the B weights are
+    drawn at random here so that loading the LoRA visibly changes the output.
+    """
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    path = Path(path)
+    pipe = build_tiny_pipeline(kind, seed)
+    transformer = pipe.transformer
+    config = LoraConfig(r=rank, lora_alpha=rank, target_modules=["to_q", "to_k", "to_v", "to_out.0"])
+    transformer.add_adapter(config)
+    generator = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for name, parameter in transformer.named_parameters():
+            if "lora_B" in name:
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.5)
+    type(pipe).save_lora_weights(
+        path, transformer_lora_layers=get_peft_model_state_dict(transformer), safe_serialization=True
+    )
+    return path

@@ -278,8 +278,11 @@ class Maze3D(Task):
     def colors(self, skin: Skin) -> dict:
         """The scene's named colours. Floors always differ from the background (the platforms
         must read as objects), and ladders avoid the agent's and goal's colour."""
-        floor = skin.floor if np.linalg.norm(np.subtract(skin.floor, skin.background)) >= 24 \
-            else _mix(skin.floor, skin.wall, 0.12)
+        floor = skin.floor
+        for shade in (0.12, 0.2, 0.3, 0.45):
+            if np.linalg.norm(np.subtract(floor, skin.background)) >= 24:
+                break
+            floor = _mix(skin.floor, skin.wall, shade)
         ladder = contrasting_color(skin.accent, [skin.agent, skin.goal, skin.wall, floor])
         return {"wall": list(skin.wall), "floor": list(floor), "goal": list(skin.goal),
                 "background": list(skin.background), "trail": list(skin.trail), "ladder": ladder}

@@ -30,7 +30,6 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from gen_reason.errors import UserError
 from gen_reason.puzzles.instance import Instance
 from gen_reason.puzzles.maze import blockgrid as bg
 from gen_reason.puzzles.maze.grid import parse_size, size_of

@@ -170,6 +170,7 @@ def place_traps(grid: np.ndarray, start, goal, rng: random.Random, density: floa
 
 
 def _reachable(grid: np.ndarray, start, goal, blocked) -> bool:
+    """Whether ``goal`` can be reached from ``start`` avoiding ``blocked`` cells."""
     return goal in _distances(grid, start, blocked)
 
 
@@ -232,6 +233,7 @@ class TrapField(GridMaze):
         )
 
     def _build_with_traps(self, grid, start, goal, traps, seed: int, difficulty: str) -> Instance:
+        """GridMaze's build with the traps as hazards, in the layout and in the colours."""
         index = {cell: i for i, cell in enumerate(bg.open_cells(grid, rooms_only=False))}
         skin = get_skin(self.config.skin, self.config.agent_icon)
         trap_cells = sorted(traps)
@@ -254,6 +256,7 @@ class TrapField(GridMaze):
 
     # rendering --------------------------------------------------------------------
     def _traps(self, spec: dict) -> frozenset:
+        """The trap cells of a spec, as ``(row, col)`` tuples."""
         return frozenset(tuple(c) for c in spec["layout"]["traps"])
 
     def block_path(self, instance: Instance) -> list[tuple[int, int]]:

@@ -1,0 +1,147 @@
+"""Solve one puzzle end to end: make it, ask the model, referee the video, write the files.
+
+This is what ``genreason solve`` runs, and the three-line notebook version::
+
+    from gen_reason import solve
+    result = solve("maze")          # the embedded model, a fresh 5x5 maze
+    result                          # shows the verdict and the side-by-side video inline
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from gen_reason.errors import UserError
+from gen_reason.puzzles import Instance, get_task
+
+
+@dataclass
+class SolveResult:
+    """What one solve produced: the instance, the attempt, both verdicts and the files."""
+
+    instance: Instance
+    attempt: object
+    rule_score: object
+    reference_score: object
+    files: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def success(self) -> bool:
+        """Strict success: goal reached with no rule broken (the reference verdict)."""
+        return bool(self.reference_score.success)
+
+    def summary(self) -> str:
+        """A few lines: verdict, key metrics, reason, where the files are."""
+        m = self.reference_score.metrics
+        verdict = "SOLVED" if self.success else "FAILED"
+        keys = ("success_lenient", "exact_match", "precision_rate", "step_deviation", "maze_fidelity")
+        metrics = ", ".join(f"{k}={m[k]:.3f}" for k in keys if k in m and m[k] == m[k])
+        lines = [f"{verdict}: {self.instance.task} {self.instance.difficulty} seed {self.instance.seed} "
+                 f"({self.seconds:.1f} s, solver {getattr(self.attempt, 'solver', '?')})"]
+        if metrics:
+            lines.append(f"  {metrics}")
+        if self.reference_score.reason:
+            lines.append(f"  reason: {self.reference_score.reason}")
+        if self.files:
+            lines.append(f"  files: {Path(self.files['video']).parent}/ (" + ", ".join(Path(p).name for p in self.files.values()) + ")")
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        import base64
+        import html
+
+        body = f"<pre>{html.escape(self.summary())}</pre>"
+        gif = self.files.get("side_by_side")
+        if gif and Path(gif).exists():
+            data = base64.b64encode(Path(gif).read_bytes()).decode()
+            body += f'<img src="data:image/gif;base64,{data}" style="image-rendering:pixelated;width:480px">'
+        return body
+
+    def __repr__(self) -> str:
+        return self.summary()
+
+
+def model_task_defaults(model_path: Path) -> dict:
+    """The puzzle settings a model folder asks for (``genreason.json``: task_config,
+    difficulty, num_frames), e.g. the embedded model's 32x32 high-contrast mazes."""
+    meta = Path(model_path) / "genreason.json"
+    return json.loads(meta.read_text()) if meta.exists() else {}
+
+
+def upscale(video: np.ndarray, min_side: int = 256) -> np.ndarray:
+    """Nearest-neighbour upscale of a small video so people can see it (integer factor)."""
+    factor = max(1, int(np.ceil(min_side / max(video.shape[1:3]))))
+    return np.repeat(np.repeat(video, factor, axis=-3), factor, axis=-2) if factor > 1 else video
+
+
+def solve(task: str = "maze", *, difficulty: str | None = None, seed: int | None = None, model: str = "embedded",
+          lora: str | None = None, solver: str = "single", solver_params: dict | None = None,
+          frames: int | None = None, steps: int | None = None, out: str | Path | None = "out/solve",
+          task_config: dict | None = None, generator=None) -> SolveResult:
+    """Make a puzzle, have the model solve it, referee the video, and write the files.
+
+    ``seed=None`` draws a fresh random instance. Files in ``out``: ``generated.mp4``,
+    ``side_by_side.gif`` (generated | ground truth, with the extracted track drawn),
+    ``puzzle.png``, ``score.json``. ``out=None`` writes nothing.
+    """
+    from gen_reason.models.loading import load_generator, resolve_model_path
+    from gen_reason.solvers.registry import get_solver
+    from gen_reason.verifiers.registry import verifier_for
+    from gen_reason.video import side_by_side, write_gif, write_image, write_mp4
+
+    started = time.perf_counter()
+    defaults = model_task_defaults(resolve_model_path(model)) if generator is None else {}
+    config = {**defaults.get("task_config", {}), **(task_config or {})}
+    task_obj = get_task(task, **config)
+    difficulty = difficulty or defaults.get("difficulty", "easy")
+    seed = random.SystemRandom().randrange(1_000_000, 2**31) if seed is None else seed
+    instance = task_obj.generate(seed, difficulty)
+    if generator is None:
+        generator = load_generator(model, lora=lora, steps=steps, num_frames=frames or defaults.get("num_frames"))
+    solver_obj = get_solver(solver, **(solver_params or {}))
+    attempt = solver_obj.solve(instance, generator, verifier_for(instance.task, "rule"), None)
+    reference = verifier_for(instance.task, "reference").score(instance, attempt.video)
+    rule = next((c.score for c in attempt.candidates if c.video is attempt.video), None) if hasattr(attempt, "candidates") else None
+    result = SolveResult(instance, attempt, rule or reference, reference, seconds=time.perf_counter() - started)
+    if out is not None:
+        out = Path(out)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"cannot write to {out}: {exc.strerror or exc}") from None
+        video = attempt.video
+        truth = instance.solution_video(len(video))
+        tracked = draw_track(video, reference.to_dict()["trace"])
+        result.files = {
+            "video": str(write_mp4(out / "generated.mp4", video, fps=getattr(generator, "fps", 8))),
+            "side_by_side": str(write_gif(out / "side_by_side.gif", upscale(side_by_side(tracked, truth)), fps=4)),
+            "puzzle": str(write_image(out / "puzzle.png", upscale(instance.first_frame[None])[0])),
+            "score": str(out / "score.json"),
+        }
+        (out / "score.json").write_text(json.dumps({
+            "instance": instance.to_dict(), "reference": reference.to_dict(),
+            "attempt": attempt.to_dict() if hasattr(attempt, "to_dict") else {},
+            "seconds": result.seconds}, indent=1, sort_keys=True))
+    return result
+
+
+def draw_track(video: np.ndarray, trace: dict) -> np.ndarray:
+    """The video with the referee's extracted agent positions drawn as a growing line."""
+    import cv2
+
+    positions = trace.get("positions") or []
+    if not positions:
+        return video
+    video = video.copy()
+    for t in range(len(video)):
+        pts = [(int(round(p[0])), int(round(p[1]))) for p in positions[: t + 1] if p]
+        if len(pts) > 1:
+            cv2.polylines(video[t], [np.array(pts, np.int32)], False, (255, 140, 0), 1)
+    return video

@@ -1,0 +1,429 @@
+"""Rule checks on a tracked maze-family video, using only ``spec`` (no answer leak).
+
+Each check returns violations ``{"rule", "frame", "detail"}``; :func:`check_rules` sorts
+them so the first one (earliest frame) explains the verdict. Rules:
+
+- ``wall_crossing``: the agent leaves the spec graph (farther than 0.3 step from every
+  legal move's segment, for 2+ consecutive seen frames) or its node path makes a move
+  that is not an edge while moving slowly.
+- ``off_board``: the same, outside the board (the nodes' bounding box + half a step).
+- ``hazard``: the agent comes within 0.3 step of a hazard node (a trap).
+- ``teleport``: the agent jumps more than 1.5 steps between consecutive seen frames.
+- ``end_state_only``: the agent appears at the goal without walking there (a jump that
+  lands at the goal, or fewer than half the nodes of a shortest route visited).
+- ``agent_vanished`` / ``agent_duplicated``: not found (or found twice) for 2+
+  consecutive frames, or not found in the last frame or in frame 0.
+- ``static_video``: the agent never moves half a step from its start.
+- ``maze_redrawn``: a blob of at least a quarter cell differs from frame 0 outside the
+  agent's (box's, trail's) area: walls added or removed, goal moved.
+- Sokoban (``spec["box"]``): the same movement rules for the box (``box_*``), plus
+  ``box_unpushed`` (the box moves with the agent more than 1.5 steps away).
+
+Positions map to nodes with hysteresis: the current node changes only when the agent
+comes within 0.3 step of another node, so positions between nodes while moving are fine.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from gen_reason.verifiers.track import Track
+
+SNAP = 0.3  # steps: how close to a node counts as standing on it
+OFF_GRAPH = 0.3  # steps: how far from every legal move counts as off the graph
+TELEPORT = 1.5  # steps in one frame
+STATIC = 0.5  # steps: never farther than this from the start = static video
+RUN = 2  # consecutive frames a lost/duplicated/off-graph condition must last
+
+
+class SpecGraph:
+    """The spec's nodes and edges with vectorised geometry (distances, snapping, BFS)."""
+
+    def __init__(self, spec: dict) -> None:
+        self.spec = spec
+        self.nodes = np.asarray(spec["nodes"], float).reshape(-1, 2)
+        self.edges = np.asarray(spec["edges"], int).reshape(-1, 2)
+        self.step = float(spec["step_px"])
+        self.hazards = sorted(set(int(h) for h in spec.get("hazards", [])))
+        self.adj: dict[int, set[int]] = {i: set() for i in range(len(self.nodes))}
+        for i, j in self.edges:
+            self.adj[int(i)].add(int(j))
+            self.adj[int(j)].add(int(i))
+        lo, hi = self.nodes.min(0), self.nodes.max(0)
+        self.board = (lo - 0.5 * self.step, hi + 0.5 * self.step)
+
+    def nearest_node(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Index and distance of the nearest node to each point ``(n, 2)``."""
+        d = np.linalg.norm(points[:, None, :] - self.nodes[None], axis=2)
+        idx = np.argmin(d, axis=1)
+        return idx, d[np.arange(len(points)), idx]
+
+    def distance_to_graph(self, points: np.ndarray) -> np.ndarray:
+        """Distance from each point to the nearest node or edge segment."""
+        _, best = self.nearest_node(points)
+        if len(self.edges):
+            a, b = self.nodes[self.edges[:, 0]], self.nodes[self.edges[:, 1]]
+            ab = b - a
+            denom = np.maximum((ab ** 2).sum(1), 1e-9)
+            for lo in range(0, len(points), 256):
+                p = points[lo:lo + 256, None, :]
+                t = np.clip(((p - a) * ab).sum(2) / denom, 0.0, 1.0)
+                d = np.linalg.norm(p - (a + t[..., None] * ab), axis=2).min(1)
+                best[lo:lo + 256] = np.minimum(best[lo:lo + 256], d)
+        return best
+
+    def project(self, points: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray]:
+        """Project points within ``tol`` of an edge onto it; returns (points, edge index or -1)."""
+        out = points.copy()
+        which = np.full(len(points), -1)
+        if not len(self.edges):
+            return out, which
+        a, b = self.nodes[self.edges[:, 0]], self.nodes[self.edges[:, 1]]
+        ab = b - a
+        denom = np.maximum((ab ** 2).sum(1), 1e-9)
+        for lo in range(0, len(points), 256):
+            p = points[lo:lo + 256, None, :]
+            t = np.clip(((p - a) * ab).sum(2) / denom, 0.0, 1.0)
+            q = a + t[..., None] * ab
+            d = np.linalg.norm(p - q, axis=2)
+            j = np.argmin(d, axis=1)
+            rows = np.arange(len(j))
+            ok = d[rows, j] <= tol
+            out[lo:lo + 256][ok] = q[rows, j][ok]
+            which[lo:lo + 256][ok] = j[ok]
+        return out, which
+
+    def on_board(self, points: np.ndarray) -> np.ndarray:
+        """Whether each point lies within the board (nodes' box + half a step)."""
+        lo, hi = self.board
+        return np.all((points >= lo) & (points <= hi), axis=1)
+
+    def distances_from(self, source: int, avoid_hazards: bool = True) -> dict[int, int]:
+        """BFS move counts from ``source`` to every reachable node."""
+        blocked = set(self.hazards) if avoid_hazards else set()
+        dist = {source: 0}
+        queue = deque([source])
+        while queue:
+            u = queue.popleft()
+            for v in self.adj[u]:
+                if v not in dist and v not in blocked:
+                    dist[v] = dist[u] + 1
+                    queue.append(v)
+        return dist
+
+    def shortest(self, a: int, b: int) -> list[int] | None:
+        """A shortest node path from ``a`` to ``b`` (ignoring hazards), or ``None``."""
+        prev = {a: None}
+        queue = deque([a])
+        while queue:
+            u = queue.popleft()
+            if u == b:
+                break
+            for v in sorted(self.adj[u]):
+                if v not in prev:
+                    prev[v] = u
+                    queue.append(v)
+        if b not in prev:
+            return None
+        path = [b]
+        while path[-1] != a:
+            path.append(prev[path[-1]])
+        return path[::-1]
+
+
+@dataclass
+class ObjectPath:
+    """An object's walk mapped to the graph: per-frame node (or -1), node path with the
+    frame each node was entered, and the violations of its movement."""
+
+    frame_nodes: list[int]
+    node_path: list[int]
+    node_frames: list[int]
+    violations: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class RuleReport:
+    """Everything the rule checks found."""
+
+    agent: ObjectPath
+    box: ObjectPath | None
+    violations: list[dict]
+    reached_goal: bool  # the agent (box, for sokoban) stood on the goal node at some frame
+    ends_at_goal: bool  # ... and in the last frame where it was seen
+    final_node: int | None
+
+    @property
+    def first_violation(self) -> dict | None:
+        """The earliest violation (``None`` when the video broke no rule)."""
+        return self.violations[0] if self.violations else None
+
+    def flags(self) -> dict[str, float]:
+        """``violation_<rule>``: 1.0 when broken, for every rule name."""
+        broken = {v["rule"] for v in self.violations}
+        return {f"violation_{rule}": float(rule in broken) for rule in RULE_NAMES}
+
+
+RULE_NAMES = ("wall_crossing", "off_board", "hazard", "teleport", "end_state_only", "agent_vanished",
+              "agent_duplicated", "static_video", "maze_redrawn", "box_wall_crossing", "box_off_board",
+              "box_teleport", "box_vanished", "box_unpushed")
+
+
+def _runs(flags: np.ndarray, min_len: int) -> list[tuple[int, int]]:
+    """(start, length) of runs of True at least ``min_len`` long."""
+    out, start = [], None
+    for k, f in enumerate(list(flags) + [False]):
+        if f and start is None:
+            start = k
+        elif not f and start is not None:
+            if k - start >= min_len:
+                out.append((start, k - start))
+            start = None
+    return out
+
+
+def walk_graph(positions: np.ndarray, graph: SpecGraph, start: int, name: str = "agent",
+               prefix: str = "") -> ObjectPath:
+    """Map positions ``(T, 2)`` (NaN where lost) to nodes and check the movement rules."""
+    t = len(positions)
+    seen = ~np.isnan(positions[:, 0])
+    step = graph.step
+    violations: list[dict] = []
+    frame_nodes = [-1] * t
+    node_path, node_frames = [start], [0]
+    if not seen.any():
+        return ObjectPath(frame_nodes, node_path, node_frames, violations)
+    idx = np.flatnonzero(seen)
+    pts = positions[idx]
+    near, near_d = graph.nearest_node(pts)
+    off = graph.distance_to_graph(pts) > OFF_GRAPH * step
+    board = graph.on_board(pts)
+    min_run = RUN if t >= 4 else 1
+    # Off the graph (through a wall, off the board) for a run of seen frames.
+    for s, n in _runs(off, min_run):
+        k = int(idx[s])
+        where = pts[s]
+        outside = not board[s: s + n].all()
+        rule = "off_board" if outside else "wall_crossing"
+        what = "left the board" if outside else "left the legal moves (through a wall?)"
+        violations.append({"rule": prefix + rule, "frame": k,
+                           "detail": f"{name} {what} at frame {k}, at ({where[0]:.0f}, {where[1]:.0f}) px, "
+                                     f"for {n} frame(s)"})
+    # Teleports: big jumps between consecutive seen frames.
+    jumps = np.linalg.norm(np.diff(pts, axis=0), axis=1) if len(pts) > 1 else np.zeros(0)
+    teleport_frames = set()
+    for s in np.flatnonzero(jumps > TELEPORT * step):
+        k = int(idx[s + 1])
+        teleport_frames.add(k)
+        violations.append({"rule": prefix + "teleport", "frame": k,
+                           "detail": f"{name} jumped {jumps[s] / step:.1f} steps between frames {int(idx[s])} and {k}"})
+    # Node path with hysteresis.
+    cur = start
+    last_off = -1
+    for s, k in enumerate(idx):
+        if off[s]:
+            last_off = int(k)
+        n = int(near[s])
+        if n != cur and near_d[s] <= SNAP * step:
+            if n not in graph.adj[cur] and int(k) not in teleport_frames:
+                bridge = graph.shortest(cur, n)
+                fast_but_legal = bridge is not None and len(bridge) <= 3 and last_off < node_frames[-1]
+                if fast_but_legal:
+                    for m in bridge[1:-1]:
+                        node_path.append(m)
+                        node_frames.append(int(k))
+                else:
+                    violations.append({"rule": prefix + "wall_crossing", "frame": int(k),
+                                       "detail": f"{name} moved from node {cur} to node {n} at frame {k}: "
+                                                 "not a legal move"})
+            node_path.append(n)
+            node_frames.append(int(k))
+            cur = n
+        frame_nodes[int(k)] = cur
+    return ObjectPath(frame_nodes, node_path, node_frames, violations)
+
+
+def _visibility(track_obj, name: str, rule_lost: str, rule_dup: str | None) -> list[dict]:
+    out = []
+    lost = track_obj.lost
+    t = len(lost)
+    min_run = RUN if t >= 4 else 1
+    runs = _runs(lost, min_run)
+    if lost[0]:
+        runs = [(0, 1)] + [r for r in runs if r[0] != 0]
+    if lost[-1] and not any(s + n == t for s, n in runs):
+        runs.append((t - 1, 1))
+    for s, n in runs[:1]:
+        what = "not visible at its start in frame 0" if s == 0 else f"lost at frame {s}"
+        out.append({"rule": rule_lost, "frame": int(s), "detail": f"{name} {what} ({n} frame(s))"})
+    if rule_dup:
+        for s, n in _runs(track_obj.duplicated, min_run)[:1]:
+            out.append({"rule": rule_dup, "frame": int(s), "detail": f"{name} duplicated at frame {s} ({n} frame(s))"})
+    return out
+
+
+def check_rules(track: Track, spec: dict, check_scene_changes: bool = True) -> RuleReport:
+    """Run every rule on a tracked video; violations sorted by frame (first = the reason)."""
+    graph = SpecGraph(spec)
+    t = track.num_frames
+    agent_pos = track.agent.positions
+    agent = walk_graph(agent_pos, graph, int(spec["start"]), "agent")
+    violations = list(agent.violations)
+    violations += _visibility(track.agent, "agent", "agent_vanished", "agent_duplicated")
+    seen = ~np.isnan(agent_pos[:, 0])
+    box = None
+    goal = int(spec["goal"])
+    if spec.get("box") and track.box is not None:
+        box_pos = track.box.positions
+        box = walk_graph(box_pos, graph, int(spec["box"]["start"]), "box", prefix="box_")
+        violations += box.violations
+        violations += _visibility(track.box, "box", "box_vanished", None)
+        violations += _unpushed(agent_pos, box_pos, graph.step)
+        main = box
+    else:
+        main = agent
+    # Hazards.
+    if graph.hazards and seen.any():
+        hz = graph.nodes[graph.hazards]
+        d = np.linalg.norm(agent_pos[seen][:, None] - hz[None], axis=2)
+        hit = np.flatnonzero(d.min(1) <= SNAP * graph.step)
+        if len(hit):
+            k = int(np.flatnonzero(seen)[hit[0]])
+            node = graph.hazards[int(np.argmin(d[hit[0]]))]
+            violations.append({"rule": "hazard", "frame": k, "detail": f"agent entered hazard node {node} at frame {k}"})
+    # Static video.
+    if seen.any():
+        start_xy = graph.nodes[int(spec["start"])]
+        moved = np.linalg.norm(agent_pos[seen] - start_xy, axis=1).max()
+        box_moved = 0.0
+        if box is not None and track.box is not None and (~track.box.lost).any():
+            bseen = ~track.box.lost
+            box_moved = np.linalg.norm(track.box.positions[bseen] - graph.nodes[int(spec["box"]["start"])], axis=1).max()
+        if moved < STATIC * graph.step and box_moved < STATIC * graph.step:
+            violations.append({"rule": "static_video", "frame": t - 1,
+                               "detail": f"the agent never moved more than {moved / graph.step:.2f} step from its start"})
+    # Goal.
+    goal_frames = [k for k, n in enumerate(main.frame_nodes) if n == goal]
+    reached = bool(goal_frames)
+    last_seen = [n for n in main.frame_nodes if n >= 0]
+    final = last_seen[-1] if last_seen else None
+    ends = final == goal
+    # End state only: the agent (box) shows up at the goal without walking the way there.
+    if reached and box is None:
+        first_goal = goal_frames[0]
+        route = graph.distances_from(int(spec["start"]), avoid_hazards=False).get(goal, 0)
+        jumped_to_goal = [v for v in violations if v["rule"] == "teleport" and
+                          v["frame"] <= first_goal and
+                          _lands_near_goal(agent_pos, v["frame"], graph, goal)]
+        visited = len(set(agent.node_path[: agent.node_path.index(goal) + 1]))
+        if jumped_to_goal or visited < 0.5 * (route + 1):
+            k = jumped_to_goal[0]["frame"] if jumped_to_goal else first_goal
+            violations = [v for v in violations if not (v["rule"] == "teleport" and v["frame"] == k)]
+            violations.append({"rule": "end_state_only", "frame": k,
+                               "detail": f"the agent appears at the goal at frame {k} without walking there "
+                                         f"({visited} of {route + 1} route nodes visited)"})
+    if check_scene_changes:
+        violations += check_scene(track, spec)
+    violations.sort(key=lambda v: (v["frame"], RULE_NAMES.index(v["rule"]) if v["rule"] in RULE_NAMES else 99))
+    return RuleReport(agent=agent, box=box, violations=violations, reached_goal=reached, ends_at_goal=ends,
+                      final_node=final)
+
+
+def _lands_near_goal(positions: np.ndarray, frame: int, graph: SpecGraph, goal: int) -> bool:
+    p = positions[frame]
+    return bool(np.linalg.norm(p - graph.nodes[goal]) <= 1.0 * graph.step)
+
+
+def _unpushed(agent_pos: np.ndarray, box_pos: np.ndarray, step: float) -> list[dict]:
+    both = ~np.isnan(agent_pos[:, 0]) & ~np.isnan(box_pos[:, 0])
+    idx = np.flatnonzero(both)
+    if len(idx) < 2:
+        return []
+    moves = np.linalg.norm(np.diff(box_pos[idx], axis=0), axis=1)
+    gap = np.linalg.norm(agent_pos[idx[1:]] - box_pos[idx[1:]], axis=1)
+    bad = np.flatnonzero((moves > 0.1 * step) & (gap > 1.5 * step))
+    if len(bad) == 0:
+        return []
+    k = int(idx[bad[0] + 1])
+    return [{"rule": "box_unpushed", "frame": k,
+             "detail": f"the box moved at frame {k} with the agent {gap[bad[0]] / step:.1f} steps away"}]
+
+
+def check_scene(track: Track, spec: dict, diff_threshold: int = 60, min_blob_cells: float = 0.25) -> list[dict]:
+    """``maze_redrawn``: compare sampled frames with frame 0 outside the moving objects.
+
+    A pixel changed when its (3x3-blurred) colour differs from frame 0 by more than
+    ``diff_threshold`` in some channel; changes within the agent's (and box's) current
+    and start footprints, the trail's cells (trail skins) and the goal (when the agent
+    stands on it) are expected. A changed blob larger than ``min_blob_cells`` of a cell
+    (``step_px`` squared) is a redraw. Compression noise makes small, thin blobs only.
+    """
+    work = track.work
+    frames = work.frames
+    t, h, w = frames.shape[:3]
+    scale = work.mean_scale
+    step_w = float(spec["step_px"]) * scale
+    agent_r = 0.5 * float(spec["agent"]["size_px"]) * scale * 1.5 + 3
+    sample = np.unique(np.linspace(1, t - 1, num=min(t - 1, 24)).round().astype(int)) if t > 1 else []
+    if len(sample) == 0:
+        return []
+    first = cv2.blur(frames[0], (3, 3)).astype(np.int16)
+    nodes = np.asarray(spec["nodes"], float)
+    objects = [(track.agent.positions, nodes[int(spec["start"])], agent_r)]
+    if spec.get("box") and track.box is not None:
+        box_r = 0.5 * float(spec["box"].get("size_px", spec["step_px"])) * scale * 1.5 + 3
+        objects.append((track.box.positions, nodes[int(spec["box"]["start"])], box_r))
+    trail = bool(spec.get("trail"))
+    trail_r = 0.75 * step_w + 2
+    gx0, gy0, gx1, gy1 = spec["goal_box"]
+    goal_xy = np.array([(gx0 + gx1) / 2, (gy0 + gy1) / 2])
+    min_area = min_blob_cells * step_w ** 2
+    yy, xx = np.mgrid[:h, :w]
+    kernel = np.ones((3, 3), np.uint8)
+    trail_mask = np.zeros((h, w), bool)
+    trail_upto = 0
+    for k in sample:
+        diff = np.abs(cv2.blur(frames[k], (3, 3)).astype(np.int16) - first).max(-1) > diff_threshold
+        if not diff.any():
+            continue
+        allowed = np.zeros((h, w), bool)
+        for positions, start_xy, radius in objects:
+            pts = [start_xy]
+            if not np.isnan(positions[k, 0]):
+                pts.append(positions[k])
+            else:
+                prev = np.flatnonzero(~np.isnan(positions[:k, 0]))
+                if len(prev):
+                    pts.append(positions[prev[-1]])
+            for p in pts:
+                c = work.to_work(p)
+                allowed |= (xx - c[0]) ** 2 + (yy - c[1]) ** 2 <= radius ** 2
+        if trail:
+            for j in range(trail_upto, k + 1):
+                p = track.agent.positions[j]
+                if not np.isnan(p[0]):
+                    c = work.to_work(p)
+                    trail_mask |= (np.abs(xx - c[0]) <= trail_r) & (np.abs(yy - c[1]) <= trail_r)
+            trail_upto = k + 1
+            allowed |= trail_mask
+        p = track.agent.positions[k]
+        if not np.isnan(p[0]) and np.linalg.norm(p - goal_xy) <= 1.0 * float(spec["step_px"]):
+            c0 = work.to_work(np.array([gx0, gy0], float))
+            c1 = work.to_work(np.array([gx1, gy1], float))
+            allowed[max(0, int(c0[1]) - 1): int(c1[1]) + 2, max(0, int(c0[0]) - 1): int(c1[0]) + 2] = True
+        changed = (diff & ~allowed).astype(np.uint8)
+        changed = cv2.morphologyEx(changed, cv2.MORPH_OPEN, kernel)
+        n, _, stats, cents = cv2.connectedComponentsWithStats(changed, connectivity=8)
+        if n <= 1:
+            continue
+        j = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+        if stats[j, cv2.CC_STAT_AREA] >= min_area:
+            where = work.to_spec(cents[j])
+            return [{"rule": "maze_redrawn", "frame": int(k),
+                     "detail": f"the scene changed at frame {k} around ({where[0]:.0f}, {where[1]:.0f}) px "
+                               f"({stats[j, cv2.CC_STAT_AREA] / step_w ** 2:.1f} cells): walls or goal redrawn"}]
+    return []
