@@ -35,8 +35,8 @@ from gen_reason.errors import UserError
 _BITS = 5
 _LEVELS = 1 << _BITS
 _FRAME_CHUNK = 32
-_WORK_AGENT_PX = 10.0  # agent width the working copy is scaled to (when downscaling)
-_WORK_MAX_SIDE = 384
+_WORK_AGENT_PX = 8.0  # least agent width the working copy is scaled to (when downscaling)
+_WORK_MAX_SIDE = 256
 
 AGENT, BOX = 1, 2
 
@@ -155,21 +155,27 @@ def prepare_video(video: np.ndarray, spec: dict) -> WorkVideo:
     spec_h, spec_w = spec["image_size"]
     h, w = video.shape[1:3]
     agent_px = float(spec["agent"]["size_px"]) * min(w / spec_w, h / spec_h)
-    factor = min(1.0, max(_WORK_AGENT_PX / agent_px, _WORK_MAX_SIDE / max(h, w)))
-    if factor < 0.95:
-        size = (max(1, int(round(w * factor))), max(1, int(round(h * factor))))
-        frames = np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in video])
+    # Downscale by an integer factor (OpenCV's fast path for INTER_AREA): as far as
+    # the working side limit asks, but never below _WORK_AGENT_PX for the agent.
+    factor = int(max(1, min(np.floor(agent_px / _WORK_AGENT_PX), np.ceil(max(h, w) / _WORK_MAX_SIDE))))
+    if factor > 1:
+        size = (max(1, w // factor), max(1, h // factor))
+        frames = np.empty((len(video), size[1], size[0], 3), np.uint8)
+        for k, f in enumerate(video):
+            cv2.resize(f[: size[1] * factor, : size[0] * factor], size, dst=frames[k], interpolation=cv2.INTER_AREA)
     else:
         frames = np.ascontiguousarray(video)
-    wh, ww = frames.shape[1:3]
-    return WorkVideo(frames=frames, scale=(ww / spec_w, wh / spec_h), source_size=(h, w))
+    return WorkVideo(frames=frames, scale=(w / factor / spec_w, h / factor / spec_h), source_size=(h, w))
 
 
 # ----------------------------------------------------------------------------- colour
 def _quantise(frames: np.ndarray) -> np.ndarray:
     shift = 8 - _BITS
     f = frames >> shift
-    return (f[..., 0].astype(np.int32) << (2 * _BITS)) | (f[..., 1].astype(np.int32) << _BITS) | f[..., 2]
+    out = f[..., 0].astype(np.uint16) << (2 * _BITS)
+    out |= f[..., 1].astype(np.uint16) << _BITS
+    out |= f[..., 2]
+    return out
 
 
 def dominant_colours(image: np.ndarray, min_share: float = 0.004, limit: int = 24) -> list[np.ndarray]:
@@ -246,8 +252,9 @@ def track_objects(video: np.ndarray | WorkVideo, spec: dict) -> Track:
         starts[BOX] = nodes[box["start"]]
         sizes[BOX] = float(box.get("size_px", spec["step_px"] * 0.8))
     lut = build_lut(targets, _scene_palette(spec, first))
-    labels = lut[_quantise(frames)] if len(frames) <= _FRAME_CHUNK else np.concatenate(
-        [lut[_quantise(frames[i:i + _FRAME_CHUNK])] for i in range(0, len(frames), _FRAME_CHUNK)])
+    labels = np.empty(frames.shape[:3], np.uint8)
+    for i in range(0, len(frames), _FRAME_CHUNK):
+        labels[i:i + _FRAME_CHUNK] = lut[_quantise(frames[i:i + _FRAME_CHUNK])]
     events: list[dict] = []
     results = {}
     for label in targets:

@@ -7,6 +7,7 @@ This module imports no torch, so solvers and their tests can subclass
 from __future__ import annotations
 
 import abc
+import numbers
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
@@ -115,7 +116,7 @@ class VideoGenerator(abc.ABC):
 
 def normalise_seeds(seeds: "Sequence[int] | int") -> list[int]:
     """Seeds as a non-empty list of Python ints (one int means one seed)."""
-    if isinstance(seeds, int) or hasattr(seeds, "__index__"):
+    if isinstance(seeds, numbers.Integral):  # numpy integers included
         seeds = [seeds]  # type: ignore[list-item]
     seeds = [int(seed) for seed in seeds]  # type: ignore[union-attr]
     if not seeds:

@@ -60,17 +60,13 @@ class DiffusersVideoGenerator(VideoGenerator):
     """
 
     def __init__(self, pipeline, family: Family, *, name: str, max_batch: int = 4, **overrides: Any) -> None:
-        unknown = sorted(set(overrides) - {field.name for field in dataclasses.fields(FamilyDefaults)})
-        if unknown:
-            known = ", ".join(field.name for field in dataclasses.fields(FamilyDefaults))
-            raise UserError(f"unknown generator option(s) {', '.join(unknown)}; known: {known}, max_batch")
         if int(max_batch) < 1:
             raise UserError(f"max_batch must be at least 1, got {max_batch}")
         self.pipeline = pipeline
         self.family = family
         self.name = name
         self.max_batch = int(max_batch)
-        self.options = dataclasses.replace(family.defaults, **overrides)
+        self.options = resolve_options(family, overrides)
         if self.options.flow_shift is not None:
             _set_flow_shift(pipeline, self.options.flow_shift)
         pipeline.set_progress_bar_config(disable=True)  # the run layer draws the progress bars
@@ -113,8 +109,17 @@ class DiffusersVideoGenerator(VideoGenerator):
         pipeline_cls = pipeline_class(class_name, path)
         check_components(path, model_index)
         family = family_for(class_name, pipeline_cls, model_index)
+        # Every cheap check before the (possibly minutes-long) load.
+        resolve_options(family, overrides)
         if attention not in _ATTENTION:
             raise UserError(f"unknown attention {attention!r}; choose one of {', '.join(_ATTENTION)}")
+        loras = [Path(item).expanduser() for item in _as_list(lora)]
+        scales = list(lora_scale) if isinstance(lora_scale, (list, tuple)) else [lora_scale] * len(loras)
+        if len(scales) != len(loras):
+            raise UserError(f"got {len(loras)} LoRA(s) but {len(scales)} lora_scale value(s)")
+        for lora_path in loras:
+            if not lora_path.exists():
+                raise UserError(f"LoRA not found: {lora_path}")
 
         device = resolve_device(device)
         dtype = resolve_dtype(dtype, device)
@@ -128,11 +133,7 @@ class DiffusersVideoGenerator(VideoGenerator):
         except OSError as exc:  # diffusers reports unreadable or missing files as OSError
             raise UserError(f"cannot load model {path}: {_first_line(exc)}") from None
 
-        loras = _as_list(lora)
-        scales = list(lora_scale) if isinstance(lora_scale, (list, tuple)) else [lora_scale] * len(loras)
-        if len(scales) != len(loras):
-            raise UserError(f"got {len(loras)} LoRA(s) but {len(scales)} lora_scale value(s)")
-        name = path.name + "".join(f"+{Path(item).stem}" for item in loras)
+        name = path.name + "".join(f"+{item.stem}" for item in loras)
         generator = cls(pipe, family, name=name, max_batch=max_batch, **overrides)
         if loras:
             generator.set_loras(loras, scales)
@@ -515,6 +516,22 @@ def _clean_estimate(scheduler, arguments: dict, result: Any, position: int) -> t
 
 
 # -- loading --------------------------------------------------------------------------------
+def resolve_options(family: Family, overrides: dict) -> FamilyDefaults:
+    """``family``'s defaults with ``overrides`` applied; unknown keys and bad sizes are a :class:`UserError`."""
+    known = [field.name for field in dataclasses.fields(FamilyDefaults)]
+    unknown = sorted(set(overrides) - set(known))
+    if unknown:
+        raise UserError(f"unknown generator option(s) {', '.join(unknown)}; known: {', '.join(known)}, max_batch")
+    options = dataclasses.replace(family.defaults, **overrides)
+    try:
+        size = tuple(int(side) for side in options.size)
+    except (TypeError, ValueError):
+        size = ()
+    if len(size) != 2 or min(size) < 1:
+        raise UserError(f"size must be (height, width) in pixels, got {options.size!r}")
+    return dataclasses.replace(options, size=size)
+
+
 def read_model_index(path: Path) -> dict:
     """The parsed ``model_index.json`` of a model folder, or a one-line :class:`UserError`."""
     if not path.exists():
@@ -543,8 +560,8 @@ def pipeline_class(class_name: Any, path: Path) -> type:
         )
     try:
         cls = PIPELINES.get(class_name)
-    except ImportError as exc:
-        raise UserError(f"pipeline {class_name} is registered but cannot be imported: {exc}") from None
+    except (ImportError, AttributeError) as exc:
+        raise UserError(f"pipeline {class_name} is registered but cannot be imported: {_first_line(exc)}") from None
     from diffusers import DiffusionPipeline
 
     if not (isinstance(cls, type) and issubclass(cls, DiffusionPipeline)):
@@ -570,7 +587,13 @@ def check_components(path: Path, model_index: dict) -> None:
 def resolve_device(device: str | torch.device | None) -> torch.device:
     """``device`` as a ``torch.device``; default CUDA, then Apple MPS, then CPU."""
     if device is not None:
-        return torch.device(device)
+        try:
+            device = torch.device(device)
+        except RuntimeError as exc:
+            raise UserError(f"unknown device {device!r}: {_first_line(exc)}") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise UserError(f"device {device} requested but CUDA is not available here")
+        return device
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():

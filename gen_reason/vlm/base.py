@@ -201,8 +201,6 @@ def sample_frame_indices(num_frames: int, k: int) -> list[int]:
         raise ValueError("cannot sample frames from an empty video")
     if k <= 0:
         raise ValueError(f"the number of frames to sample must be positive; got {k}")
-    if k == 1:
-        return [num_frames - 1] if num_frames == 1 else [0]
     indices = np.linspace(0, num_frames - 1, min(k, num_frames))
     return sorted({int(round(x)) for x in indices})
 

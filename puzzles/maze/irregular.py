@@ -56,10 +56,9 @@ PROMPT = (
 class IrregularMazeConfig(TaskConfig):
     """How road maps look and are built."""
 
-    frames_per_step: int = 2  # one move is a short hop of ~step_px pixels, not a whole cell
     spacing_px: int = 72  # mean distance between neighbouring junctions
     road_px: int | None = None  # road width; None: spacing_px // 5
-    step_px: float | None = None  # distance between nodes along a road; None: the road width
+    step_px: float | None = None  # distance between nodes along a road; None: twice the road width
     curviness: float = 0.18  # largest sideways bend of a road's control points, as a share of its length
     diagonals: float = 0.5  # chance that a lattice square gets a diagonal road candidate
     extra_roads: int | None = None  # roads added to the spanning tree to close loops; None: the difficulty's
@@ -96,7 +95,9 @@ class IrregularMazeConfig(TaskConfig):
     @property
     def node_step(self) -> float:
         """Target distance between consecutive nodes along a road."""
-        return float(self.step_px) if self.step_px is not None else float(self.road_width)
+        # Twice the road width: a hop is about 1.5 agent widths, as one cell is in the grid maze,
+        # and the referee's tolerances (a share of step_px) then match the road's edges.
+        return float(self.step_px) if self.step_px is not None else 2.0 * self.road_width
 
 
 # geometry -------------------------------------------------------------------------

@@ -384,16 +384,13 @@ def box_size(geom: bg.BlockGeometry) -> float:
 
 
 def draw_box(img: np.ndarray, geom: bg.BlockGeometry, cell: tuple[float, float], color) -> None:
-    """Draw the box as a crate (filled square with a darker rim) at a fractional block position."""
+    """Draw the box as a plain filled square at a fractional block position.
+
+    Plain on purpose: a darker rim and cross lines blur, once the referee downscales the
+    video, into colours its tracker took for a second agent.
+    """
     cx, cy = geom.center(cell)
     half = box_size(geom) / 2
     x0, y0 = int(round(cx - half)), int(round(cy - half))
     x1, y1 = int(round(cx + half)) - 1, int(round(cy + half)) - 1
-    color = tuple(int(v) for v in color)
-    cv2.rectangle(img, (x0, y0), (x1, y1), color, -1)
-    if geom.cell_px >= 12:
-        rim = tuple(int(v * 0.6) for v in color)
-        cv2.rectangle(img, (x0, y0), (x1, y1), rim, max(1, geom.cell_px // 16))
-        inner = max(2, geom.cell_px // 6)
-        cv2.line(img, (x0 + inner, y0 + inner), (x1 - inner, y1 - inner), rim, 1)
-        cv2.line(img, (x0 + inner, y1 - inner), (x1 - inner, y0 + inner), rim, 1)
+    cv2.rectangle(img, (x0, y0), (max(x0, x1), max(y0, y1)), tuple(int(v) for v in color), -1)

@@ -1,0 +1,231 @@
+"""Any OpenAI-compatible chat server (vLLM, SGLang, llama.cpp, LM Studio, OpenAI) as a :class:`VLM`.
+
+Only the standard library is used (``urllib``): no ``openai`` package needed. Images go
+as PNG data URLs in ``image_url`` parts; a video goes as an MP4 data URL in a
+``video_url`` part when the server takes video (``supports_video=True``, e.g. vLLM or
+SGLang serving Qwen2.5-VL), else as ``video_frames`` evenly spaced frames sent as images.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import os
+import socket
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+from gen_reason.errors import UserError
+from gen_reason.vlm.base import VLM, check_messages, sample_frames
+from gen_reason.vlm.structured import VLMFailure
+
+#: HTTP statuses worth another try: rate limits and server-side trouble.
+_RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+
+
+class OpenAICompatibleVLM(VLM):
+    """A VLM served over the OpenAI chat-completions API.
+
+    ``base_url`` is the API root, as for the ``openai`` client, e.g.
+    ``http://localhost:8000/v1`` (a full ``.../chat/completions`` URL works too).
+    ``api_key`` defaults to the ``OPENAI_API_KEY`` environment variable; local servers
+    started without a key need none. Timeouts, connection drops, 429 and 5xx answers are
+    retried ``max_retries`` times with exponential backoff from ``retry_backoff``
+    seconds.
+
+    Errors: a server that cannot be reached (refused, unknown host) or that rejects the
+    key, model or path raises :class:`~gen_reason.errors.UserError` (the CLI prints one
+    line); a request that fails after retries (timeout, 5xx, malformed reply) raises
+    :class:`~gen_reason.vlm.structured.VLMFailure`, which judges record per video.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key: str | None = None,
+        timeout: float = 60,
+        max_retries: int = 2,
+        *,
+        supports_video: bool = False,
+        video_frames: int = 8,
+        video_fps: float = 8,
+        image_format: str = "png",
+        retry_backoff: float = 0.5,
+        extra_body: dict | None = None,
+        name: str | None = None,
+    ):
+        super().__init__()
+        parsed = urllib.parse.urlparse(str(base_url))
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise UserError(f"VLM server URL must start with http:// or https://; got {base_url!r}")
+        if not model:
+            raise UserError("an OpenAI-compatible VLM needs a model name (the name the server serves it under)")
+        if image_format not in ("png", "jpeg"):
+            raise UserError(f"image_format must be 'png' or 'jpeg'; got {image_format!r}")
+        url = str(base_url).rstrip("/")
+        self.base_url = url
+        self.endpoint = url if url.endswith("/chat/completions") else url + "/chat/completions"
+        self.model = model
+        self.api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
+        self.timeout = float(timeout)
+        self.max_retries = int(max_retries)
+        self.retry_backoff = float(retry_backoff)
+        self.supports_video = bool(supports_video)
+        self.video_frames = int(video_frames)
+        self.video_fps = float(video_fps)
+        self.image_format = image_format
+        self.extra_body = dict(extra_body or {})
+        self.name = name or f"openai:{model}"
+
+    # --- request ---------------------------------------------------------------------
+
+    def request_body(self, messages: list[dict], *, max_tokens: int = 512, temperature: float = 0.0) -> dict:
+        """The JSON body :meth:`chat` posts for ``messages`` (images encoded as data URLs)."""
+        converted = []
+        for message in check_messages(messages):
+            parts = []
+            for part in message["content"]:
+                parts.extend(self._convert_part(part))
+            # Text-only system/assistant turns go as plain strings: some servers' chat
+            # templates accept a list of parts only in user turns.
+            if all(p["type"] == "text" for p in parts) and message["role"] != "user":
+                converted.append({"role": message["role"], "content": "".join(p["text"] for p in parts)})
+            else:
+                converted.append({"role": message["role"], "content": parts})
+        body = {"model": self.model, "messages": converted, "max_tokens": int(max_tokens),
+                "temperature": float(temperature)}
+        body.update(self.extra_body)
+        return body
+
+    def _convert_part(self, part: dict) -> list[dict]:
+        if part["type"] == "text":
+            return [{"type": "text", "text": part["text"]}]
+        if part["type"] == "image":
+            return [self._image_url_part(part["image"])]
+        video = part["video"]
+        if self.supports_video:
+            return [{"type": "video_url", "video_url": {"url": _mp4_data_url(video, self.video_fps)}}]
+        _, frames = sample_frames(video, self.video_frames)
+        return [self._image_url_part(frame) for frame in frames]
+
+    def _image_url_part(self, image: np.ndarray) -> dict:
+        return {"type": "image_url", "image_url": {"url": image_data_url(image, self.image_format)}}
+
+    # --- chat ------------------------------------------------------------------------
+
+    def chat(self, messages: list[dict], *, max_tokens: int = 512, temperature: float = 0.0) -> str:
+        """Post the conversation to ``{base_url}/chat/completions`` and return the answer text."""
+        body = json.dumps(self.request_body(messages, max_tokens=max_tokens, temperature=temperature)).encode()
+        started = time.perf_counter()
+        reply = self._post_with_retries(body)
+        try:
+            choice = reply["choices"][0]
+            content = choice["message"].get("content")
+        except (KeyError, IndexError, TypeError, AttributeError):
+            raise VLMFailure(f"the server at {self.endpoint} sent a reply without choices[0].message: "
+                             f"{json.dumps(reply)[:200]}") from None
+        if isinstance(content, list):  # some servers answer with a list of text parts
+            content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+        answer = content if isinstance(content, str) else ""
+        usage = reply.get("usage") or {}
+        self.usage.record(prompt_tokens=usage.get("prompt_tokens") or 0,
+                          completion_tokens=usage.get("completion_tokens") or 0,
+                          seconds=time.perf_counter() - started)
+        return answer
+
+    def _post_with_retries(self, body: bytes) -> dict:
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        problem = ""
+        unreachable = False
+        for attempt in range(self.max_retries + 1):
+            if attempt:
+                time.sleep(self.retry_backoff * 2 ** (attempt - 1))
+            request = urllib.request.Request(self.endpoint, data=body, headers=headers, method="POST")
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                    payload = response.read()
+            except urllib.error.HTTPError as error:
+                detail = _error_detail(error)
+                if error.code in (401, 403):
+                    raise UserError(f"the VLM server at {self.base_url} rejected the request "
+                                    f"(HTTP {error.code}: {detail}); check the API key") from None
+                if error.code == 404:
+                    raise UserError(f"the VLM server at {self.base_url} answered 404 for model {self.model!r} "
+                                    f"({detail}); check the model name and that the URL ends with /v1") from None
+                problem = f"HTTP {error.code}: {detail}"
+                if error.code not in _RETRYABLE_STATUS:
+                    raise VLMFailure(f"the VLM server at {self.base_url} refused the request ({problem})") from None
+                unreachable = False
+                continue
+            except (TimeoutError, socket.timeout):
+                problem, unreachable = f"no answer within {self.timeout:g} s", False
+                continue
+            except urllib.error.URLError as error:
+                reason = error.reason
+                if isinstance(reason, (TimeoutError, socket.timeout)):
+                    problem, unreachable = f"no answer within {self.timeout:g} s", False
+                else:
+                    # Refused, unknown host, unreachable network: probably a wrong URL or a
+                    # server still starting, so worth the retries before blaming the user.
+                    problem, unreachable = f"{reason}", True
+                continue
+            except (ConnectionError, http.client.HTTPException, OSError) as error:
+                problem, unreachable = f"connection dropped ({type(error).__name__}: {error})", False
+                continue
+            try:
+                return json.loads(payload)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                raise VLMFailure(f"the server at {self.endpoint} did not answer with JSON "
+                                 f"(is this an OpenAI-compatible API?): {payload[:120]!r}") from None
+        attempts = self.max_retries + 1
+        if unreachable:
+            raise UserError(f"cannot reach the VLM server at {self.base_url} ({problem}); is it running?")
+        raise VLMFailure(f"the VLM server at {self.base_url} failed {attempts} time{'s' * (attempts > 1)}: {problem}")
+
+
+def _error_detail(error: urllib.error.HTTPError) -> str:
+    """The server's own error message from an HTTP error reply, shortened."""
+    try:
+        text = error.read().decode("utf-8", "replace")
+    except Exception:  # the body is a courtesy; the status code already says enough
+        return error.reason or ""
+    try:
+        data = json.loads(text)
+        message = data.get("error", data) if isinstance(data, dict) else data
+        if isinstance(message, dict):
+            message = message.get("message", message)
+        text = str(message)
+    except json.JSONDecodeError:
+        pass
+    return " ".join(text.split())[:200] or (error.reason or "")
+
+
+def image_data_url(image: np.ndarray, image_format: str = "png") -> str:
+    """An RGB ``(H, W, 3)`` uint8 image as a ``data:image/png;base64,...`` (or jpeg) URL."""
+    import cv2
+
+    extension = ".png" if image_format == "png" else ".jpg"
+    ok, encoded = cv2.imencode(extension, cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise ValueError(f"could not encode an image of shape {image.shape} as {image_format}")
+    return f"data:image/{image_format};base64,{base64.b64encode(encoded.tobytes()).decode('ascii')}"
+
+
+def _mp4_data_url(video: np.ndarray, fps: float) -> str:
+    """A ``(T, H, W, 3)`` video as a ``data:video/mp4;base64,...`` URL (H.264 via gen_reason.video)."""
+    from gen_reason.video import write_mp4
+
+    with tempfile.TemporaryDirectory(prefix="genreason-vlm-") as folder:
+        path = write_mp4(Path(folder) / "video.mp4", video, fps=fps)
+        data = path.read_bytes()
+    return f"data:video/mp4;base64,{base64.b64encode(data).decode('ascii')}"
