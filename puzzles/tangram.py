@@ -256,7 +256,8 @@ def grow_silhouette(rng: random.Random, compact: bool, candidates: int = 6, trie
     """Attach the pieces one by one, edge to edge, at 45-degree rotations.
 
     Each new piece puts one of its edges against an edge of a placed piece (opposite
-    direction, one endpoint shared), so every piece shares an edge segment with the
+    direction with both outlines counter-clockwise, so the new piece lands outside;
+    one endpoint shared), so every piece shares an edge segment with the
     figure; a placement is kept only if it overlaps no placed piece. ``compact`` keeps,
     of the first ``candidates`` valid placements, the one with the smallest convex hull;
     otherwise the first valid one. ``None`` when a piece finds no place.
@@ -267,7 +268,7 @@ def grow_silhouette(rng: random.Random, compact: bool, candidates: int = 6, trie
     first = names[0]
     pose0 = (0.0, 0.0, float(45 * rng.randrange(8)), shape_of[first] in CHIRAL and rng.random() < 0.5)
     poses = {first: pose0}
-    polys = [piece_vertices(shape_of[first], *pose0)]
+    polys = [_ccw_vertices(shape_of[first], *pose0)]
     boxes = [_box(polys[0])]
     for name in names[1:]:
         shape = shape_of[name]
@@ -278,13 +279,13 @@ def grow_silhouette(rng: random.Random, compact: bool, candidates: int = 6, trie
             i = rng.randrange(len(anchor))
             a, b = anchor[i], anchor[(i + 1) % len(anchor)]
             flip = shape in CHIRAL and rng.random() < 0.5
-            base = piece_vertices(shape, 0, 0, 0, flip)
+            base = _ccw_vertices(shape, 0, 0, 0, flip)
             j = rng.randrange(len(base))
             e = base[(j + 1) % len(base)] - base[j]
             # turn the piece so its edge j runs opposite to the anchor edge
             rot = (math.degrees(math.atan2(a[1] - b[1], a[0] - b[0])) - math.degrees(math.atan2(e[1], e[0])))
             rot = float(round(rot / 45.0) * 45 % 360)
-            verts = piece_vertices(shape, 0, 0, rot, flip)
+            verts = _ccw_vertices(shape, 0, 0, rot, flip)
             c, d = verts[j], verts[(j + 1) % len(verts)]
             shift = (b - c) if rng.random() < 0.5 else (a - d)
             verts = verts + shift
@@ -302,6 +303,13 @@ def grow_silhouette(rng: random.Random, compact: bool, candidates: int = 6, trie
         polys.append(verts)
         boxes.append(_box(verts))
     return poses
+
+
+def _ccw_vertices(shape: str, x: float, y: float, rotation_deg: float, flip: bool) -> np.ndarray:
+    # Canonical outlines run counter-clockwise; a mirror reverses that, so undo it: edge
+    # matching needs one orientation for every piece.
+    verts = piece_vertices(shape, x, y, rotation_deg, flip)
+    return verts[::-1].copy() if flip else verts
 
 
 def _box(poly: np.ndarray) -> tuple[float, float, float, float]:

@@ -533,13 +533,17 @@ class SolveContext:
         return max(indices, key=self.rank_key)
 
     # -- VLM ---------------------------------------------------------------------------------------
-    def chat_json(self, purpose: str, messages: list[dict], required: dict[str, type], *, retries: int = 2) -> dict | None:
+    def chat_json(
+        self, purpose: str, messages: list[dict], required: dict[str, type], *, validate=None, retries: int = 2
+    ) -> dict | None:
         """Ask the VLM for a JSON object with ``required`` keys; ``None`` on failure.
 
-        A malformed answer is retried (``retries`` times) by
-        :func:`gen_reason.vlm.structured.chat_json`; a final failure is recorded in
-        ``vlm_failures`` with ``purpose`` and the reason, never turned into an answer.
-        Raises :class:`BudgetExhausted` when the budget cannot cover every retry.
+        A malformed answer (no JSON, a missing key, a wrong type, or one ``validate(obj)``
+        rejects by returning an error string) is retried ``retries`` times by
+        :func:`gen_reason.vlm.structured.chat_json`, which tells the model what was
+        wrong; a final failure is recorded in ``vlm_failures`` with ``purpose``, the
+        reason and the raw answers, never turned into an answer. Raises
+        :class:`BudgetExhausted` when the budget cannot cover every retry.
         """
         from gen_reason.vlm.structured import VLMFailure, chat_json
 
@@ -549,9 +553,9 @@ class SolveContext:
             raise BudgetExhausted(f"the {purpose} may need {1 + retries} VLM calls")
         before = _usage(self.vlm)
         try:
-            return chat_json(self.vlm, messages, required=required, retries=retries)
+            return chat_json(self.vlm, messages, required=required, validate=validate, retries=retries)
         except VLMFailure as exc:
-            self.vlm_failures.append({"purpose": purpose, "reason": str(exc)})
+            self.vlm_failures.append({"purpose": purpose, "reason": exc.reason, "raw_answers": exc.raw_answers})
             return None
         finally:
             after = _usage(self.vlm)
@@ -639,7 +643,7 @@ def media_part(video: np.ndarray, media: str, frames: int) -> dict:
     return {"type": "image", "image": filmstrip(video, n=frames)}
 
 
-def user_message(*parts: dict | str) -> list[dict]:
+def single_turn(*parts: dict | str) -> list[dict]:
     """One user message (OpenAI style) from text strings and media parts."""
     content = [{"type": "text", "text": part} if isinstance(part, str) else part for part in parts]
     return [{"role": "user", "content": content}]

@@ -22,7 +22,7 @@ from gen_reason.solvers.base import (
     check_int,
     load_prompt,
     media_part,
-    user_message,
+    single_turn,
 )
 from gen_reason.solvers.passk import pass_at_k_curve
 
@@ -102,15 +102,14 @@ def select_with_vlm(context: SolveContext, indices: list[int]) -> int | None:
     for position, index in enumerate(indices):
         parts.append(f"Candidate {position}:")
         parts.append(media_part(context.candidates[index].video, config.media, config.vlm_frames))
+    last = len(indices) - 1
+
+    def in_range(answer: dict) -> str | None:
+        return None if 0 <= answer["best"] <= last else f"best must be a candidate number from 0 to {last}"
+
     try:
-        answer = context.chat_json("selector", user_message(*parts), {"best": int})
+        answer = context.chat_json("selector", single_turn(*parts), {"best": int}, validate=in_range)
     except BudgetExhausted as exc:
         context.vlm_failures.append({"purpose": "selector", "reason": f"budget: {exc}"})
         return None
-    if answer is None:
-        return None
-    best = answer["best"]
-    if isinstance(best, bool) or not 0 <= int(best) < len(indices):
-        context.vlm_failures.append({"purpose": "selector", "reason": f"index {best!r} out of range 0..{len(indices) - 1}"})
-        return None
-    return indices[int(best)]
+    return None if answer is None else indices[answer["best"]]

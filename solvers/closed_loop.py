@@ -50,7 +50,7 @@ from gen_reason.solvers.base import (
     check_int,
     load_prompt,
     media_part,
-    user_message,
+    single_turn,
 )
 from gen_reason.verifiers.score import Score
 
@@ -58,7 +58,6 @@ PLANNERS = ("fixed", "vlm")
 JUDGES = ("rule", "vlm", "both")
 RESUME = ("last-good", "step-start")
 MEDIA = ("filmstrip", "video")
-_ACCEPT_WORDS = {"accept", "accepted", "pass", "passed", "yes", "good", "success", "correct"}
 
 
 @dataclass(frozen=True)
@@ -220,13 +219,16 @@ class ClosedLoop(Solver):
             max_steps=self.config.max_steps,
             history=json.dumps(history, indent=1) if history else "(none yet)",
         )
-        messages = user_message(text, "Current frame:", {"type": "image", "image": current})
-        answer = context.chat_json("planner", messages, {"instruction": str, "task_complete": bool})
-        if answer is None or not answer["instruction"].strip():
-            if answer is not None:
-                context.vlm_failures.append({"purpose": "planner", "reason": "empty instruction"})
-            return fixed
-        return {**answer, "planner": "vlm"}
+        messages = single_turn(text, "Current frame:", {"type": "image", "image": current})
+        def has_instruction(answer: dict) -> str | None:
+            if answer["task_complete"] or answer["instruction"].strip():
+                return None
+            return "instruction must not be empty unless task_complete is true"
+
+        answer = context.chat_json(
+            "planner", messages, {"instruction": str, "task_complete": bool}, validate=has_instruction
+        )
+        return fixed if answer is None else {**answer, "planner": "vlm"}
 
     # -- judges ------------------------------------------------------------------------------
     def _judge(self, context: SolveContext, clip: np.ndarray, joined_length: int, rule_score: Score, plan: dict) -> Verdict:
@@ -257,11 +259,14 @@ class ClosedLoop(Solver):
             instruction=plan["instruction"],
             target_state=plan.get("target_state") or "(not given)",
         )
-        messages = user_message(text, "The clip:", media_part(clip, self.config.media, self.config.vlm_frames))
-        answer = context.chat_json("clip judge", messages, {"verdict": str})
+        messages = single_turn(text, "The clip:", media_part(clip, self.config.media, self.config.vlm_frames))
+        def known_verdict(answer: dict) -> str | None:
+            return None if answer["verdict"].strip().lower() in ("accept", "reject") else 'verdict must be "accept" or "reject"'
+
+        answer = context.chat_json("clip judge", messages, {"verdict": str}, validate=known_verdict)
         if answer is None:
             return None
-        accepted = answer["verdict"].strip().lower() in _ACCEPT_WORDS
+        accepted = answer["verdict"].strip().lower() == "accept"
         fraction = answer.get("good_fraction")
         if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not math.isfinite(fraction):
             fraction = 1.0 if accepted else 0.0

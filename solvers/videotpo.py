@@ -26,7 +26,7 @@ from gen_reason.solvers.base import (
     check_int,
     load_prompt,
     media_part,
-    user_message,
+    single_turn,
 )
 
 MEDIA = ("filmstrip", "video")
@@ -114,20 +114,18 @@ class VideoTPO(Solver):
                 verdict = "passes" if candidate.score.success else f"fails ({candidate.score.reason or 'no reason given'})"
                 label += f" the rule checker says it {verdict}."
             parts += [label, media_part(candidate.video, config.media, config.vlm_frames)]
-        answer = context.chat_json("prompt critic", user_message(*parts), {"candidates": list})
+        def well_formed(answer: dict) -> str | None:
+            analyses = answer["candidates"]
+            ok = len(analyses) == len(indices) and all(
+                isinstance(item, dict) and isinstance(item.get("strengths"), str) and isinstance(item.get("weaknesses"), str)
+                for item in analyses
+            )
+            return None if ok else f"candidates must hold {len(indices)} objects with strengths and weaknesses strings"
+
+        answer = context.chat_json("prompt critic", single_turn(*parts), {"candidates": list}, validate=well_formed)
         if answer is None:
             return None
-        analyses = answer["candidates"]
-        well_formed = len(analyses) == len(indices) and all(
-            isinstance(item, dict) and isinstance(item.get("strengths"), str) and isinstance(item.get("weaknesses"), str)
-            for item in analyses
-        )
-        if not well_formed:
-            context.vlm_failures.append(
-                {"purpose": "prompt critic", "reason": f"expected {len(indices)} {{strengths, weaknesses}} entries"}
-            )
-            return None
-        return [{"strengths": item["strengths"], "weaknesses": item["weaknesses"]} for item in analyses]
+        return [{"strengths": item["strengths"], "weaknesses": item["weaknesses"]} for item in answer["candidates"]]
 
     def _rewrite(self, context: SolveContext, prompt: str, critique: list[dict]) -> str | None:
         """The VLM's improved prompt (``None``: failed or empty)."""
@@ -137,11 +135,8 @@ class VideoTPO(Solver):
             current_prompt=prompt,
             critique=json.dumps(critique, indent=1),
         )
-        answer = context.chat_json("prompt rewrite", user_message(text), {"prompt": str})
-        if answer is None:
-            return None
-        new_prompt = answer["prompt"].strip()
-        if not new_prompt:
-            context.vlm_failures.append({"purpose": "prompt rewrite", "reason": "empty prompt"})
-            return None
-        return new_prompt
+        def not_empty(answer: dict) -> str | None:
+            return None if answer["prompt"].strip() else "prompt must not be empty"
+
+        answer = context.chat_json("prompt rewrite", single_turn(text), {"prompt": str}, validate=not_empty)
+        return None if answer is None else answer["prompt"].strip()

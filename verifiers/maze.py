@@ -155,7 +155,7 @@ def graph_trajectory(positions: np.ndarray, graph: SpecGraph, start: int, min_mo
     traj = [graph.nodes[start]]
     anchors = [True]
     if len(seen):
-        projected, edge = graph.project(seen, OFF_GRAPH * step)
+        projected, edge = graph.project(seen, OFF_GRAPH * step, stickiness=0.15 * step)
         prev_edge = -1
         for p, e in zip(projected, edge):
             if e >= 0 and prev_edge >= 0 and e != prev_edge:

@@ -76,25 +76,47 @@ class SpecGraph:
                 best[lo:lo + 256] = np.minimum(best[lo:lo + 256], d)
         return best
 
-    def project(self, points: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray]:
-        """Project points within ``tol`` of an edge onto it; returns (points, edge index or -1)."""
+    def project(self, points: np.ndarray, tol: float, stickiness: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+        """Project points within ``tol`` of an edge onto it; returns (points, edge index or -1).
+
+        With ``stickiness`` > 0 the points are taken as a sequence: a point stays on the
+        previous point's edge unless another edge is nearer by more than ``stickiness``
+        pixels (so tracker noise at a junction does not hop onto a third road).
+        """
         out = points.copy()
         which = np.full(len(points), -1)
-        if not len(self.edges):
+        if not len(self.edges) or not len(points):
             return out, which
         a, b = self.nodes[self.edges[:, 0]], self.nodes[self.edges[:, 1]]
         ab = b - a
         denom = np.maximum((ab ** 2).sum(1), 1e-9)
+        k = min(4, len(self.edges))
+        cand_e = np.zeros((len(points), k), int)
+        cand_d = np.zeros((len(points), k))
+        cand_q = np.zeros((len(points), k, 2))
         for lo in range(0, len(points), 256):
             p = points[lo:lo + 256, None, :]
             t = np.clip(((p - a) * ab).sum(2) / denom, 0.0, 1.0)
             q = a + t[..., None] * ab
             d = np.linalg.norm(p - q, axis=2)
-            j = np.argmin(d, axis=1)
-            rows = np.arange(len(j))
-            ok = d[rows, j] <= tol
-            out[lo:lo + 256][ok] = q[rows, j][ok]
-            which[lo:lo + 256][ok] = j[ok]
+            top = np.argsort(d, axis=1)[:, :k]
+            rows = np.arange(len(top))[:, None]
+            cand_e[lo:lo + 256] = top
+            cand_d[lo:lo + 256] = d[rows, top]
+            cand_q[lo:lo + 256] = q[rows, top]
+        prev = -1
+        for i in range(len(points)):
+            j = 0
+            if stickiness > 0 and prev >= 0:
+                hit = np.flatnonzero(cand_e[i] == prev)
+                if len(hit) and cand_d[i, hit[0]] <= min(tol, cand_d[i, 0] + stickiness):
+                    j = int(hit[0])
+            if cand_d[i, j] <= tol:
+                out[i] = cand_q[i, j]
+                which[i] = cand_e[i, j]
+                prev = int(cand_e[i, j])
+            else:
+                prev = -1
         return out, which
 
     def on_board(self, points: np.ndarray) -> np.ndarray:

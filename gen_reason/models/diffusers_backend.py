@@ -247,7 +247,7 @@ class DiffusersVideoGenerator(VideoGenerator):
                 continue
             for index, generator in enumerate(generators):
                 frames = self._decode(final[index : index + 1], generator, num_frames)
-                results.append(_resize_video(frames, (picture.height, picture.width)))
+                results.append(self.family.fit_to_image(self.pipeline, frames, (picture.height, picture.width)))
         return results
 
     def decode_latents(self, latents: torch.Tensor, num_frames: int | None = None) -> list[Video]:
@@ -324,9 +324,10 @@ class DiffusersVideoGenerator(VideoGenerator):
     def _decode(self, latents: torch.Tensor, generator: torch.Generator | None, num_frames: int | None) -> Video:
         """One sample's canonical latents -> uint8 frames at the working size."""
         device = self.pipeline._execution_device
-        video = self.family.decode(self.pipeline, latents.to(device), generator)
-        frames = self.pipeline.video_processor.postprocess_video(video, output_type="np")[0]
-        frames = np.clip(np.rint(frames * 255.0), 0, 255).astype(np.uint8)
+        video = self.family.decode(self.pipeline, latents.to(device), generator)[0]  # [3, T, H, W] in [-1, 1]
+        # As diffusers' VideoProcessor does for output_type="np", without needing one.
+        frames = (video.float() / 2 + 0.5).clamp(0, 1).permute(1, 2, 3, 0).cpu().numpy()
+        frames = np.rint(frames * 255.0).astype(np.uint8)
         return frames[:num_frames] if num_frames is not None else frames
 
 
@@ -464,7 +465,9 @@ class _StepCallback:
         if replacement is None:
             return {}
         if tuple(replacement.shape) != tuple(latents.shape):
-            raise ValueError(f"on_step returned latents of shape {tuple(replacement.shape)}, expected {tuple(latents.shape)}")
+            raise ValueError(
+                f"on_step returned latents of shape {tuple(replacement.shape)}, expected {tuple(latents.shape)}"
+            )
         replacement = replacement.to(device=native.device, dtype=native.dtype)
         return {"latents": family.from_canonical(pipe, replacement, geometry)}
 
@@ -521,7 +524,9 @@ def resolve_options(family: Family, overrides: dict) -> FamilyDefaults:
     known = [field.name for field in dataclasses.fields(FamilyDefaults)]
     unknown = sorted(set(overrides) - set(known))
     if unknown:
-        raise UserError(f"unknown generator option(s) {', '.join(unknown)}; known: {', '.join(known)}, max_batch")
+        raise UserError(
+            f"unknown generator option(s) {', '.join(unknown)}; known: {', '.join(known)}, max_batch"
+        )
     options = dataclasses.replace(family.defaults, **overrides)
     try:
         size = tuple(int(side) for side in options.size)
@@ -561,7 +566,8 @@ def pipeline_class(class_name: Any, path: Path) -> type:
     try:
         cls = PIPELINES.get(class_name)
     except (ImportError, AttributeError) as exc:
-        raise UserError(f"pipeline {class_name} is registered but cannot be imported: {_first_line(exc)}") from None
+        message = f"pipeline {class_name} is registered but cannot be imported: {_first_line(exc)}"
+        raise UserError(message) from None
     from diffusers import DiffusionPipeline
 
     if not (isinstance(cls, type) and issubclass(cls, DiffusionPipeline)):
@@ -668,15 +674,3 @@ def _as_pil(image):
     if array.ndim != 3 or array.shape[-1] != 3 or array.dtype != np.uint8:
         raise UserError(f"the first frame must be an (H, W, 3) uint8 RGB image; got {array.dtype} {array.shape}")
     return Image.fromarray(np.ascontiguousarray(array))
-
-
-def _resize_video(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resize every frame to ``size`` = (H, W) (no-op when already there)."""
-    height, width = size
-    if frames.shape[1:3] == (height, width):
-        return frames
-    import cv2
-
-    shrinking = height * width < frames.shape[1] * frames.shape[2]
-    interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
-    return np.stack([cv2.resize(frame, (width, height), interpolation=interpolation) for frame in frames])

@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from gen_reason.registry import Registry
@@ -70,11 +71,16 @@ class Family:
     """Defaults and layout conventions of one pipeline kind.
 
     The base class describes the plain convention (Wan's, and what a new pipeline such
-    as the embedded model should follow): latents ``[B, C, F, h, w]`` in
-    ``callback_on_step_end`` and in ``output_type="latent"``; ``prepare_latents``
-    returns the initial noise first (alone or as the first item of a tuple); and
-    ``pipe.decode_latents(latents)`` turns latents into a ``[B, 3, T, H, W]`` video in
-    ``[-1, 1]``; ``pipe.vae_scale_factor_spatial`` / ``_temporal`` give the compression.
+    as the embedded model should follow): ``__call__`` takes Wan's image-to-video
+    arguments (``image`` — one per sample, as ``repeat_image`` says —, a list of
+    prompts, ``negative_prompt``, ``height``, ``width``, ``num_frames``,
+    ``num_inference_steps``, ``guidance_scale``, a list of generators,
+    ``output_type="latent"``, ``callback_on_step_end``) and returns ``.frames``;
+    latents are ``[B, C, F, h, w]`` in the callback and in the latent output;
+    ``prepare_latents`` returns the initial noise (alone or first in a tuple);
+    ``pipe.decode_latents(latents)`` gives a ``[B, 3, T, H, W]`` video in ``[-1, 1]``;
+    ``pipe.vae_scale_factor_spatial`` / ``_temporal`` give the compression. A family
+    overrides whatever its pipeline does differently.
     """
 
     #: pass one copy of the image per sample (pipelines that encode the image per sample)
@@ -155,6 +161,21 @@ class Family:
     def trim_latents(self, pipe, latents: torch.Tensor, num_frames: int) -> torch.Tensor:
         """Drop padding frames a pipeline adds beyond what ``num_frames`` needs (none here)."""
         return latents
+
+    def fit_to_image(self, pipe, frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        """Working-size uint8 frames ``(T, h, w, 3)`` -> the first frame's ``size`` = (H, W).
+
+        The default resizes (area when shrinking, bilinear when growing); a model that
+        pads its input instead would crop here.
+        """
+        height, width = size
+        if frames.shape[1:3] == (height, width):
+            return frames
+        import cv2
+
+        shrinking = height * width < frames.shape[1] * frames.shape[2]
+        interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+        return np.stack([cv2.resize(frame, (width, height), interpolation=interpolation) for frame in frames])
 
 
 class WanFamily(Family):
@@ -289,28 +310,38 @@ class LTXFamily(Family):
             if scale:
                 noise = torch.randn(latents.shape, generator=generator, dtype=latents.dtype)
                 latents = (1 - scale) * latents + scale * noise.to(latents.device)
-            timestep = torch.full((latents.shape[0],), self.decode_timestep, device=latents.device, dtype=latents.dtype)
+            timestep = torch.full(
+                (latents.shape[0],), self.decode_timestep, device=latents.device, dtype=latents.dtype
+            )
         return vae.decode(latents, timestep, return_dict=False)[0]
 
 
 WAN21_I2V = WanFamily(
     "wan2.1-i2v",
-    FamilyDefaults(size=(480, 832), num_frames=81, fps=16, steps=50, guidance=5.0, negative_prompt=WAN_NEGATIVE_PROMPT),
+    FamilyDefaults(
+        size=(480, 832), num_frames=81, fps=16, steps=50, guidance=5.0, negative_prompt=WAN_NEGATIVE_PROMPT
+    ),
 )
 WAN22_TI2V = WanFamily(
     "wan2.2-ti2v",
-    FamilyDefaults(size=(704, 1280), num_frames=121, fps=24, steps=50, guidance=5.0, negative_prompt=WAN_NEGATIVE_PROMPT),
+    FamilyDefaults(
+        size=(704, 1280), num_frames=121, fps=24, steps=50, guidance=5.0, negative_prompt=WAN_NEGATIVE_PROMPT
+    ),
 )
 WAN22_I2V_A14B = WanFamily(
     "wan2.2-i2v-a14b",
-    FamilyDefaults(size=(720, 1280), num_frames=81, fps=16, steps=40, guidance=3.5, negative_prompt=WAN_NEGATIVE_PROMPT),
+    FamilyDefaults(
+        size=(720, 1280), num_frames=81, fps=16, steps=40, guidance=3.5, negative_prompt=WAN_NEGATIVE_PROMPT
+    ),
 )
 COGVIDEOX_I2V = CogVideoXFamily(
     "cogvideox-i2v", FamilyDefaults(size=(480, 720), num_frames=49, fps=8, steps=50, guidance=6.0)
 )
 LTX_I2V = LTXFamily(
     "ltx-i2v",
-    FamilyDefaults(size=(512, 704), num_frames=161, fps=24, steps=50, guidance=3.0, negative_prompt=LTX_NEGATIVE_PROMPT),
+    FamilyDefaults(
+        size=(512, 704), num_frames=161, fps=24, steps=50, guidance=3.0, negative_prompt=LTX_NEGATIVE_PROMPT
+    ),
 )
 GENERIC = Family("generic", FamilyDefaults(size=(256, 256), num_frames=17, fps=8, steps=30, guidance=1.0))
 

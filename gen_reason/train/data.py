@@ -2,7 +2,10 @@
 
 Every batch is a pure function of ``(data seed, step)``: which maze sizes, which puzzle
 seeds. So a resumed run sees exactly the batches it would have seen, with no data state
-to save beyond the step number. Training puzzle seeds are drawn from
+to save beyond the step number. Rendering a long video costs about as much CPU as a
+training step, so a run may reuse videos: :class:`ReplayStream` keeps the last
+``capacity`` videos, makes ``fresh_per_step`` new ones each step and draws each batch
+from the pool; the pool is itself a pure function of the step, rebuilt on resume. Training puzzle seeds are drawn from
 ``[0, TRAIN_SEED_LIMIT)``; validation and evaluation use seeds from
 ``HELD_OUT_SEED_START`` up, which training never draws.
 
@@ -113,14 +116,74 @@ class BatchStream(torch.utils.data.Dataset):
         return self.data.batch(self.first_step + index, self.batch_size)
 
 
+class ReplayStream(torch.utils.data.Dataset):
+    """Batches from a pool of the last ``capacity`` videos, ``fresh`` new ones per step.
+
+    Video ``k`` (k = 0, 1, ...) is puzzle ``MazeVideoData.draw``-style from
+    ``default_rng([seed, 0, k])`` and lives in slot ``k % capacity``. The pool starts
+    with videos ``0 .. capacity - 1``; step ``s`` first adds videos
+    ``capacity + s * fresh + i`` (``i < fresh``), then draws its batch's slots from
+    ``default_rng([seed, 1, s])``. Steps must be asked for in order (one worker).
+    """
+
+    def __init__(self, data: MazeVideoData, batch_size: int, first_step: int, last_step: int, fresh: int,
+                 capacity: int) -> None:
+        self.data, self.batch_size, self.fresh, self.capacity = data, batch_size, fresh, capacity
+        self.first_step, self.last_step = first_step, last_step
+        self.pool: np.ndarray | None = None
+        self.next_step = first_step
+
+    def __len__(self) -> int:
+        return max(0, self.last_step - self.first_step)
+
+    def source(self, k: int) -> tuple[int, int]:
+        """``(rooms, puzzle seed)`` of video ``k``."""
+        rng = np.random.default_rng([self.data.seed, 0, k])
+        weights = np.asarray(self.data.size_weights, float)
+        rooms = int(rng.choice(np.asarray(self.data.sizes), p=weights / weights.sum()))
+        return rooms, int(rng.integers(0, TRAIN_SEED_LIMIT))
+
+    def _put(self, k: int) -> None:
+        self.pool[k % self.capacity] = self.data.example(*self.source(k))[1]
+
+    def _build(self, step: int) -> None:
+        # The pool as it stands before step ``step`` adds its videos: the newest video of every slot.
+        r = self.data.resolution
+        self.pool = np.empty((self.capacity, self.data.num_frames, r, r, 3), np.uint8)
+        newest = self.capacity + step * self.fresh - 1
+        for k in range(newest - self.capacity + 1, newest + 1):
+            self._put(k)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        step = self.first_step + index
+        if self.pool is None or step != self.next_step:
+            self._build(step)
+        for i in range(self.fresh):
+            self._put(self.capacity + step * self.fresh + i)
+        self.next_step = step + 1
+        slots = np.random.default_rng([self.data.seed, 1, step]).integers(0, self.capacity, size=self.batch_size)
+        video = torch.from_numpy(self.pool[slots]).permute(0, 4, 1, 2, 3).float() / 127.5 - 1.0
+        return {"condition": video[:, :, 0].clone(), "video": video}
+
+
 def _quiet_worker(_: int) -> None:
     # One thread per data worker: the training process owns the cores.
     torch.set_num_threads(1)
 
 
-def batch_loader(data: MazeVideoData, batch_size: int, first_step: int, last_step: int, workers: int = 1):
-    """An iterator over batches ``first_step .. last_step - 1`` (made in ``workers`` processes, or inline)."""
-    stream = BatchStream(data, batch_size, first_step, last_step)
+def batch_loader(data: MazeVideoData, batch_size: int, first_step: int, last_step: int, workers: int = 1,
+                 fresh_per_step: int | None = None, pool_size: int = 1024):
+    """An iterator over batches ``first_step .. last_step - 1`` (made in a worker process, or inline).
+
+    ``fresh_per_step`` < ``batch_size`` reuses videos from a pool (:class:`ReplayStream`);
+    ``None`` or ``batch_size`` makes every video fresh (:class:`BatchStream`).
+    """
+    if fresh_per_step is None or fresh_per_step >= batch_size:
+        stream = BatchStream(data, batch_size, first_step, last_step)
+    else:
+        # The pool lives in one process and needs its steps in order: at most one worker.
+        workers = min(workers, 1)
+        stream = ReplayStream(data, batch_size, first_step, last_step, fresh_per_step, pool_size)
     if workers <= 0:
         return (stream[i] for i in range(len(stream)))
     return iter(torch.utils.data.DataLoader(stream, batch_size=None, shuffle=False, num_workers=workers,

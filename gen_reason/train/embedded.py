@@ -50,6 +50,8 @@ class EmbeddedTrainConfig:
     resolution: int = 32
     data_seed: int = 0
     data_workers: int = 1
+    fresh_per_step: int = 32  # new videos per step; fewer than batch_size reuses videos from a pool
+    pool_size: int = 1024  # videos kept for reuse when fresh_per_step < batch_size
     # model
     block_out_channels: list[int] = field(default_factory=lambda: [32, 64, 128])
     layers_per_block: int = 1
@@ -61,8 +63,8 @@ class EmbeddedTrainConfig:
     batch_size: int = 32
     max_steps: int = 8000
     learning_rate: float = 8e-4
-    lr_schedule: str = "constant_with_warmup"  # any diffusers.optimization.get_scheduler name
-    warmup_steps: int = 200
+    warmup_steps: int = 200  # linear warm-up from 0
+    decay_steps: int = 1000  # then constant, then linear decay to 0 over the last decay_steps
     adam_beta1: float = 0.9
     adam_beta2: float = 0.99
     weight_decay: float = 0.0
@@ -235,6 +237,37 @@ def _plot_validation(run_dir: Path) -> None:
     plt.close(fig)
 
 
+#: Config fields a resumed sitting may change without changing what the run computes.
+RESUMABLE_CHANGES = {"max_steps", "checkpoint_minutes", "log_every_steps", "validate_every_steps",
+                     "validation_sizes", "validation_count", "validation_steps", "data_workers"}
+
+
+def check_resumable(saved: dict, config: EmbeddedTrainConfig, step: int) -> None:
+    """Refuse to resume a checkpoint under a config that would change the run.
+
+    ``max_steps`` may move (to train longer or shorter) while the learning-rate decay has
+    not begun at either end: until then the schedule is the same constant.
+    """
+    current = config.to_dict()
+    changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+    fixed = [k for k in changed if k not in RESUMABLE_CHANGES]
+    if fixed:
+        raise UserError(f"the checkpoint was made with other values of {', '.join(fixed)}; "
+                        "use a new --out folder or the same config")
+    if "max_steps" in changed:
+        decay_start = min(saved["max_steps"], current["max_steps"]) - config.decay_steps
+        if step > decay_start:
+            raise UserError(f"max_steps can change only before the learning-rate decay starts (step {decay_start}); "
+                            f"the checkpoint is at step {step}")
+
+
+def learning_rate_at(config: EmbeddedTrainConfig, step: int) -> float:
+    """Warm-up, constant, then linear decay to 0 at ``max_steps`` (a pure function of the step)."""
+    warm = min(1.0, (step + 1) / max(1, config.warmup_steps))
+    decay = min(1.0, max(0.0, (config.max_steps - step) / max(1, config.decay_steps)))
+    return config.learning_rate * warm * decay
+
+
 def _step_generator(seed: int, step: int) -> torch.Generator:
     # Noise and timesteps of a step depend only on (seed, step): resume needs no RNG stream.
     return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, step]).generate_state(1)[0]))
@@ -249,7 +282,6 @@ def train_embedded(config: EmbeddedTrainConfig, out_dir: str | Path, resume: boo
     changing the run itself (the LR schedule still spans ``max_steps``), as a kill would.
     """
     from accelerate import Accelerator
-    from diffusers.optimization import get_scheduler
     from diffusers.training_utils import EMAModel
     from tqdm.auto import tqdm
     import yaml
@@ -266,19 +298,15 @@ def train_embedded(config: EmbeddedTrainConfig, out_dir: str | Path, resume: boo
     ema = EMAModel(unet.parameters(), decay=config.ema_decay)
     optimizer = torch.optim.AdamW(unet.parameters(), lr=config.learning_rate,
                                   betas=(config.adam_beta1, config.adam_beta2), weight_decay=config.weight_decay)
-    lr_scheduler = get_scheduler(config.lr_schedule, optimizer, num_warmup_steps=config.warmup_steps,
-                                 num_training_steps=config.max_steps)
     noise_scheduler = make_scheduler(config.num_train_timesteps)
 
     step, train_seconds = 0, 0.0
     if resume and ckpt_path.exists():
         state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        if state["config"] != config.to_dict():
-            raise UserError(f"{ckpt_path} was made with another config; use a new --out folder or the same config")
+        check_resumable(state["config"], config, int(state["step"]))
         unet.load_state_dict(state["unet"])
         ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
-        lr_scheduler.load_state_dict(state["lr_scheduler"])
         torch.set_rng_state(state["torch_rng"])
         np.random.set_state(state["numpy_rng"])
         random.setstate(state["python_rng"])
@@ -291,7 +319,7 @@ def train_embedded(config: EmbeddedTrainConfig, out_dir: str | Path, resume: boo
         save_checkpoint(ckpt_path, {
             "config": config.to_dict(), "step": step, "train_seconds": train_seconds,
             "unet": accelerator.unwrap_model(unet).state_dict(), "ema": ema.state_dict(),
-            "optimizer": optimizer.state_dict(), "lr_scheduler": lr_scheduler.state_dict(),
+            "optimizer": optimizer.state_dict(),
             "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(), "python_rng": random.getstate(),
         })
 
@@ -312,7 +340,8 @@ def train_embedded(config: EmbeddedTrainConfig, out_dir: str | Path, resume: boo
         tqdm.write(f"validation at step {step}: {success} ({referee_name})")
 
     last_step = config.max_steps if stop_after_steps is None else min(config.max_steps, stop_after_steps)
-    loader = batch_loader(config.data, config.batch_size, step, last_step, config.data_workers)
+    loader = batch_loader(config.data, config.batch_size, step, last_step, config.data_workers,
+                          config.fresh_per_step, config.pool_size)
     bar = tqdm(total=config.max_steps, initial=step, disable=not progress, dynamic_ncols=True,
                mininterval=1.0 if sys.stderr.isatty() else 30.0, desc="embedded")
     last_checkpoint = time.time()
@@ -328,13 +357,14 @@ def train_embedded(config: EmbeddedTrainConfig, out_dir: str | Path, resume: boo
         timesteps = torch.randint(0, config.num_train_timesteps, (video.shape[0],), generator=generator)
         noisy = noise_scheduler.add_noise(video, noise, timesteps)
         target = noise_scheduler.get_velocity(video, noise, timesteps)
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate_at(config, step)
         with accelerator.autocast():
             prediction = unet(torch.cat([stack_frames(noisy), condition], dim=1), timesteps).sample
         loss = torch.nn.functional.mse_loss(prediction.float(), stack_frames(target))
         accelerator.backward(loss)
         accelerator.clip_grad_norm_(unet.parameters(), config.max_grad_norm)
         optimizer.step()
-        lr_scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         ema.step(unet.parameters())
         step += 1
@@ -345,7 +375,7 @@ def train_embedded(config: EmbeddedTrainConfig, out_dir: str | Path, resume: boo
         bar.set_postfix(loss=f"{loss_value:.4f}", refresh=False)
         if step % config.log_every_steps == 0:
             with open(run_dir / "losses.jsonl", "a") as fh:
-                fh.write(json.dumps({"step": step, "loss": float(np.mean(window)), "lr": lr_scheduler.get_last_lr()[0],
+                fh.write(json.dumps({"step": step, "loss": float(np.mean(window)), "lr": learning_rate_at(config, step - 1),
                                      "train_minutes": round(train_seconds / 60, 2)}) + "\n")
             window.clear()
         if time.time() - last_checkpoint >= 60 * config.checkpoint_minutes:

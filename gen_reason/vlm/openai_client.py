@@ -94,9 +94,9 @@ class OpenAICompatibleVLM(VLM):
             parts = []
             for part in message["content"]:
                 parts.extend(self._convert_part(part))
-            # Text-only system/assistant turns go as plain strings: some servers' chat
-            # templates accept a list of parts only in user turns.
-            if all(p["type"] == "text" for p in parts) and message["role"] != "user":
+            # Text-only turns go as plain strings: some servers' chat templates accept a
+            # list of parts only in user turns, and every server accepts a string.
+            if all(p["type"] == "text" for p in parts):
                 converted.append({"role": message["role"], "content": "".join(p["text"] for p in parts)})
             else:
                 converted.append({"role": message["role"], "content": parts})

@@ -80,10 +80,12 @@ class ScriptedVLM(VLM):
 class ScriptedServerURL(str):
     """The base URL of a scripted server (a ``str``), carrying the server's records.
 
-    ``requests`` holds every parsed request body in arrival order; ``paths`` the paths.
+    ``requests`` holds every parsed chat request body in arrival order, ``headers`` their
+    HTTP headers (a dict each), ``paths`` the path of every POST.
     """
 
     requests: list[dict]
+    headers: list[dict]
     paths: list[str]
 
 
@@ -100,6 +102,7 @@ def serve_scripted_openai(answers, *, model: str = "scripted-vlm") -> Iterator[S
     """
     script = answers if callable(answers) else list(answers)
     requests: list[dict] = []
+    headers: list[dict] = []
     paths: list[str] = []
     lock = threading.Lock()
     position = [0]
@@ -148,6 +151,7 @@ def serve_scripted_openai(answers, *, model: str = "scripted-vlm") -> Iterator[S
                 return
             with lock:
                 requests.append(body)
+                headers.append(dict(self.headers.items()))
             item = next_item(body)
             if isinstance(item, tuple):
                 self._send(int(item[0]), item[1])
@@ -164,10 +168,13 @@ def serve_scripted_openai(answers, *, model: str = "scripted-vlm") -> Iterator[S
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, name="scripted-openai", daemon=True)
+    # A short poll interval: shutdown() waits up to one interval, once per test.
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02},
+                              name="scripted-openai", daemon=True)
     thread.start()
     url = ScriptedServerURL(f"http://127.0.0.1:{server.server_address[1]}/v1")
     url.requests = requests
+    url.headers = headers
     url.paths = paths
     try:
         yield url

@@ -77,6 +77,8 @@ class TransformersVLM(VLM):
                             f"supported: {', '.join(sorted(SUPPORTED_MODEL_TYPES))} (Qwen2-VL, Qwen2.5-VL)")
         if not any(folder.glob("*.safetensors")):
             raise UserError(f"{folder} has no .safetensors weights (only safetensors are loaded, never pickles)")
+        if not any((folder / name).is_file() for name in ("tokenizer.json", "vocab.json", "tokenizer.model")):
+            raise UserError(f"{folder} has no tokenizer (tokenizer.json or vocab.json)")
 
         import torch
         import transformers
@@ -96,6 +98,7 @@ class TransformersVLM(VLM):
                                                                        **processor_kwargs)
         except OSError as error:  # a missing tokenizer/processor file, a truncated shard
             raise UserError(f"cannot load the VLM from {folder}: {error}") from None
+        _check_tokenizer(tokenizer, folder)
         model.to(device).eval()
         return cls(model, tokenizer, image_processor, name=f"transformers:{folder.name}", video_frames=video_frames)
 
@@ -168,6 +171,19 @@ class TransformersVLM(VLM):
         self.usage.record(prompt_tokens=prompt_length, completion_tokens=completion_tokens,
                           seconds=time.perf_counter() - started)
         return answer.strip()
+
+
+#: Tokens the ChatML prompt relies on; a tokenizer without them would turn the prompt into noise.
+_REQUIRED_TOKENS = ("<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>")
+
+
+def _check_tokenizer(tokenizer, folder: Path) -> None:
+    # transformers builds an empty tokenizer, silently, from some incomplete folders.
+    unknown = [t for t in _REQUIRED_TOKENS
+               if tokenizer.convert_tokens_to_ids(t) in (None, tokenizer.unk_token_id)]
+    if unknown:
+        raise UserError(f"the tokenizer in {folder} lacks Qwen-VL's special tokens ({', '.join(unknown)}); "
+                        "is this a Qwen2-VL / Qwen2.5-VL folder?")
 
 
 def _resolve_dtype(dtype, device):
