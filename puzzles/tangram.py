@@ -330,35 +330,61 @@ def rasterize(polygons, size: tuple[int, int], scale: float = 1.0, offset=(0.0, 
     return mask.astype(bool)
 
 
-def silhouette_shape(polys: list[np.ndarray], px: float = 32.0) -> tuple[float, int, list[np.ndarray]]:
-    """``(solidity, holes, outline polygons)`` of the union of unit polygons.
+def silhouette_shape(polys: list[np.ndarray]) -> tuple[float, int, list[np.ndarray]]:
+    """``(solidity, holes, outline polygons)`` of the union of edge-to-edge pieces, exactly.
 
-    Rasterised at ``px`` pixels per unit; outline vertices are snapped back to the exact
-    piece vertices they approximate (so the outline is exact, not pixelated).
+    Every piece edge is split at the piece vertices lying on it; a sub-edge shared by two
+    pieces is inside the figure, one owned by a single piece is outline. Chained along
+    the pieces' counter-clockwise direction, outline loops run counter-clockwise and hole
+    loops clockwise. ``solidity`` = figure area / convex-hull area.
     """
-    allv = np.concatenate(polys)
-    lo = allv.min(axis=0) - 1.0
-    size = tuple(int(v) for v in np.ceil((allv.max(axis=0) - lo + 1.0) * px)[::-1])
-    mask = rasterize(polys, size, px, -lo * px).astype(np.uint8)
-    contours, hierarchy = cv2.findContours(mask, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
-    holes = sum(1 for h in hierarchy[0] if h[3] >= 0)
-    hull = cv2.contourArea(cv2.convexHull(np.concatenate(contours)))
-    solidity = float(mask.sum()) / max(hull, 1.0)
-    outlines = []
-    for contour, h in zip(contours, hierarchy[0]):
-        if h[3] >= 0:
-            continue
-        approx = cv2.approxPolyDP(contour, 0.02 * px, True)[:, 0, :].astype(float) / px + lo
-        snapped = []
-        for v in approx:
-            d = np.linalg.norm(allv - v, axis=1)
-            p = allv[int(np.argmin(d))] if d.min() < 0.15 else v
-            if not snapped or np.linalg.norm(snapped[-1] - p) > 1e-6:
-                snapped.append(p)
-        if len(snapped) > 1 and np.linalg.norm(snapped[0] - snapped[-1]) < 1e-6:
-            snapped.pop()
-        outlines.append(_drop_collinear(np.array(snapped)))
-    return solidity, holes, outlines
+    polys = [p if _signed_area(p) > 0 else p[::-1] for p in (np.asarray(q, float) for q in polys)]
+    points = {_key(v): v for poly in polys for v in poly}
+    verts = np.array(list(points.values()))
+    directed = []
+    for poly in polys:
+        for a, b in zip(poly, np.roll(poly, -1, axis=0)):
+            d = b - a
+            length2 = float(d @ d)
+            rel = verts - a
+            t = rel @ d / length2
+            cross = rel[:, 0] * d[1] - rel[:, 1] * d[0]
+            inner = (np.abs(cross) < 1e-7 * math.sqrt(length2)) & (t > 1e-9) & (t < 1 - 1e-9)
+            stops = [a] + [verts[i] for i in np.argsort(t) if inner[i]] + [b]
+            directed += [(_key(p), _key(q)) for p, q in zip(stops, stops[1:])]
+    count: dict[frozenset, int] = {}
+    for p, q in directed:
+        count[frozenset((p, q))] = count.get(frozenset((p, q)), 0) + 1
+    outgoing: dict[tuple, list[tuple]] = {}
+    for p, q in directed:
+        if count[frozenset((p, q))] == 1:
+            outgoing.setdefault(p, []).append(q)
+    loops = []
+    while outgoing:
+        start = min(outgoing)
+        loop, current = [start], start
+        while True:
+            nxt = outgoing[current].pop()
+            if not outgoing[current]:
+                del outgoing[current]
+            if nxt == start:
+                break
+            loop.append(nxt)
+            current = nxt
+        loops.append(_drop_collinear(np.array([points[k] for k in loop])))
+    area = sum(polygon_area(p) for p in polys)
+    hull = cv2.contourArea(cv2.convexHull(verts.astype(np.float32)))
+    holes = sum(1 for loop in loops if _signed_area(loop) < 0)
+    return area / hull, holes, loops
+
+
+def _key(v) -> tuple[float, float]:
+    return round(float(v[0]), 6) + 0.0, round(float(v[1]), 6) + 0.0  # + 0.0 folds -0.0 into 0.0
+
+
+def _signed_area(poly: np.ndarray) -> float:
+    x, y = poly[:, 0], poly[:, 1]
+    return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
 
 
 def _drop_collinear(poly: np.ndarray) -> np.ndarray:
@@ -398,7 +424,7 @@ class Tangram(Task):
             span = np.ptp(np.concatenate(polys), axis=0)
             if span.max() > 8.5:
                 continue  # too sprawling to fit the canvas at a useful scale
-            solidity, holes, _ = silhouette_shape(polys, px=16.0)
+            solidity, holes, _ = silhouette_shape(polys)
             if holes == 0 and low <= solidity < high:
                 return poses
         raise RuntimeError(f"no {difficulty} tangram silhouette found in {MAX_ATTEMPTS} attempts")
@@ -415,6 +441,13 @@ class Tangram(Task):
         polys = {n: piece_vertices(shape_of[n], *unit_poses[n]) for n, _ in PIECES}
         centroid = sum(polygon_area(p) * p.mean(axis=0) for p in polys.values()) / TOTAL_AREA
         rot = rotation_matrix(turn)
+
+        def to_world(points: np.ndarray) -> np.ndarray:
+            rel = np.asarray(points, float) - centroid
+            return (rel * (-1, 1) if mirror else rel) @ rot.T
+
+        _, _, outline = silhouette_shape(list(polys.values()))
+        outline_units = [to_world(loop) for loop in outline]
         poses_units = {}
         for name, shape in PIECES:
             x, y, r, flip = unit_poses[name]
@@ -435,7 +468,8 @@ class Tangram(Task):
                     f"the canvas {cfg.width}x{cfg.height} is too small for a {difficulty} tangram at "
                     f"min_unit_px {cfg.min_unit_px}; enlarge width/height or lower min_unit_px"
                 )
-            layout = self._place(rng, poses_units, world, unit, step)
+            unit = round(unit, 4)  # the spec stores it rounded; place with exactly that value
+            layout = self._place(rng, poses_units, outline_units, world, unit, step)
             if layout is not None:
                 break
             unit *= 0.9
@@ -443,7 +477,7 @@ class Tangram(Task):
         spec = {
             "family": "tangram",
             "image_size": [cfg.height, cfg.width],
-            "unit_px": round(unit, 4),
+            "unit_px": unit,
             "pieces": [
                 {"name": name, "shape": shape, "color": list(PIECE_COLORS[name]),
                  "vertices": [[round(float(a), 6), round(float(b), 6)] for a, b in SHAPES[shape]],
@@ -460,23 +494,21 @@ class Tangram(Task):
         return self.make_instance(seed=seed, difficulty=difficulty, prompt=PROMPT, first_frame=first,
                                   solution=solution, spec=spec)
 
-    def _place(self, rng: random.Random, poses_units: dict, world: np.ndarray, unit: float, step: int):
+    def _place(self, rng: random.Random, poses_units: dict, outline_units: list, world: np.ndarray, unit: float,
+               step: int):
         """Target poses (pixels), scattered start poses and the silhouette outline; ``None``
         when the pieces cannot be scattered at this ``unit`` scale."""
         cfg = self.config
         w, h = cfg.width, cfg.height
-        shape_of = dict(PIECES)
         lo, hi = world.min(axis=0), world.max(axis=0)
         jitter = 0.25 * unit
         offset = np.array([w / 2, h / 2]) - (lo + hi) / 2 * unit + (rng.uniform(-jitter, jitter), rng.uniform(-jitter, jitter))
-        targets, target_polys = {}, []
+        targets = {}
         for name, shape in PIECES:
             x, y, r, flip = poses_units[name]
             r, flip = normalize_pose(shape, r, flip)
             px, py = x * unit + offset[0], y * unit + offset[1]
             targets[name] = {"x": round(float(px), 3), "y": round(float(py), 3), "rotation_deg": round(r, 3), "flip": flip}
-            target_polys.append(piece_vertices(shape, targets[name]["x"], targets[name]["y"], r, flip, unit))
-        _, _, outline_units = silhouette_shape([piece_vertices(shape_of[n], *poses_units[n]) for n, _ in PIECES])
         silhouette = [[[round(float(a * unit + offset[0]), 3), round(float(b * unit + offset[1]), 3)] for a, b in poly]
                       for poly in outline_units]
 

@@ -553,7 +553,10 @@ class SolveContext:
             raise BudgetExhausted(f"the {purpose} may need {1 + retries} VLM calls")
         before = _usage(self.vlm)
         try:
-            return chat_json(self.vlm, messages, required=required, validate=validate, retries=retries)
+            max_tokens = getattr(self.config, "vlm_max_tokens", 512)
+            return chat_json(
+                self.vlm, messages, required=required, validate=validate, retries=retries, max_tokens=max_tokens
+            )
         except VLMFailure as exc:
             self.vlm_failures.append({"purpose": purpose, "reason": exc.reason, "raw_answers": exc.raw_answers})
             return None

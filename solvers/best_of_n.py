@@ -36,12 +36,14 @@ class BestOfNConfig(SolverConfig):
     ``selector``: ``rule`` (the rule verifier; ties by ``rank_metric``, then the
     earliest) or ``vlm`` (the VLM picks; a failed or out-of-range answer is recorded
     and the rule choice stands); ``media``/``vlm_frames``: how candidates are shown to
-    the VLM (a filmstrip image of ``vlm_frames`` frames, or the video itself)."""
+    the VLM (a filmstrip image of ``vlm_frames`` frames, or the video itself);
+    ``vlm_max_tokens``: the longest answer asked of the VLM."""
 
     n: int = 4
     selector: str = "rule"
     media: str = "filmstrip"
     vlm_frames: int = 8
+    vlm_max_tokens: int = 512
 
     def validate(self) -> None:
         super().validate()
@@ -49,6 +51,7 @@ class BestOfNConfig(SolverConfig):
         check_choice("selector", self.selector, SELECTORS)
         check_choice("media", self.media, MEDIA)
         check_int("vlm_frames", self.vlm_frames, 1)
+        check_int("vlm_max_tokens", self.vlm_max_tokens, 1)
 
 
 class BestOfN(Solver):

@@ -67,7 +67,7 @@ class ClosedLoopConfig(SolverConfig):
     ``judge``: ``rule``, ``vlm`` or ``both``; ``resume``: ``last-good`` or
     ``step-start``; ``fixed_instruction``: the fixed planner's instruction;
     ``num_frames``: frames per clip (default the generator's); ``media``/``vlm_frames``:
-    how frames are shown to the VLM."""
+    how clips are shown to the VLM; ``vlm_max_tokens``: the longest answer asked of it."""
 
     max_steps: int = 3
     attempts_per_step: int = 3
@@ -77,6 +77,7 @@ class ClosedLoopConfig(SolverConfig):
     fixed_instruction: str = "Continue moving the agent towards the goal."
     media: str = "filmstrip"
     vlm_frames: int = 8
+    vlm_max_tokens: int = 512
 
     def validate(self) -> None:
         super().validate()
@@ -87,6 +88,7 @@ class ClosedLoopConfig(SolverConfig):
         check_choice("resume", self.resume, RESUME)
         check_choice("media", self.media, MEDIA)
         check_int("vlm_frames", self.vlm_frames, 1)
+        check_int("vlm_max_tokens", self.vlm_max_tokens, 1)
         if self.num_frames is not None and self.num_frames < 2:
             raise UserError("closed-loop clips need num_frames >= 2 (a clip must move past its first frame)")
 

@@ -38,7 +38,8 @@ class VideoTPOConfig(SolverConfig):
     ``seed + round * candidates + i``); ``stop_on_success``: end once the rule verifier
     accepts a video; ``show_rule_verdict``: tell the critic the rule verifier's verdict
     on each candidate (legal at test time; the anchor's critic sees only the videos);
-    ``media``/``vlm_frames``: how videos are shown to the VLM."""
+    ``media``/``vlm_frames``: how videos are shown to the VLM; ``vlm_max_tokens``: the
+    longest answer asked of it."""
 
     rounds: int = 3
     candidates: int = 2
@@ -46,6 +47,7 @@ class VideoTPOConfig(SolverConfig):
     show_rule_verdict: bool = False
     media: str = "filmstrip"
     vlm_frames: int = 8
+    vlm_max_tokens: int = 512
 
     def validate(self) -> None:
         super().validate()
@@ -53,6 +55,7 @@ class VideoTPOConfig(SolverConfig):
         check_int("candidates", self.candidates, 1)
         check_choice("media", self.media, MEDIA)
         check_int("vlm_frames", self.vlm_frames, 1)
+        check_int("vlm_max_tokens", self.vlm_max_tokens, 1)
 
 
 class VideoTPO(Solver):

@@ -18,6 +18,11 @@ problem named (``retries`` times), and then recorded as a **judge failure**:
 ``success=False``, ``metrics["judge_failed"] = 1.0``, and the scores ``NaN`` (never a
 zero that looks like a verdict), with every raw answer in ``trace["raw_answers"]``.
 
+Both take the same keyword settings: ``num_frames`` (frames sampled, default 8),
+``max_side`` (pixels, default 448; ``None`` keeps full size), ``retries`` (re-asks
+after a malformed answer, default 2), ``max_tokens`` (per answer, default 768) and
+``template`` (a prompt text or ``string.Template`` replacing the packaged one).
+
 These judges read only the instruction and the video, never ``instance.solution``, so
 solvers may use them at test time. A judge's opinion is not a proof: the pixel-based
 maze verifiers are exact where they apply; the judges cover what pixels cannot.
@@ -320,7 +325,9 @@ class MMECoFJudge(_FrameJudge):
                         "judge_failed": 0.0, "vlm_calls": float(trace.pop("vlm_calls"))})
         trace["ratings"] = ratings
         weak = [f"{name} {r['score']}/{MMECOF_MAX}" for name, r in ratings.items() if r["score"] < MMECOF_MAX - 1]
-        reason = "" if success else f"mean rating {mean:.2f}/{MMECOF_MAX}" + (f"; low: {', '.join(weak)}" if weak else "")
+        reason = ""
+        if not success:
+            reason = f"mean rating {mean:.2f}/{MMECOF_MAX}" + (f"; low: {', '.join(weak)}" if weak else "")
         return Score(success=success, metrics=metrics, trace=trace, reason=reason)
 
 

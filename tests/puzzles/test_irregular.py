@@ -75,11 +75,13 @@ def test_graph_matches_the_layout_and_the_picture(seed):
     assert (nodes, edges) == (spec["nodes"], spec["edges"])  # the layout alone decides the graph
     # every hop is short (about step_px), so a referee can check the agent stays on the road
     hops = [math.dist(spec["nodes"][a], spec["nodes"][b]) for a, b in spec["edges"]]
-    assert max(hops) <= 1.6 * spec["step_px"] and min(hops) >= 0.5 * spec["step_px"]
-    # every node sits on the drawn road (checked on the map without icons)
+    assert max(hops) <= 1.5 * spec["step_px"] and min(hops) >= 0.6 * spec["step_px"]
+    # every node, and the midpoint of every hop (the agent moves along chords), sits on the
+    # drawn road: checked on the map without icons
     scene = task.scene(spec)
     road = np.array(spec["colors"]["road"], np.uint8)
-    for x, y in spec["nodes"]:
+    midpoints = [(np.add(spec["nodes"][a], spec["nodes"][b]) / 2).tolist() for a, b in spec["edges"]]
+    for x, y in spec["nodes"] + midpoints:
         assert np.array_equal(scene[int(round(y)), int(round(x))], road)
     # roads stay visibly apart (away from a shared junction) in the picture
     width = spec["road_width_px"]

@@ -6,6 +6,7 @@ import math
 import random
 import time
 
+import cv2
 import numpy as np
 import pytest
 
@@ -78,8 +79,6 @@ def test_grown_silhouettes_are_valid(compact):
             for b in polys[i + 1:]:
                 assert convex_intersection_area(a, b) < 1e-6
         mask = rasterize(polys, (400, 400), 20, (200, 200)).astype(np.uint8)
-        import cv2
-
         assert cv2.connectedComponents(mask, connectivity=4)[0] == 2  # one piece of figure (+ background)
 
 
@@ -117,11 +116,13 @@ def test_difficulty_shapes():
         for seed in range(3):
             inst = task.generate(seed, difficulty)
             unit = inst.spec["unit_px"]
-            polys = [piece_vertices(shape_of[p["piece"]], p["x"], p["y"], p["rotation_deg"], p["flip"]) / unit
+            polys = [piece_vertices(shape_of[p["piece"]], p["x"], p["y"], p["rotation_deg"], p["flip"], unit)
                      for p in inst.solution["pieces"]]
-            solidity, holes, _ = silhouette_shape(polys)
-            assert holes == 0
-            assert (solidity >= 0.78) if compact else (solidity < 0.82)
+            solidity, _, _ = silhouette_shape(polys)
+            assert (solidity >= 0.79) if compact else (solidity < 0.81)
+            h, w = inst.spec["image_size"]
+            background = (~rasterize(polys, (h, w))).astype(np.uint8)
+            assert cv2.connectedComponents(background, connectivity=4)[0] == 2  # no holes
     hard_turns = {task.generate(s, "hard").solution["pieces"][0]["rotation_deg"] % 45 for s in range(6)}
     assert hard_turns != {0.0}  # hard silhouettes turn by any whole degree
 
@@ -167,7 +168,9 @@ def test_solution_video_moves_pieces_one_by_one(difficulty):
         if k == 2:
             continue
         x, y = int(round(pose["x"])), int(round(pose["y"]))
-        assert np.abs(mid[y, x].astype(int) - piece["color"]).max() <= 3, piece["name"]
+        # the moving piece (drawn on top) may pass over a resting one
+        seen = [np.abs(mid[y, x].astype(int) - color).max() for color in (piece["color"], spec["pieces"][2]["color"])]
+        assert min(seen) <= 40, piece["name"]  # 40: an anti-aliased edge may cross the pixel
 
 
 def test_check_solution_rejects_bad_answers():

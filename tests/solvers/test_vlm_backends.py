@@ -51,7 +51,7 @@ def test_tiny_transformers_vlm_noise_is_recorded_as_failures(tmp_path, maze, mak
     generator = make_generator(gt_frames=9, num_frames=9)
     good = generator.good_seeds(10)[0]
     attempt = get_solver("closed-loop", planner="vlm", judge="both", max_steps=1, seed=good, vlm=vlm,
-                         vlm_frames=2).solve(maze, generator, make_verifier(generator))
+                         vlm_frames=2, vlm_max_tokens=16).solve(maze, generator, make_verifier(generator))
     # Random weights answer noise: each request is tried three times, then recorded.
     assert [f["purpose"] for f in attempt.meta["vlm_failures"]] == ["planner", "clip judge"]
     assert all(len(f["raw_answers"]) == 3 for f in attempt.meta["vlm_failures"])
