@@ -167,6 +167,18 @@ def cmd_report(args, extra) -> int:
     return 0
 
 
+def cmd_train(args, extra) -> int:
+    """Train the embedded model or a LoRA; the trainer's own flags follow the kind."""
+    rest = list(args.rest) + list(extra)
+    if args.kind == "embedded":
+        from gen_reason.train.embedded import main as train_embedded_main
+
+        return train_embedded_main(rest)
+    from gen_reason.train.lora import main as train_lora_main
+
+    return train_lora_main(rest)
+
+
 def _writable_dir(path: Path) -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -248,6 +260,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="run folder (overrides the config's out)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("train", help="train the embedded model or a LoRA (resumable)",
+                       description="`genreason train embedded --config configs/embedded_maze.yaml` or "
+                                   "`genreason train lora --model PATH --data DIR --config configs/lora_wan.yaml`; "
+                                   "`genreason train KIND --help` lists the trainer's flags.",
+                       add_help=True)
+    p.add_argument("kind", choices=["embedded", "lora"])
+    p.add_argument("rest", nargs=argparse.REMAINDER, help="the trainer's own flags")
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("report", help="write the report of one or more runs")
     p.add_argument("runs", nargs="+", help="run folders")

@@ -83,8 +83,9 @@ class Budget:
 
     @classmethod
     def from_dict(cls, data: dict | None) -> "Budget":
-        """Rebuild from :meth:`to_dict` output (unknown keys are a :class:`UserError`)."""
-        data = dict(data or {})
+        """Build from a config dict: :meth:`to_dict` keys, or the short names ``nfe``,
+        ``clips``, ``vlm_calls``, ``seconds``. Unknown keys are a :class:`UserError`."""
+        data = {(key if str(key).startswith("max_") else f"max_{key}"): value for key, value in (data or {}).items()}
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

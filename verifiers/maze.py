@@ -153,7 +153,7 @@ def graph_trajectory(positions: np.ndarray, graph: SpecGraph, start: int, min_mo
     step = graph.step
     seen = positions[~np.isnan(positions[:, 0])]
     traj = [graph.nodes[start]]
-    anchors = [True]
+    anchors = [start]  # node index where a graph corner was inserted, else -1
     if len(seen):
         projected, edge = graph.project(seen, OFF_GRAPH * step, stickiness=0.15 * step)
         prev_edge = -1
@@ -161,19 +161,41 @@ def graph_trajectory(positions: np.ndarray, graph: SpecGraph, start: int, min_mo
             if e >= 0 and prev_edge >= 0 and e != prev_edge:
                 shared = set(graph.edges[e].tolist()) & set(graph.edges[prev_edge].tolist())
                 if shared:
-                    traj.append(graph.nodes[shared.pop()])
-                    anchors.append(True)
+                    n = shared.pop()
+                    traj.append(graph.nodes[n])
+                    anchors.append(n)
             traj.append(p)
-            anchors.append(False)
+            anchors.append(-1)
             prev_edge = int(e)
+    traj, anchors = _drop_junction_hops(traj, anchors, graph, 0.3 * step)
     # Drop jitter: a point is kept when it moved at least min_move steps from the last kept one.
     kept = [traj[0]]
     for p, anchor in zip(traj[1:], anchors[1:]):
-        if anchor or np.linalg.norm(p - kept[-1]) >= min_move * step:
+        if anchor >= 0 or np.linalg.norm(p - kept[-1]) >= min_move * step:
             kept.append(p)
-    if len(traj) > 1 and not np.array_equal(kept[-1], traj[-1]) and np.linalg.norm(traj[-1] - kept[-1]) > 1e-9:
+    if len(traj) > 1 and np.linalg.norm(traj[-1] - kept[-1]) > 1e-9:
         kept.append(traj[-1])
     return np.asarray(kept, float)
+
+
+def _drop_junction_hops(traj: list, anchors: list, graph: SpecGraph, reach: float) -> tuple[list, list]:
+    """Collapse excursions that leave a junction onto a third road and come straight back
+    to it without getting farther than ``reach``: tracker noise, not a detour."""
+    out_t, out_a = [], []
+    i = 0
+    while i < len(traj):
+        out_t.append(traj[i])
+        out_a.append(anchors[i])
+        n = anchors[i]
+        if n >= 0:
+            j = i + 1
+            while j < len(traj) and anchors[j] < 0 and np.linalg.norm(traj[j] - graph.nodes[n]) <= reach:
+                j += 1
+            if j < len(traj) and anchors[j] == n and j > i + 1:
+                i = j + 1  # skip the excursion and the repeated corner
+                continue
+        i += 1
+    return out_t, out_a
 
 
 def _fidelity(track: Track, spec: dict) -> float:

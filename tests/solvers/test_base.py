@@ -48,9 +48,10 @@ def test_budget_validation_and_round_trip():
     with pytest.raises(UserError):
         Budget(max_seconds="soon")
     with pytest.raises(UserError, match="unknown budget"):
-        Budget.from_dict({"max_flops": 3})
+        Budget.from_dict({"flops": 3})
     budget = Budget(max_nfe=10, max_vlm_calls=3)
     assert Budget.from_dict(budget.to_dict()) == budget
+    assert Budget.from_dict({"nfe": 10, "vlm_calls": 3}) == budget
     assert budget.allows(Compute(nfe=4), Compute(nfe=6))
     assert not budget.allows(Compute(nfe=5), Compute(nfe=6))
     assert not budget.allows(Compute(vlm_calls=1), Compute(vlm_calls=3))
