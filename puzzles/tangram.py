@@ -292,7 +292,9 @@ def grow_silhouette(rng: random.Random, compact: bool, candidates: int = 6, trie
             box = _box(verts)
             if any(_boxes_overlap(box, other) and convex_overlap(verts, poly) for poly, other in zip(polys, boxes)):
                 continue
-            hull = cv2.contourArea(cv2.convexHull(np.concatenate(polys + [verts]).astype(np.float32))) if compact else 0.0
+            hull = 0.0
+            if compact:
+                hull = cv2.contourArea(cv2.convexHull(np.concatenate(polys + [verts]).astype(np.float32)))
             found.append((hull, len(found), (float(shift[0]), float(shift[1]), rot, flip), verts))
             if not compact or len(found) >= candidates:
                 break
@@ -502,13 +504,15 @@ class Tangram(Task):
         w, h = cfg.width, cfg.height
         lo, hi = world.min(axis=0), world.max(axis=0)
         jitter = 0.25 * unit
-        offset = np.array([w / 2, h / 2]) - (lo + hi) / 2 * unit + (rng.uniform(-jitter, jitter), rng.uniform(-jitter, jitter))
+        jitter_xy = (rng.uniform(-jitter, jitter), rng.uniform(-jitter, jitter))
+        offset = np.array([w / 2, h / 2]) - (lo + hi) / 2 * unit + jitter_xy
         targets = {}
         for name, shape in PIECES:
             x, y, r, flip = poses_units[name]
             r, flip = normalize_pose(shape, r, flip)
             px, py = x * unit + offset[0], y * unit + offset[1]
-            targets[name] = {"x": round(float(px), 3), "y": round(float(py), 3), "rotation_deg": round(r, 3), "flip": flip}
+            targets[name] = {"x": round(float(px), 3), "y": round(float(py), 3), "rotation_deg": round(r, 3),
+                             "flip": flip}
         silhouette = [[[round(float(a * unit + offset[0]), 3), round(float(b * unit + offset[1]), 3)] for a, b in poly]
                       for poly in outline_units]
 

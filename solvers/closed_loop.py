@@ -142,7 +142,6 @@ class ClosedLoop(Solver):
         history: list[dict] = []
         stopped = "step limit"
         last_accepted: int | None = None  # candidate whose video is exactly the joined video
-        clips_made = 0
         for step in range(config.max_steps):
             try:
                 plan = self._plan(context, current, history, step)
@@ -157,20 +156,10 @@ class ClosedLoop(Solver):
                 prompt = clip_prompt(context.prompt, plan["instruction"], suggestion)
                 seed = config.seed + step * config.attempts_per_step + attempt
                 try:
-                    (clip,) = context.generate(start, prompt, [seed])
-                    clips_made += 1
-                    so_far = np.concatenate(pieces, axis=0)
-                    extended = np.concatenate([so_far, clip[1:]], axis=0)
-                    rule_score = context.score(extended)
-                    verdict = self._judge(context, clip, len(so_far), rule_score, plan)
+                    clip, verdict = self._try_clip(context, pieces, start, prompt, seed, plan, step, attempt)
                 except BudgetExhausted as exc:
                     stopped = f"budget: {exc}"
                     break
-                context.add_candidate(
-                    extended, seed=seed, prompt=prompt, score=rule_score, role="clip", step=step, attempt=attempt,
-                    clip_start=len(so_far) - 1, accepted=verdict.accepted, last_good=verdict.last_good,
-                    judge=verdict.details,
-                )
                 if verdict.accepted:
                     pieces.append(clip[1:])
                     current, accepted = clip[-1], True
@@ -194,7 +183,7 @@ class ClosedLoop(Solver):
             if context.candidates[last_accepted].score.success:
                 stopped = "done"
                 break
-        if clips_made == 0:
+        if not context.candidates:
             raise UserError(f"the budget does not cover one clip ({context.cost(1).nfe} NFE): {stopped}")
         if last_accepted is not None:
             joined = context.candidates[last_accepted]
@@ -207,6 +196,31 @@ class ClosedLoop(Solver):
             "history": history,
             "vlm_failures": context.vlm_failures,
         }
+
+    def _try_clip(self, context: SolveContext, pieces: list[np.ndarray], start: np.ndarray, prompt: str, seed: int,
+                  plan: dict, step: int, attempt: int) -> tuple[np.ndarray, Verdict]:
+        """Make one clip from ``start``, judge it, record it as a candidate; ``(clip, verdict)``.
+
+        Raises :class:`BudgetExhausted` before generating when the clip does not fit, and
+        after recording the clip (unjudged, rejected) when the judge's VLM calls do not.
+        """
+        (clip,) = context.generate(start, prompt, [seed])
+        so_far = np.concatenate(pieces, axis=0)
+        extended = np.concatenate([so_far, clip[1:]], axis=0)
+        rule_score = context.score(extended)
+        exhausted = None
+        try:
+            verdict = self._judge(context, clip, len(so_far), rule_score, plan)
+        except BudgetExhausted as exc:
+            exhausted = exc
+            verdict = Verdict(accepted=False, last_good=0, details={"judge": f"not judged: {exc}"})
+        context.add_candidate(
+            extended, seed=seed, prompt=prompt, score=rule_score, role="clip", step=step, attempt=attempt,
+            clip_start=len(so_far) - 1, accepted=verdict.accepted, last_good=verdict.last_good, judge=verdict.details,
+        )
+        if exhausted is not None:
+            raise exhausted
+        return clip, verdict
 
     # -- planner -----------------------------------------------------------------------------
     def _plan(self, context: SolveContext, current: np.ndarray, history: list[dict], step: int) -> dict:

@@ -23,10 +23,10 @@ Metrics (flat floats; NaN where undefined):
   ``precision_rate_raw`` (PR on the raw tracked centres, without mapping to the graph).
 
 The generated trajectory the reference metrics read is the track mapped onto the puzzle's
-geometry: it starts at the start node, tracked positions within 0.3 step of a legal
-move are projected onto it (the graph's corners are inserted where the track turns),
-off-graph positions are kept as they are, and moves shorter than a tenth of a step are
-dropped (tracker jitter must not count as path length).
+geometry (:func:`graph_trajectory`): the centres of the nodes the agent stood on, in
+order (a node counts once the agent comes within 0.3 step of it), with every position
+off the graph inserted as tracked, so tracker jitter never counts as path length while
+a walk through a wall still does. ``precision_rate_raw`` shows the raw-centre number.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ import numpy as np
 
 from gen_reason.errors import UserError
 from gen_reason.verifiers import metrics as M
-from gen_reason.verifiers.rules import OFF_GRAPH, RULE_NAMES, RuleReport, SpecGraph, check_rules
+from gen_reason.verifiers.rules import OFF_GRAPH, RULE_NAMES, SNAP, RuleReport, SpecGraph, check_rules
 from gen_reason.verifiers.score import Score
 from gen_reason.verifiers.track import Track, prepare_video, track_objects
 
@@ -128,7 +128,7 @@ class MazeReferenceVerifier(MazeRuleVerifier):
         height, width = spec["image_size"]
         graph = SpecGraph(spec)
         gt_px = graph.nodes[[int(n) for n in instance.solution["path"]]]
-        gen_px = graph_trajectory(track.agent.positions, graph, int(spec["start"]))
+        gen_px = graph_trajectory(track.agent.positions, graph, report.agent.node_path, report.agent.node_frames)
         raw_px = track.agent.positions[~track.agent.lost]
         gt = M.normalise(gt_px, width, height)
         gen = M.normalise(gen_px, width, height)
@@ -148,54 +148,27 @@ class MazeReferenceVerifier(MazeRuleVerifier):
         trace["generated_trajectory"] = [[round(float(x), 1), round(float(y), 1)] for x, y in gen_px]
 
 
-def graph_trajectory(positions: np.ndarray, graph: SpecGraph, start: int, min_move: float = 0.1) -> np.ndarray:
-    """The tracked positions mapped onto the puzzle's geometry (see the module docstring)."""
+def graph_trajectory(positions: np.ndarray, graph: SpecGraph, node_path: list[int], node_frames: list[int]) -> np.ndarray:
+    """The track mapped onto the puzzle's geometry (see the module docstring).
+
+    The node path (from :func:`rules.walk_graph`, with hysteresis) becomes the polyline of
+    its node centres; positions off the graph are inserted as they were tracked, in frame
+    order, so a walk through a wall still shows; a last position between two nodes adds
+    its projection onto the graph (a move begun but not finished).
+    """
     step = graph.step
-    seen = positions[~np.isnan(positions[:, 0])]
-    traj = [graph.nodes[start]]
-    anchors = [start]  # node index where a graph corner was inserted, else -1
-    if len(seen):
-        projected, edge = graph.project(seen, OFF_GRAPH * step, stickiness=0.15 * step)
-        prev_edge = -1
-        for p, e in zip(projected, edge):
-            if e >= 0 and prev_edge >= 0 and e != prev_edge:
-                shared = set(graph.edges[e].tolist()) & set(graph.edges[prev_edge].tolist())
-                if shared:
-                    n = shared.pop()
-                    traj.append(graph.nodes[n])
-                    anchors.append(n)
-            traj.append(p)
-            anchors.append(-1)
-            prev_edge = int(e)
-    traj, anchors = _drop_junction_hops(traj, anchors, graph, 0.3 * step)
-    # Drop jitter: a point is kept when it moved at least min_move steps from the last kept one.
-    kept = [traj[0]]
-    for p, anchor in zip(traj[1:], anchors[1:]):
-        if anchor >= 0 or np.linalg.norm(p - kept[-1]) >= min_move * step:
-            kept.append(p)
-    if len(traj) > 1 and np.linalg.norm(traj[-1] - kept[-1]) > 1e-9:
-        kept.append(traj[-1])
-    return np.asarray(kept, float)
-
-
-def _drop_junction_hops(traj: list, anchors: list, graph: SpecGraph, reach: float) -> tuple[list, list]:
-    """Collapse excursions that leave a junction onto a third road and come straight back
-    to it without getting farther than ``reach``: tracker noise, not a detour."""
-    out_t, out_a = [], []
-    i = 0
-    while i < len(traj):
-        out_t.append(traj[i])
-        out_a.append(anchors[i])
-        n = anchors[i]
-        if n >= 0:
-            j = i + 1
-            while j < len(traj) and anchors[j] < 0 and np.linalg.norm(traj[j] - graph.nodes[n]) <= reach:
-                j += 1
-            if j < len(traj) and anchors[j] == n and j > i + 1:
-                i = j + 1  # skip the excursion and the repeated corner
-                continue
-        i += 1
-    return out_t, out_a
+    seen_idx = np.flatnonzero(~np.isnan(positions[:, 0]))
+    events: list[tuple[int, int, np.ndarray]] = [(f, 0, graph.nodes[n]) for n, f in zip(node_path, node_frames)]
+    if len(seen_idx):
+        pts = positions[seen_idx]
+        off = graph.distance_to_graph(pts) > OFF_GRAPH * step
+        events += [(int(k), 1, p) for k, p, o in zip(seen_idx, pts, off) if o]
+        last = pts[-1]
+        if not off[-1] and np.linalg.norm(last - graph.nodes[node_path[-1]]) > SNAP * step:
+            proj, _ = graph.project(last[None], OFF_GRAPH * step)
+            events.append((int(seen_idx[-1]), 2, proj[0]))
+    events.sort(key=lambda e: (e[0], e[1]))
+    return np.asarray([p for _, _, p in events], float)
 
 
 def _fidelity(track: Track, spec: dict) -> float:

@@ -65,6 +65,10 @@ class EmbeddedFamily(Family):
         size = pipe.resolution
         return (3, pipe.num_frames, size, size)
 
+    def fit_to_image(self, pipe, frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        """Undo the pipeline's input fitting: crop the bottom-right padding (or resize back)."""
+        return pipe.fit_frames(frames, size)
+
 
 def make_unet(num_frames: int = 16, resolution: int = 32, block_out_channels: Sequence[int] = (32, 64, 128),
               layers_per_block: int = 1, attention_levels: Sequence[bool] = (False, False, True),
@@ -116,7 +120,7 @@ class EmbeddedVideoPipeline(DiffusionPipeline):
     model_cpu_offload_seq = "unet"
     _callback_tensor_inputs = ["latents", "pred_original_sample"]
     genreason_family = EmbeddedFamily(
-        "embedded", FamilyDefaults(size=(32, 32), num_frames=16, fps=8, steps=50, guidance=1.0)
+        "embedded", FamilyDefaults(size=(32, 32), num_frames=49, fps=16, steps=50, guidance=1.0)
     )
     # No VAE: the "latents" are pixels (the backend reads these to size its latents).
     vae_scale_factor_spatial = 1
@@ -165,22 +169,25 @@ class EmbeddedVideoPipeline(DiffusionPipeline):
 
     def _to_output_frames(self, video: torch.Tensor, sizes: list[tuple[int, int]], num_frames: int) -> np.ndarray:
         """``[B, 3, F, R, R]`` in [-1, 1] -> ``[B, num_frames, H, W, 3]`` in [0, 1], cropped/resized back."""
-        import cv2
-
         frames = ((video.float().clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 4, 1).cpu().numpy()
         frames = frames[:, resample_indices(frames.shape[1], num_frames)]
-        out = []
-        size = self.resolution
-        for sample, (h, w) in zip(frames, sizes):
-            if h <= size and w <= size:
-                out.append(sample[:, :h, :w])
-            else:
-                scale = size / max(h, w)
-                inner = sample[:, : max(1, round(h * scale)), : max(1, round(w * scale))]
-                out.append(np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_NEAREST) for f in inner]))
+        out = [self.fit_frames(sample, size) for sample, size in zip(frames, sizes)]
         if len({f.shape for f in out}) == 1:
             return np.stack(out)
         return np.array(out, dtype=object)  # mixed sizes: one array per sample
+
+    def fit_frames(self, frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        """Working-size frames ``(T, R, R, 3)`` -> an image of ``size`` = (H, W): crop the padding,
+        or resize the fitted area back (nearest) when the image was larger than the model."""
+        import cv2
+
+        h, w = size
+        r = self.resolution
+        if h <= r and w <= r:
+            return frames[:, :h, :w]
+        scale = r / max(h, w)
+        inner = frames[:, : max(1, round(h * scale)), : max(1, round(w * scale))]
+        return np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_NEAREST) for f in inner])
 
     # -- the pieces the backend calls ---------------------------------------------------
     def prepare_latents(self, batch_size: int, generator=None, device=None, dtype=torch.float32) -> torch.Tensor:

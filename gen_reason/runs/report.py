@@ -139,7 +139,7 @@ def _plot_pass_at_k(results: list[dict], path: Path) -> Path | None:
 
     curves = defaultdict(list)
     for r in results:
-        curve = r.get("attempt", {}).get("pass_at_k")
+        curve = r.get("attempt", {}).get("meta", {}).get("pass_at_k")
         if curve:
             curves[r["solver"]].append(curve)
     if not curves:

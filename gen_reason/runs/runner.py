@@ -73,7 +73,7 @@ def run_eval(config: EvalConfig, *, generator=None, progress: bool = True, shard
     solvers = [(spec.key, get_solver(spec.name, **spec.params)) for spec in config.solvers]
     if len({key for key, _ in solvers}) != len(solvers):
         raise UserError("two solvers share a label; give each a distinct `label`")
-    budget = Budget(**config.budget) if config.budget else None
+    budget = Budget.from_dict(config.budget) if config.budget else None
     instances = list(iter_instances(config))
     todo = [
         (i, j, instance, key, solver)
@@ -99,7 +99,8 @@ def run_eval(config: EvalConfig, *, generator=None, progress: bool = True, shard
 
     for i, j, instance, key, solver in tqdm(todo, desc="eval", unit="item", disable=not progress):
         started = time.perf_counter()
-        attempt = solver.solve(instance, generator, verifier(instance.task, config.verifier), budget)
+        attempt = solver.solve(instance, generator, verifier(instance.task, config.verifier), budget,
+                               reference=verifier(instance.task, "reference"))
         reference = verifier(instance.task, "reference").score(instance, attempt.video)
         record = {
             "key": result_key(instance, key),

@@ -237,6 +237,21 @@ def _plot_validation(run_dir: Path) -> None:
     plt.close(fig)
 
 
+def diffusion_loss(unet, noise_scheduler, video: torch.Tensor, condition: torch.Tensor,
+                   generator: torch.Generator) -> torch.Tensor:
+    """v-prediction MSE on ``video`` ``[B, 3, F, R, R]`` given its first frame ``condition`` ``[B, 3, R, R]``.
+
+    Timesteps are uniform over the training schedule; noise and timesteps come from ``generator``.
+    """
+    noise = torch.randn(video.shape, generator=generator).to(video.device)
+    timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (video.shape[0],),
+                              generator=generator).to(video.device)
+    noisy = noise_scheduler.add_noise(video, noise, timesteps)
+    target = noise_scheduler.get_velocity(video, noise, timesteps)
+    prediction = unet(torch.cat([stack_frames(noisy), condition], dim=1), timesteps).sample
+    return torch.nn.functional.mse_loss(prediction.float(), stack_frames(target))
+
+
 #: Config fields a resumed sitting may change without changing what the run computes.
 RESUMABLE_CHANGES = {"max_steps", "checkpoint_minutes", "log_every_steps", "validate_every_steps",
                      "validation_sizes", "validation_count", "validation_steps", "data_workers"}
@@ -352,16 +367,10 @@ def train_embedded(config: EmbeddedTrainConfig, out_dir: str | Path, resume: boo
         started = time.time()
         video = batch["video"].to(accelerator.device)
         condition = batch["condition"].to(accelerator.device)
-        generator = _step_generator(config.seed, step)
-        noise = torch.randn(video.shape, generator=generator)
-        timesteps = torch.randint(0, config.num_train_timesteps, (video.shape[0],), generator=generator)
-        noisy = noise_scheduler.add_noise(video, noise, timesteps)
-        target = noise_scheduler.get_velocity(video, noise, timesteps)
         for group in optimizer.param_groups:
             group["lr"] = learning_rate_at(config, step)
         with accelerator.autocast():
-            prediction = unet(torch.cat([stack_frames(noisy), condition], dim=1), timesteps).sample
-        loss = torch.nn.functional.mse_loss(prediction.float(), stack_frames(target))
+            loss = diffusion_loss(unet, noise_scheduler, video, condition, _step_generator(config.seed, step))
         accelerator.backward(loss)
         accelerator.clip_grad_norm_(unet.parameters(), config.max_grad_norm)
         optimizer.step()

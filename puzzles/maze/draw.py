@@ -292,7 +292,8 @@ def make_layout(shape: str, size: tuple[int, ...], cell: float, margin: float) -
 
 
 # -- carving and solving ---------------------------------------------------------------
-def spanning_tree(num_cells: int, pairs: list[tuple[int, int]], rng: random.Random, algorithm: str) -> list[tuple[int, int]]:
+def spanning_tree(num_cells: int, pairs: list[tuple[int, int]], rng: random.Random,
+                  algorithm: str) -> list[tuple[int, int]]:
     """A random spanning tree of the cell graph (the open passages of a perfect maze)."""
     adj: dict[int, list[int]] = {i: [] for i in range(num_cells)}
     for i, j in pairs:

@@ -344,3 +344,23 @@ def test_closed_loop_vlm_failures_fall_back_and_are_recorded(maze, make_generato
     assert purposes == ["planner", "clip judge"] and vlm.calls == 6
     assert attempt.success  # the fixed instruction and the rule verdict stood in
     assert attempt.candidates[0].meta["judge"]["vlm"] == "failed"
+
+
+def test_closed_loop_records_a_clip_the_judge_could_not_afford(maze, make_generator, make_verifier):
+    generator = make_generator(gt_frames=17, num_frames=9)
+    vlm = ScriptedVLM([ACCEPT] * 3)
+    attempt = get_solver("closed-loop", judge="vlm", seed=0, vlm=vlm).solve(
+        maze, generator, make_verifier(generator), Budget(max_vlm_calls=3)
+    )
+    # The first clip is judged (3 calls reserved, 1 used); the second cannot reserve 3 more.
+    clips = [c for c in attempt.candidates if c.meta["role"] == "clip"]
+    assert len(clips) == 2 and clips[0].meta["accepted"] and not clips[1].meta["accepted"]
+    assert clips[1].meta["judge"]["judge"].startswith("not judged")
+    assert attempt.meta["stopped"].startswith("budget") and attempt.compute.vlm_calls == 1
+    assert attempt.compute.clips == 2
+
+
+def test_a_seconds_budget_of_zero_allows_nothing(maze, make_generator, make_verifier):
+    generator = make_generator()
+    with pytest.raises(UserError, match="budget"):
+        get_solver("best-of-n").solve(maze, generator, make_verifier(generator), Budget(max_seconds=0))

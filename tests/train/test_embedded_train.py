@@ -1,0 +1,126 @@
+"""The embedded model's training loop: data purity, loss going down, bit-exact resume."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from gen_reason.errors import UserError
+from gen_reason.models.embedded import make_scheduler
+from gen_reason.train.data import (HELD_OUT_SEED_START, TRAIN_SEED_LIMIT, MazeVideoData, ReplayStream,
+                                   held_out_instances, maze_geometry)
+from gen_reason.train.embedded import (EmbeddedTrainConfig, _step_generator, diffusion_loss, learning_rate_at,
+                                       train_embedded)
+
+
+def tiny_config(**changes) -> EmbeddedTrainConfig:
+    """A run small enough for a test: 3x3 mazes at 16 px, 4 frames, a two-level UNet."""
+    values = dict(sizes=[3], size_weights=[1.0], num_frames=4, resolution=16, block_out_channels=[16, 32],
+                  attention_levels=[False, True], attention_head_dim=16, norm_num_groups=8, batch_size=4,
+                  max_steps=6, warmup_steps=2, decay_steps=2, data_workers=0, fresh_per_step=2, pool_size=8,
+                  learning_rate=2e-3, validate_every_steps=1000, validation_count=2, validation_steps=2,
+                  validation_sizes=[3], threads=1)
+    values.update(changes)
+    config = EmbeddedTrainConfig(**values)
+    config.validate()
+    return config
+
+
+def test_geometry_fills_the_working_size():
+    for rooms in (3, 4, 5, 6, 7):
+        geometry = maze_geometry(rooms, 32)
+        side = rooms * geometry["cell_px"] + rooms + 1 + 2 * geometry["margin"]
+        assert 30 <= side <= 32
+
+
+def test_batches_are_pure_and_use_training_seeds_only():
+    data = MazeVideoData(sizes=(3,), size_weights=(1.0,), num_frames=4, resolution=16)
+    assert data.draw(5, 8) == data.draw(5, 8)
+    assert data.draw(5, 8) != data.draw(6, 8)
+    assert all(seed < TRAIN_SEED_LIMIT for _, seed in data.draw(0, 64))
+    assert all(inst.seed >= HELD_OUT_SEED_START for inst in held_out_instances(3, 2, 16))
+    batch = data.batch(0, 2)
+    assert batch["video"].shape == (2, 3, 4, 16, 16) and batch["condition"].shape == (2, 3, 16, 16)
+    assert torch.equal(batch["video"][:, :, 0], batch["condition"])
+
+
+def test_replay_pool_is_a_function_of_the_step():
+    data = MazeVideoData(sizes=(3,), size_weights=(1.0,), num_frames=4, resolution=16)
+    in_order = ReplayStream(data, 4, 0, 5, fresh=2, capacity=6)
+    batches = [in_order[i] for i in range(5)]
+    resumed = ReplayStream(data, 4, 3, 5, fresh=2, capacity=6)  # a fresh process starting at step 3
+    assert torch.equal(resumed[0]["video"], batches[3]["video"])
+    assert torch.equal(resumed[1]["video"], batches[4]["video"])
+
+
+def test_learning_rate_warms_up_holds_and_decays():
+    config = tiny_config(max_steps=100, warmup_steps=10, decay_steps=20)
+    assert learning_rate_at(config, 0) == pytest.approx(config.learning_rate / 10)
+    assert learning_rate_at(config, 50) == config.learning_rate
+    assert learning_rate_at(config, 90) == pytest.approx(config.learning_rate / 2)
+
+
+def test_short_run_lowers_the_loss(tmp_path):
+    config = tiny_config(max_steps=30, decay_steps=1)
+    batch = config.data.batch(10**6, 8)  # a batch the run never trains on
+    scheduler = make_scheduler()
+
+    def fixed_loss(unet) -> float:
+        with torch.no_grad():
+            return float(diffusion_loss(unet, scheduler, batch["video"], batch["condition"], _step_generator(0, 0)))
+
+    before = fixed_loss(config.build_unet())
+    train_embedded(config, tmp_path / "run", progress=False, validate=False)
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    unet = config.build_unet()
+    unet.load_state_dict(state["unet"])
+    assert state["step"] == 30
+    assert fixed_loss(unet) < 0.8 * before
+    assert (tmp_path / "run" / "losses.jsonl").exists() or config.log_every_steps > 30
+
+
+def test_resume_is_bit_exact(tmp_path):
+    config = tiny_config()
+    train_embedded(config, tmp_path / "straight", progress=False, validate=False)
+    train_embedded(config, tmp_path / "resumed", progress=False, validate=False, stop_after_steps=3)
+    halfway = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=False)
+    assert halfway["step"] == 3
+    train_embedded(config, tmp_path / "resumed", progress=False, validate=False)
+    a = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=False)
+    b = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=False)
+    assert a["step"] == b["step"] == 6
+    for name, tensor in a["unet"].items():
+        assert torch.equal(tensor, b["unet"][name]), name
+    for x, y in zip(a["ema"]["shadow_params"], b["ema"]["shadow_params"]):
+        assert torch.equal(x, y)
+    for key, moments in a["optimizer"]["state"].items():
+        assert torch.equal(moments["exp_avg"], b["optimizer"]["state"][key]["exp_avg"])
+
+
+def test_resume_refuses_a_different_run(tmp_path):
+    train_embedded(tiny_config(max_steps=2), tmp_path / "run", progress=False, validate=False)
+    with pytest.raises(UserError, match="learning_rate"):
+        train_embedded(tiny_config(max_steps=2, learning_rate=1e-2), tmp_path / "run", progress=False, validate=False)
+
+
+def test_validation_writes_a_curve(tmp_path):
+    config = tiny_config(max_steps=2, validate_every_steps=2)
+    train_embedded(config, tmp_path / "run", progress=False, validate=True)
+    assert (tmp_path / "run" / "validation.jsonl").read_text().count("\n") == 1
+    assert (tmp_path / "run" / "validation.png").exists()
+
+
+def test_unknown_config_key_is_a_user_error(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("sizes: [3]\nsize_weights: [1.0]\nlearning_rat: 0.1\n")
+    with pytest.raises(UserError, match="learning_rat"):
+        EmbeddedTrainConfig.from_yaml(path)
+
+
+def test_shipped_config_loads():
+    from pathlib import Path
+
+    config = EmbeddedTrainConfig.from_yaml(Path(__file__).resolve().parents[2] / "configs" / "embedded_maze.yaml")
+    assert config.num_frames * 3 + 3 == config.build_unet().config.in_channels
+    assert np.isclose(sum(config.size_weights), 1.0)
