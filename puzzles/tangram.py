@@ -380,6 +380,16 @@ def silhouette_shape(polys: list[np.ndarray]) -> tuple[float, int, list[np.ndarr
     return area / hull, holes, loops
 
 
+def _encloses_background(polys: list[np.ndarray], px: float = 16.0) -> bool:
+    """Whether the figure walls in some background, counting regions closed off only at
+    a single vertex (they look like holes even though the exact outline has none)."""
+    allv = np.concatenate(polys)
+    lo = allv.min(axis=0) - 1.0
+    size = tuple(int(v) for v in np.ceil((allv.max(axis=0) - lo + 1.0) * px)[::-1])
+    background = (~rasterize(polys, size, px, -lo * px)).astype(np.uint8)
+    return cv2.connectedComponents(background, connectivity=4)[0] > 2
+
+
 def _key(v) -> tuple[float, float]:
     return round(float(v[0]), 6) + 0.0, round(float(v[1]), 6) + 0.0  # + 0.0 folds -0.0 into 0.0
 
@@ -427,7 +437,7 @@ class Tangram(Task):
             if span.max() > 8.5:
                 continue  # too sprawling to fit the canvas at a useful scale
             solidity, holes, _ = silhouette_shape(polys)
-            if holes == 0 and low <= solidity < high:
+            if holes == 0 and low <= solidity < high and not _encloses_background(polys):
                 return poses
         raise RuntimeError(f"no {difficulty} tangram silhouette found in {MAX_ATTEMPTS} attempts")
 

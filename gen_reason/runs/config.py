@@ -68,6 +68,7 @@ class EvalConfig:
     solvers: list[SolverSpec] = field(default_factory=lambda: [SolverSpec()])
     budget: dict = field(default_factory=dict)  # Budget fields (nfe, clips, vlm_calls, seconds)
     verifier: str = "rule"  # what solvers may use at test time ("rule")
+    vlm: str | None = None  # for VLM solvers: an OpenAI-compatible base URL or a local model folder
     save_videos: bool = True
     out: str = "runs/eval"
 

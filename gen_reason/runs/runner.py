@@ -33,9 +33,22 @@ class Shard:
         return cls(rank, world)
 
 
-def iter_instances(config: EvalConfig) -> Iterator[Instance]:
+def model_task_config(config: EvalConfig) -> dict:
+    """Task config the model folder asks for (its ``genreason.json``), under the run's own."""
+    from gen_reason.models.loading import resolve_model_path
+    from gen_reason.runs.solve import model_task_defaults
+
+    try:
+        defaults = model_task_defaults(resolve_model_path(config.model.path))
+    except UserError:
+        defaults = {}
+    return {**defaults.get("task_config", {}), **config.data.task_config}
+
+
+def iter_instances(config: EvalConfig, task_config: dict | None = None) -> Iterator[Instance]:
     """The run's instances in canonical order."""
     data = config.data
+    task_config = data.task_config if task_config is None else task_config
     if data.dataset:
         from gen_reason.datasets import iter_dataset
 
@@ -45,7 +58,7 @@ def iter_instances(config: EvalConfig) -> Iterator[Instance]:
     if data.n < 1:
         raise UserError(f"data.n must be >= 1; got {data.n}")
     for name in data.tasks:
-        task = get_task(name, **data.task_config)
+        task = get_task(name, **task_config)
         for difficulty in data.difficulties:
             for i in range(data.n):
                 yield task.generate(data.seed + i, difficulty)
@@ -70,11 +83,16 @@ def run_eval(config: EvalConfig, *, generator=None, progress: bool = True, shard
     shard = shard or Shard.detect()
     store = RunStore(config.out, to_dict(config), rank=shard.rank)
     done = store.done_keys()
-    solvers = [(spec.key, get_solver(spec.name, **spec.params)) for spec in config.solvers]
+    vlm = None
+    if config.vlm:
+        from gen_reason.vlm import load_vlm
+
+        vlm = load_vlm(config.vlm)
+    solvers = [(spec.key, get_solver(spec.name, vlm=vlm, **spec.params)) for spec in config.solvers]
     if len({key for key, _ in solvers}) != len(solvers):
         raise UserError("two solvers share a label; give each a distinct `label`")
     budget = Budget.from_dict(config.budget) if config.budget else None
-    instances = list(iter_instances(config))
+    instances = list(iter_instances(config, model_task_config(config) if generator is None else None))
     todo = [
         (i, j, instance, key, solver)
         for i, instance in enumerate(instances)
