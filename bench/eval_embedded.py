@@ -131,6 +131,14 @@ def markdown(table: dict, sweep: dict, args, model: str, seconds: float) -> str:
                   "|---|---|---|"]
         for steps, (success, sec) in sorted(sweep.items()):
             lines.append(f"| {steps} | {100 * success:.1f} % | {sec:.3f} |")
+    speed_path = Path(args.out) / "speed.json"
+    if speed_path.exists():
+        speed = json.loads(speed_path.read_text())
+        lines += ["", f"Speed (`{speed['command']}`, {speed['threads']} threads, {speed['steps']} DDIM steps, "
+                  f"{speed['num_frames']} frames, median of {speed['repeats']} 5x5 mazes, through "
+                  "`DiffusersVideoGenerator`): one maze "
+                  f"{speed['one_maze_seconds']:.2f} s (target < 2 s), a batch of 8 {speed['batch_of_8_seconds']:.2f} s "
+                  "(target < 5 s); measured on the shared 2-core machine while other work ran."]
     command = "python bench/eval_embedded.py " + " ".join(sys.argv[1:])
     lines += ["", f"Command: `{command}` ({seconds / 60:.0f} min on this machine's shared 2 CPU cores).", END]
     return "\n".join(lines) + "\n"

@@ -87,7 +87,7 @@ def _plot_success(rows: list[dict], path: Path) -> Path:
     for (run, task, solver), items in sorted(series.items()):
         xs = [r["difficulty"] for r in items]
         ys = [r["success"] for r in items]
-        err = [[r["success"] - r["ci_low"] for r in items], [r["ci_high"] - r["success"] for r in items]]
+        err = [[max(0.0, r["success"] - r["ci_low"]) for r in items], [max(0.0, r["ci_high"] - r["success"]) for r in items]]
         label = " / ".join(p for p in (run, task, solver) if p)
         ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=label)
     ax.set_ylim(-0.02, 1.02)

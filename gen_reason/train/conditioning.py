@@ -99,10 +99,7 @@ class ConditioningCache:
         from gen_reason.video import read_video
 
         self.encoder_calls["video"] += 1
-        try:
-            frames = read_video(sample.video_path)
-        except Exception as exc:  # a corrupt file is the user's data, not our bug
-            raise UserError(f"cannot read {sample.video_path}: {exc}") from None
+        frames = read_video(sample.video_path)  # a UserError names an unreadable file
         return self.objective.encode_video(self.objective.video_pixels(frames))
 
     def fill(self, indices: Sequence[int] | None = None, progress: bool = False) -> None:

@@ -1,0 +1,384 @@
+"""The step probe: the model's clean estimate x0 at every denoising step, decoded and refereed.
+
+At each step the scheduler computes a clean estimate of the video, ``x0`` (flow
+matching: ``x_t - sigma * v`` with the guided ``v``; DDIM/CogVideoX: the step's
+``pred_original_sample``; UniPC/DPM++: the converted model output). The generator
+hands it over exactly in :class:`~gen_reason.models.StepState`. :class:`StepProbe`
+keeps it every ``every`` steps (and always at the last step), :func:`decode_steps` turns
+it into videos the way ``generate`` turns the final latents into its output, and
+:func:`run_step_probe` has the referee score every one of them.
+
+From the scores:
+
+- :func:`emergence`: per step, the mean of the referee's metrics (success, precision
+  rate, ...), the share of samples whose path already is their final path, and the
+  *commit step* of each sample (from which step on its path never changes again).
+- :func:`exploration`: the distinct candidate paths (the referee's node paths) that
+  appear in the early steps and across seeds: how many solutions the model considers
+  before it commits.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from gen_reason.errors import UserError
+from gen_reason.models.base import OnStep, StepState
+
+#: The referee metrics the emergence curve follows by default (those a maze verifier gives).
+EMERGENCE_METRICS = ("success", "success_lenient", "precision_rate", "exact_match", "track_coverage")
+
+
+def chain_hooks(*hooks: OnStep | None) -> OnStep:
+    """One ``on_step`` hook that calls ``hooks`` in order.
+
+    Observers (probes, recorders) return ``None``; an intervention returns new latents.
+    A hook after one that replaced the latents sees the replacement in ``state.latents``;
+    the last replacement is what the generation continues from.
+    """
+    active = [hook for hook in hooks if hook is not None]
+
+    def on_step(state: StepState) -> torch.Tensor | None:
+        replacement = None
+        for hook in active:
+            returned = hook(state)
+            if returned is not None:
+                replacement = returned
+                state = dataclasses.replace(state, latents=returned)
+        return replacement
+
+    return on_step
+
+
+def recorded_step(step: int, num_steps: int, every: int, steps: Sequence[int] | None = None) -> bool:
+    """Whether the probe keeps ``step``: every ``every``-th step from 0, the listed ``steps``, and the last."""
+    if steps is not None:
+        return step in steps or step == num_steps - 1
+    return step % every == 0 or step == num_steps - 1
+
+
+class StepProbe:
+    """An ``on_step`` hook that keeps x0 (CPU, float32) at the recorded steps, per sample.
+
+    Samples are numbered in the order of the ``seeds`` given to ``generate``, across the
+    generator's internal batches (a batch starts at step 0). ``every``: keep every k-th
+    step (the last step is always kept); ``steps``: keep exactly these (plus the last).
+    ``keep_latents`` also keeps the running latents after each recorded step. The hook
+    only reads: it never changes the generation.
+    """
+
+    def __init__(self, every: int = 1, steps: Sequence[int] | None = None, keep_latents: bool = False) -> None:
+        if int(every) < 1:
+            raise UserError(f"every must be at least 1 (decode every k-th step), got {every}")
+        self.every = int(every)
+        self.steps = None if steps is None else sorted({int(step) for step in steps})
+        self.keep_latents = keep_latents
+        self.x0: list[dict[int, torch.Tensor]] = []  # sample -> step -> [C, F, h, w]
+        self.latents: list[dict[int, torch.Tensor]] = []
+        self.seeds: list[int] = []
+        self.sigmas: dict[int, float | None] = {}
+        self.timesteps: dict[int, float] = {}
+        self.num_steps: int | None = None
+        self.num_frames: int | None = None
+        self._offset = 0
+
+    def __call__(self, state: StepState) -> None:
+        if state.step == 0:  # a new pipeline batch: its samples follow the previous batch's
+            self._offset = len(self.seeds)
+            self.seeds.extend(state.seeds)
+            self.x0.extend({} for _ in state.seeds)
+            self.latents.extend({} for _ in state.seeds)
+        self.num_steps, self.num_frames = state.num_steps, state.num_frames
+        if not recorded_step(state.step, state.num_steps, self.every, self.steps):
+            return None
+        if state.x0 is None:
+            raise UserError("this scheduler gives no clean estimate x0 at a step; the step probe cannot read it")
+        self.sigmas[state.step] = state.sigma
+        self.timesteps[state.step] = state.timestep
+        x0 = state.x0.detach().float().cpu()
+        latents = state.latents.detach().float().cpu() if self.keep_latents else None
+        for index in range(len(state.seeds)):
+            self.x0[self._offset + index][state.step] = x0[index]
+            if latents is not None:
+                self.latents[self._offset + index][state.step] = latents[index]
+        return None
+
+    @property
+    def recorded_steps(self) -> list[int]:
+        """The steps kept, in order."""
+        return sorted(self.sigmas)
+
+
+def pins_first_frame(generator) -> bool:
+    """Whether the pipeline overwrites frame 0 with the input image after denoising (the embedded model does)."""
+    return getattr(getattr(generator, "family", None), "name", "") == "embedded"
+
+
+def decode_steps(
+    generator,
+    probe: StepProbe,
+    image_size: tuple[int, int],
+    *,
+    first_frames: Sequence[np.ndarray] | None = None,
+    decode_scale: float = 1.0,
+) -> list[dict[int, np.ndarray]]:
+    """Decode every kept x0 into a uint8 video at ``image_size``, as ``generate`` finishes its output.
+
+    Returns one ``{step: video}`` dict per sample. ``first_frames`` (one per sample)
+    replaces frame 0 of every decoded video, for pipelines that put the input image back
+    into frame 0 at the end (see :func:`pins_first_frame`). ``decode_scale`` < 1 shrinks
+    the latents spatially before decoding (cheaper VAE decodes; the frames are resized
+    back to ``image_size``, so the referee can still read them, with less detail).
+    """
+    if not 0 < decode_scale <= 1:
+        raise UserError(f"decode_scale must be in (0, 1], got {decode_scale}")
+    videos: list[dict[int, np.ndarray]] = []
+    for sample, by_step in enumerate(probe.x0):
+        decoded: dict[int, np.ndarray] = {}
+        for step, x0 in by_step.items():
+            latents = x0[None]
+            if decode_scale < 1:
+                latents = torch.nn.functional.interpolate(
+                    latents, scale_factor=(1.0, decode_scale, decode_scale), mode="trilinear", align_corners=False
+                )
+            frames = generator.decode_latents(latents, num_frames=probe.num_frames)[0]
+            frames = generator.family.fit_to_image(generator.pipeline, frames, tuple(image_size))
+            if first_frames is not None:
+                frames = frames.copy()
+                frames[0] = first_frames[sample]
+            decoded[step] = frames
+        videos.append(decoded)
+    return videos
+
+
+@dataclass
+class StepProbeResult:
+    """One instance probed at every kept step, for every seed.
+
+    ``step_videos[i][step]`` / ``step_scores[i][step]``: sample ``i``'s decoded x0 and its
+    referee score at ``step``; ``final_videos`` / ``final_scores``: what ``generate``
+    returned and its score. ``sigmas[step]``: the noise level the model saw.
+    """
+
+    instance: Any
+    seeds: list[int]
+    steps: list[int]
+    num_steps: int
+    sigmas: dict[int, float | None]
+    final_videos: list[np.ndarray]
+    final_scores: list[Any]
+    step_videos: list[dict[int, np.ndarray]]
+    step_scores: list[dict[int, Any]]
+    x0: list[dict[int, torch.Tensor]] = field(repr=False, default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def rows(self) -> list[dict]:
+        """One JSON-ready row per (sample, step): seed, sigma, metrics, node path, reason."""
+        uid = getattr(self.instance, "uid", str(self.instance))
+        out = []
+        for sample, seed in enumerate(self.seeds):
+            for step in self.steps:
+                score = self.step_scores[sample].get(step)
+                if score is None:
+                    continue
+                out.append({
+                    "instance": uid, "seed": seed, "step": step, "sigma": self.sigmas.get(step),
+                    "metrics": _jsonable_metrics(score.metrics), "node_path": node_path(score),
+                    "reason": getattr(score, "reason", ""),
+                })
+        return out
+
+
+def node_path(score) -> list[int]:
+    """The referee's node path of a score (the agent's visited nodes; empty when none)."""
+    if score is None:
+        return []
+    path = (getattr(score, "trace", None) or {}).get("node_path") or []
+    return [int(node) for node in path]
+
+
+def resolve_verifier(verifier, task: str):
+    """A verifier object: ``None``/``"reference"``/``"rule"`` pick the task's referee; an object passes."""
+    if verifier is None or isinstance(verifier, str):
+        from gen_reason.verifiers.registry import verifier_for
+
+        return verifier_for(task, verifier or "reference")
+    if not hasattr(verifier, "score"):
+        raise UserError(f"a verifier needs a score(instance, video) method; got {type(verifier).__name__}")
+    return verifier
+
+
+def run_step_probe(
+    generator,
+    instance,
+    seeds: Sequence[int] | int = (0, 1, 2, 3),
+    *,
+    every: int = 1,
+    steps: Sequence[int] | None = None,
+    num_steps: int | None = None,
+    num_frames: int | None = None,
+    guidance: float | None = None,
+    verifier=None,
+    decode_scale: float = 1.0,
+    pin_first_frame: bool | None = None,
+    hooks: Sequence[OnStep] = (),
+    score: bool = True,
+    clock: Callable[[], float] = time.perf_counter,
+) -> StepProbeResult:
+    """Generate ``instance`` for ``seeds`` in one batched call, keeping, decoding and scoring x0.
+
+    ``every`` / ``steps``: which steps are kept (see :class:`StepProbe`); ``num_steps``,
+    ``num_frames``, ``guidance``: the generation settings (generator defaults when
+    ``None``). ``verifier``: ``"reference"`` (default), ``"rule"`` or a verifier object.
+    ``pin_first_frame``: put the final video's frame 0 into every step's video
+    (default: when the pipeline itself pins it, see :func:`pins_first_frame`).
+    ``hooks``: more ``on_step`` hooks run after the probe (layer recorder,
+    interventions). ``score=False`` skips the referee (``step_scores`` stay empty).
+    """
+    seeds = [int(seed) for seed in ([seeds] if isinstance(seeds, int) else seeds)]
+    probe = StepProbe(every=every, steps=steps)
+    started = clock()
+    finals = generator.generate(
+        instance.first_frame, instance.prompt, seeds=seeds, steps=num_steps, num_frames=num_frames,
+        guidance=guidance, on_step=chain_hooks(probe, *hooks),
+    )
+    generated = clock()
+    if pin_first_frame is None:
+        pin_first_frame = pins_first_frame(generator)
+    first_frames = [video[0] for video in finals] if pin_first_frame else None
+    image_size = tuple(instance.first_frame.shape[:2])
+    step_videos = decode_steps(generator, probe, image_size, first_frames=first_frames, decode_scale=decode_scale)
+    decoded = clock()
+    final_scores: list[Any] = []
+    step_scores: list[dict[int, Any]] = [{} for _ in seeds]
+    if score:
+        referee = resolve_verifier(verifier, instance.task)
+        final_scores = [referee.score(instance, video) for video in finals]
+        for sample, by_step in enumerate(step_videos):
+            step_scores[sample] = {step: referee.score(instance, video) for step, video in by_step.items()}
+    scored = clock()
+    return StepProbeResult(
+        instance=instance, seeds=seeds, steps=probe.recorded_steps, num_steps=int(probe.num_steps or 0),
+        sigmas=dict(probe.sigmas), final_videos=list(finals), final_scores=final_scores,
+        step_videos=step_videos, step_scores=step_scores, x0=probe.x0,
+        seconds={"generate": generated - started, "decode": decoded - generated, "score": scored - decoded},
+    )
+
+
+# -- what the scores say ------------------------------------------------------------------
+def emergence(results: Sequence[StepProbeResult], metrics: Sequence[str] = EMERGENCE_METRICS) -> dict:
+    """The emergence curve over all probed samples: per kept step, how much of the answer is there.
+
+    Returns a JSON-ready dict: ``steps``, ``sigmas``, ``metrics`` (``{name: [mean per
+    step]}``, NaN-aware, only metrics the referee reports), ``final_agreement`` (share of
+    samples whose node path at the step is already their final path),
+    ``distinct_paths`` (mean over instances of the number of distinct node paths across
+    seeds at the step), and the commit step: per sample, the first kept step from which
+    its node path equals the final one at every later kept step (``commit_steps``; its
+    mean as a step and as a fraction of the schedule in ``mean_commit_step`` /
+    ``mean_commit_fraction``).
+    """
+    if not results:
+        raise UserError("no probe results to summarise")
+    steps = results[0].steps
+    for result in results:
+        if result.steps != steps:
+            raise UserError("probe results kept different steps; probe every instance with the same settings")
+    num_steps = results[0].num_steps
+    present = [name for name in metrics if any(name in score.metrics for r in results for score in r.final_scores)]
+    per_metric: dict[str, list[float]] = {}
+    for name in present:
+        per_metric[name] = [
+            _nanmean([r.step_scores[i][step].metrics.get(name, math.nan) for r in results for i in range(len(r.seeds))])
+            for step in steps
+        ]
+    agreement, distinct, commits = [], [], []
+    for step in steps:
+        same = [node_path(r.step_scores[i][step]) == node_path(r.final_scores[i])
+                for r in results for i in range(len(r.seeds))]
+        agreement.append(float(np.mean(same)) if same else math.nan)
+        distinct.append(float(np.mean([len({tuple(node_path(r.step_scores[i][step])) for i in range(len(r.seeds))})
+                                       for r in results])))
+    for r in results:
+        for i in range(len(r.seeds)):
+            final = node_path(r.final_scores[i])
+            commit = steps[-1]
+            for step in reversed(steps):
+                if node_path(r.step_scores[i][step]) != final:
+                    break
+                commit = step
+            commits.append(commit)
+    return {
+        "steps": list(steps),
+        "num_steps": num_steps,
+        "sigmas": [results[0].sigmas.get(step) for step in steps],
+        "metrics": per_metric,
+        "final_agreement": agreement,
+        "distinct_paths": distinct,
+        "commit_steps": commits,
+        "mean_commit_step": float(np.mean(commits)),
+        "mean_commit_fraction": float(np.mean(commits)) / max(1, num_steps - 1),
+    }
+
+
+def exploration(results: Sequence[StepProbeResult], early_fraction: float = 0.5, top: int = 5) -> dict:
+    """Distinct candidate paths the model shows before it commits, across early steps and seeds.
+
+    Early steps are the kept steps before ``early_fraction`` of the schedule. For each
+    instance: the distinct node paths seen over its early steps and all its seeds (the
+    agent standing still counts as no candidate), how many end on the goal, whether the
+    true solution is among them, how many distinct final paths its seeds end on, and
+    the ``top`` most frequent candidates. Aggregates: means over instances, and the mean
+    number of distinct early candidates per single seed.
+    """
+    per_instance, per_seed = [], []
+    for r in results:
+        early = [step for step in r.steps if step < early_fraction * r.num_steps] or r.steps[:1]
+        counts: Counter = Counter()
+        for i in range(len(r.seeds)):
+            seed_paths = {tuple(node_path(r.step_scores[i][step])) for step in early}
+            seed_paths = {path for path in seed_paths if len(path) > 1}
+            per_seed.append(len(seed_paths))
+            for step in early:
+                path = tuple(node_path(r.step_scores[i][step]))
+                if len(path) > 1:
+                    counts[path] += 1
+        spec = getattr(r.instance, "spec", {}) or {}
+        goal = spec.get("goal")
+        solution = tuple((getattr(r.instance, "solution", None) or {}).get("path", []) or [])
+        finals = {tuple(node_path(score)) for score in r.final_scores}
+        per_instance.append({
+            "instance": getattr(r.instance, "uid", str(r.instance)),
+            "early_steps": early,
+            "distinct_candidates": len(counts),
+            "candidates_reaching_goal": sum(1 for path in counts if goal is not None and path[-1] == goal),
+            "solution_among_candidates": bool(solution) and solution in counts,
+            "distinct_final_paths": len(finals),
+            "top_candidates": [{"path": list(path), "count": count} for path, count in counts.most_common(top)],
+        })
+    return {
+        "early_fraction": early_fraction,
+        "mean_distinct_candidates": _nanmean([item["distinct_candidates"] for item in per_instance]),
+        "mean_distinct_candidates_per_seed": _nanmean(per_seed),
+        "mean_distinct_final_paths": _nanmean([item["distinct_final_paths"] for item in per_instance]),
+        "solution_among_candidates": _nanmean([float(item["solution_among_candidates"]) for item in per_instance]),
+        "instances": per_instance,
+    }
+
+
+def _nanmean(values) -> float:
+    array = np.asarray([float(v) for v in values], dtype=float)
+    array = array[np.isfinite(array)]
+    return float(array.mean()) if array.size else math.nan
+
+
+def _jsonable_metrics(metrics: dict) -> dict:
+    return {k: (float(v) if math.isfinite(float(v)) else None) for k, v in metrics.items()}
