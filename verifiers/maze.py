@@ -42,7 +42,7 @@ from gen_reason.errors import UserError
 from gen_reason.verifiers import metrics as M
 from gen_reason.verifiers.rules import OFF_GRAPH, RULE_NAMES, SNAP, RuleReport, SpecGraph, check_rules
 from gen_reason.verifiers.score import Score
-from gen_reason.verifiers.track import Track, prepare_video, track_objects
+from gen_reason.verifiers.track import Track, prepare_video, to_uint8, track_objects
 
 
 def _load(video) -> np.ndarray:
@@ -76,12 +76,13 @@ class MazeRuleVerifier:
         try:
             frames = _load(video)
             work = prepare_video(frames, spec)
+            frames = to_uint8(frames)
         except UserError as exc:
             return _failure(f"cannot judge the video: {exc}", self.reference)
         track = track_objects(work, spec)
         report = check_rules(track, spec)
         metrics, trace = self._rule_metrics(track, report, spec)
-        self._add_reference(instance, track, report, metrics, trace)
+        self._add_reference(instance, frames, track, report, metrics, trace)
         success = bool(metrics["success"])
         return Score(success=success, metrics=metrics, trace=trace, reason=_reason(report, spec, success))
 
@@ -104,7 +105,7 @@ class MazeRuleVerifier:
             trace["box_node_path"] = report.box.node_path
         return metrics, trace
 
-    def _add_reference(self, instance, track, report, metrics, trace) -> None:
+    def _add_reference(self, instance, frames, track, report, metrics, trace) -> None:
         """Hook for :class:`MazeReferenceVerifier`."""
 
 
@@ -123,7 +124,7 @@ class MazeReferenceVerifier(MazeRuleVerifier):
         self.pr_eps = float(pr_eps)
         self.pr_samples = int(pr_samples)
 
-    def _add_reference(self, instance, track, report, metrics, trace) -> None:
+    def _add_reference(self, instance, frames, track, report, metrics, trace) -> None:
         spec = instance.spec
         height, width = spec["image_size"]
         graph = SpecGraph(spec)
@@ -141,7 +142,7 @@ class MazeReferenceVerifier(MazeRuleVerifier):
             "step_deviation": sd,
             "exact_match": float(em),
             "exact_match_strict": float(em and bool(metrics["success"])),
-            "maze_fidelity": _fidelity(track, spec),
+            "maze_fidelity": _fidelity(frames, track, spec),
             "precision_rate_raw": M.precision_rate(gt, M.normalise(raw_px, width, height), self.pr_eps,
                                                    self.pr_samples),
         })
@@ -171,30 +172,32 @@ def graph_trajectory(positions: np.ndarray, graph: SpecGraph, node_path: list[in
     return np.asarray([p for _, _, p in events], float)
 
 
-def _fidelity(track: Track, spec: dict) -> float:
-    """VR-Bench MF on the working copy (boxes and trajectory scaled to it)."""
-    work = track.work
+def _fidelity(frames: np.ndarray, track: Track, spec: dict) -> float:
+    """VR-Bench MF on the video as given (full resolution, as VR-Bench computes it):
+    start box = the start node's cell, goal box from the spec, agent box of the same size
+    on the track (the last seen position where the agent was lost)."""
+    h, w = frames.shape[1:3]
+    spec_h, spec_w = spec["image_size"]
+    sx, sy = w / spec_w, h / spec_h
     half = 0.5 * float(spec["step_px"])
     start = np.asarray(spec["nodes"][int(spec["start"])], float)
-    start_box = _box_to_work(work, [start[0] - half, start[1] - half, start[0] + half, start[1] + half])
-    goal_box = _box_to_work(work, spec["goal_box"])
+    start_box = _scale_box([start[0] - half, start[1] - half, start[0] + half, start[1] + half], sx, sy)
+    goal_box = _scale_box(spec["goal_box"], sx, sy)
     positions = track.agent.positions.copy()
-    # One point per frame (as VR-Bench's tracker gives): hold the last seen position.
-    last = np.asarray(start, float)
+    last = start
     for k in range(len(positions)):
         if np.isnan(positions[k, 0]):
             positions[k] = last
         else:
             last = positions[k]
-    traj = work.to_work(positions)
+    traj = np.stack([(positions[:, 0] + 0.5) * sx - 0.5, (positions[:, 1] + 0.5) * sy - 0.5], 1)
     agent_wh = (start_box[2] - start_box[0], start_box[3] - start_box[1])
-    return M.maze_fidelity(work.frames, traj, start_box, goal_box, agent_wh)
+    return M.maze_fidelity(frames, traj, start_box, goal_box, agent_wh)
 
 
-def _box_to_work(work, box) -> list[int]:
-    x0, y0 = work.to_work(np.array([box[0], box[1]], float) - 0.5) + 0.5
-    x1, y1 = work.to_work(np.array([box[2], box[3]], float) - 0.5) + 0.5
-    return [int(np.floor(x0)), int(np.floor(y0)), int(np.ceil(x1)), int(np.ceil(y1))]
+def _scale_box(box, sx: float, sy: float) -> list[int]:
+    """A spec pixel box ``[x0, y0, x1, y1]`` in the video's pixels (VR-Bench truncates)."""
+    return [int(box[0] * sx), int(box[1] * sy), int(box[2] * sx), int(box[3] * sy)]
 
 
 def _reason(report: RuleReport, spec: dict, success: bool) -> str:

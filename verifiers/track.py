@@ -127,31 +127,41 @@ class Track:
 def check_video_size(video: np.ndarray, spec: dict) -> None:
     """Raise :class:`UserError` when ``video`` cannot show this puzzle.
 
-    Resized videos are fine (x and y scale independently); a video whose aspect ratio
-    differs by more than 35% from the puzzle image, or in which the agent would be
-    narrower than 2 pixels, cannot be judged.
+    Resized videos are fine, stretched ones too (x and y scale independently: a square
+    puzzle fed to a 832x480 model comes back 832x480); a video whose aspect ratio is more
+    than twice or less than half the puzzle's, or in which the agent would be narrower
+    than 2 pixels, cannot be judged.
     """
     if not isinstance(video, np.ndarray) or video.ndim != 4 or video.shape[-1] != 3:
         shape = getattr(video, "shape", None)
         raise UserError(f"a video must be an array of shape (T, H, W, 3); got {shape}")
     if video.shape[0] == 0 or video.shape[1] == 0 or video.shape[2] == 0:
         raise UserError(f"the video is empty (shape {video.shape})")
+    if video.dtype != np.uint8 and not np.isfinite(video).all():
+        raise UserError("the video holds NaN or infinite values")
     spec_h, spec_w = spec["image_size"]
     h, w = video.shape[1:3]
     ratio = (w / h) / (spec_w / spec_h)
-    if not 1 / 1.35 <= ratio <= 1.35:
+    if not 0.5 <= ratio <= 2.0:
         raise UserError(f"the video is {w}x{h} but the puzzle image is {spec_w}x{spec_h}: aspect ratios differ "
-                        f"by {abs(ratio - 1):.0%} (letterboxed or cropped video?)")
+                        f"by a factor {max(ratio, 1 / ratio):.1f} (cropped or letterboxed video?)")
     agent_px = float(spec["agent"]["size_px"]) * min(w / spec_w, h / spec_h)
     if agent_px < 2.0:
         raise UserError(f"the video is {w}x{h}: the agent would be {agent_px:.1f} px wide, too small to track")
 
 
+def to_uint8(video: np.ndarray) -> np.ndarray:
+    """uint8 frames as they are; float frames in [0, 1] (or [0, 255]) rounded to uint8."""
+    if video.dtype == np.uint8:
+        return video
+    scale = 255.0 if np.issubdtype(video.dtype, np.floating) and video.max(initial=0) <= 1.0 else 1.0
+    return np.clip(np.rint(video * scale), 0, 255).astype(np.uint8)
+
+
 def prepare_video(video: np.ndarray, spec: dict) -> WorkVideo:
     """Validate ``video`` against ``spec`` and make the downscaled working copy."""
     check_video_size(video, spec)
-    if video.dtype != np.uint8:
-        video = np.clip(np.rint(video * (255.0 if video.max(initial=0) <= 1.0 else 1.0)), 0, 255).astype(np.uint8)
+    video = to_uint8(video)
     spec_h, spec_w = spec["image_size"]
     h, w = video.shape[1:3]
     agent_px = float(spec["agent"]["size_px"]) * min(w / spec_w, h / spec_h)
@@ -178,51 +188,73 @@ def _quantise(frames: np.ndarray) -> np.ndarray:
     return out
 
 
-def dominant_colours(image: np.ndarray, min_share: float = 0.004, limit: int = 24) -> list[np.ndarray]:
-    """Mean colours of the most common 5-bit colour bins of ``image`` (scene palette)."""
+def dominant_colours(image: np.ndarray, min_share: float = 0.004, limit: int = 24,
+                     ignore: np.ndarray | None = None) -> list[np.ndarray]:
+    """Mean colours of the most common 5-bit colour bins of ``image`` (scene palette),
+    leaving out pixels where ``ignore`` (H, W) is True (the moving objects)."""
     q = _quantise(image).ravel()
+    flat = image.reshape(-1, 3).astype(np.float64)
+    if ignore is not None:
+        keep = ~ignore.ravel()
+        q, flat = q[keep], flat[keep]
     counts = np.bincount(q, minlength=_LEVELS ** 3)
     order = np.argsort(counts)[::-1][:limit]
-    flat = image.reshape(-1, 3).astype(np.float64)
     colours = []
     for b in order:
-        if counts[b] < min_share * q.size:
+        if counts[b] < min_share * max(1, q.size):
             break
         colours.append(flat[q == b].mean(axis=0))
     return colours
 
 
-def build_lut(targets: dict[int, np.ndarray], palette: list[np.ndarray], max_distance: float = 150.0,
-              exclusion: float = 45.0) -> np.ndarray:
+def build_lut(targets: dict[int, np.ndarray | list[np.ndarray]], palette: list[np.ndarray],
+              max_distance: float = 150.0, exclusion: float = 45.0) -> np.ndarray:
     """Lookup table from a quantised colour to a label (0 scene, else a target's label).
 
-    A colour gets a target's label when it is nearer that target than any scene colour
-    and within ``max_distance``. Scene colours within ``exclusion`` of a target are not
+    A colour gets a target's label when it is nearer that target (one colour or a list
+    of colours) than any scene colour and within ``max_distance``. Scene colours within ``exclusion`` of a target are not
     used as competitors (the target's own colour must never lose to itself).
     """
     levels = (np.arange(_LEVELS) << (8 - _BITS)) + (1 << (8 - _BITS - 1))
     r, g, b = np.meshgrid(levels, levels, levels, indexing="ij")
     cube = np.stack([r, g, b], -1).reshape(-1, 3).astype(np.float32)
-    target_colours = {k: np.asarray(v, np.float32) for k, v in targets.items()}
+    target_colours = {k: np.asarray(v, np.float32).reshape(-1, 3) for k, v in targets.items()}
+    every_target = np.concatenate(list(target_colours.values()))
     competitors = [np.asarray(c, np.float32) for c in palette
-                   if all(np.linalg.norm(np.asarray(c, np.float32) - t) > exclusion for t in target_colours.values())]
+                   if np.linalg.norm(every_target - np.asarray(c, np.float32), axis=1).min() > exclusion]
     scene_d = np.full(len(cube), np.inf, np.float32)
     for c in competitors:
         scene_d = np.minimum(scene_d, np.linalg.norm(cube - c, axis=1))
     lut = np.zeros(len(cube), np.uint8)
     best = np.full(len(cube), np.inf, np.float32)
-    for label, colour in target_colours.items():
-        d = np.linalg.norm(cube - colour, axis=1)
+    for label, colours in target_colours.items():
+        d = np.min([np.linalg.norm(cube - c, axis=1) for c in colours], axis=0)
         win = (d < scene_d) & (d < max_distance) & (d < best)
         lut[win] = label
         best = np.where(win, d, best)
     return lut
 
 
-def _scene_palette(spec: dict, first: np.ndarray) -> list[np.ndarray]:
+def _scene_palette(spec: dict, first: np.ndarray, ignore: np.ndarray) -> list[np.ndarray]:
     palette = [np.asarray(c, float) for c in spec.get("colors", {}).values()
                if isinstance(c, (list, tuple)) and len(c) == 3]
-    return palette + dominant_colours(first)
+    return palette + dominant_colours(first, ignore=ignore)
+
+
+def _seen_colour(first: np.ndarray, center, size_w: float, colour: np.ndarray, palette: list[np.ndarray],
+                 margin: float = 60.0) -> np.ndarray | None:
+    """The object's colour as frame 0 shows it (compression, jitter and blur shift it),
+    when it is distinct from every scene colour; else ``None``."""
+    disk = _disk(first.shape[:2], center, max(1.0, 0.5 * size_w))
+    pixels = first[disk].astype(float)
+    if len(pixels) == 0:
+        return None
+    d = np.linalg.norm(pixels - colour, axis=1)
+    best = pixels[np.argsort(d)[: max(1, len(pixels) // 3)]]
+    seen = np.median(best, axis=0)
+    if palette and min(np.linalg.norm(seen - np.asarray(c, float)) for c in palette) <= margin:
+        return None
+    return seen
 
 
 def _disk(shape: tuple[int, int], center, radius: float) -> np.ndarray:
@@ -251,7 +283,17 @@ def track_objects(video: np.ndarray | WorkVideo, spec: dict) -> Track:
         targets[BOX] = np.asarray(box["color"], float)
         starts[BOX] = nodes[box["start"]]
         sizes[BOX] = float(box.get("size_px", spec["step_px"] * 0.8))
-    lut = build_lut(targets, _scene_palette(spec, first))
+    # The scene palette leaves out the objects themselves (a small video's agent can be
+    # a dominant colour); each object's colour as frame 0 shows it joins its spec colour.
+    objects = np.zeros(first.shape[:2], bool)
+    for label in targets:
+        objects |= _disk(first.shape[:2], work.to_work(starts[label]), 0.75 * sizes[label] * work.mean_scale + 2)
+    palette = _scene_palette(spec, first, objects)
+    colours = {}
+    for label, colour in targets.items():
+        seen = _seen_colour(first, work.to_work(starts[label]), sizes[label] * work.mean_scale, colour, palette)
+        colours[label] = [colour] if seen is None else [colour, seen]
+    lut = build_lut(colours, palette)
     labels = np.empty(frames.shape[:3], np.uint8)
     for i in range(0, len(frames), _FRAME_CHUNK):
         labels[i:i + _FRAME_CHUNK] = lut[_quantise(frames[i:i + _FRAME_CHUNK])]

@@ -126,7 +126,7 @@ class EmbeddedVideoPipeline(DiffusionPipeline):
     vae_scale_factor_spatial = 1
     vae_scale_factor_temporal = 1
 
-    def __init__(self, unet: UNet2DModel, scheduler: DDIMScheduler, pad_color: Sequence[int] = (255, 255, 255)):
+    def __init__(self, unet: UNet2DModel, scheduler: DDIMScheduler, pad_color: list[int] = (255, 255, 255)):
         super().__init__()
         self.register_modules(unet=unet, scheduler=scheduler)
         self.register_to_config(pad_color=[int(c) for c in pad_color])

@@ -107,6 +107,13 @@ class LatentSwap:
     seeds within the generator's ``max_batch``). ``frames``: latent frame indices to
     swap (default all): swapping only later frames asks whether the path is decided by
     the start or the end of the video.
+
+    For Wan 2.1, LTX and the embedded model (deterministic samplers) the running latents
+    are the whole per-seed state, so a swap swaps the outcomes exactly. Exceptions:
+    CogVideoX samples each seed's image latent from the VAE posterior with that seed's
+    generator and keeps it beside the running latents, out of a swap's reach (a trained
+    VAE's posterior is narrow, so this matters little); multistep schedulers (UniPC,
+    DPM) also carry a history of model outputs across the swap.
     """
 
     def __init__(self, step: int, pairs: Sequence[tuple[int, int]] | None = None,
@@ -228,10 +235,10 @@ def run_intervention(generator, instance, seeds: Sequence[int], intervention, *,
                               summary=summary, videos=list(videos), scores=scores)
 
 
-def intervention_sweep(generator, instance, seeds: Sequence[int], steps: Sequence[int], *, kinds=("noise", "swap"),
+def intervention_sweep(generator, instance, seeds: Sequence[int], at_steps: Sequence[int], *, kinds=("noise", "swap"),
                        strength: float = 1.0, verifier=None, baseline: tuple | None = None,
                        **generate_options) -> list[dict]:
-    """Each kind of intervention at each of ``steps``: one JSON-ready row per (kind, step).
+    """Each kind of intervention after each of ``at_steps``: one JSON-ready row per (kind, step).
 
     The rows (``kind``, ``step``, and :attr:`InterventionResult.summary`) draw the
     chain-of-steps picture: early interventions change the answer, late ones do not.
@@ -241,7 +248,7 @@ def intervention_sweep(generator, instance, seeds: Sequence[int], steps: Sequenc
         baseline = run_baseline(generator, instance, seeds, verifier=referee, **generate_options)
     rows = []
     for kind in kinds:
-        for step in steps:
+        for step in at_steps:
             if kind == "noise":
                 hook = NoiseInjection(generator.prediction_type, step=int(step), strength=strength)
             elif kind == "swap":

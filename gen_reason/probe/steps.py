@@ -122,6 +122,30 @@ def pins_first_frame(generator) -> bool:
     return getattr(getattr(generator, "family", None), "name", "") == "embedded"
 
 
+def decode_x0(generator, x0: torch.Tensor, num_frames: int | None, image_size: tuple[int, int], *,
+              first_frame: np.ndarray | None = None, decode_scale: float = 1.0) -> np.ndarray:
+    """One sample's x0 (``[C, F, h, w]``) -> a uint8 video at ``image_size``, as ``generate`` finishes its output.
+
+    ``first_frame`` replaces frame 0, for pipelines that put the input image back into
+    frame 0 at the end (see :func:`pins_first_frame`). ``decode_scale`` < 1 shrinks the
+    latents spatially before decoding (cheaper VAE decodes; the frames are resized back
+    to ``image_size``, so the referee can still read them, with less detail).
+    """
+    if not 0 < decode_scale <= 1:
+        raise UserError(f"decode_scale must be in (0, 1], got {decode_scale}")
+    latents = x0[None]
+    if decode_scale < 1:
+        latents = torch.nn.functional.interpolate(
+            latents, scale_factor=(1.0, decode_scale, decode_scale), mode="trilinear", align_corners=False
+        )
+    frames = generator.decode_latents(latents, num_frames=num_frames)[0]
+    frames = generator.family.fit_to_image(generator.pipeline, frames, tuple(image_size))
+    if first_frame is not None:
+        frames = frames.copy()
+        frames[0] = first_frame
+    return frames
+
+
 def decode_steps(
     generator,
     probe: StepProbe,
@@ -130,33 +154,16 @@ def decode_steps(
     first_frames: Sequence[np.ndarray] | None = None,
     decode_scale: float = 1.0,
 ) -> list[dict[int, np.ndarray]]:
-    """Decode every kept x0 into a uint8 video at ``image_size``, as ``generate`` finishes its output.
+    """Decode every kept x0 of ``probe`` with :func:`decode_x0`: one ``{step: video}`` dict per sample.
 
-    Returns one ``{step: video}`` dict per sample. ``first_frames`` (one per sample)
-    replaces frame 0 of every decoded video, for pipelines that put the input image back
-    into frame 0 at the end (see :func:`pins_first_frame`). ``decode_scale`` < 1 shrinks
-    the latents spatially before decoding (cheaper VAE decodes; the frames are resized
-    back to ``image_size``, so the referee can still read them, with less detail).
+    ``first_frames``: one frame 0 per sample (or ``None``).
     """
-    if not 0 < decode_scale <= 1:
-        raise UserError(f"decode_scale must be in (0, 1], got {decode_scale}")
-    videos: list[dict[int, np.ndarray]] = []
-    for sample, by_step in enumerate(probe.x0):
-        decoded: dict[int, np.ndarray] = {}
-        for step, x0 in by_step.items():
-            latents = x0[None]
-            if decode_scale < 1:
-                latents = torch.nn.functional.interpolate(
-                    latents, scale_factor=(1.0, decode_scale, decode_scale), mode="trilinear", align_corners=False
-                )
-            frames = generator.decode_latents(latents, num_frames=probe.num_frames)[0]
-            frames = generator.family.fit_to_image(generator.pipeline, frames, tuple(image_size))
-            if first_frames is not None:
-                frames = frames.copy()
-                frames[0] = first_frames[sample]
-            decoded[step] = frames
-        videos.append(decoded)
-    return videos
+    return [
+        {step: decode_x0(generator, x0, probe.num_frames, image_size, decode_scale=decode_scale,
+                         first_frame=None if first_frames is None else first_frames[sample])
+         for step, x0 in by_step.items()}
+        for sample, by_step in enumerate(probe.x0)
+    ]
 
 
 @dataclass
@@ -231,6 +238,8 @@ def run_step_probe(
     pin_first_frame: bool | None = None,
     hooks: Sequence[OnStep] = (),
     score: bool = True,
+    keep_videos: bool = True,
+    keep_x0: bool = True,
     clock: Callable[[], float] = time.perf_counter,
 ) -> StepProbeResult:
     """Generate ``instance`` for ``seeds`` in one batched call, keeping, decoding and scoring x0.
@@ -242,6 +251,8 @@ def run_step_probe(
     (default: when the pipeline itself pins it, see :func:`pins_first_frame`).
     ``hooks``: more ``on_step`` hooks run after the probe (layer recorder,
     interventions). ``score=False`` skips the referee (``step_scores`` stay empty).
+    ``keep_videos=False`` / ``keep_x0=False`` drop the decoded step videos / the x0
+    latents once scored (large models: a decoded 480p video is ~100 MB).
     """
     seeds = [int(seed) for seed in ([seeds] if isinstance(seeds, int) else seeds)]
     probe = StepProbe(every=every, steps=steps)
@@ -253,23 +264,31 @@ def run_step_probe(
     generated = clock()
     if pin_first_frame is None:
         pin_first_frame = pins_first_frame(generator)
-    first_frames = [video[0] for video in finals] if pin_first_frame else None
     image_size = tuple(instance.first_frame.shape[:2])
-    step_videos = decode_steps(generator, probe, image_size, first_frames=first_frames, decode_scale=decode_scale)
-    decoded = clock()
-    final_scores: list[Any] = []
+    referee = resolve_verifier(verifier, instance.task) if score else None
+    final_scores = [referee.score(instance, video) for video in finals] if referee is not None else []
+    step_videos: list[dict[int, np.ndarray]] = [{} for _ in seeds]
     step_scores: list[dict[int, Any]] = [{} for _ in seeds]
-    if score:
-        referee = resolve_verifier(verifier, instance.task)
-        final_scores = [referee.score(instance, video) for video in finals]
-        for sample, by_step in enumerate(step_videos):
-            step_scores[sample] = {step: referee.score(instance, video) for step, video in by_step.items()}
-    scored = clock()
+    decode_seconds = 0.0
+    # One video at a time: decoded x0 videos of a large model are big, and only the
+    # scores need to outlive the loop unless the caller keeps the videos.
+    for sample, by_step in enumerate(probe.x0):
+        for step, x0 in by_step.items():
+            tick = clock()
+            video = decode_x0(generator, x0, probe.num_frames, image_size, decode_scale=decode_scale,
+                              first_frame=finals[sample][0] if pin_first_frame else None)
+            decode_seconds += clock() - tick
+            if keep_videos:
+                step_videos[sample][step] = video
+            if referee is not None:
+                step_scores[sample][step] = referee.score(instance, video)
+    finished = clock()
     return StepProbeResult(
         instance=instance, seeds=seeds, steps=probe.recorded_steps, num_steps=int(probe.num_steps or 0),
         sigmas=dict(probe.sigmas), final_videos=list(finals), final_scores=final_scores,
-        step_videos=step_videos, step_scores=step_scores, x0=probe.x0,
-        seconds={"generate": generated - started, "decode": decoded - generated, "score": scored - decoded},
+        step_videos=step_videos, step_scores=step_scores, x0=probe.x0 if keep_x0 else [],
+        seconds={"generate": generated - started, "decode": decode_seconds,
+                 "score": finished - generated - decode_seconds},
     )
 
 

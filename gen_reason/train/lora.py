@@ -1,0 +1,856 @@
+"""LoRA (or full) fine-tuning of image-to-video generators on puzzle datasets.
+
+``genreason train lora --model PATH --data DIR --config configs/lora_wan.yaml`` runs
+:func:`train_lora`: peft LoRA adapters on the pipeline's transformer (Wan 2.1 I2V,
+Wan 2.2 TI2V-5B, CogVideoX I2V, LTX-Video I2V) or the embedded model's UNet, with the
+base model frozen and the family's own objective (:mod:`gen_reason.train.losses`). The
+recipe defaults are VR-Bench's: rank 32 on attention q/k/v/o and the feed-forward,
+learning rate 1e-4, a few epochs.
+
+One run is one folder (``output_dir``)::
+
+    config.yaml                         the resolved config
+    pytorch_lora_weights.safetensors    the LoRA, diffusers format (pipe.load_lora_weights(dir))
+                                        or, with ``lora: false``, the whole fine-tuned model folder
+    README.md                           a model card: base model, data, recipe, validation
+    losses.jsonl                        loss and learning rate per optimizer step
+    validation.jsonl / validation.png   held-out success (the referee) over training
+    validation/step-*/                  a few validation videos
+    checkpoints/step-*/                 LoRA + optimizer + LR schedule + RNG + step + data position
+
+Rerunning the same command resumes from the newest checkpoint, and the resumed run ends
+with the weights an uninterrupted run would have: each sample's noise and timestep are
+pure functions of (seed, data position, batch slot), the epoch order of (seed, epoch),
+and the global random states (dropout) are saved per process.
+
+Scale: ``accelerate launch --multi_gpu --num_processes N -m gen_reason.train.lora --config ...``
+(also on a CPU-only machine, where the processes talk over gloo) shards every global batch (``batch_size`` per process) across processes; with the same
+global batch the result equals a one-process run's up to float rounding. Mixed
+precision, gradient accumulation, gradient checkpointing and trackers (tensorboard,
+wandb) come from accelerate and diffusers.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Idle OpenMP threads spin on a busy CPU and slow every step many times over (FIELD_NOTES);
+# this only takes effect before torch is imported (running as a module or under accelerate).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import dataclasses  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+import warnings  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any, Sequence  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from gen_reason.errors import UserError  # noqa: E402
+from gen_reason.models.families import Geometry  # noqa: E402
+from gen_reason.train.checkpoint import load_latest, rng_state, save_checkpoint, set_rng_state  # noqa: E402
+from gen_reason.train.conditioning import ConditioningCache, Sample, load_samples  # noqa: E402
+from gen_reason.train.losses import SCHEMES, NoiseSettings, objective_for, sample_generator  # noqa: E402
+
+LORA_WEIGHTS = "pytorch_lora_weights.safetensors"
+MIXED_PRECISION = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+TRACKERS = ("none", "tensorboard", "wandb")
+LR_SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial")
+
+
+@dataclass
+class LoraTrainConfig:
+    """Every setting of a fine-tuning run (``configs/lora_*.yaml``; each is a CLI override too)."""
+
+    # what: model folder, dataset folder (``genreason make-dataset``), split, run folder
+    model: str = ""
+    data: str = ""
+    split: str | None = "train"
+    output_dir: str = "runs/lora"
+    # the adapter (``lora: false`` trains every parameter of the transformer / UNet instead)
+    lora: bool = True
+    target_modules: list[str] | None = None  # None: the family's attention q/k/v/o + feed-forward
+    rank: int = 32
+    alpha: float | None = None  # None: equal to rank (scale 1)
+    dropout: float = 0.0
+    # optimisation
+    learning_rate: float = 1e-4
+    lr_scheduler: str = "constant"
+    lr_warmup_steps: int = 0
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_epsilon: float = 1e-8
+    weight_decay: float = 1e-4
+    max_grad_norm: float = 1.0  # 0: no clipping
+    epochs: int = 5
+    max_steps: int | None = None  # optimizer steps; None: epochs over the data
+    batch_size: int = 1  # per process
+    gradient_accumulation_steps: int = 1
+    mixed_precision: str = "no"  # no | fp16 | bf16
+    gradient_checkpointing: bool = False
+    seed: int = 0
+    # geometry: None takes the dataset's, rounded to what the model accepts
+    height: int | None = None
+    width: int | None = None
+    num_frames: int | None = None
+    fps: int | None = None  # LTX's temporal RoPE scale; None: the family default
+    # timesteps (flow matching: Wan, LTX)
+    weighting_scheme: str = "logit_normal"
+    logit_mean: float = 0.0
+    logit_std: float = 1.0
+    mode_scale: float = 1.29
+    flow_shift: float | None = None  # None: the scheduler's shift
+    # encode-once caches
+    cache_conditioning: bool = True
+    cache_latents: bool = True
+    # bookkeeping
+    checkpoint_every: int = 500  # optimizer steps; the last step is always saved
+    checkpoints_keep: int = 2
+    resume: bool = True  # False: start over in output_dir, deleting its checkpoints
+    validate_every: int = 0  # optimizer steps; 0: no validation
+    validation_count: int = 4  # held-out puzzles
+    validation_split: str = "test"  # else fresh puzzles of the dataset's task, none trained on
+    validation_steps: int | None = None  # denoising steps; None: the family default
+    validation_guidance: float | None = None
+    validation_seed: int = 0
+    log_every: int = 1
+    trackers: str = "none"  # none | tensorboard | wandb
+
+    def validate(self) -> "LoraTrainConfig":
+        """Raise :class:`UserError` naming the first bad field; return ``self``."""
+        if not self.model:
+            raise UserError("no model given: set model in the config or pass --model PATH")
+        if not self.data:
+            raise UserError("no data given: set data in the config or pass --data DIR")
+        positive = ["rank", "batch_size", "gradient_accumulation_steps", "epochs", "validation_count",
+                    "checkpoints_keep", "log_every"]
+        for name in positive:
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise UserError(f"{name} must be a positive integer; got {getattr(self, name)!r}")
+        for name in ("max_steps", "height", "width", "num_frames", "fps", "validation_steps"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise UserError(f"{name} must be a positive integer or null; got {value!r}")
+        for name in ("checkpoint_every", "validate_every", "lr_warmup_steps"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
+                raise UserError(f"{name} must be an integer >= 0; got {getattr(self, name)!r}")
+        if not self.learning_rate > 0:
+            raise UserError(f"learning_rate must be > 0; got {self.learning_rate}")
+        if not 0 <= self.dropout < 1:
+            raise UserError(f"dropout must be in [0, 1); got {self.dropout}")
+        if self.alpha is not None and not self.alpha > 0:
+            raise UserError(f"alpha must be > 0 or null; got {self.alpha}")
+        choices = {"mixed_precision": tuple(MIXED_PRECISION), "trackers": TRACKERS,
+                   "weighting_scheme": SCHEMES, "lr_scheduler": LR_SCHEDULERS}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise UserError(f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
+        if self.target_modules is not None and (
+            not isinstance(self.target_modules, list) or not all(isinstance(t, str) and t for t in self.target_modules)
+        ):
+            raise UserError(f"target_modules must be a list of module names; got {self.target_modules!r}")
+        return self
+
+    def to_dict(self) -> dict:
+        """Plain dict (``config.yaml`` in the run folder)."""
+        return dataclasses.asdict(self)
+
+    @property
+    def noise(self) -> NoiseSettings:
+        """Timestep sampling settings for the objective."""
+        return NoiseSettings(self.weighting_scheme, self.logit_mean, self.logit_std, self.mode_scale,
+                             self.flow_shift, self.fps)
+
+
+# Fields that hold text even when the value looks like a number or YAML ("1e-4" stays a float elsewhere).
+_TEXT_FIELDS = {"model", "data", "split", "output_dir", "lr_scheduler", "mixed_precision", "weighting_scheme",
+                "validation_split", "trackers"}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """A CLI string -> the field's value (YAML scalars; comma lists for target_modules)."""
+    if not isinstance(value, str):
+        return value
+    if name in _TEXT_FIELDS:
+        return None if value.lower() in ("none", "null") and name == "split" else value
+    if name == "target_modules" and not value.strip().startswith("["):
+        return None if value.lower() in ("none", "null", "") else [v.strip() for v in value.split(",") if v.strip()]
+    import yaml
+
+    try:
+        return yaml.safe_load(value)
+    except yaml.YAMLError:
+        return value
+
+
+def load_lora_config(path: str | os.PathLike | None = None, overrides: dict | None = None) -> LoraTrainConfig:
+    """A config from a YAML file (or the defaults when ``path`` is None) with ``overrides`` applied.
+
+    Unknown keys are a :class:`UserError` (a typo must not pass silently); string
+    override values (from the command line) are read as YAML scalars.
+    """
+    import yaml
+
+    data: dict = {}
+    if path is not None:
+        path = Path(path).expanduser()
+        if not path.is_file():
+            raise UserError(f"config file not found: {path}")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise UserError(f"cannot parse {path}: {str(exc).splitlines()[0]}") from None
+        if not isinstance(data, dict):
+            raise UserError(f"{path} must hold a mapping of settings")
+    known = [f.name for f in dataclasses.fields(LoraTrainConfig)]
+    overrides = {str(k).replace("-", "_"): v for k, v in (overrides or {}).items() if v is not None}
+    for source, values in ((str(path), data), ("overrides", overrides)):
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            import difflib
+
+            hints = [f"{key} (did you mean {close[0]}?)" if (close := difflib.get_close_matches(key, known, 1)) else key
+                     for key in unknown]
+            raise UserError(f"unknown config key(s) in {source}: {', '.join(hints)}")
+    data.update({key: _coerce(key, value) for key, value in overrides.items()})
+    return LoraTrainConfig(**data).validate()
+
+
+# -- pieces of a run ----------------------------------------------------------------------------
+class TrainableState:
+    """``state_dict`` / ``load_state_dict`` over only the trainable parameters of a model (checkpoints)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.parameters = {name: p for name, p in model.named_parameters() if p.requires_grad}
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {name: p.detach().cpu().clone() for name, p in self.parameters.items()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        missing = sorted(set(self.parameters) - set(state))
+        if missing:
+            raise UserError(f"the checkpoint lacks {len(missing)} trainable parameter(s), e.g. {missing[0]}")
+        with torch.no_grad():
+            for name, p in self.parameters.items():
+                p.copy_(state[name].to(p.device, p.dtype))
+
+
+def resolve_geometry(pipe, family, samples: Sequence[Sample], config: LoraTrainConfig) -> Geometry:
+    """Frames and size to train at: the config's, else the dataset's rounded to what the model takes."""
+    if type(pipe).__name__ == "EmbeddedVideoPipeline":
+        fixed = Geometry(pipe.num_frames, pipe.resolution, pipe.resolution)
+        for name in ("num_frames", "height", "width"):
+            given = getattr(config, name)
+            if given is not None and given != getattr(fixed, name):
+                raise UserError(f"the embedded model trains at {name} {getattr(fixed, name)} (fixed by its UNet); "
+                                f"got {given}")
+        return fixed
+    multiple = family.size_multiple(pipe)
+    step = family.frame_step(pipe)
+    sizes = []
+    for name, data_value in (("height", samples[0].first_frame.shape[0]), ("width", samples[0].first_frame.shape[1])):
+        given = getattr(config, name)
+        if given is not None and given % multiple:
+            raise UserError(f"{name} must be a multiple of {multiple} for this model; got {given}")
+        sizes.append(given if given is not None else max(multiple, round(data_value / multiple) * multiple))
+    frames = config.num_frames
+    if frames is not None and (frames - 1) % step:
+        raise UserError(f"num_frames must be {step}k + 1 for this model (e.g. {(frames - 1) // step * step + 1}); "
+                        f"got {frames}")
+    if frames is None:
+        from gen_reason.video import read_video
+
+        have = samples[0].num_frames or len(read_video(samples[0].video_path))
+        frames = math.ceil((have - 1) / step) * step + 1
+    return Geometry(int(frames), int(sizes[0]), int(sizes[1]))
+
+
+def add_lora(model: torch.nn.Module, config: LoraTrainConfig, targets: Sequence[str], seed: int):
+    """Inject a peft LoRA into ``model`` (its own parameters frozen); return the peft config."""
+    from peft import LoraConfig, inject_adapter_in_model
+
+    names = [name for name, _ in model.named_modules()]
+    missing = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
+    if missing:
+        examples = ", ".join(n for n in names if n.count(".") >= 2)[:300]
+        raise UserError(f"target module(s) {', '.join(missing)} match nothing in {type(model).__name__}; "
+                        f"its modules include: {examples} ...")
+    lora_config = LoraConfig(r=config.rank, lora_alpha=config.alpha or config.rank, lora_dropout=config.dropout,
+                             init_lora_weights=True, target_modules=list(targets))
+    torch.manual_seed(seed)  # LoRA A's initialisation: the same on every process and every rerun
+    if hasattr(model, "add_adapter"):  # diffusers models with peft support
+        model.add_adapter(lora_config)
+    else:  # e.g. UNet2DModel: peft directly
+        inject_adapter_in_model(lora_config, model)
+        for name, parameter in model.named_parameters():
+            parameter.requires_grad_("lora_" in name)
+    for parameter in model.parameters():
+        if parameter.requires_grad:  # trainable weights in float32 whatever the base dtype
+            parameter.data = parameter.data.float()
+    return lora_config
+
+
+def check_resumable(saved: dict, config: LoraTrainConfig) -> None:
+    """Refuse to resume a checkpoint made under settings that would change the run."""
+    free = {"max_steps", "epochs", "checkpoint_every", "checkpoints_keep", "resume", "validate_every",
+            "validation_count", "validation_split", "validation_steps", "validation_guidance", "validation_seed",
+            "log_every", "trackers", "cache_conditioning", "cache_latents", "output_dir"}
+    current = config.to_dict()
+    changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+    fixed = [k for k in changed if k not in free]
+    if fixed:
+        raise UserError(f"{config.output_dir} holds a run made with other values of {', '.join(fixed)}; "
+                        "use another output_dir, the same settings, or resume: false to start over")
+    length_changed = any(k in changed for k in ("max_steps", "epochs"))
+    if length_changed and config.lr_scheduler not in ("constant", "constant_with_warmup"):
+        raise UserError(f"the run length cannot change under lr_scheduler {config.lr_scheduler!r} "
+                        "(the schedule spans the whole run)")
+
+
+class DataOrder:
+    """Which samples each process trains on at each data position (micro-batch).
+
+    Epoch ``e`` is a permutation drawn from (seed, e); data position ``p`` takes the
+    ``p``-th global batch of ``batch_size * processes`` samples (an incomplete last one is
+    dropped) and process ``r`` its slots ``[r * batch_size, (r + 1) * batch_size)``.
+    """
+
+    def __init__(self, num_samples: int, batch_size: int, processes: int, rank: int, seed: int) -> None:
+        self.num_samples, self.batch_size, self.rank, self.seed = num_samples, batch_size, rank, seed
+        self.global_batch = batch_size * processes
+        self.per_epoch = num_samples // self.global_batch
+        if self.per_epoch < 1:
+            raise UserError(f"the dataset has {num_samples} training samples, fewer than one global batch "
+                            f"({batch_size} per process x {processes} processes)")
+        self._epoch: tuple[int, list[int]] | None = None
+
+    def _permutation(self, epoch: int) -> list[int]:
+        if self._epoch is None or self._epoch[0] != epoch:
+            order = torch.randperm(self.num_samples, generator=sample_generator(self.seed, 1, epoch)).tolist()
+            self._epoch = (epoch, order)
+        return self._epoch[1]
+
+    def slots(self) -> range:
+        """This process's positions within a global batch."""
+        return range(self.rank * self.batch_size, (self.rank + 1) * self.batch_size)
+
+    def indices(self, position: int) -> list[int]:
+        """This process's sample indices at data position ``position``."""
+        epoch, within = divmod(position, self.per_epoch)
+        order = self._permutation(epoch)
+        start = within * self.global_batch
+        return [order[start + slot] for slot in self.slots()]
+
+    def generators(self, position: int) -> list[torch.Generator]:
+        """One generator per sample of this process's batch (noise, timesteps, latent samples)."""
+        return [sample_generator(self.seed, 2, position, slot) for slot in self.slots()]
+
+
+def total_steps(config: LoraTrainConfig, order: DataOrder) -> int:
+    """Optimizer steps in the run: ``max_steps``, else ``epochs`` over the data."""
+    if config.max_steps is not None:
+        return config.max_steps
+    return max(1, config.epochs * order.per_epoch // config.gradient_accumulation_steps)
+
+
+# -- validation ---------------------------------------------------------------------------------
+def validation_instances(data_dir: Path, split: str, count: int, exclude: set[str]) -> list:
+    """``count`` held-out puzzles: the dataset's ``split``, else new seeds of its task (none trained on)."""
+    from gen_reason.datasets import iter_dataset
+
+    instances = [instance for instance, _ in iter_dataset(data_dir, split)][:count]
+    if len(instances) >= count:
+        return instances
+    manifest_path = data_dir / "dataset.json"
+    if not manifest_path.is_file():
+        return instances
+    from gen_reason.puzzles import get_task
+
+    manifest = json.loads(manifest_path.read_text())
+    task = get_task(manifest["task"], **manifest.get("task_config", {}))
+    difficulties = manifest.get("difficulties") or ["easy"]
+    seed = int(manifest.get("seed", 0)) + int(manifest.get("n", 0))
+    seen = set(exclude) | {i.canonical_hash for i in instances}
+    for offset in range(50 * count):
+        if len(instances) >= count:
+            break
+        instance = task.generate(seed + offset, difficulties[offset % len(difficulties)])
+        if instance.canonical_hash not in seen:
+            seen.add(instance.canonical_hash)
+            instances.append(instance)
+    return instances
+
+
+class Validator:
+    """Generates held-out puzzles with the current weights and scores them with the referee."""
+
+    def __init__(self, config: LoraTrainConfig, pipe, family, geometry: Geometry, out: Path,
+                 train_hashes: set[str]) -> None:
+        from gen_reason.models.diffusers_backend import DiffusersVideoGenerator
+
+        self.out, self.geometry = out, geometry
+        self.instances = validation_instances(Path(config.data), config.validation_split, config.validation_count,
+                                              train_hashes)
+        self.seed = config.validation_seed
+        options: dict[str, Any] = {}
+        if type(pipe).__name__ != "EmbeddedVideoPipeline":
+            options.update(size=(geometry.height, geometry.width), num_frames=geometry.num_frames)
+        if config.validation_steps is not None:
+            options["steps"] = config.validation_steps
+        if config.validation_guidance is not None:
+            options["guidance"] = config.validation_guidance
+        self.generator = DiffusersVideoGenerator(pipe, family, name="training", **options)
+        self.referees, self.problem = {}, None
+        try:
+            from gen_reason.verifiers.registry import verifier_for
+
+            for instance in self.instances:
+                if instance.task not in self.referees:
+                    self.referees[instance.task] = verifier_for(instance.task, "reference")
+        except (ImportError, AttributeError, UserError) as exc:
+            self.problem = f"validation videos are generated but not scored: the referee is unavailable ({exc})"
+            warnings.warn(self.problem, stacklevel=2)
+        if not self.instances:
+            self.problem = f"no validation puzzles found in {config.data}"
+            warnings.warn(self.problem, stacklevel=2)
+
+    def run(self, step: int, keep_videos: int = 2) -> dict:
+        """Score every validation puzzle at ``step``; append a row to validation.jsonl and redraw the plot."""
+        from gen_reason.video import write_mp4
+
+        started = time.time()
+        successes, metrics = [], {}
+        folder = self.out / "validation" / f"step-{step:09d}"
+        for index, instance in enumerate(self.instances):
+            video = self.generator.generate(instance.first_frame, instance.prompt,
+                                            num_frames=self.geometry.num_frames, seeds=[self.seed])[0]
+            if index < keep_videos:
+                folder.mkdir(parents=True, exist_ok=True)
+                write_mp4(folder / f"{instance.uid}.mp4", video, fps=self.generator.fps)
+            referee = self.referees.get(instance.task)
+            if referee is None:
+                continue
+            score = referee.score(instance, video)
+            successes.append(float(bool(score.success)))
+            for key, value in score.metrics.items():
+                if isinstance(value, (int, float)) and math.isfinite(float(value)):
+                    metrics.setdefault(key, []).append(float(value))
+        row = {"step": step, "count": len(self.instances), "seconds": round(time.time() - started, 2),
+               "success": float(np.mean(successes)) if successes else None,
+               "metrics": {key: float(np.mean(values)) for key, values in sorted(metrics.items())}}
+        if self.problem:
+            row["note"] = self.problem
+        with open(self.out / "validation.jsonl", "a") as fh:
+            fh.write(json.dumps(row) + "\n")
+        plot_curves(self.out)
+        return row
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    rows = _read_jsonl(path)
+    kept = [row for row in rows if row.get("step", 0) <= step]
+    if len(kept) != len(rows):
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(json.dumps(row) + "\n" for row in kept))
+        os.replace(tmp, path)
+
+
+def plot_curves(out: Path) -> Path | None:
+    """Draw ``validation.png``: training loss and held-out success / metrics against the step."""
+    losses, rows = _read_jsonl(out / "losses.jsonl"), _read_jsonl(out / "validation.jsonl")
+    if not losses and not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (loss_ax, val_ax) = plt.subplots(1, 2, figsize=(10, 4))
+    if losses:
+        loss_ax.plot([r["step"] for r in losses], [r["loss"] for r in losses], lw=0.8)
+    loss_ax.set_xlabel("optimizer step")
+    loss_ax.set_ylabel("training loss")
+    loss_ax.grid(alpha=0.3)
+    scored = [r for r in rows if r.get("success") is not None]
+    if scored:
+        val_ax.plot([r["step"] for r in scored], [r["success"] for r in scored], marker="o", label="success")
+        for key in ("exact_match", "precision_rate"):
+            points = [(r["step"], r["metrics"][key]) for r in scored if key in r.get("metrics", {})]
+            if points:
+                val_ax.plot(*zip(*points), marker=".", label=key)
+        val_ax.legend(fontsize=8)
+    val_ax.set_ylim(-0.02, 1.02)
+    val_ax.set_xlabel("optimizer step")
+    val_ax.set_ylabel("held-out (reference referee)")
+    val_ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = out / "validation.png"
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+# -- outputs ------------------------------------------------------------------------------------
+def save_embedded_lora(directory: Path, layers: dict[str, torch.Tensor], lora_config) -> Path:
+    """Save the embedded model's UNet LoRA (``unet.``-prefixed peft keys, its LoRA config in the metadata)."""
+    from safetensors.torch import save_file
+
+    settings = {"r": lora_config.r, "lora_alpha": lora_config.lora_alpha, "lora_dropout": lora_config.lora_dropout,
+                "target_modules": sorted(lora_config.target_modules)}
+    path = directory / LORA_WEIGHTS
+    save_file({f"unet.{k}": v.detach().cpu().contiguous() for k, v in layers.items()}, str(path),
+              metadata={"lora_config": json.dumps(settings)})
+    return path
+
+
+def load_embedded_lora(pipe, path: str | os.PathLike, adapter_name: str = "default") -> None:
+    """Put a LoRA saved by :func:`save_embedded_lora` into an ``EmbeddedVideoPipeline``'s UNet."""
+    from peft import LoraConfig, inject_adapter_in_model, set_peft_model_state_dict
+    from safetensors import safe_open
+
+    path = Path(path)
+    file = path / LORA_WEIGHTS if path.is_dir() else path
+    if not file.is_file():
+        raise UserError(f"LoRA not found: {file}")
+    with safe_open(str(file), "pt") as handle:
+        settings = json.loads((handle.metadata() or {}).get("lora_config", "null") or "null")
+        state = {key.removeprefix("unet."): handle.get_tensor(key) for key in handle.keys()}
+    if settings is None:
+        raise UserError(f"{file} is not an embedded-model LoRA (no lora_config metadata)")
+    inject_adapter_in_model(LoraConfig(**settings), pipe.unet, adapter_name=adapter_name)
+    set_peft_model_state_dict(pipe.unet, state, adapter_name=adapter_name)
+    pipe.unet.requires_grad_(False)
+
+
+def save_outputs(out: Path, pipe, objective, model, lora_config) -> Path:
+    """Write the trained weights: the LoRA (diffusers format) or, for full fine-tuning, the model folder."""
+    if lora_config is None:
+        pipe.save_pretrained(out, safe_serialization=True)
+        return out
+    from peft.utils import get_peft_model_state_dict
+
+    layers = get_peft_model_state_dict(model)
+    if objective.name == "embedded":
+        return save_embedded_lora(out, layers, lora_config)
+    metadata = model.peft_config["default"].to_dict() if hasattr(model, "peft_config") else None
+    type(pipe).save_lora_weights(out, transformer_lora_layers=layers, safe_serialization=True,
+                                 transformer_lora_adapter_metadata=metadata)
+    return out / LORA_WEIGHTS
+
+
+def write_model_card(out: Path, config: LoraTrainConfig, family_name: str, geometry: Geometry, steps: int,
+                     num_samples: int, final_loss: float | None, targets: Sequence[str] | None) -> Path:
+    """``README.md``: what was trained on what, how, with what held-out result, and how to use it."""
+    rows = [r for r in _read_jsonl(out / "validation.jsonl") if r.get("success") is not None]
+    validation = "no validation was run"
+    if rows:
+        first, last = rows[0], rows[-1]
+        validation = (f"held-out success {first['success']:.1%} at step {first['step']} -> {last['success']:.1%} "
+                      f"at step {last['step']} ({last['count']} puzzles, reference referee); see validation.png")
+    kind = f"LoRA rank {config.rank}, alpha {config.alpha or config.rank}" if config.lora else "full fine-tune"
+    if config.lora and family_name == "embedded":
+        usage = (
+            "```python\n"
+            "from gen_reason.models import DiffusersVideoGenerator\n"
+            "from gen_reason.train.lora import load_embedded_lora\n"
+            f"generator = DiffusersVideoGenerator.from_pretrained({config.model!r})\n"
+            f"load_embedded_lora(generator.pipeline, {str(out)!r})\n"
+            "```"
+        )
+    elif config.lora:
+        usage = (
+            "```python\n"
+            "from gen_reason.models import DiffusersVideoGenerator\n"
+            f"generator = DiffusersVideoGenerator.from_pretrained({config.model!r}, lora={str(out)!r})\n"
+            "```\n\n"
+            f"or `genreason solve --model {config.model} --lora {out}`; in diffusers, "
+            f"`pipe.load_lora_weights({str(out)!r})`."
+        )
+    else:
+        usage = f"`DiffusersVideoGenerator.from_pretrained({str(out)!r})` (this folder is a diffusers model folder)."
+    text = f"""---
+library_name: diffusers
+base_model: {config.model}
+tags: [genreason, image-to-video, {'lora' if config.lora else 'full-finetune'}, puzzles]
+---
+
+# {Path(config.model).name} fine-tuned on {Path(config.data).name}
+
+- base model: `{config.model}` ({family_name})
+- data: `{config.data}` split `{config.split}`, {num_samples} videos, trained at {geometry.num_frames} frames
+  of {geometry.height}x{geometry.width}
+- recipe: {kind}{f', targets {", ".join(targets)}' if targets else ''}; lr {config.learning_rate:g}
+  ({config.lr_scheduler}), {steps} optimizer steps of {config.batch_size} x processes x
+  {config.gradient_accumulation_steps} samples, mixed precision {config.mixed_precision}, seed {config.seed}
+- final training loss: {'n/a' if final_loss is None else f'{final_loss:.4f}'}
+- validation: {validation}
+
+Made by `genreason train lora` (gen_reason.train.lora); `config.yaml` holds every setting.
+
+## Use
+
+{usage}
+"""
+    path = out / "README.md"
+    path.write_text(text)
+    return path
+
+
+def _check_trackers(trackers: str) -> str | None:
+    if trackers == "none":
+        return None
+    import importlib.util
+
+    modules = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",)}[trackers]
+    if not any(importlib.util.find_spec(module) for module in modules):
+        raise UserError(f"trackers: {trackers} needs the {modules[0]} package (pip install {modules[0]})")
+    return trackers
+
+
+def _cpu_data_parallel() -> bool:
+    """True for several processes on a machine without GPUs: accelerate then needs ``cpu=True`` to use gloo.
+
+    (``accelerate launch --multi_gpu --num_processes N`` starts the processes through
+    torchrun on any machine; without this they would each train alone.)
+    """
+    xpu = getattr(torch, "xpu", None)
+    has_gpu = torch.cuda.is_available() or bool(xpu is not None and xpu.is_available())
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not has_gpu
+
+
+# -- the run ------------------------------------------------------------------------------------
+def train_lora(config: LoraTrainConfig, progress: bool = True, *, stop_after_steps: int | None = None) -> Path:
+    """Train (or resume) the run ``config`` describes; return the output folder.
+
+    ``stop_after_steps`` ends this sitting after that many optimizer steps in total,
+    without final outputs, as a kill would (for tests of resumption).
+    """
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from diffusers.optimization import get_scheduler
+    from tqdm.auto import tqdm
+
+    from gen_reason.models.diffusers_backend import DiffusersVideoGenerator
+
+    config = dataclasses.replace(config)
+    config.validate()
+    config.model = str(Path(config.model).expanduser().resolve())
+    config.data = str(Path(config.data).expanduser().resolve())
+    config.output_dir = str(Path(config.output_dir).expanduser().resolve())
+    out = Path(config.output_dir)
+    samples = load_samples(config.data, config.split)
+    tracker = _check_trackers(config.trackers)
+
+    accelerator = Accelerator(mixed_precision=config.mixed_precision,
+                              gradient_accumulation_steps=config.gradient_accumulation_steps,
+                              log_with=tracker, project_dir=str(out / "logs"), cpu=_cpu_data_parallel())
+    is_main = accelerator.is_main_process
+    weight_dtype = MIXED_PRECISION[config.mixed_precision]
+    generator = DiffusersVideoGenerator.from_pretrained(config.model, device=accelerator.device, dtype=weight_dtype)
+    pipe, family = generator.pipeline, generator.family
+    geometry = resolve_geometry(pipe, family, samples, config)
+    objective = objective_for(pipe, family, geometry, config.noise)
+
+    for component in pipe.components.values():
+        if isinstance(component, torch.nn.Module):
+            component.requires_grad_(False)
+            component.eval()
+    model = objective.model
+    lora_config, targets = None, None
+    if config.lora:
+        targets = list(config.target_modules or objective.default_targets)
+        lora_config = add_lora(model, config, targets, config.seed)
+    else:
+        if model.dtype != torch.float32:  # master weights in float32; autocast computes in low precision
+            model.to(torch.float32)
+        model.requires_grad_(True)
+    if config.gradient_checkpointing:
+        if not getattr(model, "_supports_gradient_checkpointing", False):
+            raise UserError(f"{type(model).__name__} does not support gradient checkpointing")
+        model.enable_gradient_checkpointing()
+    model.train()
+    # Dropout differs per process (as data-parallel training should); everything else is seeded per sample.
+    set_seed(config.seed, device_specific=True)
+
+    order = DataOrder(len(samples), config.batch_size, accelerator.num_processes, accelerator.process_index,
+                      config.seed)
+    max_steps = total_steps(config, order)
+    accumulation = config.gradient_accumulation_steps
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, betas=(config.adam_beta1, config.adam_beta2),
+                                  eps=config.adam_epsilon, weight_decay=config.weight_decay)
+    # Stepped by us once per optimizer step (not prepared: accelerate would step it once per process).
+    lr_scheduler = get_scheduler(config.lr_scheduler, optimizer=optimizer, num_warmup_steps=config.lr_warmup_steps,
+                                 num_training_steps=max_steps)
+    wrapped, optimizer = accelerator.prepare(model, optimizer)
+
+    checkpoints = out / "checkpoints"
+    objects = {"trainable": TrainableState(model), "optimizer": optimizer, "lr_scheduler": lr_scheduler}
+    step, position = 0, 0
+    latest = load_latest(checkpoints) if config.resume else None
+    if latest is not None:
+        check_resumable(latest.state["config"], config)
+        latest.restore(objects, accelerator=accelerator)
+        step, position = latest.step, int(latest.state["data_position"])
+        if is_main:  # rows of steps after the checkpoint were lost with the kill; they are redone
+            for name in ("losses.jsonl", "validation.jsonl"):
+                _truncate_log(out / name, step)
+    elif is_main:
+        import shutil
+
+        # A fresh start: nothing of an earlier run in this folder may mix into this one.
+        shutil.rmtree(checkpoints, ignore_errors=True)
+        for name in ("losses.jsonl", "validation.jsonl"):
+            (out / name).unlink(missing_ok=True)
+    if is_main:
+        import yaml
+
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    if tracker:
+        flat = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in config.to_dict().items()}
+        accelerator.init_trackers("genreason-lora", config=flat)
+
+    cache = ConditioningCache(objective, samples, cache_conditioning=config.cache_conditioning,
+                              cache_latents=config.cache_latents, seed=config.seed)
+    cache.fill(progress=progress and is_main)
+    offload = accelerator.device.type != "cpu"
+    if offload:
+        cache.move_idle("cpu")  # encoders whose outputs are all cached leave the accelerator
+
+    validator = None
+    if config.validate_every and is_main:
+        hashes = {json.loads(line)["canonical_hash"] for line in (Path(config.data) / "metadata.jsonl").open()
+                  if line.strip() and "canonical_hash" in json.loads(line)}
+        validator = Validator(config, pipe, family, geometry, out, hashes)
+
+    def validate() -> None:
+        if validator is not None:
+            saved = rng_state()  # generation must not move the training's random streams
+            model.eval()
+            if offload:
+                cache.move_idle(accelerator.device)
+            row = validator.run(step)
+            if offload:
+                cache.move_idle("cpu")
+            model.train()
+            set_rng_state(saved)
+            if tracker:
+                accelerator.log({f"validation/{k}": v for k, v in {"success": row["success"], **row["metrics"]}.items()
+                                 if v is not None}, step=step)
+        accelerator.wait_for_everyone()
+
+    last_step = max_steps if stop_after_steps is None else min(max_steps, stop_after_steps)
+    if step == 0 and last_step > 0:
+        validate()  # the untrained baseline opens the curve
+    bar = tqdm(total=max_steps, initial=step, desc="train lora" if config.lora else "fine-tune",
+               disable=not (progress and is_main), dynamic_ncols=True)
+    loss_value = latest.state.get("loss") if latest is not None else None
+    started = time.time()
+    while step < last_step:
+        micro_losses = []
+        for _ in range(accumulation):
+            batch = cache.batch(order.indices(position), accelerator.device)
+            with accelerator.accumulate(wrapped):
+                loss = objective.loss(wrapped, batch, order.generators(position))
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and config.max_grad_norm > 0:
+                    accelerator.clip_grad_norm_(parameters, config.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            micro_losses.append(loss.detach().float())
+            position += 1
+        lr = lr_scheduler.get_last_lr()[0]
+        lr_scheduler.step()
+        step += 1
+        loss_value = float(accelerator.reduce(torch.stack(micro_losses).mean(), reduction="mean"))
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss_value:.4f}", refresh=False)
+        if is_main and (step % config.log_every == 0 or step == max_steps):
+            with open(out / "losses.jsonl", "a") as fh:
+                fh.write(json.dumps({"step": step, "loss": loss_value, "lr": lr,
+                                     "seconds": round(time.time() - started, 3)}) + "\n")
+        if tracker:
+            accelerator.log({"train/loss": loss_value, "train/lr": lr}, step=step)
+        if (config.checkpoint_every and step % config.checkpoint_every == 0) or step == max_steps:
+            save_checkpoint(checkpoints, objects, {"step": step, "data_position": position, "loss": loss_value,
+                                                   "config": config.to_dict()},
+                            accelerator=accelerator, keep=config.checkpoints_keep)
+        if config.validate_every and (step % config.validate_every == 0 or step == max_steps):
+            validate()
+    bar.close()
+    if step < max_steps:  # a sitting cut short: the checkpoints carry the run on
+        accelerator.end_training()
+        return out
+
+    accelerator.wait_for_everyone()
+    if is_main:
+        save_outputs(out, pipe, objective, accelerator.unwrap_model(wrapped), lora_config)
+        write_model_card(out, config, family.name, geometry, step, len(samples), loss_value, targets)
+        plot_curves(out)
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return out
+
+
+# -- command line (``python -m gen_reason.train.lora``, ``accelerate launch -m gen_reason.train.lora``) --
+def parse_overrides(arguments: Sequence[str]) -> dict:
+    """``["--rank", "8", "--lora.dropout=0.1"]`` -> ``{"rank": "8", "dropout": "0.1"}``.
+
+    A dotted name's last part is the field (``--lora.rank 8`` is ``rank``).
+    """
+    overrides, index = {}, 0
+    arguments = list(arguments)
+    while index < len(arguments):
+        item = arguments[index]
+        if not item.startswith("--"):
+            raise UserError(f"unexpected argument {item!r}; overrides look like --rank 8")
+        key, _, value = item[2:].partition("=")
+        if not _:
+            if index + 1 >= len(arguments) or arguments[index + 1].startswith("--"):
+                value = "true"  # a bare flag
+            else:
+                index += 1
+                value = arguments[index]
+        overrides[key.split(".")[-1].replace("-", "_")] = value
+        index += 1
+    return overrides
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: ``--config FILE --model PATH --data DIR --out DIR [--field value ...]``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m gen_reason.train.lora", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", help="YAML config (configs/lora_wan.yaml, ...)")
+    parser.add_argument("--model", help="diffusers model folder")
+    parser.add_argument("--data", help="dataset folder made by genreason make-dataset")
+    parser.add_argument("--out", dest="output_dir", help="run folder (output_dir)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    args, rest = parser.parse_known_args(argv)
+    try:
+        overrides = parse_overrides(rest)
+        overrides.update({k: v for k, v in (("model", args.model), ("data", args.data),
+                                            ("output_dir", args.output_dir)) if v})
+        out = train_lora(load_lora_config(args.config, overrides), progress=not args.quiet)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
