@@ -40,7 +40,7 @@ import numpy as np
 
 from gen_reason.errors import UserError
 from gen_reason.verifiers import metrics as M
-from gen_reason.verifiers.rules import OFF_GRAPH, RULE_NAMES, SNAP, RuleReport, SpecGraph, check_rules
+from gen_reason.verifiers.rules import RULE_NAMES, SNAP, RuleReport, SpecGraph, check_rules
 from gen_reason.verifiers.score import Score
 from gen_reason.verifiers.track import Track, prepare_video, to_uint8, track_objects
 
@@ -162,11 +162,11 @@ def graph_trajectory(positions: np.ndarray, graph: SpecGraph, node_path: list[in
     events: list[tuple[int, int, np.ndarray]] = [(f, 0, graph.nodes[n]) for n, f in zip(node_path, node_frames)]
     if len(seen_idx):
         pts = positions[seen_idx]
-        off = graph.distance_to_graph(pts) > OFF_GRAPH * step
+        off = graph.distance_to_graph(pts) > graph.off_tolerance
         events += [(int(k), 1, p) for k, p, o in zip(seen_idx, pts, off) if o]
         last = pts[-1]
         if not off[-1] and np.linalg.norm(last - graph.nodes[node_path[-1]]) > SNAP * step:
-            proj, _ = graph.project(last[None], OFF_GRAPH * step)
+            proj, _ = graph.project(last[None], graph.off_tolerance)
             events.append((int(seen_idx[-1]), 2, proj[0]))
     events.sort(key=lambda e: (e[0], e[1]))
     return np.asarray([p for _, _, p in events], float)

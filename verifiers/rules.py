@@ -3,8 +3,9 @@
 Each check returns violations ``{"rule", "frame", "detail"}``; :func:`check_rules` sorts
 them so the first one (earliest frame) explains the verdict. Rules:
 
-- ``wall_crossing``: the agent leaves the spec graph (farther than 0.3 step from every
-  legal move's segment, for 2+ consecutive seen frames) or its node path makes a move
+- ``wall_crossing``: the agent leaves the spec graph (farther than 0.3 step, or half
+  the spec's ``road_width_px`` when larger, from every legal move's segment, for 2+
+  consecutive seen frames) or its node path makes a move
   that is not an edge while moving slowly.
 - ``off_board``: the same, outside the board (the nodes' bounding box + half a step).
 - ``hazard``: the agent comes within 0.3 step of a hazard node (a trap).
@@ -55,6 +56,9 @@ class SpecGraph:
             self.adj[int(j)].add(int(i))
         lo, hi = self.nodes.min(0), self.nodes.max(0)
         self.board = (lo - 0.5 * self.step, hi + 0.5 * self.step)
+        # How far from a legal move's centre line the agent may be: 0.3 step, or half the
+        # road where the spec draws roads wider than that (irregular mazes).
+        self.off_tolerance = max(OFF_GRAPH * self.step, 0.5 * float(spec.get("road_width_px") or 0.0))
 
     def nearest_node(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Index and distance of the nearest node to each point ``(n, 2)``."""
@@ -222,7 +226,7 @@ def walk_graph(positions: np.ndarray, graph: SpecGraph, start: int, name: str = 
     idx = np.flatnonzero(seen)
     pts = positions[idx]
     near, near_d = graph.nearest_node(pts)
-    off = graph.distance_to_graph(pts) > OFF_GRAPH * step
+    off = graph.distance_to_graph(pts) > graph.off_tolerance
     board = graph.on_board(pts)
     min_run = RUN if t >= 4 else 1
     # Off the graph (through a wall, off the board) for a run of seen frames.

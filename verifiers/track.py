@@ -354,8 +354,10 @@ def _follow(mask: np.ndarray, frames: np.ndarray, start_w: np.ndarray, size_w: f
     areas0, cents0 = comps[0]
     near0 = np.linalg.norm(cents0 - start_w, axis=1) < max(0.6 * step_w, size_w) if len(areas0) else np.zeros(0, bool)
     expected = 0.45 * size_w ** 2
+    # The object is one solid blob in frame 0 (noise is many specks): its largest piece
+    # near the start must be a fair share of the expected area.
     area0 = float(areas0[near0].sum()) if near0.any() else 0.0
-    if area0 < 0.2 * expected:
+    if not near0.any() or areas0[near0].max() < 0.3 * expected:
         events.append({"frame": 0, "kind": "not_found_at_start", "object": name})
         area0 = expected
     positions = np.full((t, 2), np.nan)
@@ -369,7 +371,7 @@ def _follow(mask: np.ndarray, frames: np.ndarray, start_w: np.ndarray, size_w: f
         found = None
         if len(areas):
             dist = np.linalg.norm(cents - prev, axis=1)
-            near = dist <= 0.9 * size_w + 2
+            near = (dist <= 0.9 * size_w + 2) & (areas >= max(2.0, 0.08 * area0))
             # Pieces of one object (split by compression or anti-aliasing) near the last
             # position are merged before the area test.
             if near.any() and areas[near].sum() >= 0.3 * area0:

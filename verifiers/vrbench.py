@@ -230,7 +230,7 @@ def _pathfinder(state: dict) -> tuple[dict, dict]:
     start = junction(meta["start_point"])
     goal = junction(meta["end_point"])
     spec = {"layout": {"segments": meta["segments"], "game": "pathfinder"}, "nodes": nodes, "edges": edges,
-            "start": start, "goal": goal, "step_px": spacing, "hazards": [], "trail": False}
+            "start": start, "goal": goal, "step_px": spacing, "road_width_px": road, "hazards": [], "trail": False}
     return spec, {"path": path}
 
 

@@ -154,6 +154,10 @@ def run_probe(
         generator = load_generator(model, lora=lora, device=device, num_frames=defaults.get("num_frames"))
     if not hasattr(generator, "decode_latents") or not hasattr(generator, "pipeline"):
         raise UserError(f"the probe needs a diffusers generator (with decode_latents); got {type(generator).__name__}")
+    if num_frames is None:
+        # The model's own frame count: its genreason.json, else a pipeline with a fixed one (embedded).
+        fixed = getattr(generator.pipeline, "num_frames", None)
+        num_frames = defaults.get("num_frames") or (fixed if isinstance(fixed, int) else None)
     task_obj = get_task(task, **{**defaults.get("task_config", {}), **(task_config or {})})
     difficulty = difficulty or defaults.get("difficulty", "easy")
     puzzles = [task_obj.generate(int(first_instance_seed) + i, difficulty) for i in range(int(instances))]
@@ -170,11 +174,16 @@ def run_probe(
         for index, instance in enumerate(bar):
             if recorder is not None:
                 recorder.mark_instance(index)
-            results.append(run_step_probe(
+            # Videos and latents of the first instance feed the figures; later ones only their scores.
+            result = run_step_probe(
                 generator, instance, seed_list, every=every, num_steps=steps, num_frames=num_frames,
                 guidance=guidance, verifier=referee, decode_scale=decode_scale,
                 hooks=[recorder] if recorder is not None else [],
-            ))
+                keep_videos=index == 0, keep_x0=save_x0 == "all" or (save_x0 == "first" and index == 0),
+            )
+            if index > 0:
+                result.final_videos = []
+            results.append(result)
     finally:
         if recorder is not None:
             recorder.remove()
@@ -182,7 +191,7 @@ def run_probe(
 
     curve = emergence(results)
     explored = exploration(results, early_fraction=early_fraction)
-    video_frames = len(results[0].final_videos[0])
+    video_frames = len(results[0].final_videos[0])  # the first instance keeps its videos
 
     layer_result = None
     layer_summary: dict[str, Any] = {"skipped": "layer_probe=False"} if not layer_probe else {}

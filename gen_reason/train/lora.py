@@ -295,6 +295,32 @@ def add_lora(model: torch.nn.Module, config: LoraTrainConfig, targets: Sequence[
     return lora_config
 
 
+def make_trainable(pipe, objective, config: LoraTrainConfig) -> tuple[Any, list[str] | None]:
+    """Freeze the pipeline, then make the objective's model trainable: a LoRA or every weight.
+
+    Returns the peft LoRA config (``None`` for full fine-tuning) and the target modules.
+    """
+    for component in pipe.components.values():
+        if isinstance(component, torch.nn.Module):
+            component.requires_grad_(False)
+            component.eval()
+    model = objective.model
+    lora_config, targets = None, None
+    if config.lora:
+        targets = list(config.target_modules or objective.default_targets)
+        lora_config = add_lora(model, config, targets, config.seed)
+    else:
+        if model.dtype != torch.float32:  # master weights in float32; autocast computes in low precision
+            model.to(torch.float32)
+        model.requires_grad_(True)
+    if config.gradient_checkpointing:
+        if not getattr(model, "_supports_gradient_checkpointing", False):
+            raise UserError(f"{type(model).__name__} does not support gradient checkpointing")
+        model.enable_gradient_checkpointing()
+    model.train()
+    return lora_config, targets
+
+
 def check_resumable(saved: dict, config: LoraTrainConfig) -> None:
     """Refuse to resume a checkpoint made under settings that would change the run."""
     free = {"max_steps", "epochs", "checkpoint_every", "checkpoints_keep", "resume", "validate_every",
@@ -662,24 +688,8 @@ def train_lora(config: LoraTrainConfig, progress: bool = True, *, stop_after_ste
     geometry = resolve_geometry(pipe, family, samples, config)
     objective = objective_for(pipe, family, geometry, config.noise)
 
-    for component in pipe.components.values():
-        if isinstance(component, torch.nn.Module):
-            component.requires_grad_(False)
-            component.eval()
     model = objective.model
-    lora_config, targets = None, None
-    if config.lora:
-        targets = list(config.target_modules or objective.default_targets)
-        lora_config = add_lora(model, config, targets, config.seed)
-    else:
-        if model.dtype != torch.float32:  # master weights in float32; autocast computes in low precision
-            model.to(torch.float32)
-        model.requires_grad_(True)
-    if config.gradient_checkpointing:
-        if not getattr(model, "_supports_gradient_checkpointing", False):
-            raise UserError(f"{type(model).__name__} does not support gradient checkpointing")
-        model.enable_gradient_checkpointing()
-    model.train()
+    lora_config, targets = make_trainable(pipe, objective, config)
     # Dropout differs per process (as data-parallel training should); everything else is seeded per sample.
     set_seed(config.seed, device_specific=True)
 
@@ -731,9 +741,8 @@ def train_lora(config: LoraTrainConfig, progress: bool = True, *, stop_after_ste
 
     validator = None
     if config.validate_every and is_main:
-        hashes = {json.loads(line)["canonical_hash"] for line in (Path(config.data) / "metadata.jsonl").open()
-                  if line.strip() and "canonical_hash" in json.loads(line)}
-        validator = Validator(config, pipe, family, geometry, out, hashes)
+        dataset_puzzles = {row.get("canonical_hash") for row in _read_jsonl(Path(config.data) / "metadata.jsonl")}
+        validator = Validator(config, pipe, family, geometry, out, dataset_puzzles - {None})
 
     def validate() -> None:
         if validator is not None:

@@ -167,6 +167,15 @@ def test_ground_truth_survives_degradation(task_name, degradation):
                                                      score.metrics["step_deviation"])
 
 
+@pytest.mark.parametrize("degradation", list(DEGRADATIONS))
+def test_tiny_videos_survive_degradation(degradation):
+    # The embedded model's scale: 28-38 px videos, agents of 4-6 px.
+    for config in ({"cell_px": 4, "skin": "tiny"}, {"cell_px": 6, "wall_px": 2, "margin": 2}):
+        inst = get_task("maze/grid", **config).generate(1, "4x4")
+        score = REF.score(inst, DEGRADATIONS[degradation](inst.solution_video()))
+        assert score.success and score.metrics["exact_match"] == 1.0, (config, score.reason)
+
+
 def test_scoring_is_at_least_as_fast_as_decoding(tmp_path):
     from gen_reason.video import read_video, write_mp4
 

@@ -36,14 +36,16 @@ def agent_free_background(instance, video) -> np.ndarray:
     return img
 
 
-def draw_agent(img: np.ndarray, spec: dict, xy) -> None:
-    """Draw the spec's agent icon at pixel ``xy`` (in place)."""
+def draw_agent(img: np.ndarray, spec: dict, xy, icon: str | None = None, scale: float = 1.0, shift=(0, 0, 0)) -> None:
+    """Draw the spec's agent icon at pixel ``xy`` (in place); a generator may redraw it
+    with another ``icon``, size ``scale`` or colour ``shift``."""
     agent = spec["agent"]
-    draw_icon(img, agent["icon"], (float(xy[0]), float(xy[1])), float(agent["size_px"]), tuple(agent["color"]))
+    colour = tuple(int(np.clip(c + d, 0, 255)) for c, d in zip(agent["color"], shift))
+    draw_icon(img, icon or agent["icon"], (float(xy[0]), float(xy[1])), float(agent["size_px"]) * scale, colour)
 
 
 def walk_video(instance, background: np.ndarray, nodes_or_points, frames_per_step: int = 8, hold: int = 4,
-               first_frame: bool = True) -> np.ndarray:
+               first_frame: bool = True, **redraw) -> np.ndarray:
     """A video of the agent gliding along a polyline of node indices or (x, y) points."""
     spec = instance.spec
     pts = [np.asarray(spec["nodes"][p], float) if isinstance(p, (int, np.integer)) else np.asarray(p, float)
@@ -56,7 +58,7 @@ def walk_video(instance, background: np.ndarray, nodes_or_points, frames_per_ste
     frames = []
     for p in positions:
         img = background.copy()
-        draw_agent(img, spec, p)
+        draw_agent(img, spec, p, **redraw)
         frames.append(img)
     video = np.stack(frames)
     if first_frame:
@@ -120,6 +122,16 @@ def test_walking_another_legal_route_is_a_strict_success_with_lower_precision():
     assert score.metrics["exact_match"] == 0.0
     assert score.metrics["step_deviation"] > 0.1
     assert score.metrics["precision_rate"] < 1.0
+
+
+@pytest.mark.parametrize("redraw", [{"scale": 0.75}, {"scale": 1.3}, {"shift": (-40, 35, 30)},
+                                    {"icon": "square"}, {"icon": "star", "scale": 1.2, "shift": (20, 20, -20)}])
+def test_agent_redrawn_slightly_differently_still_tracks(redraw):
+    # Generators redraw the agent a little differently from the first frame.
+    _, inst, _, background, _ = grid_case(seed=3)
+    video = walk_video(inst, background, inst.solution["path"], **redraw)
+    score = REF.score(inst, video)
+    assert score.success and score.metrics["exact_match"] == 1.0, (redraw, score.reason)
 
 
 # ----------------------------------------------------------------------------- bad videos
@@ -311,6 +323,17 @@ def test_sokoban_box_must_reach_target():
     early = RULES.score(inst, video[: len(video) - task.config.hold_frames - task.config.frames_per_step // 2 - 1])
     assert not early.success and early.metrics["success_lenient"] == 0.0, early.reason
     assert "box" in early.reason
+
+
+def test_sokoban_teleport():
+    task = get_task("maze/sokoban")
+    inst = task.generate(2, "medium")
+    video = inst.solution_video()
+    fps = task.config.frames_per_step
+    cut = np.concatenate([video[: fps + 1], video[4 * fps + 1:]])
+    score = RULES.score(inst, cut)
+    assert not score.success
+    assert score.metrics["violation_teleport"] == 1.0 or score.metrics["violation_box_teleport"] == 1.0, score.reason
 
 
 # ----------------------------------------------------------------------------- bad input
