@@ -130,6 +130,7 @@ def main() -> None:
             count += 1
     score_seconds = (time.perf_counter() - started) / count
 
+    load = os.getloadavg()[0]
     per_video = args.puzzles * args.seeds
     rows = [[name, f"{medians[name]:.2f}", f"{1000 * medians[name] / per_video:.0f}",
              f"{medians[name] / medians['off']:.2f}x"] for name in settings]
@@ -138,7 +139,9 @@ def main() -> None:
         f"Model: {label}; {args.steps} DDIM steps, {generator.default_num_frames} frames at "
         f"{generator.pipeline.resolution}x{generator.pipeline.resolution} px; {args.puzzles} 5x5 mazes x "
         f"{args.seeds} seeds per repetition (one batched call per maze, max_batch {generator.max_batch}); "
-        f"median of {args.repeats} interleaved repetitions, {args.threads} torch threads.",
+        f"median of {args.repeats} interleaved repetitions, {args.threads} torch threads; load average "
+        f"{load:.1f} on {os.cpu_count()} cores at the end (above the core count, other jobs shared the CPU and "
+        f"the ratios carry about +-0.1 of noise).",
         "",
         table(["setting", "seconds", "ms per video", "vs off"], rows),
         "",

@@ -2,7 +2,7 @@
 
 A referee that scores a clean ground-truth video as solved must still do so when the
 video went through what generated videos go through: lossy H.264, resizing, blur,
-sensor-like noise, colour drift, another frame rate, dropped frames. Every function
+sensor-like noise, colour jitter and drift, another frame rate, dropped frames. Every function
 takes and returns a ``(T, H, W, 3)`` uint8 video and is deterministic (seeded).
 """
 
@@ -69,6 +69,15 @@ def colour_jitter(video: np.ndarray, strength: float = 0.12, flicker: float = 0.
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
+def brightness_drift(video: np.ndarray, amount: float = 0.25) -> np.ndarray:
+    """Darken the video progressively: frame ``k`` is scaled by ``1 - amount * k / (T-1)``
+    (generated videos drift in brightness over time)."""
+    video = as_video(video)
+    t = len(video)
+    gain = 1.0 - amount * np.arange(t, dtype=np.float32) / max(1, t - 1)
+    return np.clip(np.rint(video.astype(np.float32) * gain[:, None, None, None]), 0, 255).astype(np.uint8)
+
+
 def change_fps(video: np.ndarray, factor: float = 0.5) -> np.ndarray:
     """Resample in time by ``factor`` (0.5 keeps every other frame, 1.5 repeats some);
     the first and last frames are kept."""
@@ -99,6 +108,7 @@ DEGRADATIONS = {
     "blur": lambda v: blur(v, 1.5),
     "noise": lambda v: noise(v, 10.0),
     "colour_jitter": lambda v: colour_jitter(v),
+    "brightness_drift": lambda v: brightness_drift(v, 0.25),
     "fps_half": lambda v: change_fps(v, 0.5),
     "fps_1_5x": lambda v: change_fps(v, 1.5),
     "drop_frames": lambda v: drop_frames(v, 0.2),

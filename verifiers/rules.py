@@ -18,7 +18,8 @@ them so the first one (earliest frame) explains the verdict. Rules:
 - ``maze_redrawn``: a blob of at least a quarter cell differs from frame 0 outside the
   agent's (box's, trail's) area: walls added or removed, goal moved.
 - Sokoban (``spec["box"]``): the same movement rules for the box (``box_*``), plus
-  ``box_unpushed`` (the box moves with the agent more than 1.5 steps away).
+  ``box_unpushed`` (the box moves with the agent more than 1.5 steps away),
+  ``box_pulled`` (it moves towards the agent) and ``agent_through_box``.
 
 Positions map to nodes with hysteresis: the current node changes only when the agent
 comes within 0.3 step of another node, so positions between nodes while moving are fine.
@@ -196,7 +197,7 @@ class RuleReport:
 
 RULE_NAMES = ("wall_crossing", "off_board", "hazard", "teleport", "end_state_only", "agent_vanished",
               "agent_duplicated", "static_video", "maze_redrawn", "box_wall_crossing", "box_off_board",
-              "box_teleport", "box_vanished", "box_unpushed")
+              "box_teleport", "box_vanished", "box_unpushed", "box_pulled", "agent_through_box")
 
 
 def _runs(flags: np.ndarray, min_len: int) -> list[tuple[int, int]]:
@@ -308,7 +309,7 @@ def check_rules(track: Track, spec: dict, check_scene_changes: bool = True) -> R
         box = walk_graph(box_pos, graph, int(spec["box"]["start"]), "box", prefix="box_")
         violations += box.violations
         violations += _visibility(track.box, "box", "box_vanished", None)
-        violations += _unpushed(agent_pos, box_pos, graph.step)
+        violations += _box_interaction(agent_pos, box_pos, graph.step)
         main = box
     else:
         main = agent
@@ -364,26 +365,48 @@ def _lands_near_goal(positions: np.ndarray, frame: int, graph: SpecGraph, goal: 
     return bool(np.linalg.norm(p - graph.nodes[goal]) <= 1.0 * graph.step)
 
 
-def _unpushed(agent_pos: np.ndarray, box_pos: np.ndarray, step: float) -> list[dict]:
+def _box_interaction(agent_pos: np.ndarray, box_pos: np.ndarray, step: float) -> list[dict]:
+    """Sokoban: the box moves only when pushed, and the agent never walks through it.
+
+    ``box_unpushed``: the box moves (more than 0.1 step between seen frames) with the
+    agent more than 1.5 steps away. ``box_pulled``: it moves towards the agent's side
+    (the move points against the agent-to-box direction). ``agent_through_box``: the
+    agent's centre comes within half a step of the box's for 2+ frames.
+    """
     both = ~np.isnan(agent_pos[:, 0]) & ~np.isnan(box_pos[:, 0])
     idx = np.flatnonzero(both)
     if len(idx) < 2:
         return []
-    moves = np.linalg.norm(np.diff(box_pos[idx], axis=0), axis=1)
+    out = []
+    moves = np.diff(box_pos[idx], axis=0)
+    moved = np.linalg.norm(moves, axis=1) > 0.1 * step
+    behind = box_pos[idx[:-1]] - agent_pos[idx[:-1]]  # from the agent to the box, before the move
     gap = np.linalg.norm(agent_pos[idx[1:]] - box_pos[idx[1:]], axis=1)
-    bad = np.flatnonzero((moves > 0.1 * step) & (gap > 1.5 * step))
-    if len(bad) == 0:
-        return []
-    k = int(idx[bad[0] + 1])
-    return [{"rule": "box_unpushed", "frame": k,
-             "detail": f"the box moved at frame {k} with the agent {gap[bad[0]] / step:.1f} steps away"}]
+    unpushed = np.flatnonzero(moved & (gap > 1.5 * step))
+    if len(unpushed):
+        k = int(idx[unpushed[0] + 1])
+        out.append({"rule": "box_unpushed", "frame": k,
+                    "detail": f"the box moved at frame {k} with the agent {gap[unpushed[0]] / step:.1f} steps away"})
+    pulled = np.flatnonzero(moved & (gap <= 1.5 * step) & ((moves * behind).sum(1) < 0))
+    if len(pulled):
+        k = int(idx[pulled[0] + 1])
+        out.append({"rule": "box_pulled", "frame": k, "detail": f"the box moved towards the agent at frame {k} "
+                                                               "(pulled, not pushed)"})
+    overlap = np.zeros(len(agent_pos), bool)
+    overlap[idx] = np.linalg.norm(agent_pos[idx] - box_pos[idx], axis=1) < 0.5 * step
+    runs = _runs(overlap, RUN)
+    if runs:
+        k = runs[0][0]
+        out.append({"rule": "agent_through_box", "frame": k, "detail": f"the agent walked into the box at frame {k}"})
+    return out
 
 
 def check_scene(track: Track, spec: dict, diff_threshold: int = 60, min_blob_cells: float = 0.25) -> list[dict]:
     """``maze_redrawn``: compare sampled frames with frame 0 outside the moving objects.
 
     A pixel changed when its (3x3-blurred) colour differs from frame 0 by more than
-    ``diff_threshold`` in some channel; changes within the agent's (and box's) current
+    ``diff_threshold`` in some channel, after removing the frame's global colour drift
+    (the median change per channel); changes within the agent's (and box's) current
     and start footprints, the trail's cells (trail skins) and the goal (when the agent
     stands on it) are expected. A changed blob larger than ``min_blob_cells`` of a cell
     (``step_px`` squared) is a redraw. Compression noise makes small, thin blobs only.
@@ -413,7 +436,11 @@ def check_scene(track: Track, spec: dict, diff_threshold: int = 60, min_blob_cel
     trail_mask = np.zeros((h, w), bool)
     trail_upto = 0
     for k in sample:
-        diff = np.abs(cv2.blur(frames[k], (3, 3)).astype(np.int16) - first).max(-1) > diff_threshold
+        signed = cv2.blur(frames[k], (3, 3)).astype(np.int16) - first
+        # A global colour drift (generators brighten or tint whole frames) is not a
+        # redraw: remove each channel's median change before thresholding.
+        signed -= np.median(signed.reshape(-1, 3)[:: 7], axis=0).astype(np.int16)
+        diff = np.abs(signed).max(-1) > diff_threshold
         if not diff.any():
             continue
         allowed = np.zeros((h, w), bool)

@@ -324,22 +324,34 @@ def _name(label: int) -> str:
 def _components(mask: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per frame: (areas (k,), centroids (k, 2)) of the mask's connected components.
 
-    All frames go through one OpenCV call: they are stacked vertically with a blank row
-    between them, so components never join across frames.
+    All frames go through one OpenCV call on a compact image: only the rows holding
+    mask pixels are kept, stacked frame after frame, with a blank row wherever the kept
+    rows are not consecutive (so components never join across frames or gaps). The
+    agent fills a few rows of each frame, so this is far cheaper than labelling every row.
     """
     t, h, w = mask.shape
-    stacked = np.zeros((t, h + 1, w), np.uint8)
-    stacked[:, :h] = mask
-    n, _, stats, cents = cv2.connectedComponentsWithStats(stacked.reshape(t * (h + 1), w), connectivity=8)
     out = [(np.zeros(0), np.zeros((0, 2))) for _ in range(t)]
+    frame_idx, row_idx = np.nonzero(mask.any(axis=2))
+    if len(frame_idx) == 0:
+        return out
+    starts_group = np.ones(len(frame_idx), bool)
+    starts_group[1:] = (frame_idx[1:] != frame_idx[:-1]) | (row_idx[1:] != row_idx[:-1] + 1)
+    compact_row = np.arange(len(frame_idx)) + np.cumsum(starts_group)  # a blank row before each group
+    compact = np.zeros((compact_row[-1] + 2, w), np.uint8)
+    compact[compact_row] = mask[frame_idx, row_idx]
+    frame_of = np.full(len(compact), -1)
+    offset_of = np.zeros(len(compact))
+    frame_of[compact_row] = frame_idx
+    offset_of[compact_row] = compact_row - row_idx
+    n, _, stats, cents = cv2.connectedComponentsWithStats(compact, connectivity=8)
     if n <= 1:
         return out
+    top = stats[1:, cv2.CC_STAT_TOP]
     areas = stats[1:, cv2.CC_STAT_AREA].astype(float)
-    cents = cents[1:]
-    frame_of = (stats[1:, cv2.CC_STAT_TOP] // (h + 1)).astype(int)
-    cents = cents - np.stack([np.zeros(len(cents)), frame_of * (h + 1)], 1)
-    order = np.argsort(frame_of, kind="stable")
-    bounds = np.searchsorted(frame_of[order], np.arange(t + 1))
+    frame = frame_of[top]
+    cents = cents[1:] - np.stack([np.zeros(n - 1), offset_of[top]], 1)
+    order = np.argsort(frame, kind="stable")
+    bounds = np.searchsorted(frame[order], np.arange(t + 1))
     for k in range(t):
         idx = order[bounds[k]:bounds[k + 1]]
         out[k] = (areas[idx], cents[idx])

@@ -45,9 +45,8 @@ class NoiseInjection:
     """Re-noise the running latents after step ``step`` (or at noise level ``sigma``).
 
     ``strength`` in [0, 1]: the share (in standard deviation) of the latents' noise
-    replaced by fresh noise; ``noise_seed``: fresh noise for sample ``i`` comes from
-    ``torch.Generator().manual_seed(noise_seed * 1_000_003 + seeds[i])`` (reproducible,
-    independent of the batch). ``prediction_type`` comes from the generator
+    replaced by fresh noise; ``noise_seed``: with the sample's seed, it fixes the fresh
+    noise (:meth:`fresh_seed`; reproducible, independent of the batch). ``prediction_type`` comes from the generator
     (``generator.prediction_type``). A step after which no noise is left (the last)
     cannot be re-noised: :attr:`applied` stays ``False``.
     """
@@ -67,6 +66,15 @@ class NoiseInjection:
         self.applied_sigma: float | None = None
         self._sigma_steps: list[float] = []
 
+    def fresh_seed(self, seed: int) -> int:
+        """The generator seed of sample ``seed``'s fresh noise.
+
+        Mixed through a SeedSequence so that it never equals ``seed`` itself: the
+        generator draws each sample's initial noise from ``manual_seed(seed)``, and
+        "fresh" noise equal to it would change nothing at the first step.
+        """
+        return int(np.random.SeedSequence([self.noise_seed, int(seed), 0x5EED]).generate_state(1, np.uint64)[0] >> 1)
+
     def _chosen(self, state: StepState) -> bool:
         if self.step is not None:
             return state.step == self.step
@@ -85,8 +93,8 @@ class NoiseInjection:
         x0 = state.x0.to(state.latents)
         implied_noise = (state.latents - alpha * x0) / level
         fresh = torch.stack([
-            torch.randn(state.latents.shape[1:], generator=torch.Generator().manual_seed(
-                self.noise_seed * 1_000_003 + seed)) for seed in state.seeds
+            torch.randn(state.latents.shape[1:], generator=torch.Generator().manual_seed(self.fresh_seed(seed)))
+            for seed in state.seeds
         ]).to(state.latents)
         noise = math.sqrt(1.0 - self.strength**2) * implied_noise + self.strength * fresh
         self.applied, self.applied_step, self.applied_sigma = True, state.step, level

@@ -17,7 +17,7 @@ read-outs linear. Features are kept per sample and step on the CPU in float16.
 :func:`fit_layer_probes` trains closed-form ridge read-outs per (layer, step), with a
 train/test split across puzzle instances, for two questions about a maze:
 
-- ``agent_cell``: which node (cell) is the agent in at frame t (a few frames along the
+- ``agent_cell``: which node (cell) is the agent in at frame t (a few frames inside the
   video)? Each node's feature (sampled from the pooled grid at the node's position and
   the frame's time) gets a score from a linear head; the prediction is the best-scoring
   node. Accuracy is top-1; chance is one over the number of nodes.
@@ -298,16 +298,28 @@ class LayerRecorder:
         """Steps with features, in order."""
         return sorted({step for by_key in self.features.values() for (_, step) in by_key})
 
+    def layer_steps(self, name: str) -> list[int]:
+        """The steps at which layer ``name`` ran and was kept (Wan 2.2 A14B: each expert runs only some steps)."""
+        return sorted({step for (_, step) in self.features[name]})
+
     def stacked(self, name: str) -> torch.Tensor:
-        """Layer ``name``'s features as one tensor ``[samples, steps, t, gh, gw, D]`` (steps = :attr:`recorded_steps`)."""
-        steps = self.recorded_steps
+        """Layer ``name``'s features as one tensor ``[samples, steps, t, gh, gw, D]`` (steps: :meth:`layer_steps`)."""
+        steps = self.layer_steps(name)
         return torch.stack([
             torch.stack([self.features[name][(sample, step)] for step in steps]) for sample in range(len(self.seeds))
         ])
 
     def tensors(self) -> dict[str, torch.Tensor]:
-        """Everything as named tensors for safetensors: ``features/<layer>``, ``seeds``, ``steps``, ``instance_of_sample``."""
-        out = {f"features/{name}": self.stacked(name).contiguous() for name in self.layers if self.features[name]}
+        """Everything as named tensors for safetensors.
+
+        ``features/<layer>`` (:meth:`stacked`) with its steps in ``steps/<layer>``, plus
+        ``seeds``, ``steps`` (all kept steps) and ``instance_of_sample``.
+        """
+        out: dict[str, torch.Tensor] = {}
+        for name in self.layers:
+            if self.features[name]:
+                out[f"features/{name}"] = self.stacked(name).contiguous()
+                out[f"steps/{name}"] = torch.tensor(self.layer_steps(name), dtype=torch.int64)
         out["seeds"] = torch.tensor(self.seeds, dtype=torch.int64)
         out["steps"] = torch.tensor(self.recorded_steps, dtype=torch.int64)
         out["instance_of_sample"] = torch.tensor(self.instance_of_sample, dtype=torch.int64)
@@ -322,14 +334,15 @@ def node_uv(generator, instance, size: tuple[int, int] | None = None) -> np.ndar
     model, which pads it at the bottom and right to its square resolution (and shrinks
     larger images to fit).
     """
+    # Node centres are continuous pixel coordinates (pixel i spans [i, i + 1]).
     nodes = np.asarray(instance.spec["nodes"], dtype=float)
     height, width = instance.first_frame.shape[:2]
     pipeline = generator.pipeline
     resolution = getattr(pipeline, "resolution", None)
     if getattr(getattr(pipeline, "config", None), "pad_color", None) is not None and resolution:
         scale = min(1.0, resolution / max(height, width))
-        return (nodes + 0.5) * scale / resolution
-    return (nodes + 0.5) / np.array([width, height], dtype=float)
+        return nodes * scale / resolution
+    return nodes / np.array([width, height], dtype=float)
 
 
 def agent_nodes(instance, num_frames: int, frames: Sequence[int]) -> list[int]:
@@ -371,8 +384,13 @@ class ProbeTargets:
 
 
 def maze_targets(generator, instance, num_frames: int, probe_frames: int = 4) -> ProbeTargets:
-    """Probe targets from a maze instance's spec and solution (``probe_frames`` frames along the video)."""
-    frames = sorted({int(round(f)) for f in np.linspace(0, num_frames - 1, probe_frames + 1)[1:]})
+    """Probe targets from a maze instance's spec and solution.
+
+    The agent-cell question is asked at ``probe_frames`` frames spread strictly inside
+    the video: the first frame shows the start and the last the goal, both readable from
+    the puzzle image itself, which would flatter the probe.
+    """
+    frames = sorted({int(round(f)) for f in np.linspace(0, num_frames - 1, probe_frames + 2)[1:-1]})
     nodes = len(instance.spec["nodes"])
     on_path = np.zeros(nodes)
     on_path[[int(n) for n in instance.solution["path"]]] = 1
@@ -474,6 +492,8 @@ def fit_layer_probes(recorder: LayerRecorder, targets: Sequence[ProbeTargets], *
     on_path = np.full((len(layers), len(steps)), np.nan)
     for li, name in enumerate(layers):
         for si, step in enumerate(steps):
+            if (0, step) not in recorder.features[name]:
+                continue  # this block did not run at this step (the other Wan 2.2 A14B expert did): NaN
             node_features = {s: sample_grid(recorder.features[name][(s, step)].float().numpy(), targets[s].uv)
                              for s in range(samples)}
             agent[li, si] = _agent_accuracy(node_features, targets, train, test, alpha)

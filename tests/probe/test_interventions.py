@@ -78,6 +78,7 @@ def test_noise_injection_keeps_x0_and_redraws_the_noise():
         alone = NoiseInjection(prediction_type, step=0)(fake_state(seeds=(2,), next_sigma=0.6,
                                                                    latents=state.latents[1:], x0=x0[1:]))
         torch.testing.assert_close(alone[0], fresh[1])
+    assert NoiseInjection("flow_prediction", step=0).fresh_seed(5) not in (5, 0)
     assert signal_coefficient(0.6, "flow_prediction") == pytest.approx(0.4)
     assert signal_coefficient(0.6, "epsilon") == pytest.approx(0.8)
 
@@ -108,7 +109,8 @@ def test_run_intervention_measures_the_outcome(tiny_generator, tiny_maze):
     assert not nothing.summary["applied"] and nothing.summary["pixel_change"] == 0.0
     noisy = run_intervention(generator, instance, [0, 1], NoiseInjection(generator.prediction_type, step=0),
                              baseline=baseline)
-    assert noisy.summary["pixel_change"] > 0
+    # Fresh noise at the first step is as good as another seed (and never the seed's own noise again).
+    assert noisy.summary["pixel_change"] > 0.3 * swapped.summary["pixel_change"] > 0
     rows = intervention_sweep(generator, instance, [0, 1], [0, 2], baseline=baseline)
     assert [(r["kind"], r["step"]) for r in rows] == [("noise", 0), ("noise", 2), ("swap", 0), ("swap", 2)]
     assert all({"path_changed", "outcome_flipped", "pixel_change"} <= set(r) for r in rows)

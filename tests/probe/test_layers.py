@@ -145,12 +145,16 @@ def test_sample_grid_is_bilinear_at_cell_centres():
 def test_maze_targets_follow_the_solution(tiny_generator, tiny_maze):
     generator = tiny_generator("embedded")
     instance = tiny_maze(5)
-    targets = maze_targets(generator, instance, num_frames=8, probe_frames=4)
+    targets = maze_targets(generator, instance, num_frames=11, probe_frames=4)
     path = instance.solution["path"]
-    assert targets.agent[-1] == path[-1]  # the last frame shows the agent on the goal
-    assert targets.on_path.sum() == len(set(path)) and targets.frame_fractions[-1] == 1.0
+    assert targets.frame_fractions == pytest.approx([0.2, 0.4, 0.6, 0.8])  # frames 2, 4, 6, 8 of 0..10
+    assert all(node in path for node in targets.agent)
+    assert targets.agent == sorted(targets.agent, key=path.index)  # in the order the agent walks
+    assert targets.on_path.sum() == len(set(path))
     uv = node_uv(generator, instance)
     assert uv.shape == (9, 2) and (uv > 0).all() and (uv < 1).all()
+    # Room (0, 0) spans pixels 1..4 of the 16 px image: its centre is x = y = 3.0 (continuous).
+    np.testing.assert_allclose(uv[0], [3 / 16, 3 / 16])
 
 
 def test_ridge_recovers_a_linear_map():

@@ -325,6 +325,55 @@ def test_sokoban_box_must_reach_target():
     assert "box" in early.reason
 
 
+def _sokoban_video(task, inst, agent_cells, box_cells, frames_per_step: int = 8) -> np.ndarray:
+    """A sokoban video of given per-step agent and box cells, drawn by the task itself."""
+    scene = task.scene(inst.spec)
+    times = np.arange((len(agent_cells) - 1) * frames_per_step + 1) / frames_per_step
+    video = np.stack([task._draw(inst.spec, float(t), agent_cells, box_cells, scene) for t in times]
+                     + [task._draw(inst.spec, float(times[-1]), agent_cells, box_cells, scene)] * 4)
+    video[0] = inst.first_frame
+    return video
+
+
+def _sokoban_pull_case():
+    from gen_reason.puzzles.maze import blockgrid as bg
+
+    task = get_task("maze/sokoban")
+    for seed in range(30):
+        inst = task.generate(seed, "easy")
+        grid = np.array([[int(c) for c in row] for row in inst.spec["layout"]["grid"]])
+        agent, box = tuple(inst.spec["layout"]["agent"]), tuple(inst.spec["layout"]["box"])
+        for dr, dc in bg.MOVES.values():
+            a, a2 = (box[0] + dr, box[1] + dc), (box[0] + 2 * dr, box[1] + 2 * dc)
+            if all(0 <= p[0] < grid.shape[0] and 0 <= p[1] < grid.shape[1] and grid[p] == 0 for p in (a, a2)):
+                walk = bg.shortest_path(grid, agent, a, blocked={box})
+                if walk:
+                    return task, inst, walk, box, a, a2
+    raise AssertionError("no room for a pull")
+
+
+def test_sokoban_pull_is_caught():
+    task, inst, walk, box, a, a2 = _sokoban_pull_case()
+    agent_cells = walk + [a2]
+    box_cells = [box] * len(walk) + [a]  # the box follows the agent: a pull
+    score = RULES.score(inst, _sokoban_video(task, inst, agent_cells, box_cells))
+    assert not score.success
+    assert score.metrics["violation_box_pulled"] == 1.0, score.reason
+
+
+def test_sokoban_box_moving_alone_and_agent_through_box():
+    task, inst, walk, box, a, a2 = _sokoban_pull_case()
+    start = walk[0]
+    # The box slides one cell on its own while the agent stands still far away...
+    alone = RULES.score(inst, _sokoban_video(task, inst, [start, start], [box, a]))
+    assert not alone.success
+    assert alone.metrics["violation_box_unpushed"] == 1.0 or alone.metrics["violation_box_pulled"] == 1.0, alone.reason
+    # ...and the agent walks onto the box's cell and stays there.
+    through = RULES.score(inst, _sokoban_video(task, inst, walk + [box], [box] * (len(walk) + 1)))
+    assert not through.success
+    assert through.metrics["violation_agent_through_box"] == 1.0, through.reason
+
+
 def test_sokoban_teleport():
     task = get_task("maze/sokoban")
     inst = task.generate(2, "medium")
