@@ -167,6 +167,20 @@ def cmd_report(args, extra) -> int:
     return 0
 
 
+def cmd_probe(args, extra) -> int:
+    """Run the chain-of-steps probe: x0 at every step, emergence curve, layer probes."""
+    from gen_reason.probe.run import run_probe
+
+    overrides = parse_dotted(extra, ("task", "probe"))
+    summary = run_probe(args.task, args.model, args.out, difficulty=args.difficulty, instances=args.instances,
+                        seeds=args.seeds, steps=args.steps, every=args.every, lora=args.lora,
+                        layer_probe=not args.no_layers, interventions=not args.no_interventions,
+                        task_config=overrides["task"] or None, **overrides["probe"])
+    print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, (list, dict))}, indent=1))
+    print(f"wrote {args.out}")
+    return 0
+
+
 def cmd_train(args, extra) -> int:
     """Train the embedded model or a LoRA; the trainer's own flags follow the kind."""
     rest = list(args.rest) + list(extra)
@@ -260,6 +274,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="run folder (overrides the config's out)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("probe", help="chain-of-steps probe: what the model 'thinks' at every step and layer",
+                       description="Decode the predicted clean video at every denoising step, score it with the "
+                                   "referee (emergence curve), measure exploration across seeds, run "
+                                   "interventions, and train per-layer linear probes. Writes figures, tensors "
+                                   "(safetensors) and summary.json. More options: --probe.FIELD VALUE.")
+    p.add_argument("--task", default="maze")
+    p.add_argument("--model", default="embedded")
+    p.add_argument("--lora", default=None)
+    p.add_argument("--difficulty", default=None)
+    p.add_argument("--instances", type=int, default=8, help="puzzles to probe")
+    p.add_argument("--seeds", type=int, default=4, help="seeds per puzzle (one batch)")
+    p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's)")
+    p.add_argument("--every", type=int, default=4, help="decode x0 every k-th step")
+    p.add_argument("--no-layers", action="store_true", help="skip the layer probe")
+    p.add_argument("--no-interventions", action="store_true", help="skip the interventions")
+    p.add_argument("--out", default="out/probe")
+    p.set_defaults(func=cmd_probe)
 
     p = sub.add_parser("train", help="train the embedded model or a LoRA (resumable)",
                        description="`genreason train embedded --config configs/embedded_maze.yaml` or "
