@@ -114,17 +114,19 @@ def markdown(table: dict, sweep: dict, args, model: str, seconds: float) -> str:
              f"puzzle seeds from 10**6 up, never drawn in training), {args.steps} DDIM steps, sample seeds 0..{k - 1}, "
              "judged by `MazeReferenceVerifier` (strict success = `MazeRuleVerifier`'s verdict). Single = share of "
              f"all videos that succeed; best-of-{k} = the rule verifier picks among a puzzle's {k} videos; "
-             "PR / SD / EM as VR-Bench defines them (SD over videos that reach the goal).", "",
+             "PR / SD / EM as VR-Bench defines them (SD over videos that reach the goal). The last column is the "
+             "referee's verdict on the ground-truth videos of the same puzzles (same frame count): the ceiling "
+             "any model can reach under this referee.", "",
              "| size | trained | puzzles | single | best-of-" + str(k) + " | " +
-             " | ".join(f"pass@{i}" for i in range(1, k + 1)) + " | PR | SD | EM |",
-             "|---" * (8 + k) + "|"]
+             " | ".join(f"pass@{i}" for i in range(1, k + 1)) + " | PR | SD | EM | referee on ground truth |",
+             "|---" * (9 + k) + "|"]
     for rooms, s in table.items():
         if not s:
             continue
         trained = "yes" if rooms in args.trained else "no (OOD)"
         lines.append(f"| {rooms}x{rooms} | {trained} | {s['puzzles']} | {100 * s['single']:.1f} % | "
                      f"{100 * s['best_of']:.1f} % | " + " | ".join(f"{100 * p:.1f}" for p in s["pass_at"]) +
-                     f" | {s['pr']:.3f} | {s['sd']:.3f} | {s['em']:.3f} |")
+                     f" | {s['pr']:.3f} | {s['sd']:.3f} | {s['em']:.3f} | {100 * s['ground_truth']:.1f} % |")
     if sweep:
         lines += ["", f"Single-sample success vs DDIM steps ({args.sweep_size}x{args.sweep_size}, "
                   f"{args.sweep_count} puzzles, sample seed 0):", "", "| steps | success | s per video (batched) |",
@@ -202,6 +204,10 @@ def main(argv=None) -> int:
         seeds = {i.seed for i in instances}
         rows = [r for r in done.values() if r["rooms"] == rooms and r["steps"] == args.steps and r["puzzle_seed"] in seeds]
         table[rooms] = summarise(rows, args.samples)
+        if table[rooms]:
+            # The ceiling: how often the referee passes the ground-truth video of the same puzzles.
+            table[rooms]["ground_truth"] = float(np.mean(
+                [verifier.score(i, i.solution_video(num_frames=pipe.num_frames)).success for i in instances]))
         print(f"  {table[rooms]}", flush=True)
 
     sweep = {}

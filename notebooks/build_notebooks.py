@@ -36,6 +36,21 @@ NOTEBOOKS = {
                  "{k: round(v, 3) for k, v in score.metrics.items() if k in ('success', 'success_lenient', "
                  "'precision_rate', 'step_deviation', 'exact_match', 'maze_fidelity')}"),
     ],
+    "02_chain_of_steps.ipynb": [
+        ("md", "# Chain of steps: what the model \"thinks\" at every denoising step\n\n"
+               "Decode the predicted clean video (x0) at every k-th step, score each with the referee, and "
+               "see when the answer is committed; then probe the layers."),
+        ("code", "from IPython.display import Image, display\n"
+                 "from gen_reason.probe.run import run_probe\n\n"
+                 "summary = run_probe(\"maze\", \"embedded\", \"out/chain_of_steps\", instances=4, seeds=4, every=4,\n"
+                 "                    progress=False)\n"
+                 "{k: v for k, v in summary.items() if not isinstance(v, (list, dict))}"),
+        ("md", "Rows are denoising steps (top: pure noise), columns are frames of the predicted clean video."),
+        ("code", "display(Image(\"out/chain_of_steps/filmstrip.png\"))"),
+        ("md", "The emergence curve: referee metrics of each step's x0, and the layer x step probe accuracy."),
+        ("code", "display(Image(\"out/chain_of_steps/emergence.png\"))\n"
+                 "display(Image(\"out/chain_of_steps/layer_probe.png\"))"),
+    ],
     "04_closed_loop.ipynb": [
         ("md", "# Closed loop (CollabVR style)\n\nA planner picks the next action, the video model makes a "
                "short clip, a verifier accepts it or rolls back to the last legal frame. On a laptop the "

@@ -405,8 +405,8 @@ def check_scene(track: Track, spec: dict, diff_threshold: int = 60, min_blob_cel
     """``maze_redrawn``: compare sampled frames with frame 0 outside the moving objects.
 
     A pixel changed when its (3x3-blurred) colour differs from frame 0 by more than
-    ``diff_threshold`` in some channel, after removing the frame's global colour drift
-    (the median change per channel); changes within the agent's (and box's) current
+    ``diff_threshold`` in some channel (the working frames are already corrected for
+    global brightness drift, see :func:`track.prepare_video`); changes within the agent's (and box's) current
     and start footprints, the trail's cells (trail skins) and the goal (when the agent
     stands on it) are expected. A changed blob larger than ``min_blob_cells`` of a cell
     (``step_px`` squared) is a redraw. Compression noise makes small, thin blobs only.
@@ -436,11 +436,7 @@ def check_scene(track: Track, spec: dict, diff_threshold: int = 60, min_blob_cel
     trail_mask = np.zeros((h, w), bool)
     trail_upto = 0
     for k in sample:
-        signed = cv2.blur(frames[k], (3, 3)).astype(np.int16) - first
-        # A global colour drift (generators brighten or tint whole frames) is not a
-        # redraw: remove each channel's median change before thresholding.
-        signed -= np.median(signed.reshape(-1, 3)[:: 7], axis=0).astype(np.int16)
-        diff = np.abs(signed).max(-1) > diff_threshold
+        diff = np.abs(cv2.blur(frames[k], (3, 3)).astype(np.int16) - first).max(-1) > diff_threshold
         if not diff.any():
             continue
         allowed = np.zeros((h, w), bool)

@@ -43,15 +43,18 @@ AGENT, BOX = 1, 2
 
 @dataclass
 class WorkVideo:
-    """The video as the referee works on it: resized so the agent is small but readable.
+    """The video as the referee works on it: resized so the agent is small but readable,
+    and with global brightness drift undone.
 
     ``frames``: ``(T, h, w, 3)`` uint8; ``scale``: ``(sx, sy)`` working pixels per spec
-    pixel; ``source_size``: ``(H, W)`` of the video as given.
+    pixel; ``source_size``: ``(H, W)`` of the video as given; ``gains``: the per-frame,
+    per-channel brightness gains that were divided out.
     """
 
     frames: np.ndarray
     scale: tuple[float, float]
     source_size: tuple[int, int]
+    gains: np.ndarray | None = None  # (T, 3) brightness drift undone per frame and channel
 
     def to_spec(self, xy: np.ndarray) -> np.ndarray:
         """Working pixel coordinates -> spec pixel coordinates (pixel centres at integers)."""
@@ -175,7 +178,58 @@ def prepare_video(video: np.ndarray, spec: dict) -> WorkVideo:
             cv2.resize(f[: size[1] * factor, : size[0] * factor], size, dst=frames[k], interpolation=cv2.INTER_AREA)
     else:
         frames = np.ascontiguousarray(video)
-    return WorkVideo(frames=frames, scale=(w / factor / spec_w, h / factor / spec_h), source_size=(h, w))
+    frames, gains = _undo_brightness_drift(frames)
+    return WorkVideo(frames=frames, scale=(w / factor / spec_w, h / factor / spec_h), source_size=(h, w),
+                     gains=gains)
+
+
+def _undo_brightness_drift(frames: np.ndarray, tolerance: float = 0.02) -> tuple[np.ndarray, np.ndarray]:
+    """Scale each frame back to frame 0's brightness.
+
+    Generated videos drift (frames get darker or brighter as a whole). Per frame and
+    channel, the gain is the most common ratio frame / frame 0 over a sample of bright
+    pixels; it is trusted when at least half of them share it (the static scene does)
+    and the three channels agree (brightness drift). A frame where it cannot be trusted
+    (a trail or a redraw covers most bright pixels, changing some channels only) keeps
+    the last trusted gain: drift is slow. Gains within ``tolerance`` of 1 are left alone.
+    Returns the corrected frames and the gains ``(T, 3)``.
+    """
+    t = len(frames)
+    gains = np.ones((t, 3))
+    if t < 2:
+        return frames, gains
+    stride = max(1, min(frames.shape[1:3]) // 80)  # ~80x80 sample pixels, all of a small frame
+    sample = frames[:, ::stride, ::stride].reshape(t, -1, 3).astype(np.float32)
+    base = sample[0]
+    bins = np.linspace(0.5, 1.5, 101)
+    found = np.full((t, 3), np.nan)
+    found[0] = 1.0
+    for c in range(3):
+        usable = base[:, c] > 40  # ratios of dark pixels are noise
+        if usable.sum() < 50:
+            continue
+        ratios = sample[:, usable, c] / base[usable, c]
+        for k in range(1, t):
+            counts, _ = np.histogram(ratios[k], bins=bins)
+            peak = 0.5 * (bins[np.argmax(counts)] + bins[np.argmax(counts) + 1])
+            near = ratios[k][np.abs(ratios[k] - peak) <= 0.02]
+            if len(near) >= 0.5 * len(ratios[k]):
+                found[k, c] = float(np.median(near))
+    usable_channels = ~np.isnan(found[1:]).all(axis=0)
+    if not usable_channels.any():
+        return frames, gains
+    for k in range(1, t):
+        g = found[k, usable_channels]
+        trusted = not np.isnan(g).any() and g.max() - g.min() <= 0.04
+        gains[k] = float(g.mean()) if trusted else gains[k - 1]
+    drift = np.abs(gains - 1.0).max(axis=1) > tolerance
+    if not drift.any():
+        return frames, np.ones((t, 3))
+    gains[~drift] = 1.0
+    out = frames.copy()
+    for k in np.flatnonzero(drift):
+        out[k] = np.clip(np.rint(frames[k] / gains[k].astype(np.float32)), 0, 255).astype(np.uint8)
+    return out, gains
 
 
 # ----------------------------------------------------------------------------- colour

@@ -16,18 +16,23 @@ import numpy as np
 from gen_reason.video import write_image
 
 
-def x0_filmstrip(videos_by_step: Mapping[int, np.ndarray], *, frames: int = 8, sigmas: Mapping | None = None,
-                 min_cell: int = 96, gap: int = 2, final: np.ndarray | None = None) -> np.ndarray:
+def x0_filmstrip(videos_by_step: Mapping[int, np.ndarray], *, frames: int = 8, max_rows: int = 16,
+                 sigmas: Mapping | None = None, min_cell: int = 96, gap: int = 2,
+                 final: np.ndarray | None = None) -> np.ndarray:
     """One image of the decoded x0 at each step: rows = steps, columns = ``frames`` evenly spaced frames.
 
+    At most ``max_rows`` steps are drawn, evenly spaced, the first and last included.
     Each row is labelled with its step (and noise level when ``sigmas`` is given);
     ``final`` adds the generated video as the last row. Frames smaller than
     ``min_cell`` pixels are enlarged by a whole factor (nearest), so pixels stay sharp.
     """
     import cv2
 
-    rows = [(f"step {step}" + (f" s={sigmas[step]:.2f}" if sigmas and sigmas.get(step) is not None else ""), video)
-            for step, video in sorted(videos_by_step.items())]
+    steps = sorted(videos_by_step)
+    if len(steps) > max_rows:
+        steps = [steps[i] for i in np.unique(np.round(np.linspace(0, len(steps) - 1, max_rows)).astype(int))]
+    rows = [(f"step {step}" + (f" s={sigmas[step]:.2f}" if sigmas and sigmas.get(step) is not None else ""),
+             videos_by_step[step]) for step in steps]
     if final is not None:
         rows.append(("final", final))
     if not rows:

@@ -59,6 +59,7 @@ class EmbeddedTrainConfig:
     attention_head_dim: int = 32
     norm_num_groups: int = 16
     num_train_timesteps: int = 1000
+    prediction_type: str = "sample"  # "sample" (clean video), "v_prediction" or "epsilon"
     # optimisation
     batch_size: int = 32
     max_steps: int = 8000
@@ -89,6 +90,8 @@ class EmbeddedTrainConfig:
             raise UserError("attention_levels needs one entry per block_out_channels entry")
         if self.resolution % (2 ** (len(self.block_out_channels) - 1)):
             raise UserError("resolution must be divisible by 2 ** (number of UNet levels - 1)")
+        if self.prediction_type not in ("sample", "v_prediction", "epsilon"):
+            raise UserError(f"prediction_type must be sample, v_prediction or epsilon; got {self.prediction_type!r}")
         for name in ("num_frames", "batch_size", "max_steps", "threads", "validation_count", "validation_steps"):
             if int(getattr(self, name)) < 1:
                 raise UserError(f"{name} must be >= 1; got {getattr(self, name)}")
@@ -194,7 +197,7 @@ def generate_videos(pipe: EmbeddedVideoPipeline, instances: Sequence, seeds: Seq
 
 def validate_model(unet, config: EmbeddedTrainConfig, referee: Callable) -> dict[str, float]:
     """Held-out single-sample success per validation size (sample seed 0 for every puzzle)."""
-    pipe = EmbeddedVideoPipeline(unet=unet, scheduler=make_scheduler(config.num_train_timesteps),
+    pipe = EmbeddedVideoPipeline(unet=unet, scheduler=make_scheduler(config.num_train_timesteps, config.prediction_type),
                                  pad_color=PAD_COLOR)
     pipe.set_progress_bar_config(disable=True)
     results = {}
@@ -239,15 +242,22 @@ def _plot_validation(run_dir: Path) -> None:
 
 def diffusion_loss(unet, noise_scheduler, video: torch.Tensor, condition: torch.Tensor,
                    generator: torch.Generator) -> torch.Tensor:
-    """v-prediction MSE on ``video`` ``[B, 3, F, R, R]`` given its first frame ``condition`` ``[B, 3, R, R]``.
-
-    Timesteps are uniform over the training schedule; noise and timesteps come from ``generator``.
+    """MSE of the scheduler's prediction target on ``video`` ``[B, 3, F, R, R]`` given its first
+    frame ``condition`` ``[B, 3, R, R]``: the clean video, ``v`` or the noise, as
+    ``noise_scheduler.config.prediction_type`` says. Timesteps are uniform over the
+    training schedule; noise and timesteps come from ``generator``.
     """
     noise = torch.randn(video.shape, generator=generator).to(video.device)
     timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (video.shape[0],),
                               generator=generator).to(video.device)
     noisy = noise_scheduler.add_noise(video, noise, timesteps)
-    target = noise_scheduler.get_velocity(video, noise, timesteps)
+    kind = noise_scheduler.config.prediction_type
+    if kind == "sample":
+        target = video
+    elif kind == "v_prediction":
+        target = noise_scheduler.get_velocity(video, noise, timesteps)
+    else:
+        target = noise
     prediction = unet(torch.cat([stack_frames(noisy), condition], dim=1), timesteps).sample
     return torch.nn.functional.mse_loss(prediction.float(), stack_frames(target))
 
@@ -313,7 +323,7 @@ def train_embedded(config: EmbeddedTrainConfig, out_dir: str | Path, resume: boo
     ema = EMAModel(unet.parameters(), decay=config.ema_decay)
     optimizer = torch.optim.AdamW(unet.parameters(), lr=config.learning_rate,
                                   betas=(config.adam_beta1, config.adam_beta2), weight_decay=config.weight_decay)
-    noise_scheduler = make_scheduler(config.num_train_timesteps)
+    noise_scheduler = make_scheduler(config.num_train_timesteps, config.prediction_type)
 
     step, train_seconds = 0, 0.0
     if resume and ckpt_path.exists():
@@ -418,7 +428,7 @@ def ema_unet(run_dir: str | Path):
 def export_pipeline(run_dir: str | Path, dest: str | Path) -> Path:
     """Save a run's EMA model as a diffusers pipeline folder (safetensors) at ``dest``."""
     unet, config, _ = ema_unet(run_dir)
-    pipe = EmbeddedVideoPipeline(unet=unet, scheduler=make_scheduler(config.num_train_timesteps), pad_color=PAD_COLOR)
+    pipe = EmbeddedVideoPipeline(unet=unet, scheduler=make_scheduler(config.num_train_timesteps, config.prediction_type), pad_color=PAD_COLOR)
     dest = Path(dest)
     pipe.save_pretrained(dest, safe_serialization=True)
     return dest

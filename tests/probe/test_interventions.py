@@ -3,7 +3,6 @@
 Fixtures (tiny generators, a 16 px maze): tests/probe/conftest.py.
 """
 
-import numpy as np
 import pytest
 import torch
 

@@ -242,6 +242,23 @@ def test_maze_redrawn_wall_removed():
     assert redraw["frame"] >= 30
 
 
+def test_redraw_is_still_seen_through_brightness_drift():
+    from gen_reason.verifiers.degrade import brightness_drift
+
+    _, inst, video, _, graph = grid_case()
+    spec = inst.spec
+    grid = np.array([[int(c) for c in row] for row in spec["layout"]["grid"]])
+    cell = spec["geometry"]["cell_px"]
+    path_xy = graph.nodes[inst.solution["path"]]
+    r, c = next((r, c) for r, c in np.argwhere(grid == 1) if 0 < r < grid.shape[0] - 1 and 0 < c < grid.shape[1] - 1
+                and np.linalg.norm(path_xy - [(c + 0.5) * cell, (r + 0.5) * cell], axis=1).min() > 2 * cell)
+    bad = video.copy()
+    bad[30:, r * cell:(r + 1) * cell, c * cell:(c + 1) * cell] = spec["colors"]["floor"]
+    assert RULES.score(inst, brightness_drift(video)).success  # drift alone is fine
+    score = RULES.score(inst, brightness_drift(bad))
+    assert not score.success and score.metrics["violation_maze_redrawn"] == 1.0, score.reason
+
+
 def test_maze_redrawn_goal_moved():
     _, inst, video, background, graph = grid_case()
     spec = inst.spec
