@@ -86,22 +86,38 @@ def cmd_puzzle(args, extra) -> int:
 
 
 def cmd_make_dataset(args, extra) -> int:
-    """Write a dataset of puzzles (first frames, solution videos, metadata)."""
+    """Write a dataset of puzzles (first frames, solution videos, metadata), in our layout or an anchor's."""
     from gen_reason.datasets import DatasetSpec, make_dataset
 
     overrides = parse_dotted(extra, ("task",))
+    frames = args.frames
+    if frames == -1:  # not given: 49 frames, or VR-Bench's own timing for --format vrbench
+        frames = None if args.format == "vrbench" else 49
     spec = DatasetSpec(
         task=args.task,
         n=args.n,
         difficulties=tuple(d for d in args.difficulty.split(",") if d),
         seed=args.seed,
-        num_frames=args.frames,
+        num_frames=frames,
         video=not args.no_video,
         test_fraction=args.test_fraction,
         dedupe=args.dedupe,
         task_config=overrides["task"],
         crf=args.crf,
     )
+    if args.format == "vrbench":
+        from gen_reason.interop.vrbench_write import make_vrbench_dataset
+
+        out = make_vrbench_dataset(spec, args.out, workers=args.workers, progress=not args.quiet)
+        print(f"wrote {spec.n} instances of {spec.task} to {out} in VR-Bench's layout "
+              "(<game>/<skin>/<difficulty>/{states,images,videos}, metadata.csv)")
+        return 0
+    if args.format == "diffsynth":
+        from gen_reason.interop.vrbench_write import make_diffsynth_dataset
+
+        out = make_diffsynth_dataset(spec, args.out, workers=args.workers, progress=not args.quiet)
+        print(f"wrote {spec.n} instances of {spec.task} to {out} (metadata.csv: video,prompt,input_image)")
+        return 0
     out = make_dataset(spec, args.out, workers=args.workers, progress=not args.quiet)
     print(f"wrote {spec.n} instances of {spec.task} to {out} (metadata.jsonl, metadata.csv)")
     return 0
@@ -120,19 +136,32 @@ def cmd_solve(args, extra) -> int:
 
 
 def cmd_score(args, extra) -> int:
-    """Referee generated videos: one against an instance, or a folder against a dataset."""
-    from gen_reason.runs.scoring import score_folder, score_one
+    """Referee generated videos: one against an instance, or a folder against a dataset or VR-Bench levels."""
+    from gen_reason.runs.scoring import score_folder, score_one, score_vrbench
 
     target = Path(args.video)
-    if args.instance:
+    if sum(bool(x) for x in (args.instance, args.dataset, args.vrbench)) > 1:
+        raise UserError("give only one of --instance, --dataset, --vrbench")
+    if args.vrbench:
+        rows = score_vrbench(target, Path(args.vrbench), kind=args.kind, out=Path(args.out) if args.out else None)
+    elif args.instance:
         rows = [score_one(target, Path(args.instance), kind=args.kind, out=Path(args.out) if args.out else None)]
     elif args.dataset:
         rows = score_folder(target, Path(args.dataset), kind=args.kind, out=Path(args.out or target / "scores"))
     else:
-        raise UserError("give --instance INSTANCE.json (one video) or --dataset DIR (a folder of videos)")
+        raise UserError("give --instance INSTANCE.json (one video), --dataset DIR or --vrbench DIR (a folder of videos)")
     from gen_reason.runs.scoring import print_table
 
     print_table(rows)
+    return 0
+
+
+def cmd_compare_referees(args, extra) -> int:
+    """Our referee beside VR-Bench's lenient success (and VR-Bench's own evaluator, given a checkout)."""
+    from gen_reason.interop.compare import compare_referees, print_report
+
+    report = compare_referees(args.videos, args.levels, args.vrbench_repo, tracker=args.tracker, out=args.out)
+    print_report(report)
     return 0
 
 
@@ -232,7 +261,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, required=True, help="number of instances")
     p.add_argument("--difficulty", default="easy", help="comma-separated difficulties, taken round-robin")
     p.add_argument("--seed", type=int, default=0, help="item i uses seed SEED + i")
-    p.add_argument("--frames", type=_frames, default=49, help="frames per solution video, or 'natural' (default 49)")
+    p.add_argument("--frames", type=_frames, default=-1,
+                   help="frames per solution video, or 'natural' (default 49; natural for --format vrbench)")
+    p.add_argument("--format", default="genreason", choices=["genreason", "vrbench", "diffsynth"],
+                   help="genreason (default), vrbench (VR-Bench's <game>/<skin>/<difficulty> tree and state "
+                        "files, maze family only) or diffsynth (metadata.csv with video,prompt,input_image)")
     p.add_argument("--no-video", action="store_true", help="write first frames and metadata only")
     p.add_argument("--test-fraction", type=float, default=0.0, help="share of puzzles in the test split (by canonical hash)")
     p.add_argument("--dedupe", action="store_true", help="drop repeated puzzles (same canonical hash)")
@@ -258,14 +291,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("score", help="referee generated videos",
                        description="Score one video against an instance JSON, or a folder of videos against a "
-                                   "dataset (files named <uid>*.mp4). Prints a table; writes scores.json and "
-                                   "a debug strip per video.")
+                                   "dataset (files named <uid>*.mp4) or VR-Bench levels (files named "
+                                   "<difficulty>_<NNNN>[_*].mp4). Prints a table; writes scores.json and a "
+                                   "debug strip per video.")
     p.add_argument("video", help="a video file, or a folder of videos")
     p.add_argument("--instance", default=None, help="instance JSON (from `genreason puzzle` or a dataset record)")
     p.add_argument("--dataset", default=None, help="dataset folder the videos answer")
+    p.add_argument("--vrbench", default=None, metavar="DIR",
+                   help="VR-Bench levels the videos answer (<game>/<skin>/<difficulty>/{states,images,videos})")
     p.add_argument("--kind", default="reference", choices=["reference", "rule"])
     p.add_argument("--out", default=None, help="where scores.json and debug strips go")
     p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("compare-referees", help="where our referee and VR-Bench's disagree, and why",
+                       description="Score videos named after VR-Bench levels with our referee and report strict "
+                                   "success beside VR-Bench's lenient success; with --vrbench-repo, also run "
+                                   "VR-Bench's own evaluator from that local checkout and report disagreements.")
+    p.add_argument("--videos", required=True, help="a video or a folder of videos (<difficulty>_<NNNN>[_*].mp4)")
+    p.add_argument("--levels", required=True, help="VR-Bench levels (<game>/<skin>/<difficulty>/states/*.json)")
+    p.add_argument("--vrbench-repo", default=None, help="a local VR-Bench checkout to run its evaluator from")
+    p.add_argument("--tracker", default="ncc", choices=["ncc", "csrt", "optical_flow"],
+                   help="VR-Bench's tracker (default ncc, its default)")
+    p.add_argument("--out", default=None, help="where compare.json goes")
+    p.set_defaults(func=cmd_compare_referees)
 
     p = sub.add_parser("eval", help="run an evaluation (resumable)",
                        description="Run instances x solvers from a YAML config; every field can be overridden "

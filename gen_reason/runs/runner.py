@@ -51,7 +51,11 @@ def iter_instances(config: EvalConfig, task_config: dict | None = None) -> Itera
     task_config = data.task_config if task_config is None else task_config
     if data.dataset:
         from gen_reason.datasets import iter_dataset
+        from gen_reason.interop.vrbench_read import is_vrbench_folder, iter_vrbench_instances
 
+        if is_vrbench_folder(data.dataset):  # VR-Bench levels: <game>/<skin>/<difficulty>/states/*.json
+            yield from iter_vrbench_instances(data.dataset, split=data.split)
+            return
         for instance, _ in iter_dataset(data.dataset, split=data.split):
             yield instance
         return

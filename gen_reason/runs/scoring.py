@@ -1,4 +1,23 @@
-"""``genreason score``: referee videos against an instance or a dataset, with debug strips."""
+"""``genreason score``: referee videos against an instance, a dataset or VR-Bench levels.
+
+Three ways to say what the videos answer:
+
+- one video and ``--instance INSTANCE.json`` (from ``genreason puzzle`` or a dataset record);
+- a folder of videos and ``--dataset DIR`` (written by ``make-dataset``): files named
+  ``<uid>*.mp4``;
+- a folder of videos and ``--vrbench DIR`` (VR-Bench levels,
+  ``<game>/<skin>/<difficulty>/{states,images,videos}``): files named as VR-Bench names
+  them, ``<difficulty>_<NNNN>[_*].mp4``, in folders named after their game and skin when
+  several games share a level name (:func:`gen_reason.interop.vrbench_read.match_videos`).
+
+Each writes ``scores.json`` (one row per video: success, metrics, trace, reason) and a
+debug strip per video: for the maze family
+:func:`gen_reason.verifiers.maze.debug_strip` (the track drawn, the first violation
+circled), for other tasks a filmstrip with the track. A video that cannot be read or
+judged is a recorded failure with the reason, never a traceback; a level the referee does
+not support (VR-Bench's maze3d) is a row marked ``skipped`` with the reason, left out of
+the success rate. A path that does not exist is a :class:`UserError`.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +38,8 @@ def load_instance(path: Path) -> Instance:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise UserError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path} is not an instance (expected a JSON object)")
     for key in ("task", "seed", "difficulty", "spec"):
         if key not in data:
             raise UserError(f"{path} is not an instance (missing {key!r})")
@@ -28,72 +49,150 @@ def load_instance(path: Path) -> Instance:
         raise UserError(str(exc)) from None
 
 
-def _score(instance: Instance, video_path: Path, kind: str, out: Path | None) -> dict:
-    from gen_reason.verifiers.registry import verifier_for
-    from gen_reason.video import read_video
+def _debug_strip(instance: Instance, video, score, verifier):
+    """The debug strip of one scored video, upscaled so small videos stay readable."""
+    from gen_reason.runs.solve import draw_track, upscale
+    from gen_reason.verifiers.maze import MazeRuleVerifier, debug_strip
+    from gen_reason.video import filmstrip
 
+    if isinstance(verifier, MazeRuleVerifier):
+        strip = debug_strip(instance, video, score)
+    else:
+        strip = filmstrip(draw_track(video, score.to_dict()["trace"]), 8)
+    return upscale(strip[None], 96)[0]
+
+
+def score_video(instance: Instance, video_path: Path, kind: str = "reference", out: Path | None = None,
+                name: str | None = None) -> dict:
+    """Score one video file; returns its row (``name`` names the debug strip in ``out``)."""
+    from gen_reason.verifiers.registry import verifier_for
+    from gen_reason.verifiers.score import Score
+    from gen_reason.video import read_video, write_image
+
+    verifier = verifier_for(instance.task, kind)
     try:
         video = read_video(video_path)
     except UserError as exc:
-        from gen_reason.verifiers.score import Score
-
-        score = Score.failure(f"unreadable video: {exc}")
-        video = None
+        score, video = Score.failure(f"unreadable video: {exc}", success=0.0), None
     else:
-        score = verifier_for(instance.task, kind).score(instance, video)
-    row = {"video": str(video_path), "uid": instance.uid, "task": instance.task, **score.to_dict()}
+        score = verifier.score(instance, video)
+    row = {"video": str(video_path), "uid": instance.uid, "task": instance.task, "status": "scored",
+           **score.to_dict()}
     if out is not None and video is not None:
-        from gen_reason.runs.solve import draw_track, upscale
-        from gen_reason.video import filmstrip, write_image
-
-        strip = filmstrip(draw_track(video, score.to_dict()["trace"]), 8)
-        row["debug_strip"] = str(write_image(out / f"{video_path.stem}_debug.png", upscale(strip[None], 96)[0]))
+        strip = _debug_strip(instance, video, score, verifier)
+        row["debug_strip"] = str(write_image(out / f"{name or video_path.stem}_debug.png", strip))
     return row
+
+
+def _writable(out: Path) -> Path:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot write to {out}: {exc.strerror or exc}") from None
+    return out
 
 
 def score_one(video: Path, instance_path: Path, kind: str = "reference", out: Path | None = None) -> dict:
     """Score one video file against the instance in ``instance_path``."""
     instance = load_instance(instance_path)
+    if not video.exists():
+        raise UserError(f"video not found: {video}")
+    if video.is_dir():
+        raise UserError(f"{video} is a folder; score a folder of videos with --dataset or --vrbench")
     if out:
-        out.mkdir(parents=True, exist_ok=True)
-    row = _score(instance, video, kind, out)
+        _writable(out)
+    row = score_video(instance, video, kind, out)
     if out:
         (out / "scores.json").write_text(json.dumps([row], indent=1))
     return row
+
+
+def _videos_in(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        raise UserError(f"not a folder of videos: {folder}")
+    videos = sorted(p for p in folder.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
+    if not videos:
+        raise UserError(f"no videos in {folder}")
+    return videos
 
 
 def score_folder(folder: Path, dataset: Path, kind: str = "reference", out: Path | None = None) -> list[dict]:
     """Score every video in ``folder`` whose name starts with a dataset instance's uid."""
     from gen_reason.datasets import iter_dataset
 
-    if not folder.is_dir():
-        raise UserError(f"not a folder of videos: {folder}")
-    videos = sorted(p for p in folder.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
-    if not videos:
-        raise UserError(f"no videos in {folder}")
-    out = out or folder / "scores"
-    out.mkdir(parents=True, exist_ok=True)
-    rows = []
+    videos = _videos_in(folder)
     instances = {inst.uid: inst for inst, _ in iter_dataset(dataset)}
+    out = _writable(out or folder / "scores")
+    rows = []
     for video in videos:
         # Longest uid first, so "..._1" never claims "..._12_sample0.mp4".
         uid = next((u for u in sorted(instances, key=len, reverse=True)
                     if video.stem == u or video.stem.startswith(u + "_")), None)
         if uid is None:
             continue
-        rows.append(_score(instances[uid], video, kind, out))
+        rows.append(score_video(instances[uid], video, kind, out))
     if not rows:
         raise UserError(f"no video in {folder} is named after an instance of {dataset} (<uid>*.mp4)")
     (out / "scores.json").write_text(json.dumps(rows, indent=1))
     return rows
 
 
+def score_vrbench(folder: Path, levels: Path, kind: str = "reference", out: Path | None = None) -> list[dict]:
+    """Score every video under ``folder`` named after a VR-Bench level under ``levels``.
+
+    Videos named after no level are ignored; ambiguous ones are recorded failures; levels
+    the referee does not support are ``skipped`` rows (see the module docstring).
+    """
+    from gen_reason.interop.vrbench_read import find_levels, is_vrbench_folder, level_instance, list_videos, match_videos
+
+    if not folder.exists():
+        raise UserError(f"not a folder of videos: {folder}")
+    if not is_vrbench_folder(levels):
+        raise UserError(f"{levels} is not a VR-Bench folder (expected <game>/<skin>/<difficulty>/states/*.json)")
+    videos = [folder] if folder.is_file() else list_videos(folder)
+    if not videos:
+        raise UserError(f"no videos in {folder}")
+    matches, problems = match_videos(videos, find_levels(levels))
+    ambiguous = [(v, why) for v, why in problems if why.startswith("ambiguous")]
+    if not matches and not ambiguous:
+        raise UserError(f"no video in {folder} is named after a VR-Bench level of {levels} "
+                        "(<difficulty>_<NNNN>[_*].mp4)")
+    out = _writable(out or (folder if folder.is_dir() else folder.parent) / "scores")
+    base = folder if folder.is_dir() else folder.parent
+    instances: dict = {}
+    rows = []
+    for video, level in matches:
+        if level.key not in instances:
+            try:
+                instances[level.key] = level_instance(level)
+            except UserError as exc:
+                instances[level.key] = str(exc)
+        instance = instances[level.key]
+        if isinstance(instance, str):
+            rows.append({"video": str(video), "level": level.key, "task": f"vrbench/{level.game}",
+                         "status": "skipped", "success": False, "metrics": {}, "trace": {}, "reason": instance})
+            continue
+        name = "__".join(video.relative_to(base).with_suffix("").parts)
+        rows.append({"level": level.key, **score_video(instance, video, kind, out, name=name)})
+    for video, why in ambiguous:
+        rows.append({"video": str(video), "status": "scored", "success": False, "metrics": {"success": 0.0},
+                     "trace": {}, "reason": why})
+    (out / "scores.json").write_text(json.dumps(rows, indent=1))
+    return rows
+
+
 def print_table(rows: list[dict]) -> None:
-    """Print one line per scored video and the mean success."""
+    """Print one line per video and the success rate (strict, and VR-Bench's lenient SR)."""
     for row in rows:
         m = row["metrics"]
         pr = m.get("precision_rate")
-        print(f"{'PASS' if row['success'] else 'FAIL'}  {Path(row['video']).name:40s} "
+        verdict = "SKIP" if row.get("status") == "skipped" else ("PASS" if row["success"] else "FAIL")
+        label = row.get("level") or Path(row["video"]).name
+        print(f"{verdict}  {label:40s} "
               f"PR={pr if pr is None else round(pr, 3)} EM={m.get('exact_match')} {row.get('reason', '')}")
-    if len(rows) > 1:
-        print(f"success {sum(r['success'] for r in rows)}/{len(rows)}")
+    scored = [r for r in rows if r.get("status") != "skipped"]
+    if len(rows) > 1 and scored:
+        lenient = sum(bool(r["metrics"].get("success_lenient")) for r in scored)
+        skipped = len(rows) - len(scored)
+        print(f"success {sum(r['success'] for r in scored)}/{len(scored)} "
+              f"(lenient, as VR-Bench's SR: {lenient}/{len(scored)})" + (f"; {skipped} skipped" if skipped else ""))

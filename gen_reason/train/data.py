@@ -46,9 +46,14 @@ def maze_geometry(rooms: int, resolution: int = 32) -> dict:
     return {"cell_px": cell, "wall_px": 1, "margin": (resolution - side) // 2}
 
 
-def maze_task(rooms: int, resolution: int = 32):
-    """The ``maze/grid`` task (tiny skin, thin walls, trail) for ``rooms x rooms`` mazes."""
-    return get_task("maze/grid", skin="tiny", wall_style="thin", trail=True, **maze_geometry(rooms, resolution))
+def maze_task(rooms: int, resolution: int = 32, **timing):
+    """The ``maze/grid`` task (tiny skin, thin walls, trail) for ``rooms x rooms`` mazes.
+
+    ``timing`` may set ``frames_per_step`` / ``hold_frames`` (ground-truth video timing);
+    they change no puzzle and no first frame.
+    """
+    return get_task("maze/grid", skin="tiny", wall_style="thin", trail=True, **maze_geometry(rooms, resolution),
+                    **timing)
 
 
 def maze_instance(rooms: int, seed: int, resolution: int = 32) -> Instance:
@@ -63,6 +68,13 @@ def held_out_instances(rooms: int, count: int, resolution: int = 32, offset: int
     return [task.generate(start + i, f"{rooms}x{rooms}") for i in range(count)]
 
 
+def fit_length(video: np.ndarray, num_frames: int) -> np.ndarray:
+    """Cut ``video`` to ``num_frames`` or hold its last frame until it is that long."""
+    if len(video) >= num_frames:
+        return video[:num_frames]
+    return np.concatenate([video, np.repeat(video[-1:], num_frames - len(video), axis=0)])
+
+
 def video_to_tensor(video: np.ndarray) -> torch.Tensor:
     """``(F, H, W, 3)`` uint8 -> ``[3, F, H, W]`` float in ``[-1, 1]``."""
     return torch.from_numpy(video).permute(3, 0, 1, 2).float() / 127.5 - 1.0
@@ -73,6 +85,11 @@ class MazeVideoData:
     """Which mazes a run trains on and how each batch is drawn.
 
     ``sizes`` / ``size_weights``: rooms per side and their sampling weights.
+    ``frames_per_move``: ``None`` spreads the whole solution over ``num_frames`` (the
+    agent's speed depends on the path length); a number moves the agent one room per
+    that many frames from frame 0, then holds the solved state (longer solutions are
+    cut at ``num_frames``), so where the agent is at frame ``k`` needs no knowledge of
+    the path's length.
     """
 
     sizes: Sequence[int] = (3, 4, 5)
@@ -80,6 +97,7 @@ class MazeVideoData:
     num_frames: int = 16
     resolution: int = 32
     seed: int = 0
+    frames_per_move: int | None = None
 
     def draw(self, step: int, batch_size: int) -> list[tuple[int, int]]:
         """The ``(rooms, puzzle seed)`` pairs of batch ``step``: a pure function of (seed, step)."""
@@ -91,8 +109,13 @@ class MazeVideoData:
 
     def example(self, rooms: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
         """The padded first frame ``(R, R, 3)`` and solution video ``(F, R, R, 3)``, uint8."""
-        instance = maze_instance(rooms, seed, self.resolution)
-        video = instance.solution_video(num_frames=self.num_frames)
+        if self.frames_per_move is None:
+            instance = maze_instance(rooms, seed, self.resolution)
+            video = instance.solution_video(num_frames=self.num_frames)
+        else:
+            task = maze_task(rooms, self.resolution, frames_per_step=self.frames_per_move, hold_frames=0)
+            instance = task.generate(seed, f"{rooms}x{rooms}")
+            video = fit_length(task.solution_video(instance, None), self.num_frames)
         return pad_image(instance.first_frame, self.resolution, PAD_COLOR), pad_video(video, self.resolution, PAD_COLOR)
 
     def batch(self, step: int, batch_size: int) -> dict[str, torch.Tensor]:

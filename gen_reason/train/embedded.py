@@ -49,6 +49,7 @@ class EmbeddedTrainConfig:
     num_frames: int = 16
     resolution: int = 32
     data_seed: int = 0
+    frames_per_move: int | None = None  # None: whole solution over num_frames; k: one room per k frames, then hold
     data_workers: int = 1
     fresh_per_step: int = 32  # new videos per step; fewer than batch_size reuses videos from a pool
     pool_size: int = 1024  # videos kept for reuse when fresh_per_step < batch_size
@@ -72,6 +73,7 @@ class EmbeddedTrainConfig:
     max_grad_norm: float = 1.0
     ema_decay: float = 0.999
     seed: int = 0
+    init_from: str | None = None  # start from this checkpoint's EMA weights (a second stage)
     mixed_precision: str = "no"
     threads: int = 2
     # bookkeeping
@@ -122,7 +124,7 @@ class EmbeddedTrainConfig:
     def data(self) -> MazeVideoData:
         """The data description this config trains on."""
         return MazeVideoData(tuple(self.sizes), tuple(self.size_weights), self.num_frames, self.resolution,
-                             self.data_seed)
+                             self.data_seed, self.frames_per_move)
 
     def build_unet(self):
         """A freshly initialised UNet of this config's shape (seeded by ``seed``)."""
@@ -320,6 +322,11 @@ def train_embedded(config: EmbeddedTrainConfig, out_dir: str | Path, resume: boo
     accelerator = Accelerator(mixed_precision=config.mixed_precision)
 
     unet = config.build_unet()
+    if config.init_from:
+        if not Path(config.init_from).is_file():
+            raise UserError(f"init_from checkpoint not found: {config.init_from}")
+        start_weights, _, _ = ema_unet(Path(config.init_from).parent, Path(config.init_from).name)
+        unet.load_state_dict(start_weights.state_dict())
     ema = EMAModel(unet.parameters(), decay=config.ema_decay)
     optimizer = torch.optim.AdamW(unet.parameters(), lr=config.learning_rate,
                                   betas=(config.adam_beta1, config.adam_beta2), weight_decay=config.weight_decay)
@@ -411,11 +418,12 @@ def train_embedded(config: EmbeddedTrainConfig, out_dir: str | Path, resume: boo
     return {"step": step, "loss": loss_value, "train_seconds": train_seconds}
 
 
-def ema_unet(run_dir: str | Path):
-    """The EMA weights of a run's latest checkpoint, as a UNet ready for inference."""
+def ema_unet(run_dir: str | Path, checkpoint: str = "checkpoint.pt"):
+    """The EMA weights of a run's checkpoint, as a UNet ready for inference: ``(unet, config, state)``."""
     run_dir = Path(run_dir)
-    state = torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=False)
-    config = EmbeddedTrainConfig(**state["config"])
+    state = torch.load(run_dir / checkpoint, map_location="cpu", weights_only=False)
+    known = {f.name for f in dataclasses.fields(EmbeddedTrainConfig)}
+    config = EmbeddedTrainConfig(**{k: v for k, v in state["config"].items() if k in known})
     unet = config.build_unet()
     from diffusers.training_utils import EMAModel
 
