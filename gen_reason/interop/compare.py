@@ -189,7 +189,7 @@ def compare_referees(videos: str | os.PathLike, levels: str | os.PathLike, vrben
         rows.append({"video": str(video), "level": level.key, "ours": ours, "vrbench": theirs, "agree": agree,
                      "why": why})
     report = {"rows": rows, "summary": _summary(rows, repo is not None),
-              "vrbench": {"repo": str(repo), "tracker": tracker, **VRBENCH_DEFAULTS} if repo else None,
+              "vrbench": {**VRBENCH_DEFAULTS, "repo": str(repo), "tracker": tracker} if repo else None,
               "unmatched": [{"video": str(v), "reason": why} for v, why in problems]}
     if out:
         (out / "compare.json").write_text(json.dumps(report, indent=1))

@@ -18,7 +18,7 @@ read-outs linear. Features are kept per sample and step on the CPU in float16.
 train/test split across puzzle instances, for two questions about a maze:
 
 - ``agent_cell``: which node (cell) is the agent in at frame t (a few frames inside the
-  video)? Each node's feature (sampled from the pooled grid at the node's position and
+  video), in the video the model ends up generating (or in the solution)? Each node's feature (sampled from the pooled grid at the node's position and
   the frame's time) gets a score from a linear head; the prediction is the best-scoring
   node. Accuracy is top-1; chance is one over the number of nodes.
 - ``on_path``: is node c on the solution path? Node features averaged over time, a
@@ -373,29 +373,60 @@ class ProbeTargets:
     """What the linear probes predict for one sample of one instance.
 
     ``uv``: node positions ``[nodes, 2]``; ``on_path``: ``[nodes]`` 0/1; ``agent``: the
-    agent's node at each of the probed frames; ``frame_fractions``: where those frames
-    sit in the video (0 = first, 1 = last), to pick the matching feature frame.
+    agent's node at each of the probed frames (``None`` where unknown: the referee lost
+    the agent there); ``frame_fractions``: where those frames sit in the video (0 =
+    first, 1 = last), to pick the matching feature frame.
     """
 
     uv: np.ndarray
     on_path: np.ndarray
-    agent: list[int]
+    agent: list[int | None]
     frame_fractions: list[float]
 
 
-def maze_targets(generator, instance, num_frames: int, probe_frames: int = 4) -> ProbeTargets:
+def nearest_nodes(instance, positions: Sequence, frames: Sequence[int]) -> list[int | None]:
+    """The node nearest the tracked agent at each of ``frames`` (``None`` when lost or over a step from any node).
+
+    ``positions`` is a referee trace's ``agent_positions``: per frame ``[x, y]`` in the
+    spec's pixel-index coordinates (pixel i's centre at i) or ``None``.
+    """
+    nodes = np.asarray(instance.spec["nodes"], dtype=float)
+    step = float(instance.spec.get("step_px", 1.0))
+    out: list[int | None] = []
+    for frame in frames:
+        point = positions[frame] if frame < len(positions) else None
+        if point is None:
+            out.append(None)
+            continue
+        # Nodes are continuous coordinates (pixel i spans [i, i + 1]): shift the track by half a pixel.
+        distances = np.linalg.norm(nodes - (np.asarray(point, dtype=float) + 0.5), axis=1)
+        nearest = int(np.argmin(distances))
+        out.append(nearest if distances[nearest] <= step else None)
+    return out
+
+
+def maze_targets(generator, instance, num_frames: int, probe_frames: int = 4,
+                 agent_positions: Sequence | None = None) -> ProbeTargets:
     """Probe targets from a maze instance's spec and solution.
 
-    The agent-cell question is asked at ``probe_frames`` frames spread strictly inside
-    the video: the first frame shows the start and the last the goal, both readable from
-    the puzzle image itself, which would flatter the probe.
+    ``on_path`` comes from the solution. The agent-cell question is asked at
+    ``probe_frames`` frames spread strictly inside the video (the first frame shows the
+    start and the last the goal, both readable from the puzzle image itself, which would
+    flatter the probe). Its answer is where the agent is in the *generated* video, when
+    ``agent_positions`` (the referee's trace of it) is given: what the model will draw,
+    whatever its timing or its mistakes; otherwise where the ground-truth solution video
+    of ``num_frames`` frames has it.
     """
     frames = sorted({int(round(f)) for f in np.linspace(0, num_frames - 1, probe_frames + 2)[1:-1]})
     nodes = len(instance.spec["nodes"])
     on_path = np.zeros(nodes)
     on_path[[int(n) for n in instance.solution["path"]]] = 1
+    if agent_positions is not None:
+        agent = nearest_nodes(instance, agent_positions, frames)
+    else:
+        agent = agent_nodes(instance, num_frames, frames)
     return ProbeTargets(
-        uv=node_uv(generator, instance), on_path=on_path, agent=agent_nodes(instance, num_frames, frames),
+        uv=node_uv(generator, instance), on_path=on_path, agent=agent,
         frame_fractions=[frame / max(1, num_frames - 1) for frame in frames],
     )
 
@@ -512,18 +543,22 @@ def _frame_index(fraction: float, frames: int) -> int:
 
 def _agent_accuracy(features: dict, targets, train, test, alpha) -> float:
     """Top-1 accuracy of per-frame linear heads scoring every node; the best-scoring node is the guess."""
-    accuracies = []
+    hits = []
     for k in range(len(targets[train[0]].agent)):
         def rows(sample):
             grid = features[sample]
             return grid[_frame_index(targets[sample].frame_fractions[k], grid.shape[0])]  # [nodes, D]
 
-        x = np.concatenate([rows(s) for s in train])
-        y = np.concatenate([(np.arange(len(targets[s].uv)) == targets[s].agent[k]).astype(float) for s in train])
+        known_train = [s for s in train if targets[s].agent[k] is not None]
+        known_test = [s for s in test if targets[s].agent[k] is not None]
+        if not known_train or not known_test:
+            continue
+        x = np.concatenate([rows(s) for s in known_train])
+        y = np.concatenate([(np.arange(len(targets[s].uv)) == targets[s].agent[k]).astype(float)
+                            for s in known_train])
         model = ridge_fit(x, y, alpha)
-        hits = [int(np.argmax(ridge_predict(model, rows(s)))) == targets[s].agent[k] for s in test]
-        accuracies.append(np.mean(hits))
-    return float(np.mean(accuracies))
+        hits.extend(int(np.argmax(ridge_predict(model, rows(s)))) == targets[s].agent[k] for s in known_test)
+    return float(np.mean(hits)) if hits else math.nan
 
 
 def _on_path_accuracy(features: dict, targets, train, test, alpha) -> float:

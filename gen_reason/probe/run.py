@@ -90,6 +90,7 @@ def run_probe(
     pool: Sequence[int] = (4, 8, 8),
     project_dim: int | None = 256,
     probe_frames: int = 4,
+    agent_targets: str = "generated",
     interventions: bool = True,
     intervention_steps: Sequence[int] | None = None,
     intervention_strength: float = 1.0,
@@ -122,6 +123,8 @@ def run_probe(
         pool: pooled feature grid (frames, rows, cols); ``project_dim``: random projection
             of wider layers (``None``: keep all channels).
         probe_frames: frames along the video at which the agent-cell probe is asked.
+        agent_targets: ``"generated"`` (where the referee tracks the agent in the model's
+            final video: what the model will draw) or ``"solution"`` (the ground truth).
         interventions: run the noise and swap sweep on the first instance;
             ``intervention_steps``: where (default: six steps spread over the schedule);
             ``intervention_strength``: share of fresh noise (1 = all).
@@ -135,6 +138,8 @@ def run_probe(
     """
     from gen_reason.puzzles.registry import get_task
 
+    if agent_targets not in ("generated", "solution"):
+        raise UserError(f"agent_targets must be generated or solution; got {agent_targets!r}")
     if save_x0 not in ("first", "all", "none"):
         raise UserError(f"save_x0 must be first, all or none; got {save_x0!r}")
     if int(instances) < 1:
@@ -196,8 +201,14 @@ def run_probe(
     layer_result = None
     layer_summary: dict[str, Any] = {"skipped": "layer_probe=False"} if not layer_probe else {}
     if recorder is not None and do_layers:
-        targets = [maze_targets(generator, puzzles[recorder.instance_of_sample[s]], video_frames, probe_frames)
-                   for s in range(len(recorder.seeds))]
+        # Recorder samples run instance by instance, seeds in order: sample s is seed s % n of its instance.
+        targets = []
+        for s in range(len(recorder.seeds)):
+            instance_index, seed_index = recorder.instance_of_sample[s], s % len(seed_list)
+            positions = None
+            if agent_targets == "generated":
+                positions = results[instance_index].final_scores[seed_index].trace.get("agent_positions") or []
+            targets.append(maze_targets(generator, puzzles[instance_index], video_frames, probe_frames, positions))
         layer_result = fit_layer_probes(recorder, targets)
         layer_summary = layer_result.to_dict()
     elif recorder is not None:
@@ -232,6 +243,7 @@ def run_probe(
         "settings": {"every": every, "decode_scale": decode_scale, "verifier": getattr(referee, "name", verifier),
                      "guidance": guidance, "pool": list(pool), "project_dim": project_dim,
                      "layers": recorder.layers if recorder is not None else [],
+                     "agent_targets": agent_targets, "probe_frames": probe_frames,
                      "intervention_strength": intervention_strength, "early_fraction": early_fraction},
         "final": {
             "success": _mean([s.success for s in finals]),

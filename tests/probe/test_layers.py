@@ -15,6 +15,7 @@ from gen_reason.probe.layers import (
     denoiser_blocks,
     fit_layer_probes,
     maze_targets,
+    nearest_nodes,
     node_uv,
     pool_features,
     resolve_layers,
@@ -155,6 +156,29 @@ def test_maze_targets_follow_the_solution(tiny_generator, tiny_maze):
     assert uv.shape == (9, 2) and (uv > 0).all() and (uv < 1).all()
     # Room (0, 0) spans pixels 1..4 of the 16 px image: its centre is x = y = 3.0 (continuous).
     np.testing.assert_allclose(uv[0], [3 / 16, 3 / 16])
+
+
+def test_agent_targets_from_the_generated_video(tiny_generator, tiny_maze):
+    generator = tiny_generator("embedded")
+    instance = tiny_maze(5)
+    # Node 4 (the middle room, continuous centre (8, 8)) tracked at pixel-index (7.5, 7.6); lost; far off.
+    positions = [[7.5, 7.6], None, [40.0, 40.0]]
+    assert nearest_nodes(instance, positions, [0, 1, 2, 7]) == [4, None, None, None]
+    track = [[7.5, 7.5]] * 11
+    targets = maze_targets(generator, instance, num_frames=11, probe_frames=4, agent_positions=track)
+    assert targets.agent == [4, 4, 4, 4]
+
+
+def test_samples_without_a_known_agent_are_left_out():
+    good, targets = synthetic_probe_data(True)
+    for target in targets[::2]:
+        target.agent[0] = None
+    recorder = FakeRecorder({"good": good}, [s // 3 for s in range(24)])
+    result = fit_layer_probes(recorder, targets, test_fraction=0.4)
+    assert result.accuracy["agent_cell"][0, 0] > 0.9
+    for target in targets:
+        target.agent[:] = [None, None]
+    assert np.isnan(fit_layer_probes(recorder, targets, test_fraction=0.4).accuracy["agent_cell"][0, 0])
 
 
 def test_ridge_recovers_a_linear_map():

@@ -66,6 +66,7 @@ def test_one_instance_records_layers_but_skips_the_linear_probes(tiny_generator,
 
 @pytest.mark.parametrize("options, message", [
     ({"save_x0": "some"}, "save_x0 must be"),
+    ({"agent_targets": "mine"}, "agent_targets must be"),
     ({"instances": 0}, "instances must be at least 1"),
     ({"seeds": 0}, "seeds must be at least 1"),
     ({"every": 0}, "every must be at least 1"),

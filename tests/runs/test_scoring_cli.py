@@ -1,0 +1,115 @@
+"""``genreason score`` end to end: one video against an instance, a folder against a dataset,
+a folder against VR-Bench levels; broken videos are recorded failures, bad paths one line."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gen_reason.cli import main
+from gen_reason.video import read_image
+
+FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "vrbench"
+
+
+def _empty_mp4(path: Path) -> Path:
+    """A valid MP4 container with a video stream and no frames."""
+    import av
+
+    with av.open(str(path), mode="w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=16)
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+        container.start_encoding()  # write the header though no frame follows
+    return path
+
+
+def test_one_video_against_an_instance_json(tmp_path, capsys):
+    assert main(["puzzle", "--task", "maze/grid", "--seed", "2", "--difficulty", "4x4", "--out",
+                 str(tmp_path / "p")]) == 0
+    capsys.readouterr()
+    assert main(["score", str(tmp_path / "p" / "solution.mp4"), "--instance", str(tmp_path / "p" / "instance.json"),
+                 "--out", str(tmp_path / "s")]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("PASS") and "EM=1.0" in out
+    (row,) = json.loads((tmp_path / "s" / "scores.json").read_text())
+    assert row["success"] and row["metrics"]["exact_match"] == 1.0 and row["status"] == "scored"
+    strip = read_image(row["debug_strip"])
+    assert strip.shape[1] > 4 * strip.shape[0]  # a strip of frames (maze debug strip)
+
+
+def test_a_folder_against_a_dataset_records_broken_videos_as_failures(tmp_path, capsys):
+    assert main(["make-dataset", "--task", "maze/trapfield", "--n", "2", "--frames", "natural", "--workers", "1",
+                 "--quiet", "--out", str(tmp_path / "d")]) == 0
+    records = [json.loads(line) for line in (tmp_path / "d" / "metadata.jsonl").read_text().splitlines()]
+    outputs = tmp_path / "outputs"
+    outputs.mkdir()
+    shutil.copy(tmp_path / "d" / records[0]["video"], outputs / f"{records[0]['uid']}_sample0.mp4")
+    (outputs / f"{records[1]['uid']}_sample0.mp4").write_bytes(b"\x00not a video")
+    _empty_mp4(outputs / f"{records[1]['uid']}_sample1.mp4")
+    (outputs / "unrelated.mp4").write_bytes(b"")
+    capsys.readouterr()
+    assert main(["score", str(outputs), "--dataset", str(tmp_path / "d")]) == 0
+    out = capsys.readouterr().out
+    rows = {Path(r["video"]).name: r for r in json.loads((outputs / "scores" / "scores.json").read_text())}
+    assert set(rows) == {f"{records[0]['uid']}_sample0.mp4", f"{records[1]['uid']}_sample0.mp4",
+                         f"{records[1]['uid']}_sample1.mp4"}
+    assert rows[f"{records[0]['uid']}_sample0.mp4"]["success"]
+    for name in (f"{records[1]['uid']}_sample0.mp4", f"{records[1]['uid']}_sample1.mp4"):
+        assert not rows[name]["success"] and rows[name]["reason"].startswith("unreadable video"), rows[name]
+    empty = rows[f"{records[1]['uid']}_sample1.mp4"]["reason"]
+    assert "has no frames" in empty or "no video stream" in empty, empty
+    assert "success 1/3" in out and "Traceback" not in out
+
+
+@pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"VR-Bench fixtures not found at {FIXTURES}")
+def test_a_folder_against_vrbench_levels(tmp_path, capsys):
+    outputs = tmp_path / "outputs"
+    for game in ("maze", "sokoban"):
+        (outputs / game / "1").mkdir(parents=True)
+        os.symlink(FIXTURES / game / "1" / "easy" / "videos" / "easy_0001.mp4",
+                   outputs / game / "1" / "easy_0001_0.mp4")
+    (outputs / "maze3d" / "1").mkdir(parents=True)
+    os.symlink(FIXTURES / "maze3d" / "1" / "easy" / "videos" / "easy_0001.mp4", outputs / "maze3d" / "1" / "easy_0001.mp4")
+    assert main(["score", str(outputs), "--vrbench", str(FIXTURES), "--out", str(tmp_path / "s")]) == 0
+    out = capsys.readouterr().out
+    assert "success 2/2" in out and "1 skipped" in out and "SKIP  maze3d/1/easy/easy_0001" in out
+    rows = {r["level"]: r for r in json.loads((tmp_path / "s" / "scores.json").read_text())}
+    assert rows["maze/1/easy/easy_0001"]["success"] and rows["sokoban/1/easy/easy_0001"]["success"]
+    assert rows["maze3d/1/easy/easy_0001"]["status"] == "skipped" and "maze3d" in rows["maze3d/1/easy/easy_0001"]["reason"]
+    assert (tmp_path / "s" / "maze__1__easy_0001_0_debug.png").exists()
+
+
+def _run(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "gen_reason", "score", *argv], capture_output=True, text=True)
+
+
+def test_bad_paths_are_one_line_and_exit_2(tmp_path):
+    (tmp_path / "v.mp4").write_bytes(b"")
+    (tmp_path / "i.json").write_text("[1, 2]")
+    (tmp_path / "empty").mkdir()
+    cases = [
+        ([str(tmp_path / "v.mp4"), "--instance", str(tmp_path / "missing.json")], "instance file not found"),
+        ([str(tmp_path / "missing.mp4"), "--instance", str(tmp_path / "i.json")], "not an instance"),
+        ([str(tmp_path / "missing"), "--dataset", str(tmp_path)], "not a folder of videos"),
+        ([str(tmp_path), "--dataset", str(tmp_path)], "not a genreason dataset"),
+        ([str(tmp_path / "empty"), "--dataset", str(tmp_path)], "no videos in"),
+        ([str(tmp_path), "--vrbench", str(tmp_path)], "is not a VR-Bench folder"),
+        ([str(tmp_path), "--vrbench", str(tmp_path), "--dataset", str(tmp_path)], "only one of"),
+        ([str(tmp_path)], "give --instance"),
+    ]
+    for argv, message in cases:
+        proc = _run(*argv)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and len(lines) == 1 and message in lines[0], (argv, proc.stderr)
+
+
+def test_a_missing_video_with_a_good_instance_is_a_user_error(tmp_path):
+    assert main(["puzzle", "--task", "maze/grid", "--difficulty", "3x3", "--out", str(tmp_path / "p")]) == 0
+    proc = _run(str(tmp_path / "missing.mp4"), "--instance", str(tmp_path / "p" / "instance.json"))
+    assert proc.returncode == 2 and "video not found" in proc.stderr and "Traceback" not in proc.stderr
