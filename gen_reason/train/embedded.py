@@ -377,6 +377,15 @@ def train_embedded(config: EmbeddedTrainConfig, out_dir: str | Path, resume: boo
     bar = tqdm(total=config.max_steps, initial=step, disable=not progress, dynamic_ncols=True,
                mininterval=1.0 if sys.stderr.isatty() else 30.0, desc="embedded")
     last_checkpoint = time.time()
+    # A polite kill (SIGTERM, Ctrl-C) ends the sitting after the current step, checkpointed.
+    stop_requested = []
+    previous_handlers = {}
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            previous_handlers[signum] = signal.signal(signum, lambda *_: stop_requested.append(True))
     window: list[float] = []
     loss_value = float("nan")
     unet.train()
@@ -411,9 +420,14 @@ def train_embedded(config: EmbeddedTrainConfig, out_dir: str | Path, resume: boo
             checkpoint()  # a validation takes a while: never lose the steps before it
             last_checkpoint = time.time()
             run_validation()
+        if stop_requested:
+            tqdm.write(f"stopping at step {step} (signal); rerun the same command to resume")
+            break
+    for signum, handler in previous_handlers.items():
+        signal.signal(signum, handler)
     bar.close()
     checkpoint()
-    if validate and step == config.max_steps and step % config.validate_every_steps:
+    if validate and not stop_requested and step == config.max_steps and step % config.validate_every_steps:
         run_validation()
     return {"step": step, "loss": loss_value, "train_seconds": train_seconds}
 

@@ -124,3 +124,23 @@ def test_shipped_config_loads():
     config = EmbeddedTrainConfig.from_yaml(Path(__file__).resolve().parents[2] / "configs" / "embedded_maze.yaml")
     assert config.num_frames * 3 + 3 == config.build_unet().config.in_channels
     assert np.isclose(sum(config.size_weights), 1.0)
+
+
+def test_fixed_speed_videos_hold_at_the_goal():
+    data = MazeVideoData(sizes=(3,), size_weights=(1.0,), num_frames=20, resolution=32, frames_per_move=2)
+    first, video = data.example(3, 5)
+    assert video.shape == (20, 32, 32, 3) and np.array_equal(video[0], first)
+    moves = len(held_out_instances(3, 1)[0].solution["path"])  # any 3x3 path is <= 8 moves: 17 frames
+    assert moves <= 9 and np.array_equal(video[-1], video[-2])
+
+
+def test_second_stage_starts_from_the_first_stages_ema(tmp_path):
+    from gen_reason.train.embedded import ema_unet
+
+    train_embedded(tiny_config(max_steps=2), tmp_path / "one", progress=False, validate=False)
+    first, _, _ = ema_unet(tmp_path / "one")
+    second = tiny_config(max_steps=1, init_from=str(tmp_path / "one" / "checkpoint.pt"), learning_rate=0.0)
+    train_embedded(second, tmp_path / "two", progress=False, validate=False)
+    state = torch.load(tmp_path / "two" / "checkpoint.pt", weights_only=False)
+    for name, tensor in first.state_dict().items():
+        assert torch.equal(tensor, state["unet"][name]), name
