@@ -307,6 +307,27 @@ class SolverConfig:
             raise UserError(f"guidance must be a number; got {self.guidance!r}")
 
 
+MEDIA = ("filmstrip", "video")
+
+
+@dataclass(frozen=True)
+class VLMSolverConfig(SolverConfig):
+    """Fields of solvers that show videos to a VLM: ``media`` (a filmstrip image of
+    ``vlm_frames`` frames, or the video itself) and ``vlm_max_tokens`` (the longest
+    answer asked of the VLM)."""
+
+    media: str = "filmstrip"
+    vlm_frames: int = 8
+    vlm_max_tokens: int = 512
+
+    def validate(self) -> None:
+        """Check the shared fields, then the VLM presentation fields."""
+        super().validate()
+        check_choice("media", self.media, MEDIA)
+        check_int("vlm_frames", self.vlm_frames, 1)
+        check_int("vlm_max_tokens", self.vlm_max_tokens, 1)
+
+
 def check_int(name: str, value: Any, low: int, high: int | None = None) -> None:
     """Raise :class:`UserError` unless ``value`` is an int in ``[low, high]``."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low or (high is not None and value > high):

@@ -17,7 +17,7 @@ from gen_reason.solvers.base import (
     BudgetExhausted,
     SolveContext,
     Solver,
-    SolverConfig,
+    VLMSolverConfig,
     check_choice,
     check_int,
     load_prompt,
@@ -27,11 +27,10 @@ from gen_reason.solvers.base import (
 from gen_reason.solvers.passk import pass_at_k_curve
 
 SELECTORS = ("rule", "vlm")
-MEDIA = ("filmstrip", "video")
 
 
 @dataclass(frozen=True)
-class BestOfNConfig(SolverConfig):
+class BestOfNConfig(VLMSolverConfig):
     """``n``: samples (seeds ``seed .. seed + n - 1``; fewer when the budget runs out);
     ``selector``: ``rule`` (the rule verifier; ties by ``rank_metric``, then the
     earliest) or ``vlm`` (the VLM picks; a failed or out-of-range answer is recorded
@@ -41,17 +40,11 @@ class BestOfNConfig(SolverConfig):
 
     n: int = 4
     selector: str = "rule"
-    media: str = "filmstrip"
-    vlm_frames: int = 8
-    vlm_max_tokens: int = 512
 
     def validate(self) -> None:
         super().validate()
         check_int("n", self.n, 1)
         check_choice("selector", self.selector, SELECTORS)
-        check_choice("media", self.media, MEDIA)
-        check_int("vlm_frames", self.vlm_frames, 1)
-        check_int("vlm_max_tokens", self.vlm_max_tokens, 1)
 
 
 class BestOfN(Solver):

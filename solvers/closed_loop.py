@@ -45,7 +45,7 @@ from gen_reason.solvers.base import (
     BudgetExhausted,
     SolveContext,
     Solver,
-    SolverConfig,
+    VLMSolverConfig,
     check_choice,
     check_int,
     load_prompt,
@@ -57,11 +57,10 @@ from gen_reason.verifiers.score import Score
 PLANNERS = ("fixed", "vlm")
 JUDGES = ("rule", "vlm", "both")
 RESUME = ("last-good", "step-start")
-MEDIA = ("filmstrip", "video")
 
 
 @dataclass(frozen=True)
-class ClosedLoopConfig(SolverConfig):
+class ClosedLoopConfig(VLMSolverConfig):
     """``max_steps``: planned actions at most (CollabVR: 3); ``attempts_per_step``: tries
     of one action before giving up (CollabVR: 3); ``planner``: ``fixed`` or ``vlm``;
     ``judge``: ``rule``, ``vlm`` or ``both``; ``resume``: ``last-good`` or
@@ -75,9 +74,6 @@ class ClosedLoopConfig(SolverConfig):
     judge: str = "rule"
     resume: str = "last-good"
     fixed_instruction: str = "Continue moving the agent towards the goal."
-    media: str = "filmstrip"
-    vlm_frames: int = 8
-    vlm_max_tokens: int = 512
 
     def validate(self) -> None:
         super().validate()
@@ -86,9 +82,6 @@ class ClosedLoopConfig(SolverConfig):
         check_choice("planner", self.planner, PLANNERS)
         check_choice("judge", self.judge, JUDGES)
         check_choice("resume", self.resume, RESUME)
-        check_choice("media", self.media, MEDIA)
-        check_int("vlm_frames", self.vlm_frames, 1)
-        check_int("vlm_max_tokens", self.vlm_max_tokens, 1)
         if self.num_frames is not None and self.num_frames < 2:
             raise UserError("closed-loop clips need num_frames >= 2 (a clip must move past its first frame)")
 

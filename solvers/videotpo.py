@@ -21,19 +21,17 @@ from gen_reason.solvers.base import (
     BudgetExhausted,
     SolveContext,
     Solver,
-    SolverConfig,
-    check_choice,
+    VLMSolverConfig,
     check_int,
     load_prompt,
     media_part,
     single_turn,
 )
 
-MEDIA = ("filmstrip", "video")
 
 
 @dataclass(frozen=True)
-class VideoTPOConfig(SolverConfig):
+class VideoTPOConfig(VLMSolverConfig):
     """``rounds``: at most this many rounds (K); ``candidates``: videos per round (seeds
     ``seed + round * candidates + i``); ``stop_on_success``: end once the rule verifier
     accepts a video; ``show_rule_verdict``: tell the critic the rule verifier's verdict
@@ -45,17 +43,11 @@ class VideoTPOConfig(SolverConfig):
     candidates: int = 2
     stop_on_success: bool = True
     show_rule_verdict: bool = False
-    media: str = "filmstrip"
-    vlm_frames: int = 8
-    vlm_max_tokens: int = 512
 
     def validate(self) -> None:
         super().validate()
         check_int("rounds", self.rounds, 1)
         check_int("candidates", self.candidates, 1)
-        check_choice("media", self.media, MEDIA)
-        check_int("vlm_frames", self.vlm_frames, 1)
-        check_int("vlm_max_tokens", self.vlm_max_tokens, 1)
 
 
 class VideoTPO(Solver):
