@@ -89,7 +89,7 @@ def measure(items: list[dict], reps: int, ncc=None) -> None:
             for kind in ("rule", "reference"):
                 verifier = verifiers.setdefault((inst.task, kind), verifier_for(inst.task, kind))
                 item["times"][kind].append(time_call(lambda: verifier.score(inst, video)))
-            del video
+            video = None  # pathfinder videos are ~700 MB decoded: free before the next one
             if ncc is not None and item.get("state") is not None:
                 evaluate, track = ncc
                 h, w = item["size"]

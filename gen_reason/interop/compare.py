@@ -145,7 +145,7 @@ def explain(ours: dict | None, theirs: dict | None, skipped: str | None = None) 
     coverage = ours.get("track_coverage")
     seen = f" in {coverage:.0%} of the frames" if coverage is not None else ""
     return False, (f"VR-Bench's track never entered the goal box (its PR {theirs['pr']:.2f}): its tracker lost "
-                   f"or stalled on the agent; ours followed it there{seen}")
+                   f"or stalled on the agent (the box, in sokoban); ours followed it there{seen}")
 
 
 def compare_referees(videos: str | os.PathLike, levels: str | os.PathLike, vrbench_repo: str | os.PathLike | None = None,

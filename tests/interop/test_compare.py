@@ -20,7 +20,6 @@ from gen_reason.cli import main
 from gen_reason.errors import UserError
 from gen_reason.interop.compare import compare_referees, explain
 from gen_reason.interop.vrbench_read import find_levels, level_instance
-from gen_reason.verifiers.registry import verifier_for
 from gen_reason.video import read_video, write_mp4
 
 FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "vrbench"
@@ -56,7 +55,7 @@ def fake_checkout(tmp_path) -> Path:
     return repo
 
 
-def _through_wall_cheat(level, cheats) -> "np.ndarray":
+def _through_wall_cheat(level, cheats):
     instance = level_instance(level)
     video = read_video(level.gt_videos()[0])
     return cheats.make("through_wall", video, json.loads(level.state.read_text()), instance, None)
