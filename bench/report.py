@@ -22,7 +22,9 @@ HEADER = (
 
 def machine() -> str:
     """A one-line description of the machine the benchmark ran on."""
-    return f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}"
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
+    return (f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}, "
+            f"load average {load} when written (above {os.cpu_count()}: other work shared the cores)")
 
 
 def write_section(key: str, title: str, body: str, command: str | None = None) -> Path:
