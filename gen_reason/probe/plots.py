@@ -103,8 +103,9 @@ def heatmap(path: str | Path, matrix: np.ndarray, row_labels: Sequence, column_l
 
 def step_metric_heatmap(path: str | Path, curve: dict) -> Path:
     """The step x metric heatmap of an :func:`~gen_reason.probe.steps.emergence` curve (metrics as rows)."""
-    names = list(curve["metrics"]) + ["final_agreement"]
-    matrix = np.array([curve["metrics"][n] for n in curve["metrics"]] + [curve["final_agreement"]], dtype=float)
+    extra = [name for name in ("final_agreement", "final_similarity") if name in curve]
+    names = list(curve["metrics"]) + extra
+    matrix = np.array([curve["metrics"][n] for n in curve["metrics"]] + [curve[n] for n in extra], dtype=float)
     return heatmap(path, matrix, names, curve["steps"], title="referee metrics of x0 by denoising step",
                    xlabel="denoising step", ylabel="metric (mean over samples)")
 
@@ -119,6 +120,9 @@ def emergence_plot(path: str | Path, curve: dict, interventions: Sequence[dict] 
         ax.plot(curve["steps"], values, marker="o", markersize=3, label=name)
     ax.plot(curve["steps"], curve["final_agreement"], marker="s", markersize=3, linestyle="--", color="black",
             label="path = final path")
+    if "final_similarity" in curve:
+        ax.plot(curve["steps"], curve["final_similarity"], marker="^", markersize=3, linestyle=":", color="black",
+                label="similarity to final path")
     ax.axvline(curve["mean_commit_step"], color="grey", linestyle=":", label="mean commit step")
     ax.set_xlabel("denoising step")
     ax.set_ylim(-0.02, 1.02)

@@ -212,6 +212,19 @@ def node_path(score) -> list[int]:
     return [int(node) for node in path]
 
 
+def path_similarity(path: Sequence[int], final: Sequence[int]) -> float:
+    """1 - (edit distance between two node paths) / (the longer length); 1 for two empty paths."""
+    if not path and not final:
+        return 1.0
+    previous = list(range(len(final) + 1))
+    for i, node in enumerate(path, 1):
+        current = [i]
+        for j, other in enumerate(final, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (node != other)))
+        previous = current
+    return 1.0 - previous[-1] / max(len(path), len(final))
+
+
 def resolve_verifier(verifier, task: str):
     """A verifier object: ``None``/``"reference"``/``"rule"`` pick the task's referee; an object passes."""
     if verifier is None or isinstance(verifier, str):
@@ -299,6 +312,8 @@ def emergence(results: Sequence[StepProbeResult], metrics: Sequence[str] = EMERG
     Returns a JSON-ready dict: ``steps``, ``sigmas``, ``metrics`` (``{name: [mean per
     step]}``, NaN-aware, only metrics the referee reports), ``final_agreement`` (share of
     samples whose node path at the step is already their final path),
+    ``final_similarity`` (mean :func:`path_similarity` to the final path: a graded
+    version, since one tracker hiccup makes two paths unequal),
     ``distinct_paths`` (mean over instances of the number of distinct node paths across
     seeds at the step), and the commit step: per sample, the first kept step from which
     its node path equals the final one at every later kept step (``commit_steps``; its
@@ -319,11 +334,12 @@ def emergence(results: Sequence[StepProbeResult], metrics: Sequence[str] = EMERG
             _nanmean([r.step_scores[i][step].metrics.get(name, math.nan) for r in results for i in range(len(r.seeds))])
             for step in steps
         ]
-    agreement, distinct, commits = [], [], []
+    agreement, similarity, distinct, commits = [], [], [], []
     for step in steps:
-        same = [node_path(r.step_scores[i][step]) == node_path(r.final_scores[i])
-                for r in results for i in range(len(r.seeds))]
-        agreement.append(float(np.mean(same)) if same else math.nan)
+        pairs = [(node_path(r.step_scores[i][step]), node_path(r.final_scores[i]))
+                 for r in results for i in range(len(r.seeds))]
+        agreement.append(float(np.mean([path == final for path, final in pairs])) if pairs else math.nan)
+        similarity.append(float(np.mean([path_similarity(path, final) for path, final in pairs])) if pairs else math.nan)
         distinct.append(float(np.mean([len({tuple(node_path(r.step_scores[i][step])) for i in range(len(r.seeds))})
                                        for r in results])))
     for r in results:
@@ -341,6 +357,7 @@ def emergence(results: Sequence[StepProbeResult], metrics: Sequence[str] = EMERG
         "sigmas": [results[0].sigmas.get(step) for step in steps],
         "metrics": per_metric,
         "final_agreement": agreement,
+        "final_similarity": similarity,
         "distinct_paths": distinct,
         "commit_steps": commits,
         "mean_commit_step": float(np.mean(commits)),

@@ -33,22 +33,23 @@ class Shard:
         return cls(rank, world)
 
 
-def model_task_config(config: EvalConfig) -> dict:
-    """Task config the model folder asks for (its ``genreason.json``), under the run's own."""
+def model_defaults(config: EvalConfig) -> dict:
+    """The puzzle settings the model folder asks for (its ``genreason.json``), if any."""
     from gen_reason.models.loading import resolve_model_path
     from gen_reason.runs.solve import model_task_defaults
 
     try:
-        defaults = model_task_defaults(resolve_model_path(config.model.path))
+        return model_task_defaults(resolve_model_path(config.model.path))
     except UserError:
-        defaults = {}
-    return {**defaults.get("task_config", {}), **config.data.task_config}
+        return {}
 
 
-def iter_instances(config: EvalConfig, task_config: dict | None = None) -> Iterator[Instance]:
-    """The run's instances in canonical order."""
+def iter_instances(config: EvalConfig, defaults: dict | None = None) -> Iterator[Instance]:
+    """The run's instances in canonical order; ``defaults`` are the model's puzzle settings
+    (applied under ``data.task_config``)."""
+    from gen_reason.runs.solve import task_config_for
+
     data = config.data
-    task_config = data.task_config if task_config is None else task_config
     if data.dataset:
         from gen_reason.datasets import iter_dataset
         from gen_reason.interop.vrbench_read import is_vrbench_folder, iter_vrbench_instances
@@ -62,8 +63,8 @@ def iter_instances(config: EvalConfig, task_config: dict | None = None) -> Itera
     if data.n < 1:
         raise UserError(f"data.n must be >= 1; got {data.n}")
     for name in data.tasks:
-        task = get_task(name, **task_config)
         for difficulty in data.difficulties:
+            task = get_task(name, **task_config_for(defaults or {}, difficulty, data.task_config))
             for i in range(data.n):
                 yield task.generate(data.seed + i, difficulty)
 
@@ -96,7 +97,7 @@ def run_eval(config: EvalConfig, *, generator=None, progress: bool = True, shard
     if len({key for key, _ in solvers}) != len(solvers):
         raise UserError("two solvers share a label; give each a distinct `label`")
     budget = Budget.from_dict(config.budget) if config.budget else None
-    instances = list(iter_instances(config, model_task_config(config) if generator is None else None))
+    instances = list(iter_instances(config, model_defaults(config) if generator is None else None))
     todo = [
         (i, j, instance, key, solver)
         for i, instance in enumerate(instances)

@@ -70,9 +70,18 @@ class SolveResult:
 
 def model_task_defaults(model_path: Path) -> dict:
     """The puzzle settings a model folder asks for (``genreason.json``: task_config,
-    difficulty, num_frames), e.g. the embedded model's 32x32 high-contrast mazes."""
+    task_config_by_difficulty, difficulty, num_frames), e.g. the embedded model's 32x32
+    high-contrast mazes."""
     meta = Path(model_path) / "genreason.json"
     return json.loads(meta.read_text()) if meta.exists() else {}
+
+
+def task_config_for(defaults: dict, difficulty: str, overrides: dict | None = None) -> dict:
+    """The task config for ``difficulty``: the model's general settings, then its
+    per-difficulty geometry (room size that fills its resolution), then the user's."""
+    return {**defaults.get("task_config", {}),
+            **defaults.get("task_config_by_difficulty", {}).get(str(difficulty).lower(), {}),
+            **(overrides or {})}
 
 
 def upscale(video: np.ndarray, min_side: int = 256) -> np.ndarray:
@@ -98,9 +107,8 @@ def solve(task: str = "maze", *, difficulty: str | None = None, seed: int | None
 
     started = time.perf_counter()
     defaults = model_task_defaults(resolve_model_path(model)) if generator is None else {}
-    config = {**defaults.get("task_config", {}), **(task_config or {})}
-    task_obj = get_task(task, **config)
     difficulty = difficulty or defaults.get("difficulty", "easy")
+    task_obj = get_task(task, **task_config_for(defaults, difficulty, task_config))
     seed = random.SystemRandom().randrange(1_000_000, 2**31) if seed is None else seed
     instance = task_obj.generate(seed, difficulty)
     if generator is None:

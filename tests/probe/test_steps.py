@@ -19,6 +19,7 @@ from gen_reason.probe.steps import (
     decode_steps,
     emergence,
     exploration,
+    path_similarity,
     recorded_step,
     run_step_probe,
 )
@@ -161,7 +162,16 @@ def test_emergence_finds_the_commit_step():
     assert curve["final_agreement"] == pytest.approx([1 / 3, 1 / 3, 2 / 3, 1.0])
     assert curve["metrics"]["success"] == pytest.approx([2 / 3, 2 / 3, 1.0, 2 / 3])
     assert curve["distinct_paths"] == [2, 2, 1, 2]
+    # Step 0: seed 0 [0] vs [0, 1, 9] -> 1/3; seed 1 equal -> 1; seed 2 [0, 1, 9] vs [0, 2] -> 1/3.
+    assert curve["final_similarity"][0] == pytest.approx((1 / 3 + 1 + 1 / 3) / 3)
     assert "exact_match" not in curve["metrics"]  # the referee did not report it
+
+
+def test_path_similarity():
+    assert path_similarity([0, 1, 2], [0, 1, 2]) == 1.0
+    assert path_similarity([], []) == 1.0 and path_similarity([0], []) == 0.0
+    assert path_similarity([0, 1, 2, 3], [0, 1, 3]) == pytest.approx(0.75)  # one deletion over 4
+    assert path_similarity([0, 5, 2], [0, 1, 2]) == pytest.approx(2 / 3)  # one substitution
 
 
 def test_exploration_counts_distinct_early_candidates():
