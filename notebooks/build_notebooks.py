@@ -82,8 +82,11 @@ NOTEBOOKS = {
                  "    wins = [referee.score(inst, generator.generate(inst.first_frame, inst.prompt, seeds=[0])[0]).success\n"
                  "            for inst in held_out]\n"
                  "    return float(np.mean(wins))\n\n"
-                 "before = success_rate(load_generator(\"embedded\"))\n"
-                 "after = success_rate(load_generator(\"embedded\", lora=str(lora)))\n"
+                 "from gen_reason.train.lora import load_embedded_lora\n\n"
+                 "generator = load_generator(\"embedded\")\n"
+                 "before = success_rate(generator)\n"
+                 "load_embedded_lora(generator.pipeline, lora)  # the LoRA into the pixel-space UNet\n"
+                 "after = success_rate(generator)\n"
                  "print(f\"strict success on {len(held_out)} held-out 6x6 mazes: before {before:.2f}, after {after:.2f}\")"),
     ],
     "04_closed_loop.ipynb": [

@@ -40,7 +40,10 @@ FIRST_INSTANCE_SEED = 1_000_000
 
 
 def model_task_defaults(generator, model) -> dict:
-    """The puzzle settings a model folder asks for in its ``genreason.json`` (task_config, difficulty, num_frames)."""
+    """The puzzle settings a model folder asks for in its ``genreason.json``.
+
+    Keys: ``task_config``, ``task_config_by_difficulty``, ``difficulty``, ``num_frames``.
+    """
     from gen_reason.models.loading import resolve_model_path
 
     if generator is not None:  # a generator in hand: its folder is unknown, so nothing to read
@@ -163,8 +166,12 @@ def run_probe(
         # The model's own frame count: its genreason.json, else a pipeline with a fixed one (embedded).
         fixed = getattr(generator.pipeline, "num_frames", None)
         num_frames = defaults.get("num_frames") or (fixed if isinstance(fixed, int) else None)
-    task_obj = get_task(task, **{**defaults.get("task_config", {}), **(task_config or {})})
     difficulty = difficulty or defaults.get("difficulty", "easy")
+    # The model's general puzzle settings, then its per-difficulty geometry, then the caller's
+    # (the convention of genreason.json, as genreason solve and eval read it).
+    task_obj = get_task(task, **{**defaults.get("task_config", {}),
+                                 **defaults.get("task_config_by_difficulty", {}).get(str(difficulty).lower(), {}),
+                                 **(task_config or {})})
     puzzles = [task_obj.generate(int(first_instance_seed) + i, difficulty) for i in range(int(instances))]
     referee = resolve_verifier(verifier, puzzles[0].task)
     generate_options = {"steps": steps, "num_frames": num_frames, "guidance": guidance}
@@ -237,6 +244,7 @@ def run_probe(
         "prediction_type": getattr(generator, "prediction_type", None),
         "difficulty": difficulty,
         "instances": [p.uid for p in puzzles],
+        "image_size": list(puzzles[0].first_frame.shape[:2]),
         "seeds": seed_list,
         "num_steps": results[0].num_steps,
         "num_frames": video_frames,

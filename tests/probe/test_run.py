@@ -64,6 +64,18 @@ def test_one_instance_records_layers_but_skips_the_linear_probes(tiny_generator,
     assert (tmp_path / "features.safetensors").is_file()
 
 
+def test_a_model_folder_supplies_its_puzzle_settings(tiny_generator, tmp_path):
+    folder = tmp_path / "model"
+    tiny_generator("embedded").pipeline.save_pretrained(folder, safe_serialization=True)
+    (folder / "genreason.json").write_text(json.dumps({
+        "difficulty": "3x3", "num_frames": 8, "task_config": {"skin": "tiny", "wall_style": "thin", "trail": True},
+        "task_config_by_difficulty": {"3x3": {"cell_px": 4, "wall_px": 1, "margin": 0}},
+    }))
+    summary = run_probe("maze", str(folder), tmp_path / "out", instances=1, seeds=1, steps=2, layer_probe=False,
+                        interventions=False, progress=False)
+    assert summary["difficulty"] == "3x3" and summary["image_size"] == [16, 16] and summary["num_frames"] == 8
+
+
 @pytest.mark.parametrize("options, message", [
     ({"save_x0": "some"}, "save_x0 must be"),
     ({"agent_targets": "mine"}, "agent_targets must be"),
