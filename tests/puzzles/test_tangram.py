@@ -2,9 +2,7 @@
 the piece-by-piece ground-truth video and the solution checker."""
 
 import json
-import math
 import random
-import time
 
 import cv2
 import numpy as np
@@ -209,11 +207,3 @@ def test_skins_and_bad_configs():
     assert small.first_frame.shape == (240, 320, 3)
 
 
-def test_medium_instance_and_video_are_fast():
-    task = get_task("tangram")
-    best = math.inf
-    for seed in range(3):
-        t0 = time.perf_counter()
-        task.generate(seed, "medium").solution_video(49)
-        best = min(best, time.perf_counter() - t0)
-    assert best < 0.3, f"{best:.3f} s"  # ~0.06 s here; loose for busy machines

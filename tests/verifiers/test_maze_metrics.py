@@ -4,7 +4,6 @@ skin scores success and EM = 1, clean and after every degradation."""
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import pytest
@@ -176,19 +175,11 @@ def test_tiny_videos_survive_degradation(degradation):
         assert score.success and score.metrics["exact_match"] == 1.0, (config, score.reason)
 
 
-def test_scoring_is_at_least_as_fast_as_decoding(tmp_path):
+def test_decoded_long_video_scores_success(tmp_path):
+    # Speed is measured by bench/bench_referee.py, never asserted in tests (shared machines).
     from gen_reason.video import read_video, write_mp4
 
     inst = get_task("maze/grid").generate(1, "hard")
     path = write_mp4(tmp_path / "gt.mp4", inst.solution_video())
-    read_video(path)  # warm up the codec
-    t0 = time.perf_counter()
-    video = read_video(path)
-    decode = time.perf_counter() - t0
-    REF.score(inst, video[:10])  # warm up
-    t0 = time.perf_counter()
-    score = REF.score(inst, video)
-    scoring = time.perf_counter() - t0
-    assert score.success
-    # Generous margin: the machine is shared; the benchmark in bench/ measures properly.
-    assert scoring < 2.0 * decode + 0.5, (scoring, decode)
+    score = REF.score(inst, read_video(path))
+    assert score.success and score.metrics["exact_match"] == 1.0

@@ -120,10 +120,8 @@ def test_timeout_and_non_json_replies_are_failures():
         return "late"
 
     with serve_scripted_openai(slow) as url:
-        started = time.perf_counter()
         with pytest.raises(VLMFailure, match="no answer within 0.2 s"):
             _vlm(url, timeout=0.2, max_retries=0).chat([user_message("hi")])
-        assert time.perf_counter() - started < 0.55
     with serve_scripted_openai([(200, "<html>not an API</html>")]) as url:
         with pytest.raises(VLMFailure, match="did not answer with JSON"):
             _vlm(url).chat([user_message("hi")])
