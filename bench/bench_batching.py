@@ -27,14 +27,14 @@ def main() -> None:
     import numpy as np
     import torch
 
-    from gen_reason.models.loading import load_generator, resolve_model_path
+    from gen_reason.models.loading import load_generator, model_task_defaults, resolve_model_path, task_config_for
     from gen_reason.puzzles import get_task
-    from gen_reason.runs.solve import model_task_defaults
 
     torch.set_num_threads(os.cpu_count() or 1)
     generator = load_generator(args.model, max_batch=args.n)
     defaults = model_task_defaults(resolve_model_path(args.model))
-    instance = get_task("maze/grid", **defaults.get("task_config", {})).generate(1_000_000, defaults.get("difficulty", "5x5"))
+    difficulty = defaults.get("difficulty", "5x5")
+    instance = get_task("maze/grid", **task_config_for(defaults, difficulty)).generate(1_000_000, difficulty)
     seeds = list(range(args.n))
     generator.generate(instance.first_frame, instance.prompt, seeds=seeds[:2])  # warm up
 

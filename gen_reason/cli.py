@@ -201,6 +201,12 @@ def cmd_probe(args, extra) -> int:
     from gen_reason.probe.run import run_probe
 
     overrides = parse_dotted(extra, ("task", "probe"))
+    import inspect
+
+    known = set(inspect.signature(run_probe).parameters)
+    unknown = sorted(set(overrides["probe"]) - known)
+    if unknown:
+        raise UserError(f"unknown probe option {unknown[0]!r}; known: {', '.join(sorted(known))}")
     summary = run_probe(args.task, args.model, args.out, difficulty=args.difficulty, instances=args.instances,
                         seeds=args.seeds, steps=args.steps, every=args.every, lora=args.lora,
                         layer_probe=not args.no_layers, interventions=not args.no_interventions,

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -35,3 +36,21 @@ def load_generator(path: str | Path = "embedded", **options: Any):
 
     options = {k: v for k, v in options.items() if v is not None}
     return DiffusersVideoGenerator.from_pretrained(resolve_model_path(path), **options)
+
+
+def model_task_defaults(model_path: str | Path) -> dict:
+    """The puzzle settings a model folder asks for in its ``genreason.json``.
+
+    Keys: ``task_config``, ``task_config_by_difficulty``, ``difficulty``, ``num_frames``
+    (e.g. the embedded model's 32x32 high-contrast mazes). Empty when there is none.
+    """
+    meta = Path(model_path) / "genreason.json"
+    return json.loads(meta.read_text()) if meta.exists() else {}
+
+
+def task_config_for(defaults: dict, difficulty: str, overrides: dict | None = None) -> dict:
+    """The task config for ``difficulty``: the model's general settings, then its
+    per-difficulty geometry (room size that fills its resolution), then the caller's."""
+    return {**defaults.get("task_config", {}),
+            **defaults.get("task_config_by_difficulty", {}).get(str(difficulty).lower(), {}),
+            **(overrides or {})}

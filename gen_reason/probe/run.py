@@ -40,19 +40,15 @@ FIRST_INSTANCE_SEED = 1_000_000
 
 
 def model_task_defaults(generator, model) -> dict:
-    """The puzzle settings a model folder asks for in its ``genreason.json``.
-
-    Keys: ``task_config``, ``task_config_by_difficulty``, ``difficulty``, ``num_frames``.
-    """
-    from gen_reason.models.loading import resolve_model_path
+    """The puzzle settings of the model folder (none when a generator is passed in)."""
+    from gen_reason.models.loading import model_task_defaults as read_defaults, resolve_model_path
 
     if generator is not None:  # a generator in hand: its folder is unknown, so nothing to read
         return {}
     try:
-        meta = resolve_model_path(model) / "genreason.json"
+        return read_defaults(resolve_model_path(model))
     except UserError:
         return {}
-    return json.loads(meta.read_text()) if meta.exists() else {}
 
 
 def _seed_list(seeds: int | Sequence[int]) -> list[int]:
@@ -169,9 +165,9 @@ def run_probe(
     difficulty = difficulty or defaults.get("difficulty", "easy")
     # The model's general puzzle settings, then its per-difficulty geometry, then the caller's
     # (the convention of genreason.json, as genreason solve and eval read it).
-    task_obj = get_task(task, **{**defaults.get("task_config", {}),
-                                 **defaults.get("task_config_by_difficulty", {}).get(str(difficulty).lower(), {}),
-                                 **(task_config or {})})
+    from gen_reason.models.loading import task_config_for
+
+    task_obj = get_task(task, **task_config_for(defaults, difficulty, task_config))
     puzzles = [task_obj.generate(int(first_instance_seed) + i, difficulty) for i in range(int(instances))]
     referee = resolve_verifier(verifier, puzzles[0].task)
     generate_options = {"steps": steps, "num_frames": num_frames, "guidance": guidance}

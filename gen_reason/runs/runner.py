@@ -35,8 +35,7 @@ class Shard:
 
 def model_defaults(config: EvalConfig) -> dict:
     """The puzzle settings the model folder asks for (its ``genreason.json``), if any."""
-    from gen_reason.models.loading import resolve_model_path
-    from gen_reason.runs.solve import model_task_defaults
+    from gen_reason.models.loading import model_task_defaults, resolve_model_path
 
     try:
         return model_task_defaults(resolve_model_path(config.model.path))
@@ -47,7 +46,7 @@ def model_defaults(config: EvalConfig) -> dict:
 def iter_instances(config: EvalConfig, defaults: dict | None = None) -> Iterator[Instance]:
     """The run's instances in canonical order; ``defaults`` are the model's puzzle settings
     (applied under ``data.task_config``)."""
-    from gen_reason.runs.solve import task_config_for
+    from gen_reason.models.loading import task_config_for
 
     data = config.data
     if data.dataset:

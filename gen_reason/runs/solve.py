@@ -68,22 +68,6 @@ class SolveResult:
         return self.summary()
 
 
-def model_task_defaults(model_path: Path) -> dict:
-    """The puzzle settings a model folder asks for (``genreason.json``: task_config,
-    task_config_by_difficulty, difficulty, num_frames), e.g. the embedded model's 32x32
-    high-contrast mazes."""
-    meta = Path(model_path) / "genreason.json"
-    return json.loads(meta.read_text()) if meta.exists() else {}
-
-
-def task_config_for(defaults: dict, difficulty: str, overrides: dict | None = None) -> dict:
-    """The task config for ``difficulty``: the model's general settings, then its
-    per-difficulty geometry (room size that fills its resolution), then the user's."""
-    return {**defaults.get("task_config", {}),
-            **defaults.get("task_config_by_difficulty", {}).get(str(difficulty).lower(), {}),
-            **(overrides or {})}
-
-
 def upscale(video: np.ndarray, min_side: int = 256) -> np.ndarray:
     """Nearest-neighbour upscale of a small video so people can see it (integer factor)."""
     factor = max(1, int(np.ceil(min_side / max(video.shape[1:3]))))
@@ -100,7 +84,7 @@ def solve(task: str = "maze", *, difficulty: str | None = None, seed: int | None
     ``side_by_side.gif`` (generated | ground truth, with the extracted track drawn),
     ``puzzle.png``, ``score.json``. ``out=None`` writes nothing.
     """
-    from gen_reason.models.loading import load_generator, resolve_model_path
+    from gen_reason.models.loading import load_generator, model_task_defaults, resolve_model_path, task_config_for
     from gen_reason.solvers.registry import get_solver
     from gen_reason.verifiers.registry import verifier_for
     from gen_reason.video import side_by_side, write_gif, write_image, write_mp4
