@@ -171,7 +171,7 @@ class EmbeddedVideoPipeline(DiffusionPipeline):
             scale = size / max(h, w)
             arr = cv2.resize(arr, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
         arr = pad_image(arr, size, self.config.pad_color)
-        tensor = torch.from_numpy(arr).permute(2, 0, 1).float() / 127.5 - 1.0
+        tensor = torch.from_numpy(np.array(arr)).permute(2, 0, 1).float() / 127.5 - 1.0
         return tensor, (h, w)
 
     def _to_output_frames(self, video: torch.Tensor, sizes: list[tuple[int, int]], num_frames: int) -> np.ndarray:
