@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from gen_reason.errors import UserError
+from gen_reason.errors import UserError, writable_dir
 
 
 def parse_dotted(extra: list[str], sections: tuple[str, ...]) -> dict[str, dict]:
@@ -70,7 +70,7 @@ def cmd_puzzle(args, extra) -> int:
     overrides = parse_dotted(extra, ("task",))
     task = get_task(args.task, **overrides["task"])
     instance = task.generate(args.seed, args.difficulty)
-    out = _writable_dir(Path(args.out or f"out/puzzle/{instance.uid}"))
+    out = writable_dir(Path(args.out or f"out/puzzle/{instance.uid}"))
     video = instance.solution_video(args.frames)
     write_image(out / "puzzle.png", instance.first_frame)
     write_mp4(out / "solution.mp4", video, fps=task.config.fps)
@@ -226,17 +226,6 @@ def cmd_train(args, extra) -> int:
     from gen_reason.train.lora import main as train_lora_main
 
     return train_lora_main(rest)
-
-
-def _writable_dir(path: Path) -> Path:
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise UserError(f"cannot write to {path}: {exc.strerror or exc}") from None
-    return path
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from gen_reason.errors import UserError
+from gen_reason.errors import UserError, writable_dir
 from gen_reason.puzzles import Instance, get_task
 
 FORMAT_VERSION = 1
@@ -124,14 +124,8 @@ def make_dataset(spec: DatasetSpec, out: str | os.PathLike, workers: int | None 
     different dataset is refused.
     """
     spec = spec.validate()
-    out = Path(out)
-    try:
-        (out / "records").mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise UserError(f"cannot write to {out}: {exc.strerror or exc}") from None
+    out = writable_dir(out)
+    (out / "records").mkdir(exist_ok=True)
     manifest = {"format_version": FORMAT_VERSION, **asdict(spec)}
     manifest_path = out / "dataset.json"
     if manifest_path.exists():

@@ -7,3 +7,18 @@ exception is a bug and keeps its traceback.
 
 class UserError(ValueError):
     """A mistake in what the user asked for (unknown name, bad value, missing file)."""
+
+
+def writable_dir(path):
+    """Create folder ``path`` if needed and check it can be written, else a :class:`UserError`."""
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(f"cannot write to {path}: {exc.strerror or exc}") from None
+    return path

@@ -48,7 +48,7 @@ from collections import Counter
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from gen_reason.errors import UserError
+from gen_reason.errors import UserError, writable_dir
 from gen_reason.puzzles import Instance, get_task
 
 #: Our task (unversioned) -> VR-Bench game.
@@ -278,14 +278,7 @@ def make_vrbench_dataset(spec, out: str | os.PathLike, workers: int | None = Non
     refused. Returns ``out``."""
     vrbench_game(spec.task)
     spec = _vrbench_spec(spec)
-    out = Path(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise UserError(f"cannot write to {out}: {exc.strerror or exc}") from None
+    out = writable_dir(out)
     manifest = json.loads(json.dumps({"format": "vrbench", "format_version": FORMAT_VERSION, **asdict(spec)}))
     manifest_path = out / MANIFEST
     if manifest_path.exists():

@@ -212,6 +212,19 @@ def position_along(path: list[tuple[int, int]], t: float) -> tuple[float, float]
     return (r0 + (r1 - r0) * f, c0 + (c1 - c0) * f)
 
 
+def node_position_along(nodes: list, path: list[int], t: float) -> tuple[float, float]:
+    """Pixel (x, y) at time ``t`` moving one node hop per unit time along ``path``
+    (straight lines between node centres; fractions interpolate)."""
+    if t <= 0 or len(path) == 1:
+        return tuple(nodes[path[0]])
+    if t >= len(path) - 1:
+        return tuple(nodes[path[-1]])
+    k = int(np.floor(t))
+    f = t - k
+    (x0, y0), (x1, y1) = nodes[path[k]], nodes[path[k + 1]]
+    return (x0 + (x1 - x0) * f, y0 + (y1 - y0) * f)
+
+
 def draw_trail(img: np.ndarray, geom: BlockGeometry, path: list[tuple[int, int]], t: float, skin: Skin) -> None:
     """Paint the blocks visited up to time ``t`` (including the block being entered)."""
     upto = min(len(path), int(np.floor(t)) + 1)

@@ -30,6 +30,7 @@ import numpy as np
 
 from gen_reason.errors import UserError
 from gen_reason.puzzles.instance import Instance
+from gen_reason.puzzles.maze import blockgrid as bg
 from gen_reason.puzzles.maze.grid import check_node_path, graph_distance, parse_size, size_of
 from gen_reason.puzzles.skins import color_name, draw_icon, floor_texture, get_skin
 from gen_reason.puzzles.task import Task, TaskConfig, check_range
@@ -488,13 +489,4 @@ class IrregularMaze(Task):
         return graph_distance(instance.spec, instance.spec["start"], instance.spec["goal"])
 
 
-def position_along(nodes: list, path: list[int], t: float) -> tuple[float, float]:
-    """Pixel (x, y) at time ``t`` moving one path hop per unit time (fractions interpolate)."""
-    if t <= 0 or len(path) == 1:
-        return tuple(nodes[path[0]])
-    if t >= len(path) - 1:
-        return tuple(nodes[path[-1]])
-    k = int(math.floor(t))
-    f = t - k
-    (x0, y0), (x1, y1) = nodes[path[k]], nodes[path[k + 1]]
-    return (x0 + (x1 - x0) * f, y0 + (y1 - y0) * f)
+position_along = bg.node_position_along  # the shared node-path interpolation

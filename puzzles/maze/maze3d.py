@@ -447,17 +447,7 @@ def goal_size(geom: IsoGeometry) -> float:
     return round(1.5 * geom.hh, 3)
 
 
-def position_along(nodes: list, path: list[int], t: float) -> tuple[float, float]:
-    """Pixel position ``t`` moves along ``path`` (straight lines between node centres;
-    the projection is linear, so this is also the straight 3D motion)."""
-    if t <= 0 or len(path) == 1:
-        return tuple(nodes[path[0]])
-    if t >= len(path) - 1:
-        return tuple(nodes[path[-1]])
-    k = int(math.floor(t))
-    f = t - k
-    (x0, y0), (x1, y1) = nodes[path[k]], nodes[path[k + 1]]
-    return x0 + (x1 - x0) * f, y0 + (y1 - y0) * f
+position_along = bg.node_position_along  # the shared node-path interpolation
 
 
 def _fill(img: np.ndarray, corners: np.ndarray, color) -> None:
