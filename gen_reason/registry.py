@@ -117,3 +117,18 @@ def _import_target(spec: str) -> Any:
         raise ValueError(f"lazy target {spec!r} must look like 'package.module:Attr'")
     module = importlib.import_module(module_name)
     return getattr(module, attr)
+
+
+def config_from_overrides(config_cls: type, owner: str, overrides: dict[str, Any], noun: str = "config field(s)"):
+    """Build the config dataclass ``config_cls`` from keyword overrides for ``owner``
+    (e.g. "task maze/grid-v1"), rejecting unknown fields with one clear :class:`UserError`."""
+    import dataclasses
+
+    fields = {f.name for f in dataclasses.fields(config_cls)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise UserError(f"unknown {noun} {', '.join(unknown)} for {owner}; known: {', '.join(sorted(fields))}")
+    try:
+        return config_cls(**overrides)
+    except TypeError as exc:
+        raise UserError(f"bad config for {owner}: {exc}") from None

@@ -19,6 +19,7 @@ import numpy as np
 
 from gen_reason.errors import UserError
 from gen_reason.puzzles.instance import Instance
+from gen_reason.registry import config_from_overrides
 
 
 @dataclass(frozen=True)
@@ -75,17 +76,7 @@ class Task:
 
     def __init__(self, config: TaskConfig | None = None, **overrides: Any) -> None:
         if config is None:
-            fields = {f.name for f in dataclasses.fields(self.Config)}
-            unknown = sorted(set(overrides) - fields)
-            if unknown:
-                raise UserError(
-                    f"unknown config field(s) {', '.join(unknown)} for task {self.name}; "
-                    f"known: {', '.join(sorted(fields))}"
-                )
-            try:
-                config = self.Config(**overrides)
-            except TypeError as exc:
-                raise UserError(f"bad config for task {self.name}: {exc}") from None
+            config = config_from_overrides(self.Config, f"task {self.name}", overrides)
         elif overrides:
             config = dataclasses.replace(config, **overrides)
         config.validate()

@@ -32,6 +32,7 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 
 from gen_reason.errors import UserError
+from gen_reason.registry import config_from_overrides
 from gen_reason.models.base import VideoGenerator
 from gen_reason.verifiers.score import Score
 
@@ -361,16 +362,7 @@ class Solver:
 
     def __init__(self, config: SolverConfig | None = None, *, vlm: Any = None, **overrides: Any) -> None:
         if config is None:
-            fields = {f.name for f in dataclasses.fields(self.Config)}
-            unknown = sorted(set(overrides) - fields)
-            if unknown:
-                raise UserError(
-                    f"unknown option(s) {', '.join(unknown)} for solver {self.name}; known: {', '.join(sorted(fields))}"
-                )
-            try:
-                config = self.Config(**overrides)
-            except TypeError as exc:
-                raise UserError(f"bad config for solver {self.name}: {exc}") from None
+            config = config_from_overrides(self.Config, f"solver {self.name}", overrides, noun="option(s)")
         elif overrides:
             config = dataclasses.replace(config, **overrides)
         config.validate()
