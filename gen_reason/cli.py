@@ -168,7 +168,7 @@ def cmd_compare_referees(args, extra) -> int:
 def cmd_eval(args, extra) -> int:
     """Run an evaluation from a config (resumable)."""
     from gen_reason.runs.config import load_config
-    from gen_reason.runs.runner import run_eval
+    from gen_reason.runs.runner import Shard, run_eval
 
     overrides = {}
     for section, fields in parse_dotted(extra, ("data", "model", "solvers", "budget", "out", "verifier", "save_videos")).items():
@@ -177,7 +177,10 @@ def cmd_eval(args, extra) -> int:
     if args.out:
         overrides["out"] = args.out
     config = load_config(args.config, overrides)
-    run = run_eval(config, progress=not args.quiet)
+    shard = Shard.detect()  # under `accelerate launch`: this process's share of the items
+    run = run_eval(config, progress=not args.quiet, shard=shard)
+    if shard.rank != 0:
+        return 0  # rank 0 waits for every shard, merges them and prints the summary once
     from gen_reason.runs.report import summarise, markdown_table
     from gen_reason.runs.store import load_results
 
@@ -312,7 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="run an evaluation (resumable)",
                        description="Run instances x solvers from a YAML config; every field can be overridden "
-                                   "(--data.n 50 --model.steps 30). Rerunning the same config resumes.")
+                                   "(--data.n 50 --model.steps 30). Rerunning the same config resumes. Several "
+                                   "GPUs: `accelerate launch --multi_gpu --num_processes N -m gen_reason eval ...` "
+                                   "(each process takes every N-th item on its own GPU; rank 0 merges).")
     p.add_argument("--config", default=None, help="YAML config (see configs/)")
     p.add_argument("--out", default=None, help="run folder (overrides the config's out)")
     p.add_argument("--quiet", action="store_true")

@@ -1,12 +1,32 @@
 """Run an evaluation: instances x solvers -> the run store, resumable and shardable.
 
-Under ``accelerate launch`` each process takes every ``world_size``-th item and writes
-its own shard; the last process to finish merges the shards into ``results.jsonl``.
+Several processes (``accelerate launch --multi_gpu --num_processes N -m gen_reason eval
+...``, or ``torchrun``, or ``mpirun``) split one run by item: item ``k`` (instance
+``i``, solver ``j``, ``k = i * n_solvers + j``) belongs to the process with rank
+``k % world_size``. Each process appends only to its own shard
+(``shards/<rank>.jsonl``), so no two processes ever write the same file while they work,
+and each process runs its model on its own GPU (``cuda:<local rank>`` unless
+``model.device`` says otherwise). No process group is needed; the folder is the only
+thing the processes share.
+
+The merge into ``results.jsonl`` is done once, by rank 0: after its own share it polls
+the shards until every item of the run is stored (by any rank, this launch or an earlier
+one), then writes the merged file; the other ranks return when their share is stored and
+never touch ``results.jsonl``. ``accelerate launch`` / ``torchrun`` stop every rank when
+one fails, so rank 0 never waits for a dead process; with ranks started by hand (``RANK``
+and ``WORLD_SIZE`` set yourself), stop rank 0 if another rank dies and relaunch.
+
+Resuming: a relaunch with the same config (with any number of processes) skips every
+item already in any shard, so an interrupted run (even ``kill -9`` of every process)
+loses at most the items in flight and stores none twice. ``accelerate launch --cpu
+--num_processes N`` starts a single process (multi-CPU needs ``mpirun``); on a machine
+without GPUs, ``--multi_gpu`` still starts ``N`` processes.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,19 +38,56 @@ from gen_reason.runs.config import EvalConfig, to_dict
 from gen_reason.runs.store import RunStore
 
 
+# Where launchers put a process's place: torchrun / accelerate first, then MPI implementations.
+_RANK_VARS = ("RANK", "OMPI_COMM_WORLD_RANK", "PMI_RANK", "MV2_COMM_WORLD_RANK")
+_WORLD_VARS = ("WORLD_SIZE", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MV2_COMM_WORLD_SIZE")
+_LOCAL_RANK_VARS = ("LOCAL_RANK", "OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "MV2_COMM_WORLD_LOCAL_RANK")
+
+
+def _env_int(names: tuple[str, ...]) -> int | None:
+    for name in names:
+        value = os.environ.get(name)
+        if value not in (None, ""):
+            try:
+                return int(value)
+            except ValueError:
+                raise UserError(f"environment variable {name}={value!r} is not an integer") from None
+    return None
+
+
 @dataclass(frozen=True)
 class Shard:
-    """This process's place among the evaluation processes."""
+    """This process's place among the evaluation processes (``local_rank``: its index on its machine)."""
 
     rank: int = 0
     world_size: int = 1
+    local_rank: int | None = None  # None: the same as rank (one machine)
+
+    def __post_init__(self) -> None:
+        if self.world_size < 1 or not 0 <= self.rank < self.world_size:
+            raise UserError(f"bad process rank {self.rank} of world size {self.world_size}")
+        if self.local_rank is None:
+            object.__setattr__(self, "local_rank", self.rank)
 
     @classmethod
     def detect(cls) -> "Shard":
-        """From the environment that ``accelerate launch`` / ``torchrun`` set (else 0 of 1)."""
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        rank = int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")))
-        return cls(rank, world)
+        """From the environment that ``accelerate launch`` / ``torchrun`` / ``mpirun`` set (else 0 of 1)."""
+        world = _env_int(_WORLD_VARS) or 1
+        local = _env_int(_LOCAL_RANK_VARS)
+        rank = _env_int(_RANK_VARS)
+        rank = rank if rank is not None else (local or 0)
+        return cls(rank, world, local)
+
+    def default_device(self) -> str | None:
+        """``cuda:<local rank>`` when several processes share a machine with GPUs, else ``None``
+        (the generator's own default): without it every process would load onto GPU 0."""
+        if self.world_size == 1:
+            return None
+        import torch
+
+        if not torch.cuda.is_available():
+            return None
+        return f"cuda:{self.local_rank % torch.cuda.device_count()}"
 
 
 def model_defaults(config: EvalConfig) -> dict:
@@ -73,11 +130,15 @@ def result_key(instance: Instance, solver_key: str) -> str:
     return f"{instance.uid}|{solver_key}"
 
 
-def run_eval(config: EvalConfig, *, generator=None, progress: bool = True, shard: Shard | None = None) -> Path:
+def run_eval(config: EvalConfig, *, generator=None, progress: bool = True, shard: Shard | None = None,
+             poll_seconds: float = 1.0) -> Path:
     """Run (or finish) the evaluation ``config`` describes; returns the run folder.
 
     ``generator`` overrides ``config.model`` (tests, notebooks). Items already in the
-    store are skipped, so a rerun after a kill completes the rest.
+    store are skipped, so a rerun after a kill completes the rest. ``shard`` (default:
+    from the environment) picks this process's share; rank 0 then waits for the others
+    and writes ``results.jsonl`` (see the module docstring); ``poll_seconds`` is how often
+    it looks at their shards.
     """
     from gen_reason.solvers.base import Budget
     from gen_reason.solvers.registry import get_solver
@@ -108,8 +169,8 @@ def run_eval(config: EvalConfig, *, generator=None, progress: bool = True, shard
 
         m = config.model
         generator = load_generator(m.path, lora=m.lora, lora_scale=m.lora_scale if m.lora else None,
-                                   device=m.device, dtype=m.dtype, steps=m.steps, guidance=m.guidance,
-                                   num_frames=m.num_frames)
+                                   device=m.device or shard.default_device(), dtype=m.dtype, steps=m.steps,
+                                   guidance=m.guidance, num_frames=m.num_frames)
     verifiers: dict[tuple[str, str], object] = {}
 
     def verifier(task: str, kind: str):
@@ -145,7 +206,28 @@ def run_eval(config: EvalConfig, *, generator=None, progress: bool = True, shard
             write_mp4(path, attempt.video, fps=getattr(generator, "fps", 8))
             record["video"] = str(path.relative_to(store.root))
         store.append(record)
-    total = len(instances) * len(solvers)
-    if len(store.done_keys()) >= total:
+    everything = {result_key(instance, key) for instance in instances for key, _ in solvers}
+    if shard.world_size > 1:
+        if shard.rank != 0:
+            return store.root  # rank 0 merges, once every shard is stored
+        _wait_for_all_shards(store, everything, poll_seconds, progress)
+    if everything <= store.done_keys():
         store.merge()
     return store.root
+
+
+def _wait_for_all_shards(store: RunStore, keys: set[str], poll_seconds: float, progress: bool) -> None:
+    """Block until every key in ``keys`` is stored in some shard (rank 0, before the merge)."""
+    seen = None
+    told = False
+    while True:
+        sizes = store.shard_sizes()
+        if sizes != seen:  # reread the shards only when one has grown
+            seen = sizes
+            missing = len(keys - store.done_keys())
+            if not missing:
+                return
+            if progress and not told:
+                print(f"rank 0: waiting for the other processes ({missing} item(s) left)", file=sys.stderr)
+                told = True
+        time.sleep(poll_seconds)

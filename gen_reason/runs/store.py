@@ -2,7 +2,8 @@
 
     config.yaml            the resolved config (a rerun must match it)
     shards/<rank>.jsonl    results as they come, one line per instance x solver, per process
-    results.jsonl          all shards merged in canonical order (written when a run completes)
+    results.jsonl          all shards merged in canonical order (written once the run is complete,
+                           by rank 0 alone when several processes share the run: see runner.py)
     videos/                chosen videos, one per result line
     report.md, plots/      written by ``genreason report``
 
@@ -48,10 +49,12 @@ class RunStore:
                     "rerun with the same config to resume, or choose another --out"
                 )
             return
-        if self.rank == 0:
-            tmp = path.with_suffix(".yaml.part")
-            tmp.write_text(text)
-            os.replace(tmp, path)
+        # Every rank writes it (the same text, atomically, under a temporary name of its own):
+        # a shard must never exist in a folder without the config that made it, even when
+        # rank 0 dies before it gets this far.
+        tmp = path.with_suffix(f".yaml.{os.getpid()}.part")
+        tmp.write_text(text)
+        os.replace(tmp, path)
 
     def records(self) -> Iterator[dict]:
         """Every stored result line of every shard (complete lines only)."""
@@ -61,6 +64,16 @@ class RunStore:
     def done_keys(self) -> set[str]:
         """Keys of results already stored (by any process)."""
         return {r["key"] for r in self.records()}
+
+    def shard_sizes(self) -> dict[str, int]:
+        """Byte size of every shard file (cheap to poll: a shard that grew has new lines)."""
+        sizes = {}
+        for shard in (self.root / "shards").glob("*.jsonl"):
+            try:
+                sizes[shard.name] = shard.stat().st_size
+            except FileNotFoundError:  # appeared in the listing, gone since: count it as absent
+                continue
+        return sizes
 
     def append(self, record: dict) -> None:
         """Append one result line durably."""
@@ -82,7 +95,9 @@ class RunStore:
             merged.setdefault(record["key"], record)
         ordered = sorted(merged.values(), key=lambda r: tuple(r.get("order", [0])))
         path = self.root / "results.jsonl"
-        tmp = path.with_suffix(".jsonl.part")
+        # A temporary name of this process's own: two merges at once (two launches on one
+        # folder) must not write into one half-finished file; os.replace is atomic.
+        tmp = path.with_suffix(f".jsonl.{os.getpid()}.part")
         tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in ordered))
         os.replace(tmp, path)
         return path
