@@ -36,6 +36,12 @@ from gen_reason.models.base import OnStep, StepState, VideoGenerator, normalise_
 from gen_reason.models.families import PIPELINES, Family, FamilyDefaults, Geometry, family_for
 from gen_reason.video import Video
 
+#: A LoRA folder with one adapter per Wan 2.2 A14B expert (``genreason train lora``) holds this manifest ...
+EXPERT_LORA_MANIFEST = "lora_experts.json"
+#: ... and its files, each a diffusers LoRA (``transformer.*`` keys) for the expert named.
+EXPERT_LORA_FILES = {"transformer": "pytorch_lora_weights.safetensors",
+                     "transformer_2": "transformer_2/pytorch_lora_weights.safetensors"}
+
 _DTYPES = {
     "bf16": torch.bfloat16,
     "bfloat16": torch.bfloat16,
@@ -153,17 +159,32 @@ class DiffusersVideoGenerator(VideoGenerator):
     def set_loras(self, paths: Sequence[str | Path], scales: Sequence[float]) -> None:
         """Load LoRA weights (diffusers format) and mix them with ``scales``.
 
-        Wan 2.2 A14B has two experts; each LoRA goes into both.
+        Wan 2.2 A14B has two experts. A folder with ``lora_experts.json`` (a run of
+        ``genreason train lora`` on A14B) holds one LoRA per expert: each goes into its
+        own expert, and an expert it has none for runs unchanged. Any other LoRA goes
+        into both experts.
         """
         names = []
+        two_experts = getattr(self.pipeline, "transformer_2", None) is not None
         for index, lora_path in enumerate(paths):
             lora_path = Path(lora_path).expanduser()
             if not lora_path.exists():
                 raise UserError(f"LoRA not found: {lora_path}")
             name = f"lora{index}"
-            self.pipeline.load_lora_weights(str(lora_path), adapter_name=name)
-            if getattr(self.pipeline, "transformer_2", None) is not None:
-                self.pipeline.load_lora_weights(str(lora_path), adapter_name=name, load_into_transformer_2=True)
+            per_expert = expert_lora_files(lora_path)
+            if per_expert is not None:
+                if not two_experts:
+                    raise UserError(f"{lora_path} holds one LoRA per Wan 2.2 A14B expert; this model has a single "
+                                    "transformer")
+                if per_expert["transformer"] is not None:
+                    self.pipeline.load_lora_weights(str(per_expert["transformer"]), adapter_name=name)
+                if per_expert["transformer_2"] is not None:
+                    self.pipeline.load_lora_weights(str(per_expert["transformer_2"]), adapter_name=name,
+                                                    load_into_transformer_2=True)
+            else:
+                self.pipeline.load_lora_weights(str(lora_path), adapter_name=name)
+                if two_experts:
+                    self.pipeline.load_lora_weights(str(lora_path), adapter_name=name, load_into_transformer_2=True)
             names.append(name)
         self.pipeline.set_adapters(names, [float(scale) for scale in scales])
 
@@ -535,6 +556,30 @@ def resolve_options(family: Family, overrides: dict) -> FamilyDefaults:
     if len(size) != 2 or min(size) < 1:
         raise UserError(f"size must be (height, width) in pixels, got {options.size!r}")
     return dataclasses.replace(options, size=size)
+
+
+def expert_lora_files(path: Path) -> dict[str, Path | None] | None:
+    """The per-expert LoRA files of a folder with ``lora_experts.json`` (``None`` for any other LoRA).
+
+    Maps ``transformer`` / ``transformer_2`` to the file for that expert, or ``None``
+    where that expert got no adapter; a listed file that is missing is a :class:`UserError`.
+    """
+    manifest_file = path / EXPERT_LORA_MANIFEST
+    if not (path.is_dir() and manifest_file.is_file()):
+        return None
+    try:
+        manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot read {manifest_file}: {_first_line(exc)}") from None
+    files: dict[str, Path | None] = {}
+    for expert in EXPERT_LORA_FILES:
+        relative = manifest.get(expert) if isinstance(manifest, dict) else None
+        files[expert] = None if relative is None else path / str(relative)
+        if files[expert] is not None and not files[expert].is_file():
+            raise UserError(f"{manifest_file} lists {relative} for {expert}, but it is missing")
+    if all(file is None for file in files.values()):
+        raise UserError(f"{manifest_file} lists no LoRA file for either expert")
+    return files
 
 
 def read_model_index(path: Path) -> dict:

@@ -7,11 +7,25 @@ base model frozen and the family's own objective (:mod:`gen_reason.train.losses`
 recipe defaults are VR-Bench's: rank 32 on attention q/k/v/o and the feed-forward,
 learning rate 1e-4, a few epochs.
 
+Wan 2.2 I2V-A14B (``configs/lora_wan22_a14b.yaml``) has two experts: ``transformer``
+denoises high-noise timesteps (``t >= boundary_ratio * 1000``), ``transformer_2`` the
+rest. ``experts: both`` (default) puts an adapter on each; every sample draws its
+timestep from the whole schedule and trains the expert that owns that timestep at
+inference, a batch with samples on both sides being split between them (so only that
+expert's adapter gets the sample's gradient; an expert with no sample in a step is not
+stepped). ``experts: high`` / ``low`` trains one adapter and draws only its timesteps.
+
 One run is one folder (``output_dir``)::
 
     config.yaml                         the resolved config
     pytorch_lora_weights.safetensors    the LoRA, diffusers format (pipe.load_lora_weights(dir))
-                                        or, with ``lora: false``, the whole fine-tuned model folder
+                                        or, with ``lora: false``, the whole fine-tuned model folder;
+                                        on Wan 2.2 A14B the high-noise expert's (pipe.transformer)
+    transformer_2/pytorch_lora_weights.safetensors
+                                        A14B: the low-noise expert's LoRA, same format
+                                        (pipe.load_lora_weights(dir/transformer_2, load_into_transformer_2=True))
+    lora_experts.json                   A14B: which expert each LoRA file belongs to (what
+                                        DiffusersVideoGenerator / genreason solve --lora read)
     README.md                           a model card: base model, data, recipe, validation
     losses.jsonl                        loss and learning rate per optimizer step
     validation.jsonl / validation.png   held-out success (the referee) over training
@@ -55,7 +69,7 @@ from gen_reason.errors import UserError  # noqa: E402
 from gen_reason.models.families import Geometry  # noqa: E402
 from gen_reason.train.checkpoint import load_latest, rng_state, save_checkpoint, set_rng_state  # noqa: E402
 from gen_reason.train.conditioning import ConditioningCache, Sample, load_samples  # noqa: E402
-from gen_reason.train.losses import SCHEMES, NoiseSettings, objective_for, sample_generator  # noqa: E402
+from gen_reason.train.losses import EXPERTS, SCHEMES, NoiseSettings, objective_for, sample_generator  # noqa: E402
 
 LORA_WEIGHTS = "pytorch_lora_weights.safetensors"
 MIXED_PRECISION = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -78,6 +92,7 @@ class LoraTrainConfig:
     rank: int = 32
     alpha: float | None = None  # None: equal to rank (scale 1)
     dropout: float = 0.0
+    experts: str = "both"  # Wan 2.2 A14B: both | high (transformer) | low (transformer_2); others: both
     # optimisation
     learning_rate: float = 1e-4
     lr_scheduler: str = "constant"
@@ -146,7 +161,7 @@ class LoraTrainConfig:
         if self.alpha is not None and not self.alpha > 0:
             raise UserError(f"alpha must be > 0 or null; got {self.alpha}")
         choices = {"mixed_precision": tuple(MIXED_PRECISION), "trackers": TRACKERS,
-                   "weighting_scheme": SCHEMES, "lr_scheduler": LR_SCHEDULERS}
+                   "weighting_scheme": SCHEMES, "lr_scheduler": LR_SCHEDULERS, "experts": EXPERTS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise UserError(f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
@@ -169,7 +184,7 @@ class LoraTrainConfig:
 
 # Fields that hold text even when the value looks like a number or YAML ("1e-4" stays a float elsewhere).
 _TEXT_FIELDS = {"model", "data", "split", "output_dir", "lr_scheduler", "mixed_precision", "weighting_scheme",
-                "validation_split", "trackers"}
+                "validation_split", "trackers", "experts"}
 
 
 def _coerce(name: str, value: Any) -> Any:
@@ -295,29 +310,34 @@ def add_lora(model: torch.nn.Module, config: LoraTrainConfig, targets: Sequence[
     return lora_config
 
 
-def make_trainable(pipe, objective, config: LoraTrainConfig) -> tuple[Any, list[str] | None]:
-    """Freeze the pipeline, then make the objective's model trainable: a LoRA or every weight.
+#: Offsets of each network's LoRA initialisation seed (an expert trained alone starts as it would beside the other).
+_SEED_OFFSETS = {"transformer_2": 1}
 
+
+def make_trainable(pipe, objective, config: LoraTrainConfig) -> tuple[Any, list[str] | None]:
+    """Freeze the pipeline, then make the objective's trained network(s) trainable: a LoRA or every weight.
+
+    On Wan 2.2 A14B that is each expert ``config.experts`` names, with its own adapter.
     Returns the peft LoRA config (``None`` for full fine-tuning) and the target modules.
     """
     for component in pipe.components.values():
         if isinstance(component, torch.nn.Module):
             component.requires_grad_(False)
             component.eval()
-    model = objective.model
     lora_config, targets = None, None
-    if config.lora:
-        targets = list(config.target_modules or objective.default_targets)
-        lora_config = add_lora(model, config, targets, config.seed)
-    else:
-        if model.dtype != torch.float32:  # master weights in float32; autocast computes in low precision
-            model.to(torch.float32)
-        model.requires_grad_(True)
-    if config.gradient_checkpointing:
-        if not getattr(model, "_supports_gradient_checkpointing", False):
-            raise UserError(f"{type(model).__name__} does not support gradient checkpointing")
-        model.enable_gradient_checkpointing()
-    model.train()
+    for name, model in objective.trained_modules.items():
+        if config.lora:
+            targets = list(config.target_modules or objective.default_targets)
+            lora_config = add_lora(model, config, targets, config.seed + _SEED_OFFSETS.get(name, 0))
+        else:
+            if model.dtype != torch.float32:  # master weights in float32; autocast computes in low precision
+                model.to(torch.float32)
+            model.requires_grad_(True)
+        if config.gradient_checkpointing:
+            if not getattr(model, "_supports_gradient_checkpointing", False):
+                raise UserError(f"{type(model).__name__} does not support gradient checkpointing")
+            model.enable_gradient_checkpointing()
+    objective.model.train()
     return lora_config, targets
 
 
@@ -327,7 +347,9 @@ def check_resumable(saved: dict, config: LoraTrainConfig) -> None:
             "validation_count", "validation_split", "validation_steps", "validation_guidance", "validation_seed",
             "log_every", "trackers", "cache_conditioning", "cache_latents", "output_dir"}
     current = config.to_dict()
-    changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+    # A field added since the checkpoint was written held its default then.
+    defaults = LoraTrainConfig().to_dict()
+    changed = sorted(k for k in set(saved) | set(current) if saved.get(k, defaults.get(k)) != current.get(k))
     fixed = [k for k in changed if k not in free]
     if fixed:
         raise UserError(f"{config.output_dir} holds a run made with other values of {', '.join(fixed)}; "
@@ -560,12 +582,18 @@ def load_embedded_lora(pipe, path: str | os.PathLike, adapter_name: str = "defau
 
 
 def save_outputs(out: Path, pipe, objective, model, lora_config) -> Path:
-    """Write the trained weights: the LoRA (diffusers format) or, for full fine-tuning, the model folder."""
+    """Write the trained weights: the LoRA (diffusers format) or, for full fine-tuning, the model folder.
+
+    On a two-expert pipeline (Wan 2.2 A14B) each trained expert's LoRA goes to its own
+    file (:func:`save_expert_loras`); the high-noise one, if trained, is the return value.
+    """
     if lora_config is None:
         pipe.save_pretrained(out, safe_serialization=True)
         return out
     from peft.utils import get_peft_model_state_dict
 
+    if getattr(pipe, "transformer_2", None) is not None:
+        return save_expert_loras(out, pipe, objective.trained_modules)
     layers = get_peft_model_state_dict(model)
     if objective.name == "embedded":
         return save_embedded_lora(out, layers, lora_config)
@@ -573,6 +601,38 @@ def save_outputs(out: Path, pipe, objective, model, lora_config) -> Path:
     type(pipe).save_lora_weights(out, transformer_lora_layers=layers, safe_serialization=True,
                                  transformer_lora_adapter_metadata=metadata)
     return out / LORA_WEIGHTS
+
+
+def save_expert_loras(out: Path, pipe, experts: dict[str, torch.nn.Module]) -> Path:
+    """Save each Wan 2.2 A14B expert's LoRA as its own diffusers LoRA file, and the manifest saying whose is whose.
+
+    diffusers names every Wan LoRA key ``transformer.*`` and loads one file into one
+    expert (``load_into_transformer_2=True`` picks the second), so two experts with
+    their own adapters need two files: ``out/pytorch_lora_weights.safetensors``
+    (``transformer``, high noise: what ``pipe.load_lora_weights(out)`` reads) and
+    ``out/transformer_2/pytorch_lora_weights.safetensors`` (``transformer_2``). A file
+    of an expert not trained this time is removed, so the folder never mixes runs.
+    """
+    from peft.utils import get_peft_model_state_dict
+
+    from gen_reason.models.diffusers_backend import EXPERT_LORA_FILES, EXPERT_LORA_MANIFEST
+
+    manifest: dict[str, Any] = {"pipeline": type(pipe).__name__,
+                                "boundary_ratio": pipe.config.get("boundary_ratio")}
+    for name, relative in EXPERT_LORA_FILES.items():
+        file = out / relative
+        model = experts.get(name)
+        if model is None:
+            file.unlink(missing_ok=True)
+            manifest[name] = None
+            continue
+        metadata = model.peft_config["default"].to_dict()
+        type(pipe).save_lora_weights(file.parent, transformer_lora_layers=get_peft_model_state_dict(model),
+                                     safe_serialization=True, transformer_lora_adapter_metadata=metadata,
+                                     weight_name=file.name)
+        manifest[name] = relative
+    (out / EXPERT_LORA_MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+    return out / EXPERT_LORA_FILES["transformer"] if "transformer" in experts else out / EXPERT_LORA_MANIFEST
 
 
 def write_model_card(out: Path, config: LoraTrainConfig, family_name: str, geometry: Geometry, steps: int,
@@ -585,6 +645,9 @@ def write_model_card(out: Path, config: LoraTrainConfig, family_name: str, geome
         validation = (f"held-out success {first['success']:.1%} at step {first['step']} -> {last['success']:.1%} "
                       f"at step {last['step']} ({last['count']} puzzles, reference referee); see validation.png")
     kind = f"LoRA rank {config.rank}, alpha {config.alpha or config.rank}" if config.lora else "full fine-tune"
+    if family_name == "wan2.2-i2v-a14b":
+        kind += {"both": " on both experts", "high": " on the high-noise expert (transformer)",
+                 "low": " on the low-noise expert (transformer_2)"}[config.experts]
     if config.lora and family_name == "embedded":
         usage = (
             "```python\n"
@@ -593,6 +656,22 @@ def write_model_card(out: Path, config: LoraTrainConfig, family_name: str, geome
             f"generator = DiffusersVideoGenerator.from_pretrained({config.model!r})\n"
             f"load_embedded_lora(generator.pipeline, {str(out)!r})\n"
             "```"
+        )
+    elif config.lora and family_name == "wan2.2-i2v-a14b":
+        usage = (
+            "```python\n"
+            "from gen_reason.models import DiffusersVideoGenerator\n"
+            f"generator = DiffusersVideoGenerator.from_pretrained({config.model!r}, lora={str(out)!r})\n"
+            "```\n\n"
+            f"or `genreason solve --model {config.model} --lora {out}`: each expert gets its own LoRA "
+            f"(experts trained: {config.experts}; `lora_experts.json` says which file is whose). In diffusers:\n\n"
+            "```python\n"
+            + (f"pipe.load_lora_weights({str(out)!r}, adapter_name='puzzles')  # transformer (high noise)\n"
+               if config.experts in ("both", "high") else "")
+            + (f"pipe.load_lora_weights({str(out / 'transformer_2')!r}, adapter_name='puzzles',\n"
+               "                        load_into_transformer_2=True)  # transformer_2 (low noise)\n"
+               if config.experts in ("both", "low") else "")
+            + "```"
         )
     elif config.lora:
         usage = (
@@ -644,6 +723,13 @@ def _check_trackers(trackers: str) -> str | None:
     return trackers
 
 
+def _has_two_experts(model: Path) -> bool:
+    """Whether the model folder is a two-expert pipeline (Wan 2.2 A14B: a ``transformer_2``)."""
+    from gen_reason.models.diffusers_backend import read_model_index
+
+    return (read_model_index(model).get("transformer_2") or [None])[0] is not None
+
+
 def _cpu_data_parallel() -> bool:
     """True for several processes on a machine without GPUs: accelerate then needs ``cpu=True`` to use gloo.
 
@@ -678,15 +764,22 @@ def train_lora(config: LoraTrainConfig, progress: bool = True, *, stop_after_ste
     samples = load_samples(config.data, config.split)
     tracker = _check_trackers(config.trackers)
 
+    handlers = []
+    if config.experts == "both" and _has_two_experts(Path(config.model)):
+        from accelerate.utils import DistributedDataParallelKwargs
+
+        # A process's micro-batch may route every sample to one expert; the other's adapter is then unused.
+        handlers.append(DistributedDataParallelKwargs(find_unused_parameters=True))
     accelerator = Accelerator(mixed_precision=config.mixed_precision,
                               gradient_accumulation_steps=config.gradient_accumulation_steps,
-                              log_with=tracker, project_dir=str(out / "logs"), cpu=_cpu_data_parallel())
+                              log_with=tracker, project_dir=str(out / "logs"), cpu=_cpu_data_parallel(),
+                              kwargs_handlers=handlers)
     is_main = accelerator.is_main_process
     weight_dtype = MIXED_PRECISION[config.mixed_precision]
     generator = DiffusersVideoGenerator.from_pretrained(config.model, device=accelerator.device, dtype=weight_dtype)
     pipe, family = generator.pipeline, generator.family
     geometry = resolve_geometry(pipe, family, samples, config)
-    objective = objective_for(pipe, family, geometry, config.noise)
+    objective = objective_for(pipe, family, geometry, config.noise, experts=config.experts)
 
     model = objective.model
     lora_config, targets = make_trainable(pipe, objective, config)

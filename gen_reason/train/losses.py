@@ -4,11 +4,15 @@ An :class:`Objective` knows one pipeline family's recipe, mirroring how its diff
 pipeline conditions the denoiser at inference, so a model trained here is used the
 same way it was trained:
 
-- :class:`WanObjective` (Wan 2.1 I2V, Wan 2.2 TI2V-5B): flow matching. The transformer
-  sees ``cat([x_t, mask (4 ch), image latent (16 ch)])`` (2.1, the condition made by
-  ``pipe.prepare_latents`` itself) or, with ``expand_timesteps`` (TI2V-5B), ``x_t``
-  whose first latent frame is the clean image latent and a per-token timestep that is 0
-  there; the loss skips that frame.
+- :class:`WanObjective` (Wan 2.1 I2V, Wan 2.2 TI2V-5B, Wan 2.2 I2V-A14B): flow matching.
+  The transformer sees ``cat([x_t, mask (4 ch), image latent (16 ch)])`` (2.1 and A14B,
+  the condition made by ``pipe.prepare_latents`` itself) or, with ``expand_timesteps``
+  (TI2V-5B), ``x_t`` whose first latent frame is the clean image latent and a per-token
+  timestep that is 0 there; the loss skips that frame. A14B has two experts
+  (:class:`WanExperts`): each sample goes to the expert that denoises its timestep at
+  inference, ``pipe.transformer`` for ``t >= boundary_ratio * num_train_timesteps`` (high
+  noise), ``pipe.transformer_2`` below; a batch that mixes both is split, each part run
+  through its own expert, so only that expert's adapter gets the sample's gradient.
 - :class:`LTXObjective` (LTX-Video I2V): flow matching on packed tokens; latent frame 0
   is the clean image latent with timestep 0, and the loss skips it.
 - :class:`CogVideoXObjective` (CogVideoX I2V): DDPM noise at a uniform integer timestep,
@@ -73,6 +77,11 @@ class NoiseSettings:
 
 SCHEMES = ("logit_normal", "mode", "uniform", "sigma_sqrt", "cosmap", "none")
 
+#: Which Wan 2.2 A14B experts train: both, only ``transformer`` (high noise) or only ``transformer_2`` (low noise).
+EXPERTS = ("both", "high", "low")
+#: Draws of a timestep that may fall outside a single trained expert's range before we give up.
+MAX_TIMESTEP_DRAWS = 1000
+
 
 def sample_generator(*keys: int) -> torch.Generator:
     """A CPU generator seeded by a hash of ``keys`` (e.g. seed, data position, batch slot)."""
@@ -126,6 +135,11 @@ class Objective:
     def model_attribute(self) -> str:
         """Its attribute name on the pipeline (``transformer`` or ``unet``)."""
         return "transformer"
+
+    @property
+    def trained_modules(self) -> dict[str, torch.nn.Module]:
+        """The networks that get adapters (or are fine-tuned), by pipeline attribute name."""
+        return {self.model_attribute: self.model}
 
     @property
     def device(self) -> torch.device:
@@ -200,18 +214,34 @@ class Objective:
         return 1.0
 
     def flow_sigmas(self, generators: Sequence[torch.Generator], sequence_length: int) -> torch.Tensor:
-        """One shifted sigma in (0, 1) per sample."""
+        """One shifted sigma in (0, 1) per sample (only sigmas :meth:`accepts_timestep` keeps)."""
         from diffusers.training_utils import compute_density_for_timestep_sampling
 
         scheme = self.noise.weighting_scheme
         density = scheme if scheme in ("logit_normal", "mode") else "uniform"
-        u = torch.cat([
-            compute_density_for_timestep_sampling(density, 1, self.noise.logit_mean, self.noise.logit_std,
-                                                  self.noise.mode_scale, generator=g)
-            for g in generators
-        ])
         shift = self.flow_shift(sequence_length)
-        return (shift * u / (1 + (shift - 1) * u)).to(self.device)
+        sigmas = []
+        for g in generators:
+            for _ in range(MAX_TIMESTEP_DRAWS):
+                u = compute_density_for_timestep_sampling(density, 1, self.noise.logit_mean, self.noise.logit_std,
+                                                          self.noise.mode_scale, generator=g)
+                sigma = shift * u / (1 + (shift - 1) * u)
+                # The same float32 product the loss hands the model, so the check and the routing agree.
+                if self.accepts_timestep(sigma * 1000.0):
+                    break
+            else:
+                raise UserError(f"{MAX_TIMESTEP_DRAWS} timestep draws ({scheme}, shift {shift:g}) all fell outside "
+                                f"{self.timestep_range_text()}; choose another weighting_scheme or flow_shift")
+            sigmas.append(sigma)
+        return torch.cat(sigmas).to(self.device)
+
+    def accepts_timestep(self, timestep: torch.Tensor) -> bool:
+        """Whether a drawn timestep (``1000 sigma``) is one the trained network(s) see; rejected ones are redrawn."""
+        return True
+
+    def timestep_range_text(self) -> str:
+        """The accepted timesteps, in words (for errors)."""
+        return "every timestep"
 
     def flow_weights(self, sigmas: torch.Tensor) -> torch.Tensor:
         from diffusers.training_utils import compute_loss_weighting_for_sd3
@@ -233,19 +263,106 @@ def masked_mse(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tenso
     return per_sample.mean()
 
 
+class WanExperts(torch.nn.Module):
+    """Wan 2.2 A14B's two experts as one network: each sample runs through the expert that owns its timestep.
+
+    As ``WanImageToVideoPipeline`` switches at inference: ``transformer`` (high noise) for
+    ``timestep >= boundary_timestep`` (``boundary_ratio * num_train_timesteps``),
+    ``transformer_2`` (low noise) below. A batch whose samples fall on both sides is
+    split, each part goes through its own expert, and the predictions come back in the
+    batch's order; an expert with no sample in the batch does not run (its weights get
+    no gradient). One module, one forward call per micro-batch: what data-parallel
+    training (DDP, with ``find_unused_parameters``) expects.
+    """
+
+    def __init__(self, transformer: torch.nn.Module, transformer_2: torch.nn.Module, boundary_timestep: float) -> None:
+        super().__init__()
+        self.transformer = transformer
+        self.transformer_2 = transformer_2
+        self.boundary_timestep = float(boundary_timestep)
+
+    def is_high_noise(self, timestep: torch.Tensor) -> torch.Tensor:
+        """Per sample: True where ``transformer`` (the high-noise expert) denoises this timestep."""
+        return timestep >= self.boundary_timestep
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.transformer.dtype
+
+    def forward(self, hidden_states: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor,
+                encoder_hidden_states_image: torch.Tensor | None = None, return_dict: bool = False):
+        """The experts' predictions for the batch, as a one-element tuple (as ``return_dict=False``)."""
+        if timestep.ndim != 1:
+            raise ValueError("WanExperts routes whole samples: it takes one timestep per sample, shape [B]")
+        high = self.is_high_noise(timestep)
+        parts, order = [], []
+        for expert, chosen in ((self.transformer, high), (self.transformer_2, ~high)):
+            index = chosen.nonzero().flatten()
+            if index.numel() == 0:
+                continue
+            image = None if encoder_hidden_states_image is None else encoder_hidden_states_image[index]
+            parts.append(expert(hidden_states=hidden_states[index], timestep=timestep[index],
+                                encoder_hidden_states=encoder_hidden_states[index],
+                                encoder_hidden_states_image=image, return_dict=False)[0])
+            order.append(index)
+        return (torch.cat(parts)[torch.argsort(torch.cat(order))],)  # back in the batch's order
+
+
 class WanObjective(Objective):
-    """Wan 2.1 I2V and Wan 2.2 TI2V-5B (``expand_timesteps``): flow matching."""
+    """Wan 2.1 I2V, Wan 2.2 TI2V-5B (``expand_timesteps``) and Wan 2.2 I2V-A14B (two experts): flow matching.
+
+    ``experts`` (A14B only): ``both`` trains an adapter on each expert, each sample going
+    to the expert that owns its timestep; ``high`` / ``low`` trains only
+    ``transformer`` / ``transformer_2`` and draws only the timesteps that expert owns
+    (the logit-normal density, shifted, restricted to its side of the boundary).
+    """
 
     name = "wan"
     image_components = ("vae", "image_encoder")
     max_sequence_length = 512  # what WanImageToVideoPipeline.__call__ pads the prompt to
 
-    def __init__(self, pipe, family, geometry, noise=None) -> None:
+    def __init__(self, pipe, family, geometry, noise=None, experts: str = "both") -> None:
         super().__init__(pipe, family, geometry, noise)
-        if getattr(pipe, "transformer_2", None) is not None:
-            raise UserError("LoRA training of Wan 2.2 A14B (two experts) is not supported yet; "
-                            "use Wan 2.1 I2V or Wan 2.2 TI2V-5B")
+        if experts not in EXPERTS:
+            raise UserError(f"experts must be one of {', '.join(EXPERTS)}; got {experts!r}")
         self.expand_timesteps = bool(pipe.config.get("expand_timesteps", False))
+        self.experts = experts
+        self.mixture: WanExperts | None = None
+        if getattr(pipe, "transformer_2", None) is not None:
+            boundary_ratio = pipe.config.get("boundary_ratio")
+            if boundary_ratio is None or getattr(pipe, "transformer", None) is None:
+                raise UserError("this Wan pipeline has a transformer_2 but not both experts and a boundary_ratio; "
+                                "training needs the Wan 2.2 A14B layout (transformer, transformer_2, boundary_ratio)")
+            boundary = float(boundary_ratio) * float(pipe.scheduler.config.get("num_train_timesteps", 1000))
+            self.mixture = WanExperts(pipe.transformer, pipe.transformer_2, boundary)
+        elif experts != "both":
+            raise UserError(f"experts: {experts} applies to Wan 2.2 A14B (two experts); this model has one "
+                            "transformer, so leave experts at both")
+
+    @property
+    def model(self) -> torch.nn.Module:
+        """The transformer, or on A14B both experts behind one router (:class:`WanExperts`)."""
+        return self.pipe.transformer if self.mixture is None else self.mixture
+
+    @property
+    def trained_modules(self) -> dict[str, torch.nn.Module]:
+        if self.mixture is None:
+            return {"transformer": self.pipe.transformer}
+        chosen = {"both": ("transformer", "transformer_2"), "high": ("transformer",), "low": ("transformer_2",)}
+        return {name: getattr(self.pipe, name) for name in chosen[self.experts]}
+
+    def accepts_timestep(self, timestep):
+        # One expert trains: draw only timesteps it owns (the other expert could learn nothing from the rest).
+        if self.mixture is None or self.experts == "both":
+            return True
+        high = bool(self.mixture.is_high_noise(timestep).all())
+        return high if self.experts == "high" else not high
+
+    def timestep_range_text(self):
+        if self.mixture is None or self.experts == "both":
+            return "every timestep"
+        sign = ">=" if self.experts == "high" else "<"
+        return f"the {self.experts}-noise expert's timesteps (t {sign} {self.mixture.boundary_timestep:g})"
 
     def _latent_stats(self):
         vae = self.pipe.vae
@@ -531,18 +648,27 @@ class EmbeddedObjective(Objective):
         return masked_mse(prediction, stack_frames(target))
 
 
-def objective_for(pipe, family: Family, geometry: Geometry, noise: NoiseSettings | None = None) -> Objective:
-    """The objective for a loaded pipeline, or a :class:`UserError` for a family we cannot train."""
+def objective_for(pipe, family: Family, geometry: Geometry, noise: NoiseSettings | None = None,
+                  experts: str = "both") -> Objective:
+    """The objective for a loaded pipeline, or a :class:`UserError` for a family we cannot train.
+
+    ``experts`` picks which of Wan 2.2 A14B's experts train (``both``, ``high``, ``low``);
+    other models have one network and take only ``both``.
+    """
+    if isinstance(family, WanFamily) and type(pipe).__name__ != "EmbeddedVideoPipeline":
+        return WanObjective(pipe, family, geometry, noise, experts=experts)
+    if experts != "both":
+        raise UserError(f"experts: {experts} applies to Wan 2.2 A14B (two experts); this model has one network, "
+                        "so leave experts at both")
     if type(pipe).__name__ == "EmbeddedVideoPipeline":
         return EmbeddedObjective(pipe, family, geometry, noise)
-    if isinstance(family, WanFamily):
-        return WanObjective(pipe, family, geometry, noise)
     if isinstance(family, CogVideoXFamily):
         return CogVideoXObjective(pipe, family, geometry, noise)
     if isinstance(family, LTXFamily):
         return LTXObjective(pipe, family, geometry, noise)
     raise UserError(f"training is not supported for {type(pipe).__name__} (family {family.name}); "
-                    "supported: Wan 2.1 I2V, Wan 2.2 TI2V-5B, CogVideoX I2V, LTX-Video I2V, the embedded model")
+                    "supported: Wan 2.1 I2V, Wan 2.2 TI2V-5B and I2V-A14B, CogVideoX I2V, LTX-Video I2V, "
+                    "the embedded model")
 
 
 def stack_batch(items: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
