@@ -10,6 +10,13 @@ them so the first one (earliest frame) explains the verdict. Rules:
 - ``off_board``: the same, outside the board (the nodes' bounding box + half a step).
 - ``hazard``: the agent comes within 0.3 step of a hazard node (a trap).
 - ``teleport``: the agent jumps more than 1.5 steps between consecutive seen frames.
+  On trail skins (``spec["trail"]``: visited rooms stay painted) a longer jump is a fast
+  move, not a teleport, when the rooms between the two positions are painted in the
+  frame the agent lands, along legal moves (:func:`trail_painted`): the trail is the
+  evidence of the way taken between sampled frames (a clip of 8 frames for a 24-move
+  solution moves ~3 rooms per frame). Such a bridge may cover at most half of the
+  shortest route (at least 3 moves): a bigger one is still a teleport (or
+  ``end_state_only`` when it lands on the goal).
 - ``end_state_only``: the agent appears at the goal without walking there (a jump that
   lands at the goal, or fewer than half the nodes of a shortest route visited).
 - ``agent_vanished`` / ``agent_duplicated``: not found (or found twice) for 2+
@@ -40,6 +47,7 @@ OFF_GRAPH = 0.3  # steps: how far from every legal move counts as off the graph
 TELEPORT = 1.5  # steps in one frame
 STATIC = 0.5  # steps: never farther than this from the start = static video
 RUN = 2  # consecutive frames a lost/duplicated/off-graph condition must last
+TRAIL_COVER = 0.3  # fraction of a room's centre patch in the trail colour that counts as painted
 
 
 class SpecGraph:
@@ -214,8 +222,14 @@ def _runs(flags: np.ndarray, min_len: int) -> list[tuple[int, int]]:
 
 
 def walk_graph(positions: np.ndarray, graph: SpecGraph, start: int, name: str = "agent",
-               prefix: str = "") -> ObjectPath:
-    """Map positions ``(T, 2)`` (NaN where lost) to nodes and check the movement rules."""
+               prefix: str = "", painted: np.ndarray | None = None, max_bridge: int = 3) -> ObjectPath:
+    """Map positions ``(T, 2)`` (NaN where lost) to nodes and check the movement rules.
+
+    ``painted`` (``(T, N)`` bool, trail skins only): which nodes' rooms show the trail in
+    each frame; a jump or a non-adjacent node change is then a legal fast move when a
+    path of legal moves through painted rooms joins the two places and it has at most
+    ``max_bridge`` moves (see the module docstring).
+    """
     t = len(positions)
     seen = ~np.isnan(positions[:, 0])
     step = graph.step
@@ -245,6 +259,10 @@ def walk_graph(positions: np.ndarray, graph: SpecGraph, start: int, name: str = 
     teleport_frames = set()
     for s in np.flatnonzero(jumps > TELEPORT * step):
         k = int(idx[s + 1])
+        if painted is not None:
+            way = _trail_way(graph, _nodes_near(graph, pts[s]), _nodes_near(graph, pts[s + 1]), painted[k])
+            if way is not None and len(way) - 1 <= max_bridge:
+                continue
         teleport_frames.add(k)
         violations.append({"rule": prefix + "teleport", "frame": k,
                            "detail": f"{name} jumped {jumps[s] / step:.1f} steps between frames {int(idx[s])} and {k}"})
@@ -254,11 +272,24 @@ def walk_graph(positions: np.ndarray, graph: SpecGraph, start: int, name: str = 
     for s, k in enumerate(idx):
         if off[s]:
             last_off = int(k)
+        elif (painted is not None and near_d[s] > SNAP * step and int(k) not in teleport_frames
+              and last_off < node_frames[-1]):
+            # Between two rooms on a trail skin: the rooms passed since the last node are
+            # entered now if the trail joins them (a fast move between sampled frames).
+            way = _trail_way(graph, {cur}, _nodes_near(graph, pts[s]), painted[int(k)])
+            if way is not None and 1 <= len(way) - 1 <= max_bridge:
+                node_path.extend(way[1:])
+                node_frames.extend([int(k)] * (len(way) - 1))
+                cur = way[-1]
         n = int(near[s])
         if n != cur and near_d[s] <= SNAP * step:
             if n not in graph.adj[cur] and int(k) not in teleport_frames:
                 bridge = graph.shortest(cur, n)
                 fast_but_legal = bridge is not None and len(bridge) <= 3 and last_off < node_frames[-1]
+                if painted is not None and not fast_but_legal and last_off < node_frames[-1]:
+                    way = _trail_way(graph, {cur}, {n}, painted[int(k)])
+                    if way is not None and len(way) - 1 <= max_bridge:
+                        bridge, fast_but_legal = way, True
                 if fast_but_legal:
                     for m in bridge[1:-1]:
                         node_path.append(m)
@@ -272,6 +303,67 @@ def walk_graph(positions: np.ndarray, graph: SpecGraph, start: int, name: str = 
             cur = n
         frame_nodes[int(k)] = cur
     return ObjectPath(frame_nodes, node_path, node_frames, violations)
+
+
+def _nodes_near(graph: SpecGraph, point: np.ndarray) -> set[int]:
+    """The nodes a tracked point may stand between: the nearest one, and both ends of a
+    legal move the point lies on (within 0.75 step of each end)."""
+    d = np.linalg.norm(graph.nodes - point, axis=1)
+    near = {int(np.argmin(d))}
+    near |= {int(i) for i in np.flatnonzero(d <= 0.75 * graph.step)}
+    return near
+
+
+def _trail_way(graph: SpecGraph, sources: set[int], targets: set[int], painted_now: np.ndarray) -> list[int] | None:
+    """A shortest path of legal moves from any of ``sources`` to any of ``targets`` whose
+    inner nodes are all painted (``painted_now``, ``(N,)`` bool); ``None`` if there is none."""
+    if sources & targets:
+        node = min(sources & targets)
+        return [node]
+    prev: dict[int, int | None] = {s: None for s in sorted(sources)}
+    queue = deque(sorted(sources))
+    while queue:
+        u = queue.popleft()
+        for v in sorted(graph.adj[u]):
+            if v in prev:
+                continue
+            if v in targets:
+                path = [v, u]
+                while prev[path[-1]] is not None:
+                    path.append(prev[path[-1]])
+                return path[::-1]
+            if painted_now[v]:
+                prev[v] = u
+                queue.append(v)
+    return None
+
+
+def trail_painted(track: Track, spec: dict) -> np.ndarray | None:
+    """Which rooms show the trail colour in each frame: ``(T, N)`` bool, or ``None`` when
+    the spec draws no trail.
+
+    A room counts as painted when at least ``TRAIL_COVER`` of the patch of +-0.3 step
+    around its node is nearer the trail colour than any other scene colour (floor, wall,
+    goal, agent), so compression noise and a slight colour shift do not matter.
+    """
+    colours = spec.get("colors") or {}
+    if not spec.get("trail") or "trail" not in colours:
+        return None
+    palette = [colours["trail"]] + [colours[k] for k in ("floor", "wall", "goal", "background") if k in colours]
+    palette.append(spec["agent"]["color"])
+    palette_arr = np.asarray(palette, np.float32)
+    work = track.work
+    frames = work.frames
+    t, h, w = frames.shape[:3]
+    centres = work.to_work(np.asarray(spec["nodes"], float))
+    r = max(1, int(round(0.3 * float(spec["step_px"]) * work.mean_scale)))
+    xs = np.clip(np.round(centres[:, 0]).astype(int)[:, None] + np.arange(-r, r + 1)[None], 0, w - 1)
+    ys = np.clip(np.round(centres[:, 1]).astype(int)[:, None] + np.arange(-r, r + 1)[None], 0, h - 1)
+    # (T, N, P, P, 3) patches gathered at once; small (N rooms x a few pixels).
+    patches = frames[:, ys[:, :, None], xs[:, None, :]].astype(np.float32)
+    d = ((patches[..., None, :] - palette_arr) ** 2).sum(-1)
+    is_trail = d.argmin(-1) == 0
+    return is_trail.reshape(t, len(centres), -1).mean(-1) >= TRAIL_COVER
 
 
 def _visibility(track_obj, name: str, rule_lost: str, rule_dup: str | None) -> list[dict]:
@@ -298,7 +390,10 @@ def check_rules(track: Track, spec: dict, check_scene_changes: bool = True) -> R
     graph = SpecGraph(spec)
     t = track.num_frames
     agent_pos = track.agent.positions
-    agent = walk_graph(agent_pos, graph, int(spec["start"]), "agent")
+    painted = trail_painted(track, spec) if not spec.get("box") else None
+    route = graph.distances_from(int(spec["start"]), avoid_hazards=False).get(int(spec["goal"]), 0)
+    agent = walk_graph(agent_pos, graph, int(spec["start"]), "agent", painted=painted,
+                       max_bridge=max(3, int(np.ceil(0.5 * route))))
     violations = list(agent.violations)
     violations += _visibility(track.agent, "agent", "agent_vanished", "agent_duplicated")
     seen = ~np.isnan(agent_pos[:, 0])
@@ -354,7 +449,7 @@ def check_rules(track: Track, spec: dict, check_scene_changes: bool = True) -> R
                                "detail": f"the agent appears at the goal at frame {k} without walking there "
                                          f"({visited} of {route + 1} route nodes visited)"})
     if check_scene_changes:
-        violations += check_scene(track, spec)
+        violations += check_scene(track, spec, agent)
     violations.sort(key=lambda v: (v["frame"], RULE_NAMES.index(v["rule"]) if v["rule"] in RULE_NAMES else 99))
     return RuleReport(agent=agent, box=box, violations=violations, reached_goal=reached, ends_at_goal=ends,
                       final_node=final)
@@ -401,14 +496,16 @@ def _box_interaction(agent_pos: np.ndarray, box_pos: np.ndarray, step: float) ->
     return out
 
 
-def check_scene(track: Track, spec: dict, diff_threshold: int = 60, min_blob_cells: float = 0.25) -> list[dict]:
+def check_scene(track: Track, spec: dict, agent_path: ObjectPath | None = None, diff_threshold: int = 60,
+                min_blob_cells: float = 0.25) -> list[dict]:
     """``maze_redrawn``: compare sampled frames with frame 0 outside the moving objects.
 
     A pixel changed when its (3x3-blurred) colour differs from frame 0 by more than
     ``diff_threshold`` in some channel (the working frames are already corrected for
     global brightness drift, see :func:`track.prepare_video`); changes within the agent's (and box's) current
-    and start footprints, the trail's cells (trail skins) and the goal (when the agent
-    stands on it) are expected. A changed blob larger than ``min_blob_cells`` of a cell
+    and start footprints, the trail's cells (trail skins: around every tracked position and
+    every node of ``agent_path`` entered so far, which includes rooms crossed between
+    sampled frames) and the goal (when the agent stands on it) are expected. A changed blob larger than ``min_blob_cells`` of a cell
     (``step_px`` squared) is a redraw. Compression noise makes small, thin blobs only.
     """
     work = track.work
@@ -458,6 +555,11 @@ def check_scene(track: Track, spec: dict, diff_threshold: int = 60, min_blob_cel
                     c = work.to_work(p)
                     trail_mask |= (np.abs(xx - c[0]) <= trail_r) & (np.abs(yy - c[1]) <= trail_r)
             trail_upto = k + 1
+            if agent_path is not None:
+                for node, entered in zip(agent_path.node_path, agent_path.node_frames):
+                    if entered <= k:
+                        c = work.to_work(nodes[int(node)])
+                        trail_mask |= (np.abs(xx - c[0]) <= trail_r) & (np.abs(yy - c[1]) <= trail_r)
             allowed |= trail_mask
         p = track.agent.positions[k]
         if not np.isnan(p[0]) and np.linalg.norm(p - goal_xy) <= 1.0 * float(spec["step_px"]):
