@@ -13,8 +13,9 @@ any folder of that tree (the root, a game, a skin or one difficulty), turns each
 :func:`gen_reason.verifiers.vrbench.load_level`, and matches a folder of model outputs to
 them.
 
-Instances are ``vrbench/<game>`` tasks (maze, trapfield, sokoban, pathfinder; maze3d is
-refused by ``load_level`` and reported as skipped, with the reason). Their identity:
+Instances are ``vrbench/<game>`` tasks (maze, trapfield, sokoban, pathfinder, maze3d; a
+level ``load_level`` refuses, such as an unknown game, is reported as skipped with the
+reason). Their identity:
 ``difficulty`` is the difficulty folder and ``seed`` is ``skin * 10000 + NNNN`` (a
 non-numeric skin name is hashed), so levels of several skins keep distinct uids. The
 prompt is the one stored by ``genreason make-dataset --format vrbench`` when present,
@@ -153,7 +154,7 @@ def find_levels(folder: str | Path, split: str | None = None) -> list[VRBenchLev
 
 
 def level_instance(level: VRBenchLevel) -> Instance:
-    """The :class:`Instance` of one level (raises :class:`UserError` for unsupported games)."""
+    """The :class:`Instance` of one level (raises :class:`UserError` for a level it cannot read)."""
     from gen_reason.verifiers.vrbench import load_level
 
     instance = load_level(level.state, level.image)

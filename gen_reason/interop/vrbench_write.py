@@ -71,7 +71,8 @@ def vrbench_game(task_name: str) -> str:
     if base not in VRBENCH_GAMES:
         raise UserError(f"--format vrbench writes maze/grid, maze/irregular, maze/trapfield and maze/sokoban "
                         f"(VR-Bench's maze, pathfinder, trapfield, sokoban); {task_name} has no VR-Bench "
-                        "counterpart (maze3d's isometric projection is not in VR-Bench's state files)")
+                        "counterpart (our maze/3d stacks thin-walled floors; VR-Bench's maze3d is cubes and "
+                        "ladders drawn by matplotlib)")
     return VRBENCH_GAMES[base]
 
 

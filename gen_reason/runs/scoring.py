@@ -14,8 +14,8 @@ Each writes ``scores.json`` (one row per video: success, metrics, trace, reason)
 debug strip per video: for the maze family
 :func:`gen_reason.verifiers.maze.debug_strip` (the track drawn, the first violation
 circled), for other tasks a filmstrip with the track. A video that cannot be read or
-judged is a recorded failure with the reason, never a traceback; a level the referee does
-not support (VR-Bench's maze3d) is a row marked ``skipped`` with the reason, left out of
+judged is a recorded failure with the reason, never a traceback; a level the referee cannot
+read (a game it does not know) is a row marked ``skipped`` with the reason, left out of
 the success rate. A path that does not exist is a :class:`UserError`.
 """
 

@@ -100,9 +100,9 @@ def test_with_a_vrbench_checkout_disagreements_are_explained(tmp_path, fake_chec
     assert rows["trapfield"]["vrbench"]["sr"] == 1.0 and not rows["trapfield"]["ours"]["success"]
     assert rows["trapfield"]["agree"] is False and "VR-Bench counts success" in rows["trapfield"]["why"]
     assert "wall_crossing" in rows["trapfield"]["why"]
-    # maze3d: only theirs judges it.
-    assert rows["maze3d"]["ours"] is None and rows["maze3d"]["agree"] is None
-    assert rows["maze3d"]["vrbench"]["status"] == "success" and "skips this level" in rows["maze3d"]["why"]
+    # maze3d: both judge it (our camera is recomputed from the state) and both succeed.
+    assert rows["maze3d"]["ours"]["success"] and rows["maze3d"]["vrbench"]["sr"] == 1.0
+    assert rows["maze3d"]["agree"] is True and rows["maze3d"]["why"] == "both succeed"
     assert report["summary"]["judged_by_vrbench"] == 3 and report["vrbench"]["tracker"] == "csrt"
 
 
@@ -115,6 +115,7 @@ def test_explain_covers_every_case():
     assert explain(bad, {**theirs_yes, "sr": 0.0}) == (True, "both fail")
     assert explain(bad, theirs_yes)[0] is False and "never arrived" in explain(bad, theirs_yes)[1]
     assert explain(ok, {"status": "error", "error": "boom"}) == (None, "VR-Bench's evaluator failed: boom")
+    assert explain(None, theirs_yes, "unknown game") == (None, "our referee skips this level: unknown game")
 
 
 def test_bad_paths_are_user_errors(tmp_path):

@@ -1,7 +1,7 @@
 """``genreason eval`` on a VR-Bench folder: ``data.dataset`` may point at VR-Bench levels.
 
 A stand-in model answers each level with its ground-truth video (looked up by first
-frame), so every result must be a success; maze3d levels are left out with a note.
+frame), so every result must be a success; a level no referee reads is left out with a note.
 """
 
 from __future__ import annotations
@@ -53,8 +53,23 @@ def test_eval_scores_every_vrbench_level_it_supports(tmp_path, capsys):
     assert all(r["metrics"]["exact_match"] == 1.0 for r in results)
 
 
+def test_every_fixture_game_is_read(tmp_path, capsys):
+    instances = list(iter_instances(_config(tmp_path, FIXTURES)))
+    assert len(instances) == 20 and "vrbench/maze3d" in {i.task for i in instances}
+    assert "skipping" not in capsys.readouterr().err
+
+
 def test_unsupported_levels_are_left_out_with_a_note(tmp_path, capsys):
-    config = _config(tmp_path, FIXTURES)
-    instances = list(iter_instances(config))
-    assert len(instances) == 16 and not any("maze3d" in i.task for i in instances)
-    assert "skipping 4 VR-Bench level(s) of maze3d" in capsys.readouterr().err
+    import json
+    import shutil
+
+    for level in find_levels(FIXTURES / "maze" / "1" / "easy"):
+        for game in ("maze", "tetris"):
+            root = tmp_path / "levels" / game / "1" / "easy"
+            (root / "states").mkdir(parents=True, exist_ok=True)
+            shutil.copytree(level.folder / "images", root / "images", dirs_exist_ok=True)
+            state = json.loads(level.state.read_text())
+            (root / "states" / level.state.name).write_text(json.dumps({**state, "game_type": game}))
+    instances = list(iter_instances(_config(tmp_path, tmp_path / "levels")))
+    assert len(instances) == 2 and {i.task for i in instances} == {"vrbench/maze"}
+    assert "skipping 2 VR-Bench level(s) of tetris" in capsys.readouterr().err

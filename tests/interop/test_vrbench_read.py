@@ -2,8 +2,8 @@
 degraded, and cheats built from those videos fail with the right reason.
 
 VR-Bench's evaluator, replaying these same videos, scores maze 0/30 with its default NCC
-tracker and sokoban 0.6-0.8 with CSRT (fixtures README). maze3d is not supported (its
-isometric projection is not in the state file): those levels are reported as skipped.
+tracker, maze3d 0.4-0.8, and sokoban 0.6-0.8 with CSRT (fixtures README). maze3d's nodes
+are projected with VR-Bench's matplotlib camera, recomputed from the state alone.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from gen_reason.video import read_video
 
 FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "vrbench"
 STATES = sorted(FIXTURES.glob("*/*/*/states/*.json")) if FIXTURES.is_dir() else []
-SUPPORTED = [s for s in STATES if s.relative_to(FIXTURES).parts[0] != "maze3d"]
-UNSUPPORTED = [s for s in STATES if s.relative_to(FIXTURES).parts[0] == "maze3d"]
+SUPPORTED = STATES  # every game VR-Bench generates
+MAZE3D = [s for s in STATES if s.relative_to(FIXTURES).parts[0] == "maze3d"]
 DEGRADE = ("h264_crf38", "resize_down_up", "resize_down", "noise", "drop_frames")
 
 pytestmark = pytest.mark.skipif(not STATES, reason=f"VR-Bench fixtures not found at {FIXTURES}")
@@ -64,22 +64,87 @@ def test_finds_every_fixture_level_with_its_place_in_the_tree():
                                                                         if lv.game == "trapfield"]
 
 
-def test_loaded_instances_have_distinct_uids_prompts_and_the_skipped_reason():
+def test_loaded_instances_have_distinct_uids_and_prompts():
     loaded, skipped = load_levels(FIXTURES)
-    assert len(loaded) == len(SUPPORTED) and len(skipped) == len(UNSUPPORTED)
+    assert len(loaded) == len(SUPPORTED) and not skipped
+    assert {inst.task for inst, _ in loaded} == {f"vrbench/{g}" for g in
+                                                 ("maze", "pathfinder", "maze3d", "trapfield", "sokoban")}
     assert len({inst.uid for inst, _ in loaded}) == len(loaded)
     inst, level = loaded[0]
     assert inst.task == f"vrbench/{level.game}" and inst.seed == 10000 + int(level.stem.split("_")[1])
     assert inst.prompt and inst.config["level"] == level.stem
-    assert all("maze3d" in why and "not supported" in why for _, why in skipped)
 
 
-@pytest.mark.parametrize("state", UNSUPPORTED, ids=_id)
-def test_maze3d_is_refused_with_the_reason(state):
-    level = next(lv for lv in find_levels(state.parent.parent) if lv.state == state)
-    with pytest.raises(UserError, match="maze3d"):
-        level_instance(level)
-    pytest.skip("VR-Bench maze3d is not supported: its isometric projection is not in the state file")
+def test_a_level_it_cannot_read_is_skipped_with_the_reason(tmp_path):
+    import shutil
+
+    state = next(s for s in STATES if s.relative_to(FIXTURES).parts[0] == "maze")
+    root = tmp_path / "tetris" / "1" / "easy"
+    (root / "states").mkdir(parents=True)
+    shutil.copytree(state.parent.parent / "images", root / "images")
+    (root / "states" / state.name).write_text(json.dumps({**json.loads(state.read_text()), "game_type": "tetris"}))
+    loaded, skipped = load_levels(tmp_path)
+    assert not loaded and len(skipped) == 1 and "'tetris' is not supported" in skipped[0][1]
+
+
+@pytest.mark.parametrize("state", MAZE3D, ids=_id)
+def test_maze3d_projection_puts_the_ball_where_the_state_says(state):
+    # The state stores the ball's pixel centre at start and goal (measured by VR-Bench on a
+    # render): our camera, computed from grid_size alone, must land there (to its int()).
+    from gen_reason.verifiers.vrbench import MAZE3D_DATA_SCALES, project_maze3d
+
+    data = json.loads(state.read_text())
+    meta, ents = data["metadata"], data["entities"]
+    size = (data["render"]["image_height"], data["render"]["image_width"])
+    balls = np.array([meta["start_pos"], meta["goal_pos"]], float) + (0.5, 0.5, 1.35)
+    seen = [[ents[k]["pixel_pos"]["x"], ents[k]["pixel_pos"]["y"]] for k in ("player", "goal")]
+    here = project_maze3d(balls, meta["grid_size"], size, MAZE3D_DATA_SCALES["matplotlib>=3.9"])
+    assert np.abs(here - seen).max() <= 1.0, (here, seen)
+    # The older matplotlib convention is far off (so the state tells the two apart).
+    other = project_maze3d(balls, meta["grid_size"], size, MAZE3D_DATA_SCALES["matplotlib<3.9"])
+    assert np.abs(other - seen).max() > 5.0
+    instance, _, video, _, gt = _level(state)
+    assert instance.spec["camera"] == "matplotlib>=3.9"
+    # The tracked ball follows VR-Bench's animation (constant speed along metadata.path,
+    # projected) within 2 px in every frame.
+    segments = [(np.array(s["start"], float), np.array(s["end"], float)) for s in meta["path"]]
+    lengths = np.array([np.linalg.norm(b - a) for a, b in segments])
+    ends = np.concatenate([[0.0], np.cumsum(lengths)])
+    t = np.linspace(0.0, ends[-1], len(video))
+    k = np.clip(np.searchsorted(ends, t, side="right") - 1, 0, len(segments) - 1)
+    u = ((t - ends[k]) / lengths[k])[:, None]
+    route = np.array([segments[i][0] for i in k]) * (1 - u) + np.array([segments[i][1] for i in k]) * u
+    expected = project_maze3d(route + (0.5, 0.5, 1.35), meta["grid_size"], size)
+    tracked = np.array(gt.trace["agent_positions"], float)
+    assert np.linalg.norm(tracked - expected, axis=1).max() < 2.0
+
+
+def test_maze3d_places_the_picture_cannot_tell_apart_share_a_node():
+    # medium_0001: the rungs of ladder (3,1,0)->(3,1,3) sit on screen in front of those of
+    # ladder (5,3,0)->(5,3,6), one cube higher: (2,2,1) is nearly the line of sight.
+    from gen_reason.puzzles.maze.grid import check_node_path
+
+    state = next(s for s in MAZE3D if s.parent.parent.name == "medium")
+    instance = _level(state)[0]
+    spec = instance.spec
+    shared = sorted(sorted(map(tuple, m)) for m in spec["nodes_3d"] if len(m) > 1)
+    assert [(3, 1, 0), (5, 3, 1)] in shared and [(3, 1, 2), (5, 3, 3)] in shared
+    nodes = np.asarray(spec["nodes"])
+    gaps = np.linalg.norm(nodes[:, None] - nodes[None], axis=2) + np.eye(len(nodes)) * 1e9
+    assert gaps.min() >= 0.3 * spec["step_px"]
+    assert check_node_path(spec, instance.solution["path"]) == (True, "ok")
+    # The solution is metadata.path, one node per cube: 2 per walk, 3 per ladder.
+    segments = json.loads(state.read_text())["metadata"]["path"]
+    assert len(instance.solution["path"]) - 1 == sum(2 if s["type"] == "walk" else 3 for s in segments)
+
+
+def test_maze3d_state_not_drawn_by_its_camera_is_a_user_error():
+    state = json.loads(MAZE3D[0].read_text())
+    state["entities"]["player"]["pixel_pos"]["x"] += 40
+    from gen_reason.verifiers.vrbench import spec_from_state
+
+    with pytest.raises(UserError, match="camera"):
+        spec_from_state(state, np.zeros((740, 740, 3), np.uint8))
 
 
 @pytest.mark.parametrize("state", SUPPORTED, ids=_id)
@@ -184,3 +249,49 @@ def test_solution_cells_written_by_us_replace_the_derived_solution(tmp_path):
     (root / "states" / state.name).write_text(json.dumps(data))
     inst = level_instance(find_levels(root)[0])
     assert inst.prompt == "walk" and inst.solution["path"] == base.solution["path"][:2]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("state", MAZE3D, ids=_id)
+def test_maze3d_climbing_without_a_ladder_fails(state, cheats):
+    # The ground truth up to its first cube with no ladder, then the ball rises three cubes
+    # straight up there (as on a ladder) and stays.
+    from gen_reason.verifiers.vrbench import project_maze3d
+
+    instance, _, video, data, gt = _level(state)
+    spec, meta = instance.spec, data["metadata"]
+    bases = {tuple(lad["base_pos"]) for lad in meta["ladders"]}
+    path, frames = gt.trace["node_path"], gt.trace["node_frames"]
+    k = next(i for i, n in enumerate(path)
+             if len(spec["nodes_3d"][n]) == 1 and tuple(spec["nodes_3d"][n][0]) not in bases)
+    place = np.array(spec["nodes_3d"][path[k]][0], float) + (0.5, 0.5, 1.35)
+    size = (data["render"]["image_height"], data["render"]["image_width"])
+    top = project_maze3d([place + (0, 0, 3)], meta["grid_size"], size)[0]
+    sprite = cheats.Sprite(video, data)
+    climb = cheats.glide(sprite, video[0], [spec["nodes"][path[k]], top], spec["step_px"] / 12, hold=24)
+    bad = np.concatenate([video[: frames[k] + 1], climb[1:]])
+    score = verifier_for(instance.task, "reference").score(instance, bad)
+    first = score.trace.get("first_violation")
+    assert not score.success and first is not None and first["rule"] in ("wall_crossing", "off_board"), score.reason
+    assert first["frame"] > frames[k]
+
+
+def test_maze3d_drawn_by_an_older_matplotlib_gets_its_camera():
+    # matplotlib < 3.9 drew the scene 24/25 the size: a state whose ball positions say so
+    # gets that camera (its nodes lie up to a quarter step from the newer camera's).
+    from gen_reason.verifiers.vrbench import MAZE3D_DATA_SCALES, project_maze3d, spec_from_state
+    from gen_reason.video import read_image
+
+    path = MAZE3D[0]
+    state = json.loads(path.read_text())
+    meta, size = state["metadata"], (state["render"]["image_height"], state["render"]["image_width"])
+    first = read_image(path.parent.parent / "images" / (path.stem + ".png"))
+    new, _ = spec_from_state(state, first)
+    for key, pos in (("player", meta["start_pos"]), ("goal", meta["goal_pos"])):
+        x, y = project_maze3d([np.add(pos, (0.5, 0.5, 1.35))], meta["grid_size"], size,
+                              MAZE3D_DATA_SCALES["matplotlib<3.9"])[0]
+        state["entities"][key]["pixel_pos"] = {"x": int(x), "y": int(y)}
+    old, solution = spec_from_state(state, first)
+    assert new["camera"] == "matplotlib>=3.9" and old["camera"] == "matplotlib<3.9"
+    assert old["edges"] == new["edges"] and solution["path"]
+    assert np.abs(np.subtract(old["nodes"], new["nodes"])).max() > 5.0
