@@ -72,7 +72,7 @@ class DiffusersVideoGenerator(VideoGenerator):
         self.family = family
         self.name = name
         self.max_batch = int(max_batch)
-        self.options = resolve_options(family, overrides)
+        self.options = resolve_options(family, {**family.native_options(pipeline), **overrides})
         if self.options.flow_shift is not None:
             _set_flow_shift(pipeline, self.options.flow_shift)
         pipeline.set_progress_bar_config(disable=True)  # the run layer draws the progress bars

@@ -26,7 +26,10 @@ Larger images are resized down (area) and the frames resized back (nearest).
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -36,6 +39,8 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 from gen_reason.models.families import Family, FamilyDefaults, Geometry
+
+LORA_WEIGHTS = "pytorch_lora_weights.safetensors"  # the diffusers file name, also for the UNet's LoRA
 
 
 @dataclass
@@ -65,6 +70,10 @@ class EmbeddedFamily(Family):
     def latent_shape(self, pipe, geometry: Geometry) -> tuple[int, int, int, int]:
         size = pipe.resolution
         return (3, pipe.num_frames, size, size)
+
+    def native_options(self, pipe) -> dict:
+        """The UNet's own frame count and resolution are the defaults."""
+        return {"num_frames": int(pipe.num_frames), "size": (int(pipe.resolution), int(pipe.resolution))}
 
     def fit_to_image(self, pipe, frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         """Undo the pipeline's input fitting: crop the bottom-right padding (or resize back)."""
@@ -149,6 +158,42 @@ class EmbeddedVideoPipeline(DiffusionPipeline):
         """Working size in pixels (square)."""
         size = self.unet.config.sample_size
         return int(size[0] if isinstance(size, (tuple, list)) else size)
+
+    # -- LoRA (the diffusers pipeline calls, for the UNet) ------------------------------
+    def load_lora_weights(self, path: str | os.PathLike, adapter_name: str = "default", **_: Any) -> None:
+        """Put a LoRA made by ``genreason train lora`` on this model (a folder holding
+        ``pytorch_lora_weights.safetensors`` with its peft config in the metadata, or
+        that file) into the UNet, as ``adapter_name``."""
+        from peft import LoraConfig, inject_adapter_in_model, set_peft_model_state_dict
+        from safetensors import safe_open
+
+        from gen_reason.errors import UserError
+
+        path = Path(path)
+        file = path / LORA_WEIGHTS if path.is_dir() else path
+        if not file.is_file():
+            raise UserError(f"LoRA not found: {file}")
+        with safe_open(str(file), "pt") as handle:
+            settings = json.loads((handle.metadata() or {}).get("lora_config", "null") or "null")
+            state = {key.removeprefix("unet."): handle.get_tensor(key) for key in handle.keys()}
+        if settings is None:
+            raise UserError(f"{file} is not an embedded-model LoRA (no lora_config metadata)")
+        inject_adapter_in_model(LoraConfig(**settings), self.unet, adapter_name=adapter_name)
+        set_peft_model_state_dict(self.unet, state, adapter_name=adapter_name)
+        self.unet.requires_grad_(False)
+
+    def set_adapters(self, adapter_names: str | Sequence[str], adapter_weights: float | Sequence[float] | None = None) -> None:
+        """Activate LoRA adapters on the UNet with these weights (as diffusers pipelines do)."""
+        from diffusers.utils.peft_utils import set_weights_and_activate_adapters
+
+        names = [adapter_names] if isinstance(adapter_names, str) else list(adapter_names)
+        if adapter_weights is None:
+            weights = [1.0] * len(names)
+        elif isinstance(adapter_weights, (int, float)):
+            weights = [float(adapter_weights)] * len(names)
+        else:
+            weights = [float(w) for w in adapter_weights]
+        set_weights_and_activate_adapters(self.unet, names, weights)
 
     # -- images in and out -------------------------------------------------------------
     def _to_model_image(self, image: Any) -> tuple[torch.Tensor, tuple[int, int]]:

@@ -95,6 +95,11 @@ class Family:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
 
+    def native_options(self, pipe) -> dict:
+        """Defaults read from the loaded pipeline itself, over the family's (a model whose
+        frame count or size is fixed by its weights); none for most families."""
+        return {}
+
     # -- geometry ---------------------------------------------------------------------
     def frame_step(self, pipe) -> int:
         """Temporal compression: valid frame counts are ``k * frame_step + 1``."""

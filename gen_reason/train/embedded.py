@@ -447,12 +447,39 @@ def ema_unet(run_dir: str | Path, checkpoint: str = "checkpoint.pt"):
     return unet.eval(), config, state
 
 
+def model_settings(config: EmbeddedTrainConfig) -> dict:
+    """The ``genreason.json`` of a model trained with ``config``: the puzzle settings it
+    knows (tiny skin, thin walls, trail; room size and margin per maze size that fits the
+    resolution), its frame count and its default difficulty, as ``genreason solve``,
+    eval and probe read them (:func:`gen_reason.models.loading.model_task_defaults`)."""
+    from gen_reason.train.data import maze_geometry
+
+    by_size = {}
+    for rooms in range(2, 8):
+        try:
+            by_size[f"{rooms}x{rooms}"] = maze_geometry(rooms, config.resolution)
+        except ValueError:
+            continue
+    return {
+        "note": "Puzzle settings the embedded model was trained on (gen_reason/train/data.py: maze_task); "
+                "read by genreason solve, eval and probe.",
+        "task": "maze/grid",
+        "difficulty": f"{max(config.sizes)}x{max(config.sizes)}",
+        "num_frames": config.num_frames,
+        "trained_sizes": [f"{r}x{r}" for r in config.sizes],
+        "task_config": {"skin": "tiny", "trail": True, "wall_style": "thin"},
+        "task_config_by_difficulty": by_size,
+    }
+
+
 def export_pipeline(run_dir: str | Path, dest: str | Path) -> Path:
-    """Save a run's EMA model as a diffusers pipeline folder (safetensors) at ``dest``."""
+    """Save a run's EMA model as a diffusers pipeline folder (safetensors) at ``dest``,
+    with the ``genreason.json`` that tells solve/eval/probe which puzzles it knows."""
     unet, config, _ = ema_unet(run_dir)
     pipe = EmbeddedVideoPipeline(unet=unet, scheduler=make_scheduler(config.num_train_timesteps, config.prediction_type), pad_color=PAD_COLOR)
     dest = Path(dest)
     pipe.save_pretrained(dest, safe_serialization=True)
+    (dest / "genreason.json").write_text(json.dumps(model_settings(config), indent=1, sort_keys=True) + "\n")
     return dest
 
 

@@ -563,22 +563,9 @@ def save_embedded_lora(directory: Path, layers: dict[str, torch.Tensor], lora_co
 
 
 def load_embedded_lora(pipe, path: str | os.PathLike, adapter_name: str = "default") -> None:
-    """Put a LoRA saved by :func:`save_embedded_lora` into an ``EmbeddedVideoPipeline``'s UNet."""
-    from peft import LoraConfig, inject_adapter_in_model, set_peft_model_state_dict
-    from safetensors import safe_open
-
-    path = Path(path)
-    file = path / LORA_WEIGHTS if path.is_dir() else path
-    if not file.is_file():
-        raise UserError(f"LoRA not found: {file}")
-    with safe_open(str(file), "pt") as handle:
-        settings = json.loads((handle.metadata() or {}).get("lora_config", "null") or "null")
-        state = {key.removeprefix("unet."): handle.get_tensor(key) for key in handle.keys()}
-    if settings is None:
-        raise UserError(f"{file} is not an embedded-model LoRA (no lora_config metadata)")
-    inject_adapter_in_model(LoraConfig(**settings), pipe.unet, adapter_name=adapter_name)
-    set_peft_model_state_dict(pipe.unet, state, adapter_name=adapter_name)
-    pipe.unet.requires_grad_(False)
+    """Put a LoRA saved by :func:`save_embedded_lora` into an ``EmbeddedVideoPipeline``'s UNet
+    (the pipeline's own ``load_lora_weights``, kept here for callers of the trainer)."""
+    pipe.load_lora_weights(path, adapter_name=adapter_name)
 
 
 def save_outputs(out: Path, pipe, objective, model, lora_config) -> Path:

@@ -105,3 +105,42 @@ def test_shipped_weights_load_through_the_backend_and_solve_a_maze():
     assert native.shape[1:] == instance.first_frame.shape
     sizes = sum(p.stat().st_size for p in SHIPPED.rglob("*.safetensors"))
     assert sizes <= 25 * 2**20
+
+
+def test_backend_defaults_come_from_the_weights(tmp_path):
+    """With no options the generator makes the UNet's own frame count at its resolution."""
+    backend = pytest.importorskip("gen_reason.models.diffusers_backend")
+    tiny_pipeline().save_pretrained(tmp_path / "model", safe_serialization=True)
+    generator = backend.DiffusersVideoGenerator.from_pretrained(tmp_path / "model", steps=2)
+    assert generator.default_num_frames == 4 and generator.default_size == (16, 16)
+    assert generator.generate(maze_image(15), "", seeds=[0])[0].shape == (4, 15, 15, 3)
+
+
+def test_lora_loads_through_the_backend_like_a_diffusers_lora(tmp_path):
+    """A LoRA saved by the trainer goes in with ``from_pretrained(lora=...)`` (as for Wan)
+    and changes the output; its scale mixes it in."""
+    backend = pytest.importorskip("gen_reason.models.diffusers_backend")
+    peft = pytest.importorskip("peft")
+    from gen_reason.train.lora import save_embedded_lora
+
+    tiny_pipeline().save_pretrained(tmp_path / "model", safe_serialization=True)
+    trained = tiny_pipeline()
+    config = peft.LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "conv1"])
+    peft.inject_adapter_in_model(config, trained.unet)
+    torch.manual_seed(1)
+    for name, param in trained.unet.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(param, std=0.5)
+    layers = peft.get_peft_model_state_dict(trained.unet)
+    (tmp_path / "lora").mkdir()
+    save_embedded_lora(tmp_path / "lora", layers, config)
+
+    def output(**options):
+        generator = backend.DiffusersVideoGenerator.from_pretrained(tmp_path / "model", steps=2, **options)
+        return generator.generate(maze_image(15), "", seeds=[0])[0]
+
+    base = output()
+    with_lora = output(lora=tmp_path / "lora")
+    off = output(lora=tmp_path / "lora", lora_scale=0.0)
+    assert not np.array_equal(base, with_lora)
+    assert np.array_equal(base, off)
