@@ -43,6 +43,7 @@ class ModelConfig:
     num_frames: int | None = None
     device: str | None = None
     dtype: str | None = None
+    max_batch: int | None = None  # videos per model call (None: the backend's default, 4)
 
 
 @dataclass

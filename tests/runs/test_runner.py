@@ -127,3 +127,28 @@ def test_bad_config_key_is_user_error(tmp_path):
     path.write_text("model: [1, 2\n")
     with pytest.raises(UserError, match="cannot parse"):
         load_config(str(path))
+
+
+@pytest.mark.parametrize("name", ["vrbench_maze", "thinking_in_frames", "matched_compute", "embedded_quick"])
+def test_shipped_eval_configs_load(name):
+    """Every eval config in configs/ parses into a valid run (a typo there is a user's first error)."""
+    config = load_config(str(HERE.parents[1] / "configs" / f"{name}.yaml"))
+    assert config.solvers and config.data.tasks
+
+
+def test_model_max_batch_reaches_the_generator(tmp_path, monkeypatch):
+    """``model.max_batch`` (the latent ensemble's seeds in one call) is passed to the loader."""
+    import gen_reason.models.loading as loading
+
+    seen = {}
+
+    def fake_load(path, **options):
+        seen.update(options)
+        raise UserError("stop here")
+
+    monkeypatch.setattr(loading, "load_generator", fake_load)
+    config = load_config(None, {"data.tasks": ["maze/grid"], "data.difficulties": ["3x3"], "data.n": 1,
+                                "model.path": "embedded", "model.max_batch": 16, "out": str(tmp_path / "run")})
+    with pytest.raises(UserError, match="stop here"):
+        run_eval(config, progress=False)
+    assert seen["max_batch"] == 16
