@@ -144,3 +144,21 @@ def test_second_stage_starts_from_the_first_stages_ema(tmp_path):
     state = torch.load(tmp_path / "two" / "checkpoint.pt", weights_only=False)
     for name, tensor in first.state_dict().items():
         assert torch.equal(tensor, state["unet"][name]), name
+
+
+def test_export_writes_the_puzzle_settings_solve_reads(tmp_path):
+    """The exported folder loads through the backend at the trained frame count and tells
+    solve/eval which puzzles it knows (genreason.json from the training config)."""
+    from gen_reason.models.diffusers_backend import DiffusersVideoGenerator
+    from gen_reason.models.loading import model_task_defaults, task_config_for
+    from gen_reason.train.embedded import export_pipeline
+    from gen_reason.train.data import maze_geometry
+
+    train_embedded(tiny_config(max_steps=2), tmp_path / "run", progress=False, validate=False)
+    folder = export_pipeline(tmp_path / "run", tmp_path / "model")
+    defaults = model_task_defaults(folder)
+    assert defaults["num_frames"] == 4 and defaults["difficulty"] == "3x3"
+    assert task_config_for(defaults, "3x3") == {"skin": "tiny", "trail": True, "wall_style": "thin",
+                                                **maze_geometry(3, 16)}
+    generator = DiffusersVideoGenerator.from_pretrained(folder, steps=2)
+    assert generator.default_num_frames == 4
