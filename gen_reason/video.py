@@ -65,12 +65,19 @@ def write_mp4(path: str | os.PathLike, video: Video, fps: float = 16, crf: int =
     return path
 
 
-def read_video(path: str | os.PathLike, max_frames: int | None = None) -> Video:
+def read_video(path: str | os.PathLike, max_frames: int | None = None, downscale: int = 1) -> Video:
     """Read an MP4/WebM/AVI/GIF file (or a folder of PNG frames) into a video array.
 
+    ``downscale`` (an integer, default 1) shrinks every frame by that factor as it is
+    decoded (area average, ``W // downscale`` x ``H // downscale``): for a 1024x1024
+    video that only needs to be looked at small, this is faster than decoding at full
+    size and resizing afterwards, and the full-size frames are never held in memory.
     Raises :class:`UserError` with the reason when the file is missing, unreadable or
     holds no frames.
     """
+    if int(downscale) != downscale or downscale < 1:
+        raise ValueError(f"downscale must be a positive integer; got {downscale!r}")
+    downscale = int(downscale)
     path = Path(path)
     if not path.exists():
         raise UserError(f"video not found: {path}")
@@ -78,7 +85,7 @@ def read_video(path: str | os.PathLike, max_frames: int | None = None) -> Video:
         frames = sorted(p for p in path.iterdir() if p.suffix.lower() == ".png")
         if not frames:
             raise UserError(f"no PNG frames in folder {path}")
-        return as_video([read_image(p) for p in frames[:max_frames]])
+        return _shrink_each(as_video([read_image(p) for p in frames[:max_frames]]), downscale)
     if path.suffix.lower() == ".gif":
         import imageio.v3 as iio
 
@@ -86,27 +93,98 @@ def read_video(path: str | os.PathLike, max_frames: int | None = None) -> Video:
             frames = iio.imread(path, index=None, mode="RGB")
         except Exception as exc:  # imageio raises many types for a broken file
             raise UserError(f"cannot read video {path}: {exc}") from None
-        return as_video(frames[:max_frames] if max_frames else frames)
+        return _shrink_each(as_video(frames[:max_frames] if max_frames else frames), downscale)
     import av
+    from av.video.reformatter import VideoReformatter
 
-    frames = []
+    video = None
+    count = 0
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
                 raise UserError(f"no video stream in {path}")
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
+            expected = stream.frames or 0  # from the container's header; 0 when unknown
+            if max_frames:
+                expected = min(expected, max_frames) if expected else max_frames
+            # One converter for every frame keeps its scaling/colour set-up (a frame's own
+            # to_ndarray builds a new one each time).
+            reformatter = VideoReformatter()
+            size = interpolation = None
             for frame in container.decode(stream):
-                frames.append(frame.to_ndarray(format="rgb24"))
-                if max_frames and len(frames) >= max_frames:
+                if size is None:
+                    size = (max(1, frame.width // downscale), max(1, frame.height // downscale))
+                    interpolation = "AREA" if downscale > 1 else None
+                rgb = reformatter.reformat(frame, width=size[0], height=size[1], format="rgb24",
+                                           interpolation=interpolation).to_ndarray()
+                if video is None or count == len(video):
+                    # Decode straight into one preallocated array (grown by doubling when
+                    # the header's frame count is missing or wrong), not a list to stack.
+                    # An implausible header count (over 4 GiB of frames) is not trusted.
+                    first = expected if expected * rgb.nbytes <= 4 << 30 else 0
+                    grown = np.empty((max(first, 2 * count, 16), *rgb.shape), np.uint8)
+                    if video is not None:
+                        grown[:count] = video[:count]
+                    video = grown
+                video[count] = rgb
+                count += 1
+                if max_frames and count >= max_frames:
                     break
     except UserError:
         raise
     except Exception as exc:  # PyAV raises InvalidDataError, OSError, ...
         raise UserError(f"cannot read video {path}: {exc}") from None
-    if not frames:
+    if not count:
         raise UserError(f"video {path} has no frames")
-    return as_video(np.stack(frames))
+    # A header that promised many more frames than came would leave a mostly empty buffer.
+    return video[:count] if count > 0.75 * len(video) else video[:count].copy()
+
+
+def _shrink_each(video: Video, downscale: int) -> Video:
+    """Shrink every frame by an integer factor (area average), as :func:`read_video` decodes."""
+    if downscale == 1:
+        return video
+    import cv2
+
+    h, w = video.shape[1:3]
+    size = (max(1, w // downscale), max(1, h // downscale))
+    return np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in video])
+
+
+def video_size(path: str | os.PathLike) -> tuple[int, int]:
+    """``(height, width)`` of a video file's frames (or a PNG folder's first frame),
+    read from the header without decoding. Raises :class:`UserError` when unreadable."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"video not found: {path}")
+    if path.is_dir():
+        frames = sorted(p for p in path.iterdir() if p.suffix.lower() == ".png")
+        if not frames:
+            raise UserError(f"no PNG frames in folder {path}")
+        return read_image(frames[0]).shape[:2]
+    if path.suffix.lower() == ".gif":
+        import imageio.v3 as iio
+
+        try:
+            return iio.imread(path, index=0, mode="RGB").shape[:2]
+        except Exception as exc:
+            raise UserError(f"cannot read video {path}: {exc}") from None
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise UserError(f"no video stream in {path}")
+            context = container.streams.video[0].codec_context
+            if context.width and context.height:
+                return context.height, context.width
+            frame = next(container.decode(video=0))  # some containers only know after a frame
+            return frame.height, frame.width
+    except UserError:
+        raise
+    except Exception as exc:  # PyAV raises InvalidDataError, OSError, StopIteration, ...
+        raise UserError(f"cannot read video {path}: {exc}") from None
 
 
 def iter_frames(path: str | os.PathLike):

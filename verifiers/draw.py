@@ -57,8 +57,13 @@ _KERNEL3 = np.ones((3, 3), np.uint8)
 def red_mask(frames: np.ndarray, red_min: int = RED_MIN, red_margin: int = RED_MARGIN) -> np.ndarray:
     """VideoThinkBench's red test on ``(..., H, W, 3)`` RGB pixels -> boolean mask ``(..., H, W)``."""
     frames = np.asarray(frames)
-    r = frames[..., 0].astype(np.int16)
-    gb = np.maximum(frames[..., 1], frames[..., 2]).astype(np.int16)
+    r = frames[..., 0]
+    gb = np.maximum(frames[..., 1], frames[..., 2])
+    if frames.dtype == np.uint8 and red_margin >= 0:
+        # In uint8 throughout (no widening copy of every frame): where r >= gb the
+        # wrapping difference is the true one, and elsewhere r - gb < 0 <= red_margin.
+        return (r >= red_min) & (r >= gb) & (r - gb >= red_margin)
+    r, gb = r.astype(np.int32), gb.astype(np.int32)
     return (r >= red_min) & (r - gb >= red_margin)
 
 

@@ -496,6 +496,28 @@ def _box_interaction(agent_pos: np.ndarray, box_pos: np.ndarray, step: float) ->
     return out
 
 
+def _fill_disc(mask: np.ndarray, centre: np.ndarray, radius: float) -> None:
+    """Set ``mask`` where ``(x - cx)**2 + (y - cy)**2 <= radius**2`` (pixel indices as
+    coordinates), touching only the disc's bounding box: the same pixels as the
+    whole-image test, at a cost that does not grow with the frame."""
+    h, w = mask.shape
+    x0, x1 = max(0, int(np.ceil(centre[0] - radius))), min(w - 1, int(np.floor(centre[0] + radius)))
+    y0, y1 = max(0, int(np.ceil(centre[1] - radius))), min(h - 1, int(np.floor(centre[1] + radius)))
+    if x0 > x1 or y0 > y1:
+        return
+    ys, xs = np.ogrid[y0:y1 + 1, x0:x1 + 1]
+    mask[y0:y1 + 1, x0:x1 + 1] |= (xs - centre[0]) ** 2 + (ys - centre[1]) ** 2 <= radius ** 2
+
+
+def _fill_square(mask: np.ndarray, centre: np.ndarray, half: float) -> None:
+    """Set ``mask`` where ``|x - cx| <= half`` and ``|y - cy| <= half`` (pixel indices)."""
+    h, w = mask.shape
+    x0, x1 = max(0, int(np.ceil(centre[0] - half))), min(w - 1, int(np.floor(centre[0] + half)))
+    y0, y1 = max(0, int(np.ceil(centre[1] - half))), min(h - 1, int(np.floor(centre[1] + half)))
+    if x0 <= x1 and y0 <= y1:
+        mask[y0:y1 + 1, x0:x1 + 1] = True
+
+
 def check_scene(track: Track, spec: dict, agent_path: ObjectPath | None = None, diff_threshold: int = 60,
                 min_blob_cells: float = 0.25) -> list[dict]:
     """``maze_redrawn``: compare sampled frames with frame 0 outside the moving objects.
@@ -517,7 +539,7 @@ def check_scene(track: Track, spec: dict, agent_path: ObjectPath | None = None, 
     sample = np.unique(np.linspace(1, t - 1, num=min(t - 1, 24)).round().astype(int)) if t > 1 else []
     if len(sample) == 0:
         return []
-    first = cv2.blur(frames[0], (3, 3)).astype(np.int16)
+    first = cv2.blur(frames[0], (3, 3))
     nodes = np.asarray(spec["nodes"], float)
     objects = [(track.agent.positions, nodes[int(spec["start"])], agent_r)]
     if spec.get("box") and track.box is not None:
@@ -528,12 +550,14 @@ def check_scene(track: Track, spec: dict, agent_path: ObjectPath | None = None, 
     gx0, gy0, gx1, gy1 = spec["goal_box"]
     goal_xy = np.array([(gx0 + gx1) / 2, (gy0 + gy1) / 2])
     min_area = min_blob_cells * step_w ** 2
-    yy, xx = np.mgrid[:h, :w]
     kernel = np.ones((3, 3), np.uint8)
     trail_mask = np.zeros((h, w), bool)
     trail_upto = 0
     for k in sample:
-        diff = np.abs(cv2.blur(frames[k], (3, 3)).astype(np.int16) - first).max(-1) > diff_threshold
+        # |blurred - first| per channel, its largest channel: OpenCV on uint8 planes
+        # (numpy's max over a 3-long last axis costs several times more).
+        red, green, blue = cv2.split(cv2.absdiff(cv2.blur(frames[k], (3, 3)), first))
+        diff = cv2.max(cv2.max(red, green), blue) > diff_threshold
         if not diff.any():
             continue
         allowed = np.zeros((h, w), bool)
@@ -546,20 +570,17 @@ def check_scene(track: Track, spec: dict, agent_path: ObjectPath | None = None, 
                 if len(prev):
                     pts.append(positions[prev[-1]])
             for p in pts:
-                c = work.to_work(p)
-                allowed |= (xx - c[0]) ** 2 + (yy - c[1]) ** 2 <= radius ** 2
+                _fill_disc(allowed, work.to_work(p), radius)
         if trail:
             for j in range(trail_upto, k + 1):
                 p = track.agent.positions[j]
                 if not np.isnan(p[0]):
-                    c = work.to_work(p)
-                    trail_mask |= (np.abs(xx - c[0]) <= trail_r) & (np.abs(yy - c[1]) <= trail_r)
+                    _fill_square(trail_mask, work.to_work(p), trail_r)
             trail_upto = k + 1
             if agent_path is not None:
                 for node, entered in zip(agent_path.node_path, agent_path.node_frames):
                     if entered <= k:
-                        c = work.to_work(nodes[int(node)])
-                        trail_mask |= (np.abs(xx - c[0]) <= trail_r) & (np.abs(yy - c[1]) <= trail_r)
+                        _fill_square(trail_mask, work.to_work(nodes[int(node)]), trail_r)
             allowed |= trail_mask
         p = track.agent.positions[k]
         if not np.isnan(p[0]) and np.linalg.norm(p - goal_xy) <= 1.0 * float(spec["step_px"]):

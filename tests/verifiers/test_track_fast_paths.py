@@ -1,0 +1,145 @@
+"""The referee's fast paths give what the plain computations give: decoding straight to the
+working size, shrinking, drift correction, the colour pre-filter and sparse components."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from gen_reason.puzzles.registry import get_task
+from gen_reason.verifiers import track
+from gen_reason.verifiers.degrade import brightness_drift, resize
+from gen_reason.verifiers.maze import MazeReferenceVerifier
+from gen_reason.video import read_video, video_size, write_mp4
+
+
+@pytest.fixture(scope="module")
+def large_mp4(tmp_path_factory):
+    """A medium grid maze's ground-truth video at 704x704, as H.264."""
+    inst = get_task("maze/grid").generate(3, "medium")
+    video = resize(inst.solution_video(), (704, 704))
+    return inst, write_mp4(tmp_path_factory.mktemp("v") / "gt.mp4", video)
+
+
+def test_downscaled_decode_is_the_area_average_of_the_full_decode(large_mp4):
+    _, path = large_mp4
+    full = read_video(path)
+    small = read_video(path, downscale=4)
+    assert video_size(path) == full.shape[1:3] == (704, 704)
+    assert small.shape == (len(full), 176, 176, 3) and small.dtype == np.uint8
+    expected = np.stack([cv2.resize(f, (176, 176), interpolation=cv2.INTER_AREA) for f in full])
+    # The decoder averages in YUV and scales chroma on its own: close, not bit-equal.
+    assert np.abs(small.astype(int) - expected).mean() < 2.0
+    assert read_video(path, max_frames=3, downscale=2).shape == (3, 352, 352, 3)
+    with pytest.raises(ValueError):
+        read_video(path, downscale=0)
+
+
+def test_work_decode_scores_the_ground_truth_solved_at_the_working_size(large_mp4):
+    inst, path = large_mp4
+    work = track.read_work_video(path, inst.spec)
+    factor = track.working_factor(inst.spec, 704, 704)
+    assert factor > 1 and work.shape[1:3] == (704 // factor, 704 // factor)
+    assert inst.spec["agent"]["size_px"] * work.shape[2] / inst.spec["image_size"][1] >= 8
+    score = MazeReferenceVerifier().score(inst, work)
+    assert score.success and score.metrics["exact_match"] == 1.0, score.reason
+
+
+def test_shrink_is_the_block_mean_to_one_grey_level():
+    rng = np.random.default_rng(0)
+    video = rng.integers(0, 256, (3, 101, 67, 3), dtype=np.uint8)
+    for factor in (2, 3, 4, 6):
+        out = track.shrink(video, factor)
+        h, w = 101 // factor, 67 // factor
+        blocks = video[:, : h * factor, : w * factor].reshape(3, h, factor, w, factor, 3).mean(axis=(2, 4))
+        assert out.shape == (3, h, w, 3)
+        assert np.abs(out - blocks).max() <= 1.0 + 1e-9
+
+
+def test_drift_is_undone_and_a_steady_video_is_left_alone():
+    inst = get_task("maze/grid").generate(0, "easy")
+    video = inst.solution_video()
+    frames, gains = track._undo_brightness_drift(video)
+    assert frames is video and (gains == 1.0).all()
+    drifted = brightness_drift(video, 0.25)
+    frames, gains = track._undo_brightness_drift(drifted)
+    expected = 1.0 - 0.25 * np.arange(len(video)) / (len(video) - 1)
+    late = expected < 0.97
+    assert np.abs(gains[late, 0] - expected[late]).max() < 0.01
+    assert np.abs(frames[-1].astype(int) - video[-1]).mean() < 2.0
+
+
+def test_common_ratio_is_the_median_near_the_peak():
+    rng = np.random.default_rng(1)
+    rows = []
+    for shared in (0.8, 1.0, 1.17):
+        row = np.concatenate([shared + rng.normal(0, 0.004, 700), rng.uniform(0.5, 1.5, 300)])
+        rows.append(row)
+    rows.append(rng.uniform(0.5, 1.5, 1000))  # nothing shared
+    ratios = np.asarray(rows, np.float32)
+    found = track._common_ratio(ratios)
+    for k, row in enumerate(rows[:3]):
+        counts, edges = np.histogram(row.astype(np.float32), bins=np.linspace(0.5, 1.5, 101))
+        peak = 0.5 * (edges[np.argmax(counts)] + edges[np.argmax(counts) + 1])
+        near = row[np.abs(row - peak) <= 0.02]
+        assert abs(found[k] - np.median(near)) < 2e-4
+    assert np.isnan(found[3])
+
+
+def test_colour_prefilter_finds_exactly_the_labelled_pixels():
+    rng = np.random.default_rng(2)
+    frames = rng.integers(0, 256, (5, 40, 48, 3), dtype=np.uint8)
+    frames[:, 10:20, 10:20] = (220, 30, 30)
+    frames[:, 25:30, 30:40] = (230, 180, 40)
+    lut = track.build_lut({1: np.array([220.0, 30, 30]), 2: np.array([230.0, 180, 40])},
+                          [np.array([255.0, 255, 255]), np.array([20.0, 20, 20])])
+    idx, labels = track._target_pixels(frames, lut)
+    dense = lut[track._quantise(frames)].ravel()
+    assert np.array_equal(idx, np.flatnonzero(dense)) and np.array_equal(labels, dense[idx])
+
+
+def test_sparse_components_match_dense_labelling():
+    rng = np.random.default_rng(3)
+    mask = rng.random((4, 30, 33)) < 0.15
+    mask[1, 5:12, 5:9] = True
+    mask[2, 29, :] = True  # a component on the last row must not join frame 3's first row
+    mask[3, 0, :] = True
+    got = track._components(np.flatnonzero(mask), mask.shape)
+    for k in range(len(mask)):
+        n, _, stats, cents = cv2.connectedComponentsWithStats(mask[k].astype(np.uint8), connectivity=8)
+        areas, centroids = got[k]
+        order = np.lexsort((centroids[:, 1], centroids[:, 0], areas))
+        expected = np.lexsort((cents[1:, 1], cents[1:, 0], stats[1:, cv2.CC_STAT_AREA]))
+        assert len(areas) == n - 1
+        assert np.array_equal(areas[order], stats[1:, cv2.CC_STAT_AREA][expected])
+        assert np.allclose(centroids[order], cents[1:][expected])
+
+
+def test_scene_check_masks_equal_the_whole_image_tests():
+    from gen_reason.verifiers.rules import _fill_disc, _fill_square
+
+    rng = np.random.default_rng(3)
+    h, w = 37, 53
+    yy, xx = np.mgrid[:h, :w]
+    for _ in range(200):
+        centre = rng.uniform(-12, 65, 2)
+        radius = rng.uniform(0.0, 14.0)
+        disc = np.zeros((h, w), bool)
+        _fill_disc(disc, centre, radius)
+        np.testing.assert_array_equal(disc, (xx - centre[0]) ** 2 + (yy - centre[1]) ** 2 <= radius ** 2)
+        square = np.zeros((h, w), bool)
+        _fill_square(square, centre, radius)
+        np.testing.assert_array_equal(square, (np.abs(xx - centre[0]) <= radius) & (np.abs(yy - centre[1]) <= radius))
+
+
+def test_red_mask_in_uint8_equals_the_widened_formula():
+    from gen_reason.verifiers.draw import red_mask
+
+    rng = np.random.default_rng(4)
+    frames = rng.integers(0, 256, (4, 31, 29, 3), dtype=np.uint8)
+    frames[0, :5, :5] = (200, 120, 131)  # near the margin on both sides
+    wide = frames.astype(np.int32)
+    for red_min, margin in ((150, 70), (0, 0), (255, 1), (100, -20)):
+        expected = (wide[..., 0] >= red_min) & (wide[..., 0] - wide[..., 1:].max(-1) >= margin)
+        np.testing.assert_array_equal(red_mask(frames, red_min, margin), expected)
