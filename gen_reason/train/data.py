@@ -192,6 +192,13 @@ class ReplayStream(torch.utils.data.Dataset):
 def _quiet_worker(_: int) -> None:
     # One thread per data worker: the training process owns the cores.
     torch.set_num_threads(1)
+    # Ctrl-C (SIGINT to the whole process group) or a kill of the group must reach the
+    # training process alone: it finishes its step and checkpoints, then ends the worker.
+    # A worker that died first would crash the run before that checkpoint.
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def batch_loader(data: MazeVideoData, batch_size: int, first_step: int, last_step: int, workers: int = 1,

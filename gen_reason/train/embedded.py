@@ -391,42 +391,53 @@ def train_embedded(config: EmbeddedTrainConfig, out_dir: str | Path, resume: boo
     window: list[float] = []
     loss_value = float("nan")
     unet.train()
-    for batch in loader:
-        started = time.time()
-        video = batch["video"].to(accelerator.device)
-        condition = batch["condition"].to(accelerator.device)
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate_at(config, step)
-        with accelerator.autocast():
-            loss = diffusion_loss(unet, noise_scheduler, video, condition, _step_generator(config.seed, step))
-        accelerator.backward(loss)
-        accelerator.clip_grad_norm_(unet.parameters(), config.max_grad_norm)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        ema.step(unet.parameters())
-        step += 1
-        train_seconds += time.time() - started
-        loss_value = float(loss.detach())
-        window.append(loss_value)
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss_value:.4f}", refresh=False)
-        if step % config.log_every_steps == 0:
-            with open(run_dir / "losses.jsonl", "a") as fh:
-                fh.write(json.dumps({"step": step, "loss": float(np.mean(window)), "lr": learning_rate_at(config, step - 1),
-                                     "train_minutes": round(train_seconds / 60, 2)}) + "\n")
-            window.clear()
-        if time.time() - last_checkpoint >= 60 * config.checkpoint_minutes:
+    in_step = False  # True while a step changes the weights: a failure then leaves no consistent state to save
+    try:
+        for batch in loader:
+            in_step = True
+            started = time.time()
+            video = batch["video"].to(accelerator.device)
+            condition = batch["condition"].to(accelerator.device)
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate_at(config, step)
+            with accelerator.autocast():
+                loss = diffusion_loss(unet, noise_scheduler, video, condition, _step_generator(config.seed, step))
+            accelerator.backward(loss)
+            accelerator.clip_grad_norm_(unet.parameters(), config.max_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            ema.step(unet.parameters())
+            step += 1
+            in_step = False
+            train_seconds += time.time() - started
+            loss_value = float(loss.detach())
+            window.append(loss_value)
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_value:.4f}", refresh=False)
+            if step % config.log_every_steps == 0:
+                with open(run_dir / "losses.jsonl", "a") as fh:
+                    fh.write(json.dumps({"step": step, "loss": float(np.mean(window)), "lr": learning_rate_at(config, step - 1),
+                                         "train_minutes": round(train_seconds / 60, 2)}) + "\n")
+                window.clear()
+            if time.time() - last_checkpoint >= 60 * config.checkpoint_minutes:
+                checkpoint()
+                last_checkpoint = time.time()
+            if validate and step % config.validate_every_steps == 0:
+                checkpoint()  # a validation takes a while: never lose the steps before it
+                last_checkpoint = time.time()
+                run_validation()
+            if stop_requested:
+                tqdm.write(f"stopping at step {step} (signal); rerun the same command to resume")
+                break
+    except Exception:
+        # The data worker died (killed, out of memory) or bookkeeping failed: keep every
+        # finished step, then let the error through. The next run resumes from here.
+        if not in_step:
             checkpoint()
-            last_checkpoint = time.time()
-        if validate and step % config.validate_every_steps == 0:
-            checkpoint()  # a validation takes a while: never lose the steps before it
-            last_checkpoint = time.time()
-            run_validation()
-        if stop_requested:
-            tqdm.write(f"stopping at step {step} (signal); rerun the same command to resume")
-            break
-    for signum, handler in previous_handlers.items():
-        signal.signal(signum, handler)
+        raise
+    finally:
+        for signum, handler in previous_handlers.items():
+            signal.signal(signum, handler)
     bar.close()
     checkpoint()
     if validate and not stop_requested and step == config.max_steps and step % config.validate_every_steps:

@@ -162,3 +162,41 @@ def test_export_writes_the_puzzle_settings_solve_reads(tmp_path):
                                                 **maze_geometry(3, 16)}
     generator = DiffusersVideoGenerator.from_pretrained(folder, steps=2)
     assert generator.default_num_frames == 4
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
+def test_a_signal_to_the_process_group_checkpoints_and_resumes_bit_exact(tmp_path, signame):
+    """A signal to the whole group (Ctrl-C in a terminal, a scheduler's preemption, a
+    ``pkill -f``) reaches the data worker too; the worker must ignore it so the trainer
+    finishes its step and checkpoints, rather than crash on a dead worker."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    config = tiny_config(max_steps=4000, decay_steps=2, data_workers=1, checkpoint_minutes=100.0, log_every_steps=1)
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config.to_dict()))
+    run = tmp_path / "run"
+    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
+    proc = subprocess.Popen([sys.executable, "-m", "gen_reason.train.embedded", "--config", str(path), "--out", str(run)],
+                            env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    losses = run / "losses.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and (not losses.exists() or len(losses.read_text().splitlines()) < 5):
+        time.sleep(0.2)
+    os.killpg(proc.pid, getattr(signal, signame))
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    state = torch.load(run / "checkpoint.pt", weights_only=False)
+    done = int(state["step"])
+    assert done >= 5 and json.loads(out.decode().strip().splitlines()[-1])["step"] == done
+    # The interrupted run equals a run told to stop at the same step.
+    train_embedded(config, tmp_path / "straight", progress=False, validate=False, stop_after_steps=done)
+    straight = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=False)
+    for name, tensor in straight["unet"].items():
+        assert torch.equal(tensor, state["unet"][name]), name
