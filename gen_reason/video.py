@@ -65,6 +65,22 @@ def write_mp4(path: str | os.PathLike, video: Video, fps: float = 16, crf: int =
     return path
 
 
+def _existing(path: str | os.PathLike) -> Path:
+    """``path`` as a Path; :class:`UserError` when nothing is there."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"video not found: {path}")
+    return path
+
+
+def _png_frames(folder: Path) -> list[Path]:
+    """A folder video's frames: its PNG files in name order; :class:`UserError` when none."""
+    frames = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".png")
+    if not frames:
+        raise UserError(f"no PNG frames in folder {folder}")
+    return frames
+
+
 def read_video(path: str | os.PathLike, max_frames: int | None = None, downscale: int = 1) -> Video:
     """Read an MP4/WebM/AVI/GIF file (or a folder of PNG frames) into a video array.
 
@@ -78,14 +94,9 @@ def read_video(path: str | os.PathLike, max_frames: int | None = None, downscale
     if int(downscale) != downscale or downscale < 1:
         raise ValueError(f"downscale must be a positive integer; got {downscale!r}")
     downscale = int(downscale)
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"video not found: {path}")
+    path = _existing(path)
     if path.is_dir():
-        frames = sorted(p for p in path.iterdir() if p.suffix.lower() == ".png")
-        if not frames:
-            raise UserError(f"no PNG frames in folder {path}")
-        return _shrink_each(as_video([read_image(p) for p in frames[:max_frames]]), downscale)
+        return _shrink_each(as_video([read_image(p) for p in _png_frames(path)[:max_frames]]), downscale)
     if path.suffix.lower() == ".gif":
         import imageio.v3 as iio
 
@@ -155,14 +166,9 @@ def _shrink_each(video: Video, downscale: int) -> Video:
 def video_size(path: str | os.PathLike) -> tuple[int, int]:
     """``(height, width)`` of a video file's frames (or a PNG folder's first frame),
     read from the header without decoding. Raises :class:`UserError` when unreadable."""
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"video not found: {path}")
+    path = _existing(path)
     if path.is_dir():
-        frames = sorted(p for p in path.iterdir() if p.suffix.lower() == ".png")
-        if not frames:
-            raise UserError(f"no PNG frames in folder {path}")
-        return read_image(frames[0]).shape[:2]
+        return read_image(_png_frames(path)[0]).shape[:2]
     if path.suffix.lower() == ".gif":
         import imageio.v3 as iio
 

@@ -57,13 +57,17 @@ _KERNEL3 = np.ones((3, 3), np.uint8)
 def red_mask(frames: np.ndarray, red_min: int = RED_MIN, red_margin: int = RED_MARGIN) -> np.ndarray:
     """VideoThinkBench's red test on ``(..., H, W, 3)`` RGB pixels -> boolean mask ``(..., H, W)``."""
     frames = np.asarray(frames)
-    r = frames[..., 0]
-    gb = np.maximum(frames[..., 1], frames[..., 2])
-    if frames.dtype == np.uint8 and red_margin >= 0:
-        # In uint8 throughout (no widening copy of every frame): where r >= gb the
-        # wrapping difference is the true one, and elsewhere r - gb < 0 <= red_margin.
-        return (r >= red_min) & (r >= gb) & (r - gb >= red_margin)
-    r, gb = r.astype(np.int32), gb.astype(np.int32)
+    if frames.dtype == np.uint8 and frames.ndim >= 3 and red_margin >= 1:
+        # OpenCV on uint8 planes, all frames as one tall image (~6x faster than numpy on
+        # the channel views). A saturating r - max(g, b) is 0 where the true one is
+        # negative, which fails ``>= red_margin`` as the true one does (red_margin >= 1).
+        shape = frames.shape[:-1]
+        r, g, b = cv2.split(np.ascontiguousarray(frames).reshape(-1, frames.shape[-2], 3))
+        _, bright = cv2.threshold(r, red_min - 1, 1, cv2.THRESH_BINARY)
+        _, redder = cv2.threshold(cv2.subtract(r, cv2.max(g, b)), red_margin - 1, 1, cv2.THRESH_BINARY)
+        return cv2.bitwise_and(bright, redder).view(bool).reshape(shape)
+    r = frames[..., 0].astype(np.int32)
+    gb = np.maximum(frames[..., 1], frames[..., 2]).astype(np.int32)
     return (r >= red_min) & (r - gb >= red_margin)
 
 

@@ -140,6 +140,7 @@ def test_red_mask_in_uint8_equals_the_widened_formula():
     frames = rng.integers(0, 256, (4, 31, 29, 3), dtype=np.uint8)
     frames[0, :5, :5] = (200, 120, 131)  # near the margin on both sides
     wide = frames.astype(np.int32)
-    for red_min, margin in ((150, 70), (0, 0), (255, 1), (100, -20)):
+    for red_min, margin in ((150, 70), (0, 0), (0, 1), (255, 1), (256, 5), (100, -20), (200, 255)):
         expected = (wide[..., 0] >= red_min) & (wide[..., 0] - wide[..., 1:].max(-1) >= margin)
         np.testing.assert_array_equal(red_mask(frames, red_min, margin), expected)
+        np.testing.assert_array_equal(red_mask(frames[1], red_min, margin), expected[1])  # one frame
