@@ -200,3 +200,21 @@ def test_a_signal_to_the_process_group_checkpoints_and_resumes_bit_exact(tmp_pat
     straight = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=False)
     for name, tensor in straight["unet"].items():
         assert torch.equal(tensor, state["unet"][name]), name
+
+
+def test_second_stage_starts_from_an_exported_pipeline_folder(tmp_path):
+    """A later sitting without the first run's folder continues from the exported
+    (safetensors) weights, as from the shipped model."""
+    from gen_reason.train.embedded import ema_unet, export_pipeline
+
+    train_embedded(tiny_config(max_steps=2), tmp_path / "one", progress=False, validate=False)
+    first, _, _ = ema_unet(tmp_path / "one")
+    export_pipeline(tmp_path / "one", tmp_path / "exported")
+    second = tiny_config(max_steps=1, init_from=str(tmp_path / "exported"), learning_rate=0.0)
+    train_embedded(second, tmp_path / "two", progress=False, validate=False)
+    state = torch.load(tmp_path / "two" / "checkpoint.pt", weights_only=False)
+    for name, tensor in first.state_dict().items():
+        assert torch.equal(tensor, state["unet"][name]), name
+    with pytest.raises(UserError):
+        train_embedded(tiny_config(init_from=str(tmp_path / "nowhere")), tmp_path / "three", progress=False,
+                       validate=False)
