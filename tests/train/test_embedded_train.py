@@ -118,12 +118,19 @@ def test_unknown_config_key_is_a_user_error(tmp_path):
         EmbeddedTrainConfig.from_yaml(path)
 
 
-def test_shipped_config_loads():
+@pytest.mark.parametrize("name", ["embedded_maze.yaml", "embedded_maze_continue.yaml"])
+def test_shipped_config_loads(name):
     from pathlib import Path
 
-    config = EmbeddedTrainConfig.from_yaml(Path(__file__).resolve().parents[2] / "configs" / "embedded_maze.yaml")
-    assert config.num_frames * 3 + 3 == config.build_unet().config.in_channels
+    from gen_reason.train.embedded import initial_weights
+
+    root = Path(__file__).resolve().parents[2]
+    config = EmbeddedTrainConfig.from_yaml(root / "configs" / name)
+    unet = config.build_unet()
+    assert config.num_frames * 3 + 3 == unet.config.in_channels
     assert np.isclose(sum(config.size_weights), 1.0)
+    if config.init_from:  # the continuation starts from the shipped weights, which fit its UNet
+        unet.load_state_dict(initial_weights(root / config.init_from))
 
 
 def test_fixed_speed_videos_hold_at_the_goal():
