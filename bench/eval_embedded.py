@@ -222,7 +222,10 @@ def main(argv=None) -> int:
     summary = {"table": {str(k): v for k, v in table.items()}, "sweep": {str(k): v for k, v in sweep.items()},
                "args": vars(args), "seconds": seconds}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    section = markdown(table, sweep, args, args.model, seconds)
+    model = Path(args.model).resolve()
+    root = Path(__file__).resolve().parents[1]
+    section = markdown(table, sweep, args, str(model.relative_to(root)) if model.is_relative_to(root) else args.model,
+                       seconds)
     print(section)
     if args.benchmarks:
         write_section(Path(args.benchmarks), section)
