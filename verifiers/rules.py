@@ -496,26 +496,33 @@ def _box_interaction(agent_pos: np.ndarray, box_pos: np.ndarray, step: float) ->
     return out
 
 
+def _window(shape: tuple[int, int], centre: np.ndarray, half: float) -> tuple[slice, slice] | None:
+    """Rows and columns of the pixels (indices as coordinates) within ``half`` of ``centre``
+    along each axis, clipped to ``shape``; None when none is inside."""
+    h, w = shape
+    x0, x1 = max(0, int(np.ceil(centre[0] - half))), min(w - 1, int(np.floor(centre[0] + half)))
+    y0, y1 = max(0, int(np.ceil(centre[1] - half))), min(h - 1, int(np.floor(centre[1] + half)))
+    if x0 > x1 or y0 > y1:
+        return None
+    return slice(y0, y1 + 1), slice(x0, x1 + 1)
+
+
 def _fill_disc(mask: np.ndarray, centre: np.ndarray, radius: float) -> None:
     """Set ``mask`` where ``(x - cx)**2 + (y - cy)**2 <= radius**2`` (pixel indices as
     coordinates), touching only the disc's bounding box: the same pixels as the
     whole-image test, at a cost that does not grow with the frame."""
-    h, w = mask.shape
-    x0, x1 = max(0, int(np.ceil(centre[0] - radius))), min(w - 1, int(np.floor(centre[0] + radius)))
-    y0, y1 = max(0, int(np.ceil(centre[1] - radius))), min(h - 1, int(np.floor(centre[1] + radius)))
-    if x0 > x1 or y0 > y1:
-        return
-    ys, xs = np.ogrid[y0:y1 + 1, x0:x1 + 1]
-    mask[y0:y1 + 1, x0:x1 + 1] |= (xs - centre[0]) ** 2 + (ys - centre[1]) ** 2 <= radius ** 2
+    window = _window(mask.shape, centre, radius)
+    if window is not None:
+        rows, cols = window
+        ys, xs = np.ogrid[rows, cols]
+        mask[rows, cols] |= (xs - centre[0]) ** 2 + (ys - centre[1]) ** 2 <= radius ** 2
 
 
 def _fill_square(mask: np.ndarray, centre: np.ndarray, half: float) -> None:
     """Set ``mask`` where ``|x - cx| <= half`` and ``|y - cy| <= half`` (pixel indices)."""
-    h, w = mask.shape
-    x0, x1 = max(0, int(np.ceil(centre[0] - half))), min(w - 1, int(np.floor(centre[0] + half)))
-    y0, y1 = max(0, int(np.ceil(centre[1] - half))), min(h - 1, int(np.floor(centre[1] + half)))
-    if x0 <= x1 and y0 <= y1:
-        mask[y0:y1 + 1, x0:x1 + 1] = True
+    window = _window(mask.shape, centre, half)
+    if window is not None:
+        mask[window] = True
 
 
 def check_scene(track: Track, spec: dict, agent_path: ObjectPath | None = None, diff_threshold: int = 60,
