@@ -323,7 +323,11 @@ def train_embedded(config: EmbeddedTrainConfig, out_dir: str | Path, resume: boo
 
     unet = config.build_unet()
     if config.init_from:
-        unet.load_state_dict(initial_weights(config.init_from))
+        try:
+            unet.load_state_dict(initial_weights(config.init_from))
+        except RuntimeError as exc:  # missing/unexpected keys or other shapes: another model's weights
+            raise UserError(f"init_from {config.init_from} does not fit this config's UNet "
+                            f"({str(exc).splitlines()[0]})") from None
     # mkldnn convolutions run ~10 % faster on channels-last tensors (measured on 2 CPU cores).
     unet = unet.to(memory_format=torch.channels_last)
     ema = EMAModel(unet.parameters(), decay=config.ema_decay)

@@ -225,3 +225,6 @@ def test_second_stage_starts_from_an_exported_pipeline_folder(tmp_path):
     with pytest.raises(UserError):
         train_embedded(tiny_config(init_from=str(tmp_path / "nowhere")), tmp_path / "three", progress=False,
                        validate=False)
+    with pytest.raises(UserError, match="does not fit"):  # weights of another shape: one line, no traceback
+        train_embedded(tiny_config(num_frames=6, init_from=str(tmp_path / "exported")), tmp_path / "four",
+                       progress=False, validate=False)
