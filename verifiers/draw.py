@@ -52,23 +52,37 @@ RED_MIN = 150  # VideoThinkBench: R >= 150
 RED_MARGIN = 70  # VideoThinkBench: R - max(G, B) >= 70
 WALL_MAX = 40  # VideoThinkBench: a wall pixel's max channel <= 40
 _KERNEL3 = np.ones((3, 3), np.uint8)
+_RED_TERMS = np.array([[1, -1, 0], [1, 0, -1], [1, 0, 0]], np.float32)  # RGB -> (r - g, r - b, r)
 
 
 def red_mask(frames: np.ndarray, red_min: int = RED_MIN, red_margin: int = RED_MARGIN) -> np.ndarray:
     """VideoThinkBench's red test on ``(..., H, W, 3)`` RGB pixels -> boolean mask ``(..., H, W)``."""
     frames = np.asarray(frames)
     if frames.dtype == np.uint8 and frames.ndim >= 3 and red_margin >= 1:
-        # OpenCV on uint8 planes, all frames as one tall image (~6x faster than numpy on
-        # the channel views). A saturating r - max(g, b) is 0 where the true one is
-        # negative, which fails ``>= red_margin`` as the true one does (red_margin >= 1).
+        # OpenCV on the interleaved uint8 pixels, all frames as one tall image: one
+        # cv2.transform gives (r - g, r - b, r) saturated to [0, 255], one cv2.inRange tests
+        # all three (~2x the split-plane version, ~10x numpy). A saturated difference is 0
+        # where the true one is negative, which fails ``>= red_margin`` as the true one
+        # does (red_margin >= 1).
         shape = frames.shape[:-1]
-        r, g, b = cv2.split(np.ascontiguousarray(frames).reshape(-1, frames.shape[-2], 3))
-        _, bright = cv2.threshold(r, red_min - 1, 1, cv2.THRESH_BINARY)
-        _, redder = cv2.threshold(cv2.subtract(r, cv2.max(g, b)), red_margin - 1, 1, cv2.THRESH_BINARY)
-        return cv2.bitwise_and(bright, redder).view(bool).reshape(shape)
+        tall = np.ascontiguousarray(frames).reshape(-1, frames.shape[-2], 3)
+        inside = cv2.inRange(cv2.transform(tall, _RED_TERMS), (red_margin, red_margin, red_min), (255, 255, 255))
+        return cv2.threshold(inside, 0, 1, cv2.THRESH_BINARY)[1].view(bool).reshape(shape)
     r = frames[..., 0].astype(np.int32)
     gb = np.maximum(frames[..., 1], frames[..., 2]).astype(np.int32)
     return (r >= red_min) & (r - gb >= red_margin)
+
+
+def _morph_frames(masks: np.ndarray, op, border: bool) -> np.ndarray:
+    """``op`` (``cv2.erode`` or ``cv2.dilate``, 3x3) on every ``(T, H, W)`` boolean frame,
+    as one OpenCV call on a tall image: a separator row of ``border`` (True for erosion,
+    False for dilation: the value that leaves a neighbour unchanged, as OpenCV's own
+    border does) keeps the frames from touching, so each result equals the per-frame call."""
+    t, h, w = masks.shape
+    tall = np.full((t, h + 1, w), 1 if border else 0, np.uint8)
+    tall[:, :h] = masks
+    out = op(tall.reshape(t * (h + 1), w), _KERNEL3)
+    return out.reshape(t, h + 1, w)[:, :h].view(bool)
 
 
 def wall_core_mask(spec: dict, size: tuple[int, int], wall_tolerance_px: float = 1.0) -> np.ndarray:
@@ -203,24 +217,29 @@ def score_draw(instance_or_spec, video, *, red_min: int = RED_MIN, red_margin: i
     wall_core = wall_core_mask(spec, (h, w), wall_tolerance_px)
     reds = red_mask(video, red_min, red_margin)
 
-    wall_touch = [int(np.count_nonzero(reds[t] & wall_core)) for t in range(t_count)]
+    # Erosion and dilation of every frame in one OpenCV call each; the per-frame counts
+    # and the running union of what was drawn with OpenCV on uint8 planes.
+    eroded = _morph_frames(reds, cv2.erode, True).view(np.uint8)
+    present = _morph_frames(reds, cv2.dilate, False).view(np.uint8)
+    core = wall_core.view(np.uint8)
+    red_u8 = reds.view(np.uint8)
+    wall_touch = [cv2.countNonZero(cv2.bitwise_and(red_u8[t], core)) for t in range(t_count)]
     erased = [0]
-    drawn = cv2.erode(reds[0].astype(np.uint8), _KERNEL3).astype(bool)
+    drawn = eroded[0].copy()
     violation = None
     if wall_touch[0] > max_wall_touch_px:
         violation = {"frame": 0, "rule": "wall", "message": f"red on a wall in frame 0 ({wall_touch[0]} px)"}
     for t in range(1, t_count):
-        present = cv2.dilate(reds[t].astype(np.uint8), _KERNEL3).astype(bool)
-        lost = int(np.count_nonzero(drawn & ~present))
+        lost = cv2.countNonZero(cv2.subtract(drawn, present[t]))  # drawn and not present now
         erased.append(lost)
         if violation is None:
             if wall_touch[t] > max_wall_touch_px:
                 violation = {"frame": t, "rule": "wall",
                              "message": f"red on a wall in frame {t} ({wall_touch[t]} px)"}
-            elif lost > max(erase_min_px, erase_fraction * np.count_nonzero(drawn)):
+            elif lost > max(erase_min_px, erase_fraction * cv2.countNonZero(drawn)):
                 violation = {"frame": t, "rule": "erased",
                              "message": f"drawn red disappears in frame {t} ({lost} px erased)"}
-        drawn |= cv2.erode(reds[t].astype(np.uint8), _KERNEL3).astype(bool)
+        cv2.bitwise_or(drawn, eroded[t], dst=drawn)
 
     final = _final_frame_rules(spec, reds[-1], wall_core, dot_core=dot_core, max_wall_touch_px=max_wall_touch_px)
     final_ok = final["walls_ok"] and final["touches_start"] and final["touches_end"] and final["connected"]

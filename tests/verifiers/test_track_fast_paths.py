@@ -144,3 +144,62 @@ def test_red_mask_in_uint8_equals_the_widened_formula():
         expected = (wide[..., 0] >= red_min) & (wide[..., 0] - wide[..., 1:].max(-1) >= margin)
         np.testing.assert_array_equal(red_mask(frames, red_min, margin), expected)
         np.testing.assert_array_equal(red_mask(frames[1], red_min, margin), expected[1])  # one frame
+
+
+def test_morphology_on_the_tall_image_equals_the_per_frame_calls():
+    from gen_reason.verifiers.draw import _KERNEL3, _morph_frames
+
+    rng = np.random.default_rng(5)
+    masks = rng.random((6, 17, 13)) < 0.5
+    masks[2] = True  # a full frame: its erosion must not bleed into its neighbours
+    masks[3] = False
+    for op, border in ((cv2.erode, True), (cv2.dilate, False)):
+        expected = np.stack([op(m.astype(np.uint8), _KERNEL3).astype(bool) for m in masks])
+        np.testing.assert_array_equal(_morph_frames(masks, op, border), expected)
+
+
+def _draw_sequence_per_frame(spec, video):
+    """The draw referee's sequence rules written as the plain per-frame loop."""
+    from gen_reason.verifiers.draw import _KERNEL3, red_mask, wall_core_mask
+
+    t_count, h, w = video.shape[:3]
+    s = ((w / spec["image_size"][1]) * (h / spec["image_size"][0])) ** 0.5
+    erase_min = 2.0 * (spec["draw"]["line_width"] * s) ** 2
+    core = wall_core_mask(spec, (h, w), 1.0)
+    reds = red_mask(video)
+    touch = [int(np.count_nonzero(reds[t] & core)) for t in range(t_count)]
+    drawn = cv2.erode(reds[0].astype(np.uint8), _KERNEL3).astype(bool)
+    erased, violation = [0], (0, "wall") if touch[0] > 0 else None
+    for t in range(1, t_count):
+        lost = int(np.count_nonzero(drawn & ~cv2.dilate(reds[t].astype(np.uint8), _KERNEL3).astype(bool)))
+        erased.append(lost)
+        if violation is None:
+            if touch[t] > 0:
+                violation = (t, "wall")
+            elif lost > max(erase_min, 0.05 * np.count_nonzero(drawn)):
+                violation = (t, "erased")
+        drawn |= cv2.erode(reds[t].astype(np.uint8), _KERNEL3).astype(bool)
+    return touch, erased, violation
+
+
+@pytest.mark.parametrize("damage", ["none", "wall", "erase", "both"])
+def test_whole_video_draw_rules_equal_the_per_frame_loop(damage):
+    from gen_reason.verifiers.draw import score_draw
+
+    inst = get_task("maze/draw").generate(3, "medium")
+    video = inst.solution_video(24).copy()
+    spec = inst.spec
+    if damage in ("wall", "both"):
+        x0, y0, x1, y1 = spec["draw"]["walls"][len(spec["draw"]["walls"]) // 3]
+        cx, cy = int(round((x0 + x1) / 2)), int(round((y0 + y1) / 2))
+        video[15, cy - 3: cy + 4, cx - 3: cx + 4] = spec["agent"]["color"]
+    if damage in ("erase", "both"):
+        video[9:] = np.where(video[9:] == video[8:9], video[9:], inst.first_frame)  # later strokes vanish
+        video[12:] = inst.first_frame
+    score = score_draw(inst, video)
+    touch, erased, violation = _draw_sequence_per_frame(spec, video)
+    assert score.trace["wall_touch_px"] == touch
+    assert score.trace["erased_px"] == erased
+    got = score.trace["first_violation"]
+    assert (None if got is None else (got["frame"], got["rule"])) == violation
+    assert (violation is None) == (damage == "none")
