@@ -514,7 +514,8 @@ def _fill_disc(mask: np.ndarray, centre: np.ndarray, radius: float) -> None:
     window = _window(mask.shape, centre, radius)
     if window is not None:
         rows, cols = window
-        ys, xs = np.ogrid[rows, cols]
+        ys = np.arange(rows.start, rows.stop)[:, None]  # np.ogrid's grid without its indexing machinery
+        xs = np.arange(cols.start, cols.stop)[None, :]
         mask[rows, cols] |= (xs - centre[0]) ** 2 + (ys - centre[1]) ** 2 <= radius ** 2
 
 

@@ -653,7 +653,7 @@ def _follow(comps: list[tuple[np.ndarray, np.ndarray]], frames: np.ndarray, star
             if 0.3 * area0 <= areas[0] <= 4.0 * area0:
                 found, conf = cents[0], min(1.0, areas[0] / area0)
         elif len(areas):
-            dist = np.linalg.norm(cents - prev, axis=1)
+            dist = np.hypot(cents[:, 0] - prev[0], cents[:, 1] - prev[1])
             near = (dist <= 0.9 * size_w + 2) & (areas >= max(2.0, 0.08 * area0))
             # Pieces of one object (split by compression or anti-aliasing) near the last
             # position are merged before the area test.
@@ -669,7 +669,7 @@ def _follow(comps: list[tuple[np.ndarray, np.ndarray]], frames: np.ndarray, star
                     found, conf = cents[j], min(1.0, areas[j] / area0)
             big = (areas >= 0.5 * area0) & (areas <= 4.0 * area0)
             if big.sum() >= 2 and found is not None:
-                far = np.linalg.norm(cents[big] - found, axis=1) > max(size_w, 0.75 * step_w)
+                far = np.hypot(cents[big, 0] - found[0], cents[big, 1] - found[1]) > max(size_w, 0.75 * step_w)
                 if far.any():
                     duplicated[k] = True
         if found is None and template is not None:
