@@ -129,7 +129,8 @@ def markdown(table: dict, sweep: dict, args, model: str, seconds: float) -> str:
                      f" | {s['pr']:.3f} | {s['sd']:.3f} | {s['em']:.3f} | {100 * s['ground_truth']:.1f} % |")
     if sweep:
         lines += ["", f"Single-sample success vs DDIM steps ({args.sweep_size}x{args.sweep_size}, "
-                  f"{args.sweep_count} puzzles, sample seed 0):", "", "| steps | success | s per video (batched) |",
+                  f"{args.sweep_count} puzzles, sample seeds 0..{args.sweep_samples - 1}; the same puzzles and "
+                  "initial noise at every step count):", "", "| steps | success | s per video (batched) |",
                   "|---|---|---|"]
         for steps, (success, sec) in sorted(sweep.items()):
             lines.append(f"| {steps} | {100 * success:.1f} % | {sec:.3f} |")
@@ -170,6 +171,7 @@ def main(argv=None) -> int:
     parser.add_argument("--sweep-steps", type=int, nargs="*", default=[10, 20, 50, 100])
     parser.add_argument("--sweep-size", type=int, default=5)
     parser.add_argument("--sweep-count", type=int, default=100)
+    parser.add_argument("--sweep-samples", type=int, default=1, help="sample seeds 0..k-1 per puzzle in the sweep")
     parser.add_argument("--trained", type=int, nargs="*", default=[3, 4, 5])
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
@@ -213,8 +215,10 @@ def main(argv=None) -> int:
     sweep = {}
     instances = held_out_instances(args.sweep_size, args.sweep_count, pipe.resolution)
     for steps in args.sweep_steps:
-        run_jobs(pipe, [(inst, 0) for inst in instances], steps, results_path, done, args.batch_size, verifier)
-        rows = [done[(args.sweep_size, i.seed, 0, steps)] for i in instances]
+        seeds = range(args.sweep_samples)
+        run_jobs(pipe, [(inst, s) for inst in instances for s in seeds], steps, results_path, done, args.batch_size,
+                 verifier)
+        rows = [done[(args.sweep_size, i.seed, s, steps)] for i in instances for s in seeds]
         sweep[steps] = (float(np.mean([r["success"] for r in rows])), float(np.mean([r["seconds_per_video"] for r in rows])))
         print(f"  {steps} steps: {sweep[steps]}", flush=True)
 

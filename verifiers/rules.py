@@ -597,13 +597,43 @@ def check_scene(track: Track, spec: dict, agent_path: ObjectPath | None = None, 
             allowed[max(0, int(c0[1]) - 1): int(c1[1]) + 2, max(0, int(c0[0]) - 1): int(c1[0]) + 2] = True
         changed = (diff & ~allowed).astype(np.uint8)
         changed = cv2.morphologyEx(changed, cv2.MORPH_OPEN, kernel)
-        n, _, stats, cents = cv2.connectedComponentsWithStats(changed, connectivity=8)
+        n, labels, stats, cents = cv2.connectedComponentsWithStats(changed, connectivity=8)
         if n <= 1:
             continue
         j = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
         if stats[j, cv2.CC_STAT_AREA] >= min_area:
             where = work.to_spec(cents[j])
+            what = _describe_change(frames[0], frames[k], labels == j, where, int(k), track, spec)
             return [{"rule": "maze_redrawn", "frame": int(k),
                      "detail": f"the scene changed at frame {k} around ({where[0]:.0f}, {where[1]:.0f}) px "
-                               f"({stats[j, cv2.CC_STAT_AREA] / step_w ** 2:.1f} cells): walls or goal redrawn"}]
+                               f"({stats[j, cv2.CC_STAT_AREA] / step_w ** 2:.1f} cells): {what}"}]
     return []
+
+
+def _describe_change(first: np.ndarray, frame: np.ndarray, blob: np.ndarray, where: np.ndarray, k: int,
+                     track: Track, spec: dict, dark: int = 96) -> str:
+    """What a changed blob of the scene check most likely is, for the reason a person reads
+    (the verdict does not depend on it): walls erased or drawn (pixels dark in one frame
+    and not in the other), the goal changed, a faded or smeared agent (the tracker does
+    not see the agent in frame ``k`` and the blob lies where it was or went next), or other
+    paint (e.g. a trail where the agent has not been)."""
+    was_dark = first[blob].max(axis=1) < dark
+    now_dark = frame[blob].max(axis=1) < dark
+    if np.mean(was_dark & ~now_dark) > 0.3:
+        return "walls erased"
+    if np.mean(now_dark & ~was_dark) > 0.3:
+        return "walls drawn"
+    gx0, gy0, gx1, gy1 = spec["goal_box"]
+    pad = 0.5 * float(spec["step_px"])
+    goal_colour = (spec.get("colors") or {}).get("goal")
+    looks_goal = goal_colour is not None and np.mean(
+        np.abs(frame[blob].astype(int) - np.asarray(goal_colour)).max(axis=1) < 60) > 0.5
+    if looks_goal or (gx0 - pad <= where[0] <= gx1 + pad and gy0 - pad <= where[1] <= gy1 + pad):
+        return "the goal redrawn"
+    positions = track.agent.positions
+    if np.isnan(positions[k, 0]):
+        seen = np.flatnonzero(~np.isnan(positions[:, 0]))
+        near = [positions[i] for i in (seen[seen < k][-1:].tolist() + seen[seen > k][:1].tolist())]
+        if any(np.linalg.norm(where - p) <= 2.5 * float(spec["step_px"]) for p in near):
+            return "the agent is not visible in this frame and the picture changed near its way (a faded or smeared agent)"
+    return "paint outside the agent's way so far (e.g. a trail where the agent has not been, or a new object)"

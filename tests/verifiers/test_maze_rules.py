@@ -240,6 +240,7 @@ def test_maze_redrawn_wall_removed():
     assert score.metrics["violation_maze_redrawn"] == 1.0, score.reason
     redraw = [v for v in score.trace["violations"] if v["rule"] == "maze_redrawn"][0]
     assert redraw["frame"] >= 30
+    assert redraw["detail"].endswith("walls erased"), redraw["detail"]
 
 
 def test_redraw_is_still_seen_through_brightness_drift():
@@ -275,6 +276,7 @@ def test_maze_redrawn_goal_moved():
     score = RULES.score(inst, bad)
     assert not score.success
     assert score.metrics["violation_maze_redrawn"] == 1.0, score.reason
+    assert score.reason.endswith("the goal redrawn"), score.reason
 
 
 def test_static_video():

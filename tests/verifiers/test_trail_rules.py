@@ -140,3 +140,33 @@ def test_a_bridge_over_most_of_the_route_in_one_frame_is_not_a_fast_move():
     score = RULES.score(inst, video)
     assert not score.success
     assert score.trace["first_violation"]["rule"] in ("end_state_only", "teleport"), score.reason
+
+
+def test_redraw_reasons_say_what_changed():
+    """The verdict is maze_redrawn either way; the reason names the likely cause: trail
+    paint on rooms the agent has not reached yet, or an agent faded into a smear."""
+    inst = trail_task(5).generate(3, "5x5")
+    spec = inst.spec
+    route = inst.solution["path"]
+    video = trail_video(inst, route, 8)
+    ahead = video.copy()
+    for node in route[-4:-1]:  # rooms near the end painted from frame 2 on
+        for k in range(2, 5):
+            paint_room(ahead[k], spec, node)
+    score = RULES.score(inst, ahead)
+    assert not score.success and score.metrics["violation_maze_redrawn"] == 1.0, score.reason
+    assert "paint outside the agent's way so far" in score.reason, score.reason
+
+    faded = video.copy()
+    k = 4  # the agent drawn in a colour that is neither its own nor the trail's
+    faded[k][np.all(faded[k] == spec["agent"]["color"], axis=-1)] = (230, 150, 230)
+    score = RULES.score(inst, faded)
+    assert not score.success and score.metrics["violation_maze_redrawn"] == 1.0, score.reason
+    assert "faded or smeared agent" in score.reason, score.reason
+
+    drawn = video.copy()
+    x, y = np.asarray(spec["nodes"][route[-2]]).round().astype(int)
+    drawn[3:, y - 3: y + 3, x: x + 1] = spec["colors"]["wall"]  # a new wall across a room still ahead
+    drawn[3:, y - 1: y + 1, x - 3: x + 3] = spec["colors"]["wall"]
+    score = RULES.score(inst, drawn)
+    assert not score.success and score.reason.endswith("walls drawn"), score.reason
