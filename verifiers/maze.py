@@ -74,7 +74,7 @@ class MazeRuleVerifier:
         """Track, map to the graph, check every rule; never raises on a bad video."""
         spec = instance.spec
         try:
-            frames = _load(video)
+            frames = self.read_video(video, instance) if isinstance(video, (str, os.PathLike)) else _load(video)
             work = prepare_video(frames, spec)
             frames = to_uint8(frames)
         except UserError as exc:
@@ -85,6 +85,15 @@ class MazeRuleVerifier:
         self._add_reference(instance, frames, track, report, metrics, trace)
         success = bool(metrics["success"])
         return Score(success=success, metrics=metrics, trace=trace, reason=_reason(report, spec, success))
+
+    def read_video(self, path, instance) -> np.ndarray:
+        """Decode a video file for :meth:`score`, straight to the referee's working size
+        (:func:`~gen_reason.verifiers.track.read_for_referee`: every verdict as at full
+        size, several times faster on large videos; only maze fidelity, which compares
+        frames as given, moves slightly). Raises ``UserError`` when the file is unreadable."""
+        from gen_reason.verifiers.track import read_for_referee
+
+        return read_for_referee(Path(path), instance.spec)
 
     def _rule_metrics(self, track: Track, report: RuleReport, spec: dict) -> tuple[dict, dict]:
         lenient_traj = track.box.positions if (spec.get("box") and track.box is not None) else track.agent.positions

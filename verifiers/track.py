@@ -197,6 +197,20 @@ def read_work_video(path, spec: dict) -> np.ndarray:
     return read_video(path, downscale=working_factor(spec, height, width))
 
 
+def read_for_referee(path, spec: dict) -> np.ndarray:
+    """Decode a video file for scoring: at the working size (:func:`read_work_video`) when
+    its size can show the puzzle, else at full size, so that the verifier records why it
+    cannot judge it. Raises :class:`UserError` only when the file is unreadable."""
+    from gen_reason.video import read_video, video_size
+
+    height, width = video_size(path)
+    try:
+        _check_size(height, width, spec)
+    except UserError:
+        return read_video(path)
+    return read_video(path, downscale=working_factor(spec, height, width))
+
+
 def to_uint8(video: np.ndarray) -> np.ndarray:
     """uint8 frames as they are; float frames in [0, 1] (or [0, 255]) rounded to uint8."""
     if video.dtype == np.uint8:

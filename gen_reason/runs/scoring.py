@@ -70,8 +70,10 @@ def score_video(instance: Instance, video_path: Path, kind: str = "reference", o
     from gen_reason.video import read_video, write_image
 
     verifier = verifier_for(instance.task, kind)
+    # A verifier that can decode for itself (the maze family: straight to its working size) does.
+    reader = getattr(verifier, "read_video", None) or (lambda path, _instance: read_video(path))
     try:
-        video = read_video(video_path)
+        video = reader(video_path, instance)
     except UserError as exc:
         score, video = Score.failure(f"unreadable video: {exc}", success=0.0), None
     else:

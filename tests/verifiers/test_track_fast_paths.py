@@ -22,6 +22,30 @@ def large_mp4(tmp_path_factory):
     return inst, write_mp4(tmp_path_factory.mktemp("v") / "gt.mp4", video)
 
 
+def test_scoring_a_file_decodes_at_the_working_size_with_the_full_size_verdicts(large_mp4, tmp_path):
+    """``score(instance, path)`` and ``genreason score`` read files through the verifier's
+    ``read_video`` (working size); verdicts and reference metrics equal scoring the
+    full-size decode, for the ground truth and for a cheat; a video too small to show the
+    puzzle is still decoded whole, so the verifier says why it cannot judge it."""
+    from gen_reason.runs.scoring import score_video
+
+    inst, path = large_mp4
+    verifier = MazeReferenceVerifier()
+    assert verifier.read_video(path, inst).shape[1:3] == track.read_work_video(path, inst.spec).shape[1:3]
+    full_video = read_video(path)
+    end_state = np.concatenate([full_video[:1], np.repeat(full_video[-1:], len(full_video) - 1, axis=0)])
+    cheat = write_mp4(tmp_path / "cheat.mp4", end_state)
+    for video in (path, cheat):
+        from_file, full = verifier.score(inst, video), verifier.score(inst, read_video(video))
+        assert from_file.success == full.success and from_file.reason == full.reason
+        for key in ("exact_match", "precision_rate", "success_lenient"):
+            assert from_file.metrics[key] == full.metrics[key], key
+        assert score_video(inst, video)["success"] == full.success
+    letterboxed = write_mp4(tmp_path / "wide.mp4", resize(full_video, (160, 704)))  # (h, w): 4.4x too wide
+    row = score_video(inst, letterboxed)
+    assert not row["success"] and row["reason"].startswith("cannot judge"), row["reason"]
+
+
 def test_downscaled_decode_is_the_area_average_of_the_full_decode(large_mp4):
     _, path = large_mp4
     full = read_video(path)
