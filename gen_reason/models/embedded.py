@@ -9,9 +9,10 @@ components, so it saves and loads like any other diffusers model folder
   clean first frame (3 channels), and whose output is the scheduler's prediction target
   for the ``F`` frames (``3 * F`` channels). ``F`` and ``R`` are read from the UNet config.
 - ``scheduler``: a :class:`~diffusers.DDIMScheduler` (cosine ``squaredcos_cap_v2``
-  betas; the shipped model predicts the clean video, ``prediction_type="sample"``, see
+  betas; the shipped model predicts ``v``, ``prediction_type="v_prediction"``, see
   :func:`make_scheduler`); its ``step`` output's ``pred_original_sample`` is the clean
-  estimate ``x0`` the probe reads.
+  estimate ``x0`` the probe reads. The sampler's defaults (steps, eta) are saved in
+  ``model_index.json``.
 
 There is no VAE: "latents" are the pixels themselves in ``[-1, 1]``, laid out like Wan's
 ``[batch, 3, frames, R, R]``. The call signature is Wan's image-to-video one, so
@@ -72,8 +73,14 @@ class EmbeddedFamily(Family):
         return (3, pipe.num_frames, size, size)
 
     def native_options(self, pipe) -> dict:
-        """The UNet's own frame count and resolution are the defaults."""
-        return {"num_frames": int(pipe.num_frames), "size": (int(pipe.resolution), int(pipe.resolution))}
+        """The UNet's own frame count and resolution, and the model folder's sampling steps,
+        are the defaults."""
+        return {"num_frames": int(pipe.num_frames), "size": (int(pipe.resolution), int(pipe.resolution)),
+                "steps": int(pipe.config.get("default_steps", 50))}
+
+    def call_kwargs(self, pipe, fps: int) -> dict:
+        """No extra arguments: the pipeline applies its own ``default_eta``."""
+        return {}
 
     def fit_to_image(self, pipe, frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         """Undo the pipeline's input fitting: crop the bottom-right padding (or resize back)."""
@@ -142,10 +149,15 @@ class EmbeddedVideoPipeline(DiffusionPipeline):
     vae_scale_factor_spatial = 1
     vae_scale_factor_temporal = 1
 
-    def __init__(self, unet: UNet2DModel, scheduler: DDIMScheduler, pad_color: list[int] = (255, 255, 255)):
+    def __init__(self, unet: UNet2DModel, scheduler: DDIMScheduler, pad_color: list[int] = (255, 255, 255),
+                 default_steps: int = 50, default_eta: float = 0.0):
+        """``default_steps`` and ``default_eta``: the sampler settings a call uses unless
+        told otherwise, saved in ``model_index.json`` with the weights (a trained model
+        knows which suit it; the shipped one uses 20 steps at ``eta=1``)."""
         super().__init__()
         self.register_modules(unet=unet, scheduler=scheduler)
-        self.register_to_config(pad_color=[int(c) for c in pad_color])
+        self.register_to_config(pad_color=[int(c) for c in pad_color], default_steps=int(default_steps),
+                                default_eta=float(default_eta))
 
     # -- facts --------------------------------------------------------------------------
     @property
@@ -269,12 +281,12 @@ class EmbeddedVideoPipeline(DiffusionPipeline):
         height: int | None = None,
         width: int | None = None,
         num_frames: int | None = None,
-        num_inference_steps: int = 50,
+        num_inference_steps: int | None = None,
         guidance_scale: float = 1.0,
         num_videos_per_prompt: int = 1,
         generator: torch.Generator | list[torch.Generator] | None = None,
         latents: torch.Tensor | None = None,
-        eta: float = 0.0,
+        eta: float | None = None,
         output_type: str = "np",
         return_dict: bool = True,
         callback_on_step_end: Callable | None = None,
@@ -292,12 +304,16 @@ class EmbeddedVideoPipeline(DiffusionPipeline):
                 working size; the output has each image's own size).
             num_frames: frames in the output; the model makes ``self.num_frames`` and
                 other counts are resampled in time (nearest frame).
-            num_inference_steps: DDIM steps.
+            num_inference_steps: DDIM steps; None: the model folder's ``default_steps``.
             num_videos_per_prompt: videos per image.
             generator: one ``torch.Generator`` or a list with one per video (then each
                 video depends only on its own generator, whatever shares the batch).
             latents: initial noise ``[B, 3, F, R, R]`` instead of drawing it.
-            eta: DDIM eta (0: deterministic given the initial noise).
+            eta: DDIM eta; None: the model folder's ``default_eta``. 0 is deterministic
+                given the initial noise; 1 adds fresh noise at every step as DDPM does,
+                drawn from each video's own generator (a seed still fixes the video).
+                On held-out 5x5 mazes the shipped model succeeds more often at 1 than at
+                0 (docs/BENCHMARKS.md, section embedded).
             output_type: ``"np"`` (frames in [0, 1]), ``"pt"`` (tensor ``[B, F, 3, H, W]``
                 in [0, 1], model size) or ``"latent"`` (``[B, 3, F, R, R]`` in [-1, 1]).
             callback_on_step_end: ``fn(pipe, i, t, kwargs) -> dict`` after each step;
@@ -325,6 +341,10 @@ class EmbeddedVideoPipeline(DiffusionPipeline):
             latents = latents.to(device=device, dtype=torch.float32)
         latents = latents * self.scheduler.init_noise_sigma
 
+        if num_inference_steps is None:
+            num_inference_steps = int(self.config.get("default_steps", 50))
+        if eta is None:
+            eta = float(self.config.get("default_eta", 0.0))
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         timesteps = self.scheduler.timesteps
         self._num_timesteps = len(timesteps)

@@ -83,6 +83,9 @@ class EmbeddedTrainConfig:
     validation_sizes: list[int] = field(default_factory=lambda: [5])
     validation_count: int = 64
     validation_steps: int = 50
+    validation_eta: float = 0.0  # DDIM eta of validation samples (0 keeps the curves of earlier stages comparable)
+    sample_steps: int = 50       # the exported pipeline's default DDIM steps (model_index.json: default_steps)
+    sample_eta: float = 0.0      # and its default DDIM eta (default_eta)
 
     def validate(self) -> None:
         """Raise :class:`UserError` naming the first inconsistent field."""
@@ -94,7 +97,10 @@ class EmbeddedTrainConfig:
             raise UserError("resolution must be divisible by 2 ** (number of UNet levels - 1)")
         if self.prediction_type not in ("sample", "v_prediction", "epsilon"):
             raise UserError(f"prediction_type must be sample, v_prediction or epsilon; got {self.prediction_type!r}")
-        for name in ("num_frames", "batch_size", "max_steps", "threads", "validation_count", "validation_steps"):
+        if self.sample_eta < 0 or self.validation_eta < 0:
+            raise UserError("sample_eta and validation_eta must be >= 0")
+        for name in ("num_frames", "batch_size", "max_steps", "threads", "validation_count", "validation_steps",
+                     "sample_steps"):
             if int(getattr(self, name)) < 1:
                 raise UserError(f"{name} must be >= 1; got {getattr(self, name)}")
 
@@ -184,15 +190,17 @@ def fallback_maze_check(instance, video: np.ndarray) -> tuple[bool, dict]:
 
 # -- generation helpers shared by validation and evaluation ---------------------------------
 def generate_videos(pipe: EmbeddedVideoPipeline, instances: Sequence, seeds: Sequence[int], steps: int,
-                    batch_size: int = 64) -> list[np.ndarray]:
-    """One uint8 video per (instance, seed) pair, batched; seed ``s`` -> ``torch.Generator().manual_seed(s)``."""
+                    batch_size: int = 64, eta: float | None = None) -> list[np.ndarray]:
+    """One uint8 video per (instance, seed) pair, batched; seed ``s`` -> ``torch.Generator().manual_seed(s)``
+    (its initial noise and, with ``eta > 0``, every step's noise); ``eta`` None: the pipeline's default."""
+    options = {} if eta is None else {"eta": float(eta)}
     videos: list[np.ndarray] = []
     pairs = list(zip(instances, seeds))
     for start in range(0, len(pairs), batch_size):
         chunk = pairs[start:start + batch_size]
         images = [inst.first_frame for inst, _ in chunk]
         generators = [torch.Generator().manual_seed(int(seed)) for _, seed in chunk]
-        frames = pipe(image=images, generator=generators, num_inference_steps=steps, output_type="np").frames
+        frames = pipe(image=images, generator=generators, num_inference_steps=steps, output_type="np", **options).frames
         videos.extend((np.asarray(f, np.float32) * 255).round().astype(np.uint8) for f in frames)
     return videos
 
@@ -205,7 +213,8 @@ def validate_model(unet, config: EmbeddedTrainConfig, referee: Callable) -> dict
     results = {}
     for rooms in config.validation_sizes:
         instances = held_out_instances(rooms, config.validation_count, config.resolution)
-        videos = generate_videos(pipe, instances, [0] * len(instances), config.validation_steps)
+        videos = generate_videos(pipe, instances, [0] * len(instances), config.validation_steps,
+                                 eta=config.validation_eta)
         results[f"{rooms}x{rooms}"] = float(np.mean([referee(i, v)[0] for i, v in zip(instances, videos)]))
     return results
 
@@ -266,7 +275,8 @@ def diffusion_loss(unet, noise_scheduler, video: torch.Tensor, condition: torch.
 
 #: Config fields a resumed sitting may change without changing what the run computes.
 RESUMABLE_CHANGES = {"max_steps", "checkpoint_minutes", "log_every_steps", "validate_every_steps",
-                     "validation_sizes", "validation_count", "validation_steps", "data_workers"}
+                     "validation_sizes", "validation_count", "validation_steps", "validation_eta", "data_workers",
+                     "sample_steps", "sample_eta"}
 
 
 def check_resumable(saved: dict, config: EmbeddedTrainConfig, step: int) -> None:
@@ -367,7 +377,7 @@ def train_embedded(config: EmbeddedTrainConfig, out_dir: str | Path, resume: boo
         started = time.time()
         success = validate_model(eval_unet, config, referee)
         row = {"step": step, "train_minutes": round(train_seconds / 60, 2), "success": success,
-               "sampling_steps": config.validation_steps, "count": config.validation_count,
+               "sampling_steps": config.validation_steps, "eta": config.validation_eta, "count": config.validation_count,
                "referee": referee_name, "seconds": round(time.time() - started, 1)}
         with open(run_dir / "validation.jsonl", "a") as fh:
             fh.write(json.dumps(row) + "\n")
@@ -503,11 +513,15 @@ def model_settings(config: EmbeddedTrainConfig) -> dict:
     }
 
 
-def export_pipeline(run_dir: str | Path, dest: str | Path) -> Path:
+def export_pipeline(run_dir: str | Path, dest: str | Path, sampler: EmbeddedTrainConfig | None = None) -> Path:
     """Save a run's EMA model as a diffusers pipeline folder (safetensors) at ``dest``,
-    with the ``genreason.json`` that tells solve/eval/probe which puzzles it knows."""
+    with the ``genreason.json`` that tells solve/eval/probe which puzzles it knows. The
+    pipeline's default sampler (``sample_steps``, ``sample_eta``) comes from ``sampler``
+    when given (the config on the command line), else from the run's own config."""
     unet, config, _ = ema_unet(run_dir)
-    pipe = EmbeddedVideoPipeline(unet=unet, scheduler=make_scheduler(config.num_train_timesteps, config.prediction_type), pad_color=PAD_COLOR)
+    source = sampler or config
+    pipe = EmbeddedVideoPipeline(unet=unet, scheduler=make_scheduler(config.num_train_timesteps, config.prediction_type),
+                                 pad_color=PAD_COLOR, default_steps=source.sample_steps, default_eta=source.sample_eta)
     dest = Path(dest)
     pipe.save_pretrained(dest, safe_serialization=True)
     (dest / "genreason.json").write_text(json.dumps(model_settings(config), indent=1, sort_keys=True) + "\n")
@@ -522,15 +536,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-resume", action="store_true", help="start over even if the run folder has a checkpoint")
     parser.add_argument("--stop-after-steps", type=int, default=None, help="end this sitting after this many steps")
     parser.add_argument("--export", default=None, help="after training, save the EMA pipeline to this folder")
-    parser.add_argument("--export-only", action="store_true", help="skip training; export the latest checkpoint")
+    parser.add_argument("--export-only", action="store_true",
+                        help="skip training; export the latest checkpoint (default sampler from --config)")
     args = parser.parse_args(argv)
     try:
+        config = EmbeddedTrainConfig.from_yaml(args.config)
         if not args.export_only:
-            config = EmbeddedTrainConfig.from_yaml(args.config)
             result = train_embedded(config, args.out, resume=not args.no_resume, stop_after_steps=args.stop_after_steps)
             print(json.dumps(result))
         if args.export or args.export_only:
-            print(f"exported to {export_pipeline(args.out, args.export or 'gen_reason/assets/embedded')}")
+            print(f"exported to {export_pipeline(args.out, args.export or 'gen_reason/assets/embedded', config)}")
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -75,6 +75,33 @@ def test_save_and_load_round_trip(tmp_path):
     assert loaded.config.pad_color == [255, 255, 255]
 
 
+def test_default_sampler_is_saved_with_the_weights_and_stochastic_sampling_is_per_seed(tmp_path):
+    """``default_steps`` / ``default_eta`` travel in model_index.json and reach the backend;
+    with eta > 0 every step's noise comes from each video's own generator, so a seed still
+    fixes its video whatever shares the batch, and eta changes the result."""
+    backend = pytest.importorskip("gen_reason.models.diffusers_backend")
+    pipe = tiny_pipeline()
+    assert pipe.config.default_steps == 50 and pipe.config.default_eta == 0.0  # DDIM's usual defaults
+    stochastic = EmbeddedVideoPipeline(unet=pipe.unet, scheduler=pipe.scheduler, default_steps=3, default_eta=1.0)
+    stochastic.save_pretrained(tmp_path / "model", safe_serialization=True)
+    loaded = EmbeddedVideoPipeline.from_pretrained(tmp_path / "model")
+    loaded.set_progress_bar_config(disable=True)
+    assert loaded.config.default_steps == 3 and loaded.config.default_eta == 1.0
+    image = maze_image(16)
+    alone = loaded(image=image, generator=[torch.Generator().manual_seed(7)]).frames
+    pair = loaded(image=image, num_videos_per_prompt=2,
+                  generator=[torch.Generator().manual_seed(3), torch.Generator().manual_seed(7)]).frames
+    assert np.allclose(alone[0], pair[1], atol=1e-5)
+    explicit = loaded(image=image, num_inference_steps=3, eta=1.0, generator=[torch.Generator().manual_seed(7)]).frames
+    assert np.array_equal(alone, explicit)  # the defaults are exactly 3 steps at eta 1
+    deterministic = loaded(image=image, eta=0.0, generator=[torch.Generator().manual_seed(7)]).frames
+    assert not np.allclose(alone, deterministic, atol=1e-3)
+    generator = backend.DiffusersVideoGenerator.from_pretrained(tmp_path / "model")
+    assert generator.options.steps == 3
+    via_backend = generator.generate(image, "", seeds=[7])[0]
+    assert np.array_equal(via_backend, np.rint(alone[0] * 255).astype(np.uint8))
+
+
 def test_pad_image_keeps_coordinates():
     image = maze_image(15)
     padded = pad_image(image, 16, (255, 255, 255))
@@ -95,6 +122,7 @@ def test_shipped_weights_load_through_the_backend_and_solve_a_maze():
     backend = pytest.importorskip("gen_reason.models.diffusers_backend")
     from gen_reason.train.data import held_out_instances
 
+    assert backend.DiffusersVideoGenerator.from_pretrained(SHIPPED).options.steps == 20  # the shipped sampler
     generator = backend.DiffusersVideoGenerator.from_pretrained(SHIPPED, steps=10)
     instance = held_out_instances(4, 1)[0]
     padded = pad_image(instance.first_frame, 32, (255, 255, 255))

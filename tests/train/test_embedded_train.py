@@ -158,8 +158,9 @@ def test_export_writes_the_puzzle_settings_solve_reads(tmp_path):
     solve/eval which puzzles it knows (genreason.json from the training config)."""
     from gen_reason.models.diffusers_backend import DiffusersVideoGenerator
     from gen_reason.models.loading import model_task_defaults, task_config_for
-    from gen_reason.train.embedded import export_pipeline
+    from gen_reason.models.embedded import EmbeddedVideoPipeline
     from gen_reason.train.data import maze_geometry
+    from gen_reason.train.embedded import export_pipeline
 
     train_embedded(tiny_config(max_steps=2), tmp_path / "run", progress=False, validate=False)
     folder = export_pipeline(tmp_path / "run", tmp_path / "model")
@@ -169,6 +170,12 @@ def test_export_writes_the_puzzle_settings_solve_reads(tmp_path):
                                                 **maze_geometry(3, 16)}
     generator = DiffusersVideoGenerator.from_pretrained(folder, steps=2)
     assert generator.default_num_frames == 4
+    # The default sampler: the run's own config, or the config the export is given.
+    assert DiffusersVideoGenerator.from_pretrained(folder).options.steps == 50
+    sampler = tiny_config(max_steps=2, sample_steps=7, sample_eta=1.0)
+    folder = export_pipeline(tmp_path / "run", tmp_path / "model2", sampler)
+    assert DiffusersVideoGenerator.from_pretrained(folder).options.steps == 7
+    assert EmbeddedVideoPipeline.from_pretrained(folder).config.default_eta == 1.0
 
 
 @pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
