@@ -2,7 +2,8 @@
 
 For each maze size, ``--count`` held-out ``maze/grid`` puzzles (seeds from 10**6 up,
 never drawn in training) each get ``--samples`` videos (sample seeds 0..k-1) at
-``--steps`` DDIM steps. Every video is judged by the project referee
+``--steps`` DDIM steps at DDIM ``--eta`` (default: the model's own sampler, saved with its
+weights). Every video is judged by the project referee
 (``MazeReferenceVerifier``: strict success exactly as ``MazeRuleVerifier`` decides it,
 plus VR-Bench's PR, SD and EM). Reported per size:
 
@@ -12,10 +13,10 @@ plus VR-Bench's PR, SD and EM). Reported per size:
 - pass@k, k = 1..samples (unbiased estimator over the samples);
 - PR, SD, EM averaged over all videos (SD over videos that reach the goal, as VR-Bench).
 
-A sweep over sampling steps (single sample) follows. Per-video results are appended to
+A sweep over sampling steps and eta (single samples) follows. Per-video results are appended to
 ``--out/results.jsonl`` so an interrupted evaluation resumes where it stopped.
 
-    python bench/eval_embedded.py --sizes 3 4 5 6 7 --count 200 --samples 8 --steps 50
+    python bench/eval_embedded.py --sizes 3 4 5 6 7 --count 200 --samples 8
 """
 
 from __future__ import annotations
@@ -45,37 +46,39 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 
 
 def load_done(path: Path) -> dict:
-    """Results already on disk, keyed by (rooms, puzzle seed, sample seed, steps)."""
+    """Results already on disk, keyed by (rooms, puzzle seed, sample seed, steps, eta)
+    (rows written before eta was recorded were sampled at eta 0)."""
     done = {}
     if path.exists():
         for line in path.read_text().splitlines():
             if line.strip():
                 row = json.loads(line)
-                done[(row["rooms"], row["puzzle_seed"], row["sample_seed"], row["steps"])] = row
+                done[(row["rooms"], row["puzzle_seed"], row["sample_seed"], row["steps"], row.get("eta", 0.0))] = row
     return done
 
 
-def run_jobs(pipe, jobs: list, steps: int, results_path: Path, done: dict, batch_size: int, verifier) -> None:
-    """Generate and score every (instance, sample seed) job not yet in ``done``."""
+def run_jobs(pipe, jobs: list, steps: int, results_path: Path, done: dict, batch_size: int, verifier,
+             eta: float = 0.0) -> None:
+    """Generate and score every (instance, sample seed) job not yet in ``done``, at ``steps`` DDIM steps and ``eta``."""
     from gen_reason.train.embedded import generate_videos
 
-    todo = [(inst, seed) for inst, seed in jobs if (int(inst.difficulty.split("x")[0]), inst.seed, seed, steps) not in done]
+    todo = [(inst, seed) for inst, seed in jobs if (int(inst.difficulty.split("x")[0]), inst.seed, seed, steps, eta) not in done]
     for start in range(0, len(todo), batch_size):
         chunk = todo[start:start + batch_size]
         began = time.time()
-        videos = generate_videos(pipe, [i for i, _ in chunk], [s for _, s in chunk], steps, batch_size)
+        videos = generate_videos(pipe, [i for i, _ in chunk], [s for _, s in chunk], steps, batch_size, eta=eta)
         seconds = (time.time() - began) / len(chunk)
         with open(results_path, "a") as fh:
             for (inst, seed), video in zip(chunk, videos):
                 score = verifier.score(inst, video)
                 row = {"rooms": int(inst.difficulty.split("x")[0]), "puzzle_seed": inst.seed, "sample_seed": seed,
-                       "steps": steps, "success": bool(score.success), "seconds_per_video": round(seconds, 4),
+                       "steps": steps, "eta": eta, "success": bool(score.success), "seconds_per_video": round(seconds, 4),
                        **{k: (None if not math.isfinite(v) else v) for k, v in score.metrics.items()
                           if k in ("precision_rate", "step_deviation", "exact_match", "success_lenient")},
                        "reason": score.reason}
-                done[(row["rooms"], row["puzzle_seed"], seed, steps)] = row
+                done[(row["rooms"], row["puzzle_seed"], seed, steps, eta)] = row
                 fh.write(json.dumps(row) + "\n")
-        print(f"  {min(start + batch_size, len(todo))}/{len(todo)} videos at {steps} steps "
+        print(f"  {min(start + batch_size, len(todo))}/{len(todo)} videos at {steps} steps, eta {eta} "
               f"({seconds:.3f} s per video)", flush=True)
 
 
@@ -111,7 +114,7 @@ def markdown(table: dict, sweep: dict, args, model: str, seconds: float) -> str:
     k = args.samples
     lines = [START, "## Embedded model", "",
              f"Model: `{model}`. Held-out `maze/grid` puzzles (tiny skin, 1-px walls, trail, 32x32 working size; "
-             f"puzzle seeds from 10**6 up, never drawn in training), {args.steps} DDIM steps, sample seeds 0..{k - 1}, "
+             f"puzzle seeds from 10**6 up, never drawn in training), {args.steps} DDIM steps at eta {args.eta:g}, sample seeds 0..{k - 1}, "
              "judged by `MazeReferenceVerifier` (strict success = `MazeRuleVerifier`'s verdict). Single = share of "
              f"all videos that succeed; best-of-{k} = the rule verifier picks among a puzzle's {k} videos; "
              "PR / SD / EM as VR-Bench defines them (SD over videos that reach the goal). The last column is the "
@@ -128,12 +131,12 @@ def markdown(table: dict, sweep: dict, args, model: str, seconds: float) -> str:
                      f"{100 * s['best_of']:.1f} % | " + " | ".join(f"{100 * p:.1f}" for p in s["pass_at"]) +
                      f" | {s['pr']:.3f} | {s['sd']:.3f} | {s['em']:.3f} | {100 * s['ground_truth']:.1f} % |")
     if sweep:
-        lines += ["", f"Single-sample success vs DDIM steps ({args.sweep_size}x{args.sweep_size}, "
+        lines += ["", f"Single-sample success vs DDIM steps and eta ({args.sweep_size}x{args.sweep_size}, "
                   f"{args.sweep_count} puzzles, sample seeds 0..{args.sweep_samples - 1}; the same puzzles and "
-                  "initial noise at every step count):", "", "| steps | success | s per video (batched) |",
-                  "|---|---|---|"]
-        for steps, (success, sec) in sorted(sweep.items()):
-            lines.append(f"| {steps} | {100 * success:.1f} % | {sec:.3f} |")
+                  "initial noise in every row):", "", "| steps | eta | success | s per video (batched) |",
+                  "|---|---|---|---|"]
+        for (steps, eta), (success, sec) in sorted(sweep.items()):
+            lines.append(f"| {steps} | {eta:g} | {100 * success:.1f} % | {sec:.3f} |")
     speed_path = Path(args.out) / "speed.json"
     if speed_path.exists():
         speed = json.loads(speed_path.read_text())
@@ -167,8 +170,10 @@ def main(argv=None) -> int:
     parser.add_argument("--count", type=int, default=200, help="puzzles per size")
     parser.add_argument("--counts", type=str, default="", help="per-size overrides, e.g. '3:50,6:50'")
     parser.add_argument("--samples", type=int, default=8)
-    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the model's default_steps)")
+    parser.add_argument("--eta", type=float, default=None, help="DDIM eta (default: the model's default_eta)")
     parser.add_argument("--sweep-steps", type=int, nargs="*", default=[10, 20, 50, 100])
+    parser.add_argument("--sweep-eta", type=float, nargs="*", default=None, help="etas in the sweep (default: --eta)")
     parser.add_argument("--sweep-size", type=int, default=5)
     parser.add_argument("--sweep-count", type=int, default=100)
     parser.add_argument("--sweep-samples", type=int, default=1, help="sample seeds 0..k-1 per puzzle in the sweep")
@@ -190,6 +195,10 @@ def main(argv=None) -> int:
     began = time.time()
     pipe = EmbeddedVideoPipeline.from_pretrained(args.model)
     pipe.set_progress_bar_config(disable=True)
+    if args.steps is None:
+        args.steps = int(pipe.config.get("default_steps", 50))
+    if args.eta is None:
+        args.eta = float(pipe.config.get("default_eta", 0.0))
     verifier = MazeReferenceVerifier()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -202,9 +211,10 @@ def main(argv=None) -> int:
         instances = held_out_instances(rooms, counts.get(rooms, args.count), pipe.resolution)
         print(f"{rooms}x{rooms}: {len(instances)} puzzles x {args.samples} samples", flush=True)
         jobs = [(inst, seed) for inst in instances for seed in range(args.samples)]
-        run_jobs(pipe, jobs, args.steps, results_path, done, args.batch_size, verifier)
+        run_jobs(pipe, jobs, args.steps, results_path, done, args.batch_size, verifier, args.eta)
         seeds = {i.seed for i in instances}
-        rows = [r for r in done.values() if r["rooms"] == rooms and r["steps"] == args.steps and r["puzzle_seed"] in seeds]
+        rows = [r for r in done.values() if r["rooms"] == rooms and r["steps"] == args.steps
+                and r.get("eta", 0.0) == args.eta and r["puzzle_seed"] in seeds]
         table[rooms] = summarise(rows, args.samples)
         if table[rooms]:
             # The ceiling: how often the referee passes the ground-truth video of the same puzzles.
@@ -214,16 +224,19 @@ def main(argv=None) -> int:
 
     sweep = {}
     instances = held_out_instances(args.sweep_size, args.sweep_count, pipe.resolution)
-    for steps in args.sweep_steps:
-        seeds = range(args.sweep_samples)
-        run_jobs(pipe, [(inst, s) for inst in instances for s in seeds], steps, results_path, done, args.batch_size,
-                 verifier)
-        rows = [done[(args.sweep_size, i.seed, s, steps)] for i in instances for s in seeds]
-        sweep[steps] = (float(np.mean([r["success"] for r in rows])), float(np.mean([r["seconds_per_video"] for r in rows])))
-        print(f"  {steps} steps: {sweep[steps]}", flush=True)
+    seeds = range(args.sweep_samples)
+    for eta in (args.eta,) if args.sweep_eta is None else args.sweep_eta:
+        for steps in args.sweep_steps:
+            run_jobs(pipe, [(inst, s) for inst in instances for s in seeds], steps, results_path, done,
+                     args.batch_size, verifier, eta)
+            rows = [done[(args.sweep_size, i.seed, s, steps, eta)] for i in instances for s in seeds]
+            sweep[(steps, eta)] = (float(np.mean([r["success"] for r in rows])),
+                                   float(np.mean([r["seconds_per_video"] for r in rows])))
+            print(f"  {steps} steps, eta {eta}: {sweep[(steps, eta)]}", flush=True)
 
     seconds = time.time() - began
-    summary = {"table": {str(k): v for k, v in table.items()}, "sweep": {str(k): v for k, v in sweep.items()},
+    summary = {"table": {str(k): v for k, v in table.items()},
+               "sweep": {f"{steps} steps, eta {eta:g}": v for (steps, eta), v in sweep.items()},
                "args": vars(args), "seconds": seconds}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     model = Path(args.model).resolve()

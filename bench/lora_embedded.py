@@ -45,7 +45,8 @@ def main(argv=None) -> int:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--count", type=int, default=100, help="held-out puzzles per size")
     parser.add_argument("--samples", type=int, default=4, help="videos per puzzle (sample seeds 0..k-1)")
-    parser.add_argument("--steps", type=int, default=50, help="DDIM steps")
+    parser.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the model's default_steps)")
+    parser.add_argument("--eta", type=float, default=None, help="DDIM eta (default: the model's default_eta)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="runs/lora-embedded")
     parser.add_argument("--no-write", dest="benchmarks", action="store_false",
@@ -88,6 +89,10 @@ def main(argv=None) -> int:
     for label in ("before", "after"):
         pipe = EmbeddedVideoPipeline.from_pretrained(args.model)
         pipe.set_progress_bar_config(disable=True)
+        if args.steps is None:
+            args.steps = int(pipe.config.get("default_steps", 50))
+        if args.eta is None:
+            args.eta = float(pipe.config.get("default_eta", 0.0))
         if label == "after":
             pipe.load_lora_weights(lora)
         path = out / f"results_{label}.jsonl"
@@ -96,10 +101,10 @@ def main(argv=None) -> int:
             instances = held_out_instances(rooms, args.count, pipe.resolution)
             jobs = [(inst, seed) for inst in instances for seed in range(args.samples)]
             print(f"{label}: {rooms}x{rooms}, {len(jobs)} videos", flush=True)
-            run_jobs(pipe, jobs, args.steps, path, done, 64, verifier)
+            run_jobs(pipe, jobs, args.steps, path, done, 64, verifier, args.eta)
             seeds = {i.seed for i in instances}
             rows = [r for r in done.values() if r["rooms"] == rooms and r["steps"] == args.steps
-                    and r["puzzle_seed"] in seeds]
+                    and r.get("eta", 0.0) == args.eta and r["puzzle_seed"] in seeds]
             results.setdefault(str(rooms), {})[label] = summarise(rows, args.samples)
     (out / "summary.json").write_text(json.dumps({"results": results, "args": vars(args),
                                                   "data_seconds": data_seconds, "train_seconds": train_seconds},
@@ -120,7 +125,7 @@ def main(argv=None) -> int:
         f"batch {args.batch}, lr {args.lr:g} cosine) trained by `genreason train lora`'s trainer on "
         f"{args.train_n} {difficulty} mazes in the model's style (seeds 0..{args.train_n - 1}, {frames}-frame "
         f"ground-truth videos, lossless H.264) in {train_seconds / 60:.1f} min (dataset {data_seconds:.0f} s). "
-        f"Held-out puzzles (seeds from 10**6 up), {args.samples} videos each at {args.steps} DDIM steps, "
+        f"Held-out puzzles (seeds from 10**6 up), {args.samples} videos each at {args.steps} DDIM steps (eta {args.eta:g}), "
         "judged by the project referee: single = strict success over all videos; best-of-k = the rule verifier "
         "picks among a puzzle's videos; PR/EM as VR-Bench defines them.\n\n"
         + table(["mazes", "model", "puzzles", "single", f"best-of-{args.samples}", "PR", "EM"], rows)

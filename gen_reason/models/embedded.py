@@ -270,7 +270,8 @@ class EmbeddedVideoPipeline(DiffusionPipeline):
         timestep = t.expand(latents.shape[0]) if t.ndim == 0 else t
         prediction = self.unet(model_input.to(self.unet.dtype), timestep.to(latents.device)).sample
         prediction = unstack_frames(prediction.float(), self.num_frames)
-        return self.scheduler.step(prediction, t, latents, eta=eta, generator=generator)
+        return self.scheduler.step(prediction, t, latents, eta=safe_eta(self.scheduler, int(t), eta),
+                                   generator=generator)
 
     @torch.no_grad()
     def __call__(
@@ -374,6 +375,23 @@ class EmbeddedVideoPipeline(DiffusionPipeline):
         if not return_dict:
             return (frames,)
         return EmbeddedPipelineOutput(frames=frames)
+
+
+def safe_eta(scheduler: DDIMScheduler, timestep: int, eta: float, margin: float = 1e-4) -> float:
+    """``eta`` capped so that DDIM's step stays real: the step draws noise of variance
+    ``eta**2 * var`` and keeps ``sqrt(1 - alpha_prev - eta**2 * var)`` of the predicted
+    noise; at ``eta = 1`` that root is of exactly 0 on a long first step (from pure noise,
+    e.g. 5 trailing steps of the cosine schedule), which float rounding can make negative
+    (NaN video). The cap leaves ``margin`` of that room, so eta 1 is in effect
+    ``1 - margin / 2`` on such a step and unchanged elsewhere."""
+    if eta <= 0:
+        return eta
+    prev = timestep - scheduler.config.num_train_timesteps // scheduler.num_inference_steps
+    alpha_prev = float(scheduler.alphas_cumprod[prev]) if prev >= 0 else float(scheduler.final_alpha_cumprod)
+    variance = float(scheduler._get_variance(timestep, prev))
+    if variance <= 0:
+        return eta
+    return float(min(eta, ((1.0 - alpha_prev) * (1.0 - margin) / variance) ** 0.5))
 
 
 def pad_image(arr: np.ndarray, size: int, color: Sequence[int]) -> np.ndarray:

@@ -172,3 +172,20 @@ def test_lora_loads_through_the_backend_like_a_diffusers_lora(tmp_path):
     off = output(lora=tmp_path / "lora", lora_scale=0.0)
     assert not np.array_equal(base, with_lora)
     assert np.array_equal(base, off)
+
+
+def test_stochastic_sampling_stays_finite_on_long_first_steps():
+    """At eta 1 the first step out of pure noise leaves DDIM no room for the predicted noise
+    (sqrt of 0, which rounding can make negative): the cap keeps every step real."""
+    from gen_reason.models.embedded import safe_eta
+
+    pipe = tiny_pipeline()
+    for steps in (2, 3, 5, 20):
+        pipe.scheduler.set_timesteps(steps)
+        for t in pipe.scheduler.timesteps.tolist():
+            eta = safe_eta(pipe.scheduler, t, 1.0)
+            assert 0.99 <= eta <= 1.0
+        latents = pipe(image=maze_image(16), num_inference_steps=steps, eta=1.0, output_type="latent",
+                       generator=[torch.Generator().manual_seed(s) for s in range(4)], num_videos_per_prompt=4).frames
+        assert torch.isfinite(latents).all(), steps
+    assert safe_eta(pipe.scheduler, 999, 0.0) == 0.0
