@@ -79,8 +79,9 @@ def _morph_frames(masks: np.ndarray, op, border: bool) -> np.ndarray:
     False for dilation: the value that leaves a neighbour unchanged, as OpenCV's own
     border does) keeps the frames from touching, so each result equals the per-frame call."""
     t, h, w = masks.shape
-    tall = np.full((t, h + 1, w), 1 if border else 0, np.uint8)
+    tall = np.empty((t, h + 1, w), np.uint8)
     tall[:, :h] = masks
+    tall[:, h] = 1 if border else 0
     out = op(tall.reshape(t * (h + 1), w), _KERNEL3)
     return out.reshape(t, h + 1, w)[:, :h].view(bool)
 
