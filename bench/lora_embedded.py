@@ -72,7 +72,7 @@ def main(argv=None) -> int:
 
     began = time.time()
     data = make_dataset(DatasetSpec(task="maze/grid", n=args.train_n, difficulties=(difficulty,), seed=0,
-                                    num_frames=frames, task_config=task_config_for(defaults, difficulty), crf=0),
+                                    num_frames=frames, task_config=task_config_for(defaults, difficulty), lossless=True),
                         out / "data", progress=True)
     data_seconds = time.time() - began
     began = time.time()
@@ -124,7 +124,7 @@ def main(argv=None) -> int:
         f"LoRA (rank {args.rank}, on the UNet's attention and resnet convolutions, {args.lora_steps} steps of "
         f"batch {args.batch}, lr {args.lr:g} cosine) trained by `genreason train lora`'s trainer on "
         f"{args.train_n} {difficulty} mazes in the model's style (seeds 0..{args.train_n - 1}, {frames}-frame "
-        f"ground-truth videos, lossless H.264) in {train_seconds / 60:.1f} min (dataset {data_seconds:.0f} s). "
+        f"ground-truth videos, lossless RGB H.264) in {train_seconds / 60:.1f} min (dataset {data_seconds:.0f} s). "
         f"Held-out puzzles (seeds from 10**6 up), {args.samples} videos each at {args.steps} DDIM steps (eta {args.eta:g}), "
         "judged by the project referee: single = strict success over all videos; best-of-k = the rule verifier "
         "picks among a puzzle's videos; PR/EM as VR-Bench defines them.\n\n"

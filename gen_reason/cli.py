@@ -104,6 +104,7 @@ def cmd_make_dataset(args, extra) -> int:
         dedupe=args.dedupe,
         task_config=overrides["task"],
         crf=args.crf,
+        lossless=args.lossless,
     )
     if args.format == "vrbench":
         from gen_reason.interop.vrbench_write import make_vrbench_dataset
@@ -268,6 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-fraction", type=float, default=0.0, help="share of puzzles in the test split (by canonical hash)")
     p.add_argument("--dedupe", action="store_true", help="drop repeated puzzles (same canonical hash)")
     p.add_argument("--crf", type=int, default=18, help="H.264 quality of the videos (lower is better)")
+    p.add_argument("--lossless", action="store_true",
+                   help="RGB H.264 whose frames decode bit for bit (training data; fewer players show it)")
     p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--out", required=True)

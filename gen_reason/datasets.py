@@ -48,6 +48,7 @@ class DatasetSpec:
     dedupe: bool = False
     task_config: dict = field(default_factory=dict)
     crf: int = 18
+    lossless: bool = False  # RGB H.264 (bit-exact frames; see video.write_mp4) instead of crf
 
     def validate(self) -> "DatasetSpec":
         """Check arguments and normalise task and difficulty names (raises UserError)."""
@@ -102,7 +103,7 @@ def _make_item(spec: DatasetSpec, out: Path, idx: int, task_cache: dict = {}) ->
     if spec.video:
         video = task.solution_video(instance, spec.num_frames)
         video_rel = f"videos/{instance.uid}.mp4"
-        write_mp4(out / video_rel, video, fps=task.config.fps, crf=spec.crf)
+        write_mp4(out / video_rel, video, fps=task.config.fps, crf=spec.crf, lossless=spec.lossless)
         record.update(video=video_rel, num_frames=int(len(video)), fps=task.config.fps)
     # The record is written last: its presence means every file of the item is complete.
     _atomic_write_text(record_path, json.dumps(record, sort_keys=True))

@@ -34,11 +34,16 @@ def _even(n: int) -> int:
     return n + (n % 2)
 
 
-def write_mp4(path: str | os.PathLike, video: Video, fps: float = 16, crf: int = 18, preset: str = "veryfast") -> Path:
+def write_mp4(path: str | os.PathLike, video: Video, fps: float = 16, crf: int = 18, preset: str = "veryfast",
+              lossless: bool = False) -> Path:
     """Write ``video`` as H.264 MP4 (odd sizes are padded by edge replication to even).
 
     ``crf`` is the x264 constant rate factor (0 lossless-ish .. 51 worst); bit-identical
     output for identical input (single-threaded encoder, no timestamps in metadata).
+    ``crf=0`` is lossless only in YUV 4:2:0: colour is averaged over 2x2 pixels, which
+    smears small objects (a 3-pixel agent loses most of its red). ``lossless=True``
+    writes RGB H.264 (``libx264rgb``, crf 0, any size, no padding): decoding gives the
+    frames back bit for bit. Use it for training data; fewer players show it.
     """
     import av
 
@@ -46,15 +51,15 @@ def write_mp4(path: str | os.PathLike, video: Video, fps: float = 16, crf: int =
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     t, h, w, _ = video.shape
-    if (h % 2) or (w % 2):
+    if not lossless and ((h % 2) or (w % 2)):
         video = np.pad(video, ((0, 0), (0, _even(h) - h), (0, _even(w) - w), (0, 0)), mode="edge")
     tmp = path.with_name(path.name + ".part")
     with av.open(str(tmp), mode="w", format="mp4", options={"fflags": "+bitexact"}) as container:
-        stream = container.add_stream("libx264", rate=int(round(fps)))
+        stream = container.add_stream("libx264rgb" if lossless else "libx264", rate=int(round(fps)))
         stream.width = video.shape[2]
         stream.height = video.shape[1]
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": str(crf), "preset": preset, "threads": "1", "flags": "+bitexact"}
+        stream.pix_fmt = "rgb24" if lossless else "yuv420p"
+        stream.options = {"crf": "0" if lossless else str(crf), "preset": preset, "threads": "1", "flags": "+bitexact"}
         stream.codec_context.thread_count = 1
         for frame in video:
             for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
