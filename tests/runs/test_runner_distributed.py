@@ -4,7 +4,7 @@ The slow tests launch the real command line (``python -m gen_reason eval``) once
 process and under ``accelerate launch --multi_gpu --num_processes 2`` (on a machine
 without GPUs accelerate still starts two ranks through torchrun; ``--cpu
 --num_processes 2`` would start just one process, with no RANK/WORLD_SIZE), with the
-shipped embedded model at 8 steps: cheap, deterministic, and some of its answers fail,
+shipped embedded model at 4 steps: cheap, deterministic, and some of its answers fail,
 so equal scores mean something. The fast tests drive the rank logic in-process with the
 oracle stand-in model.
 """
@@ -31,8 +31,8 @@ from gen_reason.runs.store import load_results, read_jsonl
 HERE = Path(__file__).resolve().parent
 
 RUN_CONFIG = {
-    "data": {"tasks": ["maze/grid"], "difficulties": ["3x3"], "seed": 100, "n": 6},
-    "model": {"path": "embedded", "steps": 8},
+    "data": {"tasks": ["maze/grid"], "difficulties": ["5x5"], "seed": 100, "n": 6},
+    "model": {"path": "embedded", "steps": 4},  # 10 of the 12 answers succeed with the v1.1 weights
     "solvers": [{"name": "single", "params": {"seed": 0}}, {"name": "single", "params": {"seed": 1}, "label": "seed1"}],
 }
 TOTAL = 12  # 6 puzzles x 2 solvers
@@ -150,7 +150,7 @@ def test_two_processes_split_the_work_and_merge_to_the_one_process_result(workdi
     run = workdir / "two"
     proc = _run(_two_process_cmd(workdir / "eval.yaml", run), workdir)
     assert proc.stdout.count("run folder:") == 1, "only rank 0 prints the summary, once every shard is in"
-    assert "| maze/grid-v1 | 3x3 | seed1 | 6 |" in proc.stdout and "| maze/grid-v1 | 3x3 | single | 6 |" in proc.stdout
+    assert "| maze/grid-v1 | 5x5 | seed1 | 6 |" in proc.stdout and "| maze/grid-v1 | 5x5 | single | 6 |" in proc.stdout
 
     shards = _shard_lines(run)
     assert sorted(shards) == [0, 1] and all(shards.values()), "both ranks must have done work"
