@@ -69,6 +69,9 @@ def main(argv=None) -> int:
             shutil.rmtree(DOCS_RUN)
         shutil.copytree(run, DOCS_RUN, ignore=shutil.ignore_patterns("shards", "*.part"))
     write_report([target], target)
+    if write:  # the docs keep the report, plots and gallery; the per-video records (~25 MB) stay in the run folder
+        (DOCS_RUN / "results.jsonl").unlink()
+        shutil.rmtree(DOCS_RUN / "videos", ignore_errors=True)
     rows = summarise(results)
     table = markdown_table(rows, ["solver", "n", "success", "success_lenient", "exact_match", "precision_rate", "nfe",
                                   "seconds"])
