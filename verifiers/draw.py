@@ -218,10 +218,9 @@ def score_draw(instance_or_spec, video, *, red_min: int = RED_MIN, red_margin: i
     wall_core = wall_core_mask(spec, (h, w), wall_tolerance_px)
     reds = red_mask(video, red_min, red_margin)
 
-    # Erosion and dilation of every frame in one OpenCV call each; the per-frame counts
-    # and the running union of what was drawn with OpenCV on uint8 planes.
+    # Erosion of every frame in one OpenCV call; the per-frame counts and the running
+    # union of what was drawn with OpenCV on uint8 planes.
     eroded = _morph_frames(reds, cv2.erode, True).view(np.uint8)
-    present = _morph_frames(reds, cv2.dilate, False).view(np.uint8)
     core = wall_core.view(np.uint8)
     red_u8 = reds.view(np.uint8)
     wall_touch = [cv2.countNonZero(cv2.bitwise_and(red_u8[t], core)) for t in range(t_count)]
@@ -231,7 +230,12 @@ def score_draw(instance_or_spec, video, *, red_min: int = RED_MIN, red_margin: i
     if wall_touch[0] > max_wall_touch_px:
         violation = {"frame": 0, "rule": "wall", "message": f"red on a wall in frame 0 ({wall_touch[0]} px)"}
     for t in range(1, t_count):
-        lost = cv2.countNonZero(cv2.subtract(drawn, present[t]))  # drawn and not present now
+        # Drawn and not present now (no red within 1 px): only pixels drawn and not red now
+        # can be, so the dilation runs only for frames that have some (rarely, as red stays).
+        missing = cv2.subtract(drawn, red_u8[t])
+        lost = 0
+        if cv2.countNonZero(missing):
+            lost = cv2.countNonZero(cv2.subtract(missing, cv2.dilate(red_u8[t], _KERNEL3)))
         erased.append(lost)
         if violation is None:
             if wall_touch[t] > max_wall_touch_px:
