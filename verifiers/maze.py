@@ -88,12 +88,14 @@ class MazeRuleVerifier:
 
     def read_video(self, path, instance) -> np.ndarray:
         """Decode a video file for :meth:`score`, straight to the referee's working size
-        (:func:`~gen_reason.verifiers.track.read_for_referee`: every verdict as at full
+        (:func:`~gen_reason.verifiers.track.read_work_video`: every verdict as at full
         size, several times faster on large videos; only maze fidelity, which compares
-        frames as given, moves slightly). Raises ``UserError`` when the file is unreadable."""
-        from gen_reason.verifiers.track import read_for_referee
+        frames as given, moves slightly; a video whose size cannot show the puzzle is
+        decoded whole, and :meth:`score` says why). Raises ``UserError`` when the file is
+        unreadable."""
+        from gen_reason.verifiers.track import read_work_video
 
-        return read_for_referee(Path(path), instance.spec)
+        return read_work_video(Path(path), instance.spec, whole_if_unfit=True)
 
     def _rule_metrics(self, track: Track, report: RuleReport, spec: dict) -> tuple[dict, dict]:
         lenient_traj = track.box.positions if (spec.get("box") and track.box is not None) else track.agent.positions

@@ -177,7 +177,7 @@ def working_factor(spec: dict, height: int, width: int) -> int:
     return int(min(_WORK_MAX_FACTOR, max(1, np.floor(agent_px / _WORK_AGENT_PX))))
 
 
-def read_work_video(path, spec: dict) -> np.ndarray:
+def read_work_video(path, spec: dict, whole_if_unfit: bool = False) -> np.ndarray:
     """Decode a video file straight to the referee's working size (see :func:`working_factor`).
 
     The full-size frames are never materialised: the decoder's scaler averages each
@@ -188,25 +188,17 @@ def read_work_video(path, spec: dict) -> np.ndarray:
     every cheat gets the verdict it gets at full size). What changes is only what
     full-resolution measures see: maze fidelity compares the frames as given (on those
     ground-truth videos it moves by under 0.002). Raises :class:`UserError` when the
-    file is unreadable or its size cannot show the puzzle.
+    file is unreadable or, unless ``whole_if_unfit`` (then it is decoded at full size,
+    so that the verifier records why it cannot judge it), its size cannot show the puzzle.
     """
-    from gen_reason.video import read_video, video_size
-
-    height, width = video_size(path)
-    _check_size(height, width, spec)
-    return read_video(path, downscale=working_factor(spec, height, width))
-
-
-def read_for_referee(path, spec: dict) -> np.ndarray:
-    """Decode a video file for scoring: at the working size (:func:`read_work_video`) when
-    its size can show the puzzle, else at full size, so that the verifier records why it
-    cannot judge it. Raises :class:`UserError` only when the file is unreadable."""
     from gen_reason.video import read_video, video_size
 
     height, width = video_size(path)
     try:
         _check_size(height, width, spec)
     except UserError:
+        if not whole_if_unfit:
+            raise
         return read_video(path)
     return read_video(path, downscale=working_factor(spec, height, width))
 

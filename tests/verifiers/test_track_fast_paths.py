@@ -7,6 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
+from gen_reason.errors import UserError
 from gen_reason.puzzles.registry import get_task
 from gen_reason.verifiers import track
 from gen_reason.verifiers.degrade import brightness_drift, resize
@@ -44,6 +45,9 @@ def test_scoring_a_file_decodes_at_the_working_size_with_the_full_size_verdicts(
     letterboxed = write_mp4(tmp_path / "wide.mp4", resize(full_video, (160, 704)))  # (h, w): 4.4x too wide
     row = score_video(inst, letterboxed)
     assert not row["success"] and row["reason"].startswith("cannot judge"), row["reason"]
+    with pytest.raises(UserError, match="aspect ratios"):  # asked for the working size only, it says why not
+        track.read_work_video(letterboxed, inst.spec)
+    assert track.read_work_video(letterboxed, inst.spec, whole_if_unfit=True).shape[1:3] == (160, 704)
 
 
 def test_downscaled_decode_is_the_area_average_of_the_full_decode(large_mp4):
