@@ -270,7 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dedupe", action="store_true", help="drop repeated puzzles (same canonical hash)")
     p.add_argument("--crf", type=int, default=18, help="H.264 quality of the videos (lower is better)")
     p.add_argument("--lossless", action="store_true",
-                   help="RGB H.264 whose frames decode bit for bit (training data; fewer players show it)")
+                   help="RGB H.264 whose frames decode bit for bit (training data; fewer players show "
+                        "it; --crf does not apply)")
     p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--out", required=True)

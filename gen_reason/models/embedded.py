@@ -76,11 +76,7 @@ class EmbeddedFamily(Family):
         """The UNet's own frame count and resolution, and the model folder's sampling steps,
         are the defaults."""
         return {"num_frames": int(pipe.num_frames), "size": (int(pipe.resolution), int(pipe.resolution)),
-                "steps": int(pipe.config.get("default_steps", 50))}
-
-    def call_kwargs(self, pipe, fps: int) -> dict:
-        """No extra arguments: the pipeline applies its own ``default_eta``."""
-        return {}
+                "steps": int(pipe.config.default_steps)}
 
     def fit_to_image(self, pipe, frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         """Undo the pipeline's input fitting: crop the bottom-right padding (or resize back)."""
@@ -342,10 +338,11 @@ class EmbeddedVideoPipeline(DiffusionPipeline):
             latents = latents.to(device=device, dtype=torch.float32)
         latents = latents * self.scheduler.init_noise_sigma
 
-        if num_inference_steps is None:
-            num_inference_steps = int(self.config.get("default_steps", 50))
-        if eta is None:
-            eta = float(self.config.get("default_eta", 0.0))
+        # (a folder saved before these settings existed loads with __init__'s defaults)
+        num_inference_steps = self.config.default_steps if num_inference_steps is None else num_inference_steps
+        eta = self.config.default_eta if eta is None else eta
+        if eta < 0:
+            raise ValueError(f"eta must be >= 0 (0: deterministic DDIM, 1: DDPM-like); got {eta}")
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         timesteps = self.scheduler.timesteps
         self._num_timesteps = len(timesteps)
