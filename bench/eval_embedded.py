@@ -45,6 +45,12 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - math.comb(n - c, k) / math.comb(n, k)
 
 
+def resolve_sampler(pipe, args) -> None:
+    """Fill ``args.steps`` / ``args.eta`` left None with the model folder's own sampler."""
+    args.steps = pipe.config.default_steps if args.steps is None else args.steps
+    args.eta = float(pipe.config.default_eta if args.eta is None else args.eta)
+
+
 def load_done(path: Path) -> dict:
     """Results already on disk, keyed by (rooms, puzzle seed, sample seed, steps, eta)
     (rows written before eta was recorded were sampled at eta 0)."""
@@ -195,10 +201,7 @@ def main(argv=None) -> int:
     began = time.time()
     pipe = EmbeddedVideoPipeline.from_pretrained(args.model)
     pipe.set_progress_bar_config(disable=True)
-    if args.steps is None:
-        args.steps = int(pipe.config.get("default_steps", 50))
-    if args.eta is None:
-        args.eta = float(pipe.config.get("default_eta", 0.0))
+    resolve_sampler(pipe, args)
     verifier = MazeReferenceVerifier()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

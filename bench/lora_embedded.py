@@ -27,7 +27,7 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from eval_embedded import load_done, run_jobs, summarise  # noqa: E402
+from eval_embedded import load_done, resolve_sampler, run_jobs, summarise  # noqa: E402
 from report import table, write_section  # noqa: E402
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "gen_reason" / "assets" / "embedded"
@@ -89,10 +89,7 @@ def main(argv=None) -> int:
     for label in ("before", "after"):
         pipe = EmbeddedVideoPipeline.from_pretrained(args.model)
         pipe.set_progress_bar_config(disable=True)
-        if args.steps is None:
-            args.steps = int(pipe.config.get("default_steps", 50))
-        if args.eta is None:
-            args.eta = float(pipe.config.get("default_eta", 0.0))
+        resolve_sampler(pipe, args)  # the base model's sampler, for both runs
         if label == "after":
             pipe.load_lora_weights(lora)
         path = out / f"results_{label}.jsonl"

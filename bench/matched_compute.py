@@ -63,15 +63,12 @@ def main(argv=None) -> int:
     run = run_eval(config, progress=True)
     minutes = (time.time() - began) / 60
     results = load_results(run)
-    target = DOCS_RUN if write else Path(run)
-    if write:
+    if write:  # the docs get the config, report, plots and gallery; the per-video records (~25 MB) stay in the run
         if DOCS_RUN.exists():
             shutil.rmtree(DOCS_RUN)
-        shutil.copytree(run, DOCS_RUN, ignore=shutil.ignore_patterns("shards", "*.part"))
-    write_report([target], target)
-    if write:  # the docs keep the report, plots and gallery; the per-video records (~25 MB) stay in the run folder
-        (DOCS_RUN / "results.jsonl").unlink()
-        shutil.rmtree(DOCS_RUN / "videos", ignore_errors=True)
+        DOCS_RUN.mkdir(parents=True)
+        shutil.copy(Path(run) / "config.yaml", DOCS_RUN / "config.yaml")
+    write_report([run], DOCS_RUN if write else run)
     rows = summarise(results)
     table = markdown_table(rows, ["solver", "n", "success", "success_lenient", "exact_match", "precision_rate", "nfe",
                                   "seconds"])
