@@ -45,6 +45,7 @@ import cv2
 import numpy as np
 
 from gen_reason.puzzles.maze.draw import draw_walls
+from gen_reason.verifiers.parallel import map_chunks
 from gen_reason.verifiers.score import Score
 from gen_reason.video import as_video
 
@@ -216,35 +217,63 @@ def score_draw(instance_or_spec, video, *, red_min: int = RED_MIN, red_margin: i
     if erase_min_px is None:
         erase_min_px = 2.0 * (spec["draw"]["line_width"] * s) ** 2
     wall_core = wall_core_mask(spec, (h, w), wall_tolerance_px)
-    reds = red_mask(video, red_min, red_margin)
-
-    # Erosion of every frame in one OpenCV call; the per-frame counts and the running
-    # union of what was drawn with OpenCV on uint8 planes.
-    eroded = _morph_frames(reds, cv2.erode, True).view(np.uint8)
     core = wall_core.view(np.uint8)
-    red_u8 = reds.view(np.uint8)
-    wall_touch = [cv2.countNonZero(cv2.bitwise_and(red_u8[t], core)) for t in range(t_count)]
-    erased = [0]
-    drawn = eroded[0].copy()
+
+    # Per frame, in one chunk of frames per core (OpenCV on uint8 planes, the chunk's
+    # frames as one tall image for the red test and the erosion): red on the wall core,
+    # red pixels, and what each frame adds to the drawn area.
+    def masks(lo: int, hi: int):
+        reds = red_mask(video[lo:hi], red_min, red_margin).view(np.uint8)
+        eroded = _morph_frames(reds.view(bool), cv2.erode, True).view(np.uint8)
+        touch = [cv2.countNonZero(cv2.bitwise_and(red, core)) for red in reds]
+        count = [cv2.countNonZero(red) for red in reds]
+        added = eroded[0].copy()
+        for mask in eroded[1:]:
+            cv2.bitwise_or(added, mask, dst=added)
+        return reds, eroded, touch, count, added
+
+    parts = map_chunks(masks, t_count)
+    wall_touch = [n for part in parts for n in part[2]]
+    red_px = [n for part in parts for n in part[3]]
+
+    # Drawn red stays: frame t against everything drawn before it. Each chunk starts from
+    # what the chunks before it drew, so the chunks run side by side again. Only pixels
+    # drawn and not red now can be erased, so the dilation runs only for frames that
+    # have some (rarely, as red stays); the drawn area is counted only when the erased
+    # pixels exceed ``erase_min_px`` (below it there is no violation whatever the area).
+    starts = [parts[0][1][0]]
+    for part in parts[:-1]:
+        starts.append(cv2.bitwise_or(starts[-1], part[4]))
+
+    def erased_in(i: int) -> tuple[list[int], list[bool]]:
+        reds, eroded = parts[i][:2]
+        drawn = starts[i].copy()
+        lost_px, too_many = [], []
+        for k in range(0 if i else 1, len(reds)):
+            missing = cv2.subtract(drawn, reds[k])
+            lost = 0
+            if cv2.countNonZero(missing):
+                lost = cv2.countNonZero(cv2.subtract(missing, cv2.dilate(reds[k], _KERNEL3)))
+            lost_px.append(lost)
+            too_many.append(lost > erase_min_px and lost > erase_fraction * cv2.countNonZero(drawn))
+            cv2.bitwise_or(drawn, eroded[k], dst=drawn)
+        return lost_px, too_many
+
+    runs = map_chunks(lambda lo, hi: [erased_in(i) for i in range(lo, hi)], len(parts), min_size=1)
+    erased, too_many = [0], [False]
+    for lost_px, flags in (run for chunk in runs for run in chunk):
+        erased += lost_px
+        too_many += flags
     violation = None
-    if wall_touch[0] > max_wall_touch_px:
-        violation = {"frame": 0, "rule": "wall", "message": f"red on a wall in frame 0 ({wall_touch[0]} px)"}
-    for t in range(1, t_count):
-        # Drawn and not present now (no red within 1 px): only pixels drawn and not red now
-        # can be, so the dilation runs only for frames that have some (rarely, as red stays).
-        missing = cv2.subtract(drawn, red_u8[t])
-        lost = 0
-        if cv2.countNonZero(missing):
-            lost = cv2.countNonZero(cv2.subtract(missing, cv2.dilate(red_u8[t], _KERNEL3)))
-        erased.append(lost)
-        if violation is None:
-            if wall_touch[t] > max_wall_touch_px:
-                violation = {"frame": t, "rule": "wall",
-                             "message": f"red on a wall in frame {t} ({wall_touch[t]} px)"}
-            elif lost > max(erase_min_px, erase_fraction * cv2.countNonZero(drawn)):
-                violation = {"frame": t, "rule": "erased",
-                             "message": f"drawn red disappears in frame {t} ({lost} px erased)"}
-        cv2.bitwise_or(drawn, eroded[t], dst=drawn)
+    for t in range(t_count):
+        if wall_touch[t] > max_wall_touch_px:
+            violation = {"frame": t, "rule": "wall", "message": f"red on a wall in frame {t} ({wall_touch[t]} px)"}
+        elif too_many[t]:
+            violation = {"frame": t, "rule": "erased",
+                         "message": f"drawn red disappears in frame {t} ({erased[t]} px erased)"}
+        if violation is not None:
+            break
+    reds = parts[-1][0].view(bool)
 
     final = _final_frame_rules(spec, reds[-1], wall_core, dot_core=dot_core, max_wall_touch_px=max_wall_touch_px)
     final_ok = final["walls_ok"] and final["touches_start"] and final["touches_end"] and final["connected"]
@@ -264,7 +293,7 @@ def score_draw(instance_or_spec, video, *, red_min: int = RED_MIN, red_margin: i
     trace = {
         "wall_touch_px": wall_touch,
         "erased_px": erased,
-        "red_px": [int(n) for n in reds.reshape(t_count, -1).sum(axis=1)],
+        "red_px": red_px,
         "first_violation": violation,
         "final": final,
     }

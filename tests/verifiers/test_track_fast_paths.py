@@ -210,24 +210,35 @@ def _draw_sequence_per_frame(spec, video):
     return touch, erased, violation
 
 
+@pytest.mark.parametrize("threads", [1, 3])
+@pytest.mark.parametrize("at", [9, 38])  # damage in the first chunk, and across the second chunk's end
 @pytest.mark.parametrize("damage", ["none", "wall", "erase", "both"])
-def test_whole_video_draw_rules_equal_the_per_frame_loop(damage):
+def test_whole_video_draw_rules_equal_the_per_frame_loop(damage, at, threads, monkeypatch):
+    from gen_reason.verifiers import parallel
     from gen_reason.verifiers.draw import score_draw
 
+    monkeypatch.setattr(parallel, "workers", lambda: threads)  # 60 frames: chunks 0-19, 20-39, 40-59
     inst = get_task("maze/draw").generate(3, "medium")
-    video = inst.solution_video(24).copy()
+    video = inst.solution_video(60).copy()
     spec = inst.spec
     if damage in ("wall", "both"):
         x0, y0, x1, y1 = spec["draw"]["walls"][len(spec["draw"]["walls"]) // 3]
         cx, cy = int(round((x0 + x1) / 2)), int(round((y0 + y1) / 2))
-        video[15, cy - 3: cy + 4, cx - 3: cx + 4] = spec["agent"]["color"]
+        video[at + 6, cy - 3: cy + 4, cx - 3: cx + 4] = spec["agent"]["color"]
     if damage in ("erase", "both"):
-        video[9:] = np.where(video[9:] == video[8:9], video[9:], inst.first_frame)  # later strokes vanish
-        video[12:] = inst.first_frame
+        video[at:] = np.where(video[at:] == video[at - 1:at], video[at:], inst.first_frame)  # later strokes vanish
+        video[at + 3:] = inst.first_frame
     score = score_draw(inst, video)
     touch, erased, violation = _draw_sequence_per_frame(spec, video)
     assert score.trace["wall_touch_px"] == touch
     assert score.trace["erased_px"] == erased
+    assert score.trace["red_px"] == [int(np.count_nonzero(red_mask_frame)) for red_mask_frame in _reds(video)]
     got = score.trace["first_violation"]
     assert (None if got is None else (got["frame"], got["rule"])) == violation
     assert (violation is None) == (damage == "none")
+
+
+def _reds(video):
+    from gen_reason.verifiers.draw import red_mask
+
+    return red_mask(video)
