@@ -496,6 +496,9 @@ def _box_interaction(agent_pos: np.ndarray, box_pos: np.ndarray, step: float) ->
     return out
 
 
+_KERNEL3 = np.ones((3, 3), np.uint8)
+
+
 def _window(shape: tuple[int, int], centre: np.ndarray, half: float) -> tuple[slice, slice] | None:
     """Rows and columns of the pixels (indices as coordinates) within ``half`` of ``centre``
     along each axis, clipped to ``shape``; None when none is inside."""
@@ -547,7 +550,6 @@ def check_scene(track: Track, spec: dict, agent_path: ObjectPath | None = None, 
     sample = np.unique(np.linspace(1, t - 1, num=min(t - 1, 24)).round().astype(int)) if t > 1 else []
     if len(sample) == 0:
         return []
-    first = cv2.blur(frames[0], (3, 3))
     nodes = np.asarray(spec["nodes"], float)
     objects = [(track.agent.positions, nodes[int(spec["start"])], agent_r)]
     if spec.get("box") and track.box is not None:
@@ -558,15 +560,12 @@ def check_scene(track: Track, spec: dict, agent_path: ObjectPath | None = None, 
     gx0, gy0, gx1, gy1 = spec["goal_box"]
     goal_xy = np.array([(gx0 + gx1) / 2, (gy0 + gy1) / 2])
     min_area = min_blob_cells * step_w ** 2
-    kernel = np.ones((3, 3), np.uint8)
+    diffs = _scene_diffs(frames, sample, diff_threshold)  # (S, h + 1, w): a 0 separator row per frame
+    changed_any = [cv2.countNonZero(d) > 0 for d in diffs]
     trail_mask = np.zeros((h, w), bool)
     trail_upto = 0
-    for k in sample:
-        # |blurred - first| per channel, its largest channel: OpenCV on uint8 planes
-        # (numpy's max over a 3-long last axis costs several times more).
-        red, green, blue = cv2.split(cv2.absdiff(cv2.blur(frames[k], (3, 3)), first))
-        diff = cv2.max(cv2.max(red, green), blue) > diff_threshold
-        if not diff.any():
+    for s, k in enumerate(sample):
+        if not changed_any[s]:
             continue
         allowed = np.zeros((h, w), bool)
         for positions, start_xy, radius in objects:
@@ -595,19 +594,61 @@ def check_scene(track: Track, spec: dict, agent_path: ObjectPath | None = None, 
             c0 = work.to_work(np.array([gx0, gy0], float))
             c1 = work.to_work(np.array([gx1, gy1], float))
             allowed[max(0, int(c0[1]) - 1): int(c1[1]) + 2, max(0, int(c0[0]) - 1): int(c1[0]) + 2] = True
-        changed = (diff & ~allowed).astype(np.uint8)
-        changed = cv2.morphologyEx(changed, cv2.MORPH_OPEN, kernel)
-        n, labels, stats, cents = cv2.connectedComponentsWithStats(changed, connectivity=8)
-        if n <= 1:
-            continue
-        j = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-        if stats[j, cv2.CC_STAT_AREA] >= min_area:
-            where = work.to_spec(cents[j])
-            what = _describe_change(frames[0], frames[k], labels == j, where, int(k), track, spec)
-            return [{"rule": "maze_redrawn", "frame": int(k),
-                     "detail": f"the scene changed at frame {k} around ({where[0]:.0f}, {where[1]:.0f}) px "
-                               f"({stats[j, cv2.CC_STAT_AREA] / step_w ** 2:.1f} cells): {what}"}]
-    return []
+        diffs[s, :h][allowed] = 0
+    # The changes outside what is allowed, opened (3x3) and split into blobs: all sampled
+    # frames as one tall image, each frame followed by its separator row, which is 1 while
+    # eroding and 0 while dilating and labelling (the values that leave a frame's own
+    # border handling as it is), so every result equals the per-frame call.
+    tall = diffs.reshape(-1, w)
+    diffs[:, h] = 1
+    eroded = cv2.erode(tall, _KERNEL3)
+    eroded.reshape(diffs.shape)[:, h] = 0
+    opened = cv2.dilate(eroded, _KERNEL3)
+    opened.reshape(diffs.shape)[:, h] = 0
+    n, labels, stats, cents = cv2.connectedComponentsWithStats(opened, connectivity=8)
+    if n <= 1:
+        return []
+    frame_of = stats[1:, cv2.CC_STAT_TOP] // (h + 1)  # ascending: labels follow the raster order
+    area = stats[1:, cv2.CC_STAT_AREA]
+    big = np.flatnonzero(area >= min_area)
+    if len(big) == 0:
+        return []
+    s = int(frame_of[big[0]])  # the first sampled frame with a redraw; its largest blob
+    mine = np.flatnonzero(frame_of == s)
+    j = 1 + int(mine[np.argmax(area[mine])])
+    k = int(sample[s])
+    centre = cents[j] - (0.0, s * (h + 1))
+    where = work.to_spec(centre)
+    blob = labels.reshape(diffs.shape)[s, :h] == j
+    what = _describe_change(frames[0], frames[k], blob, where, k, track, spec)
+    return [{"rule": "maze_redrawn", "frame": k,
+             "detail": f"the scene changed at frame {k} around ({where[0]:.0f}, {where[1]:.0f}) px "
+                       f"({stats[j, cv2.CC_STAT_AREA] / step_w ** 2:.1f} cells): {what}"}]
+
+
+def _scene_diffs(frames: np.ndarray, sample: np.ndarray, threshold: int) -> np.ndarray:
+    """Where each sampled frame differs from frame 0: some channel of the 3x3-blurred
+    frames differs by more than ``threshold``. Returns uint8 ``(S, H + 1, W)`` masks (1 =
+    changed) with a zero separator row after each frame, ready for the tall-image calls.
+
+    All sampled frames are blurred as one tall image in which each frame is framed by its
+    own reflected rows (row 1 above, row H-2 below: OpenCV's default BORDER_REFLECT_101),
+    so each blurred frame equals the per-frame ``cv2.blur``; ``cv2.inRange`` then tests
+    all three channels of ``|blurred - first|`` in one pass.
+    """
+    t, h, w = frames.shape[:3]
+    count = len(sample)
+    first = cv2.blur(frames[0], (3, 3))
+    padded = np.empty((count, h + 2, w, 3), np.uint8)
+    padded[:, 1:h + 1] = frames[sample]
+    padded[:, 0] = padded[:, 1 + min(1, h - 1)]
+    padded[:, h + 1] = padded[:, 1 + max(h - 2, 0)]
+    blurred = cv2.blur(padded.reshape(-1, w, 3), (3, 3)).reshape(padded.shape)[:, 1:h + 1]
+    delta = cv2.absdiff(np.ascontiguousarray(blurred).reshape(-1, w, 3), np.tile(first, (count, 1, 1)))
+    same = cv2.inRange(delta, (0, 0, 0), (threshold, threshold, threshold))
+    out = np.zeros((count, h + 1, w), np.uint8)
+    np.less(same.reshape(count, h, w), 1, out=out[:, :h].view(bool))
+    return out
 
 
 def _describe_change(first: np.ndarray, frame: np.ndarray, blob: np.ndarray, where: np.ndarray, k: int,

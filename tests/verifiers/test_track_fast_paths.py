@@ -242,3 +242,130 @@ def _reds(video):
     from gen_reason.verifiers.draw import red_mask
 
     return red_mask(video)
+
+
+def _check_scene_per_frame(track_, spec, agent_path=None, diff_threshold=60, min_blob_cells=0.25):
+    """The scene check written as the plain per-sampled-frame loop (blur, absdiff, channel
+    max, opening and components on each frame; stops at the first frame with a redraw)."""
+    from gen_reason.verifiers.rules import _describe_change, _fill_disc, _fill_square
+
+    work = track_.work
+    frames = work.frames
+    t, h, w = frames.shape[:3]
+    step_w = float(spec["step_px"]) * work.mean_scale
+    agent_r = 0.5 * float(spec["agent"]["size_px"]) * work.mean_scale * 1.5 + 3
+    sample = np.unique(np.linspace(1, t - 1, num=min(t - 1, 24)).round().astype(int)) if t > 1 else []
+    first = cv2.blur(frames[0], (3, 3))
+    nodes = np.asarray(spec["nodes"], float)
+    objects = [(track_.agent.positions, nodes[int(spec["start"])], agent_r)]
+    if spec.get("box") and track_.box is not None:
+        box_r = 0.5 * float(spec["box"].get("size_px", spec["step_px"])) * work.mean_scale * 1.5 + 3
+        objects.append((track_.box.positions, nodes[int(spec["box"]["start"])], box_r))
+    trail_r = 0.75 * step_w + 2
+    gx0, gy0, gx1, gy1 = spec["goal_box"]
+    goal_xy = np.array([(gx0 + gx1) / 2, (gy0 + gy1) / 2])
+    trail_mask = np.zeros((h, w), bool)
+    for k in sample:
+        diff = np.abs(cv2.blur(frames[k], (3, 3)).astype(int) - first).max(-1) > diff_threshold
+        allowed = np.zeros((h, w), bool)
+        for positions, start_xy, radius in objects:
+            pts = [start_xy]
+            if not np.isnan(positions[k, 0]):
+                pts.append(positions[k])
+            else:
+                prev = np.flatnonzero(~np.isnan(positions[:k, 0]))
+                if len(prev):
+                    pts.append(positions[prev[-1]])
+            for p in pts:
+                _fill_disc(allowed, work.to_work(p), radius)
+        if spec.get("trail"):
+            for p in track_.agent.positions[:k + 1]:
+                if not np.isnan(p[0]):
+                    _fill_square(trail_mask, work.to_work(p), trail_r)
+            if agent_path is not None:
+                for node, entered in zip(agent_path.node_path, agent_path.node_frames):
+                    if entered <= k:
+                        _fill_square(trail_mask, work.to_work(nodes[int(node)]), trail_r)
+            allowed |= trail_mask
+        p = track_.agent.positions[k]
+        if not np.isnan(p[0]) and np.linalg.norm(p - goal_xy) <= float(spec["step_px"]):
+            c0 = work.to_work(np.array([gx0, gy0], float))
+            c1 = work.to_work(np.array([gx1, gy1], float))
+            allowed[max(0, int(c0[1]) - 1): int(c1[1]) + 2, max(0, int(c0[0]) - 1): int(c1[0]) + 2] = True
+        changed = cv2.morphologyEx((diff & ~allowed).astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+        n, labels, stats, cents = cv2.connectedComponentsWithStats(changed, connectivity=8)
+        if n <= 1:
+            continue
+        j = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+        if stats[j, cv2.CC_STAT_AREA] >= min_blob_cells * step_w ** 2:
+            where = work.to_spec(cents[j])
+            what = _describe_change(frames[0], frames[k], labels == j, where, int(k), track_, spec)
+            return [{"rule": "maze_redrawn", "frame": int(k),
+                     "detail": f"the scene changed at frame {k} around ({where[0]:.0f}, {where[1]:.0f}) px "
+                               f"({stats[j, cv2.CC_STAT_AREA] / step_w ** 2:.1f} cells): {what}"}]
+    return []
+
+
+def _scene_damage(inst, video, kind, rng):
+    """A ground-truth video with part of the scene repainted from some frame on."""
+    out = video.copy()
+    t, h, w = out.shape[:3]
+    start = int(rng.integers(1, t - 1))
+    size = int(rng.integers(3, max(4, h // 6)))
+    y, x = int(rng.integers(0, h - size)), int(rng.integers(0, w - size))
+    if kind == "blob":
+        out[start:, y:y + size, x:x + size] = rng.integers(0, 256, 3)
+    elif kind == "flash":  # one frame only, at the image's edge
+        out[start, :size, :size] = 255 - out[start, :size, :size]
+    elif kind == "speck":  # thin noise the opening removes
+        out[start:, y, x:x + size] = 255 - out[start:, y, x:x + size]
+    elif kind == "two":  # two changes in one frame: the larger is reported
+        out[start:, y:y + size, x:x + size] = (255, 0, 255)
+        out[start:, :size // 2 + 2, w - size // 2 - 2:] = (0, 255, 255)
+    elif kind == "goal":
+        x0, y0, x1, y1 = [int(v) for v in inst.spec["goal_box"]]
+        out[start:, y0:y1, x0:x1] = out[0, 0, 0]
+    return out
+
+
+@pytest.mark.parametrize("task", [("maze/grid", {}), ("maze/irregular", {}), ("maze/3d", {}),
+                                  ("maze/trapfield", {"trail": True}), ("maze/sokoban", {}),
+                                  ("maze/grid", {"trail": True, "skin": "tiny", "cell_px": 9, "margin": 0})])
+def test_scene_check_on_all_sampled_frames_equals_the_per_frame_loop(task):
+    """Ground truth and repainted scenes (blobs, a one-frame flash at the edge, thin specks,
+    two changes at once, the goal erased), with and without the walked path, at two
+    thresholds: the same verdict, frame and reason as the per-frame loop."""
+    from gen_reason.verifiers.rules import check_rules, check_scene
+
+    name, options = task
+    rng = np.random.default_rng(11)
+    found = 0
+    for seed in range(1):
+        inst = get_task(name, **options).generate(seed, "medium")
+        video = inst.solution_video()
+        for kind in ("none", "blob", "flash", "speck", "two", "goal", "blob"):
+            bad = video if kind == "none" else _scene_damage(inst, video, kind, rng)
+            tr = track.track_objects(bad, inst.spec)
+            agent = check_rules(tr, inst.spec, check_scene_changes=False).agent
+            for path in (None, agent):
+                for threshold in (60, 20):
+                    got = check_scene(tr, inst.spec, path, diff_threshold=threshold)
+                    assert got == _check_scene_per_frame(tr, inst.spec, path, diff_threshold=threshold), (name, kind)
+                    found += bool(got)
+    assert found >= 8  # the damage is seen, so the redraw branch is compared too
+
+
+@pytest.mark.parametrize("h", [1, 2, 3, 17])
+def test_scene_diffs_of_the_tall_image_equal_the_per_frame_blur(h):
+    from gen_reason.verifiers.rules import _scene_diffs
+
+    rng = np.random.default_rng(h)
+    frames = rng.integers(0, 256, (9, h, 13, 3), dtype=np.uint8)
+    sample = np.array([1, 2, 5, 8])
+    for threshold in (0, 40, 200):
+        first = cv2.blur(frames[0], (3, 3)).astype(int)
+        expected = np.stack([np.abs(cv2.blur(frames[k], (3, 3)).astype(int) - first).max(-1) > threshold
+                             for k in sample])
+        got = _scene_diffs(frames, sample, threshold)
+        assert got.shape == (len(sample), h + 1, 13) and not got[:, h].any()
+        np.testing.assert_array_equal(got[:, :h].astype(bool), expected)
