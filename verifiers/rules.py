@@ -551,49 +551,64 @@ def check_scene(track: Track, spec: dict, agent_path: ObjectPath | None = None, 
     if len(sample) == 0:
         return []
     nodes = np.asarray(spec["nodes"], float)
-    objects = [(track.agent.positions, nodes[int(spec["start"])], agent_r)]
+    # Every position in working pixels once (the same arithmetic as one point at a time).
+    nodes_w = work.to_work(nodes)
+    objects = [(track.agent.positions, nodes_w[int(spec["start"])], agent_r)]
     if spec.get("box") and track.box is not None:
         box_r = 0.5 * float(spec["box"].get("size_px", spec["step_px"])) * scale * 1.5 + 3
-        objects.append((track.box.positions, nodes[int(spec["box"]["start"])], box_r))
+        objects.append((track.box.positions, nodes_w[int(spec["box"]["start"])], box_r))
+    # Per object: its working position per frame, or where it was last seen before a frame
+    # where it is lost (NaN where it was never seen yet).
+    footprints = []
+    for positions, start_w, radius in objects:
+        seen = ~np.isnan(positions[:, 0])
+        last = np.maximum.accumulate(np.where(seen, np.arange(t), -1))
+        before = np.concatenate([[-1], last[:-1]])
+        shown = np.where(seen, np.arange(t), before)
+        footprints.append((work.to_work(positions), shown, start_w, radius))
+    agent_pos = track.agent.positions
+    agent_w = footprints[0][0]
     trail = bool(spec.get("trail"))
     trail_r = 0.75 * step_w + 2
     gx0, gy0, gx1, gy1 = spec["goal_box"]
     goal_xy = np.array([(gx0 + gx1) / 2, (gy0 + gy1) / 2])
+    c0 = work.to_work(np.array([gx0, gy0], float))
+    c1 = work.to_work(np.array([gx1, gy1], float))
+    goal_rows = slice(max(0, int(c0[1]) - 1), int(c1[1]) + 2)
+    goal_cols = slice(max(0, int(c0[0]) - 1), int(c1[0]) + 2)
     min_area = min_blob_cells * step_w ** 2
     diffs = _scene_diffs(frames, sample, diff_threshold)  # (S, h + 1, w): a 0 separator row per frame
     changed_any = [cv2.countNonZero(d) > 0 for d in diffs]
     trail_mask = np.zeros((h, w), bool)
     trail_upto = 0
+    if agent_path is not None:
+        path_nodes = nodes_w[np.asarray(agent_path.node_path, int)] if len(agent_path.node_path) else nodes_w[:0]
+        path_entered = np.asarray(agent_path.node_frames)
+        path_done = np.zeros(len(path_nodes), bool)
+    at_start = np.zeros((h, w), bool)  # every object's start footprint: allowed in every frame
+    for _, _, start_w, radius in footprints:
+        _fill_disc(at_start, start_w, radius)
     for s, k in enumerate(sample):
         if not changed_any[s]:
             continue
-        allowed = np.zeros((h, w), bool)
-        for positions, start_xy, radius in objects:
-            pts = [start_xy]
-            if not np.isnan(positions[k, 0]):
-                pts.append(positions[k])
-            else:
-                prev = np.flatnonzero(~np.isnan(positions[:k, 0]))
-                if len(prev):
-                    pts.append(positions[prev[-1]])
-            for p in pts:
-                _fill_disc(allowed, work.to_work(p), radius)
+        allowed = at_start.copy()
+        for positions_w, shown, start_w, radius in footprints:
+            if shown[k] >= 0:
+                _fill_disc(allowed, positions_w[shown[k]], radius)
         if trail:
             for j in range(trail_upto, k + 1):
-                p = track.agent.positions[j]
-                if not np.isnan(p[0]):
-                    _fill_square(trail_mask, work.to_work(p), trail_r)
+                if not np.isnan(agent_w[j, 0]):
+                    _fill_square(trail_mask, agent_w[j], trail_r)
             trail_upto = k + 1
             if agent_path is not None:
-                for node, entered in zip(agent_path.node_path, agent_path.node_frames):
-                    if entered <= k:
-                        _fill_square(trail_mask, work.to_work(nodes[int(node)]), trail_r)
+                todo = np.flatnonzero(~path_done & (path_entered <= k))
+                for i in todo:
+                    _fill_square(trail_mask, path_nodes[i], trail_r)
+                path_done[todo] = True
             allowed |= trail_mask
-        p = track.agent.positions[k]
+        p = agent_pos[k]
         if not np.isnan(p[0]) and np.linalg.norm(p - goal_xy) <= 1.0 * float(spec["step_px"]):
-            c0 = work.to_work(np.array([gx0, gy0], float))
-            c1 = work.to_work(np.array([gx1, gy1], float))
-            allowed[max(0, int(c0[1]) - 1): int(c1[1]) + 2, max(0, int(c0[0]) - 1): int(c1[0]) + 2] = True
+            allowed[goal_rows, goal_cols] = True
         diffs[s, :h][allowed] = 0
     # The changes outside what is allowed, opened (3x3) and split into blobs: all sampled
     # frames as one tall image, each frame followed by its separator row, which is 1 while
@@ -605,6 +620,8 @@ def check_scene(track: Track, spec: dict, agent_path: ObjectPath | None = None, 
     eroded.reshape(diffs.shape)[:, h] = 0
     opened = cv2.dilate(eroded, _KERNEL3)
     opened.reshape(diffs.shape)[:, h] = 0
+    if not cv2.countNonZero(opened):  # nothing left to label (a clean video, usually)
+        return []
     n, labels, stats, cents = cv2.connectedComponentsWithStats(opened, connectivity=8)
     if n <= 1:
         return []
@@ -638,16 +655,17 @@ def _scene_diffs(frames: np.ndarray, sample: np.ndarray, threshold: int) -> np.n
     """
     t, h, w = frames.shape[:3]
     count = len(sample)
-    first = cv2.blur(frames[0], (3, 3))
-    padded = np.empty((count, h + 2, w, 3), np.uint8)
-    padded[:, 1:h + 1] = frames[sample]
+    padded = np.empty((count + 1, h + 2, w, 3), np.uint8)  # frame 0 last, blurred the same way
+    for i, k in enumerate([*sample, 0]):
+        padded[i, 1:h + 1] = frames[k]
     padded[:, 0] = padded[:, 1 + min(1, h - 1)]
     padded[:, h + 1] = padded[:, 1 + max(h - 2, 0)]
-    blurred = cv2.blur(padded.reshape(-1, w, 3), (3, 3)).reshape(padded.shape)[:, 1:h + 1]
-    delta = cv2.absdiff(np.ascontiguousarray(blurred).reshape(-1, w, 3), np.tile(first, (count, 1, 1)))
-    same = cv2.inRange(delta, (0, 0, 0), (threshold, threshold, threshold))
+    blurred = cv2.blur(padded.reshape(-1, w, 3), (3, 3)).reshape(padded.shape)
+    for i in range(count):  # in place: |blurred - first| (the border rows too, dropped below)
+        cv2.absdiff(blurred[i], blurred[count], dst=blurred[i])
+    same = cv2.inRange(blurred[:count].reshape(-1, w, 3), (0, 0, 0), (threshold, threshold, threshold))
     out = np.zeros((count, h + 1, w), np.uint8)
-    np.less(same.reshape(count, h, w), 1, out=out[:, :h].view(bool))
+    np.less(same.reshape(count, h + 2, w)[:, 1:h + 1], 1, out=out[:, :h].view(bool))
     return out
 
 
