@@ -59,12 +59,12 @@ def segment_pieces(spec: dict, frame: np.ndarray, color_threshold: float = 60.0)
     """Per-pixel label: piece index ``0..6``, -1 for background/silhouette/unknown colours."""
     refs = [p["color"] for p in spec["pieces"]] + [spec["colors"]["background"], spec["colors"]["silhouette"]]
     refs = np.asarray(refs, np.float32)
-    pix = frame.reshape(-1, 3).astype(np.float32)
-    # |p - c|^2 = |p|^2 - 2 p.c + |c|^2, one matrix product instead of a (H*W, K, 3) array
-    d2 = (pix * pix).sum(1, keepdims=True) - 2.0 * pix @ refs.T + (refs * refs).sum(1)[None]
-    nearest = d2.argmin(axis=1)
-    close = d2[np.arange(len(pix)), nearest] <= color_threshold ** 2
-    labels = np.where(close & (nearest < len(spec["pieces"])), nearest, -1)
+    pix = np.ascontiguousarray(frame.reshape(-1, 3), np.float32)
+    # The nearest reference colour of every pixel and its squared distance: OpenCV's
+    # brute-force nearest neighbour (exact: integer colours square and add exactly in float32).
+    d2, nearest = cv2.batchDistance(pix, refs, cv2.CV_32F, normType=cv2.NORM_L2SQR, K=1)
+    nearest, d2 = nearest.ravel(), d2.ravel()
+    labels = np.where((d2 <= color_threshold ** 2) & (nearest < len(spec["pieces"])), nearest, -1)
     return labels.reshape(frame.shape[:2]).astype(np.int16)
 
 
@@ -76,18 +76,55 @@ def _largest_component(mask: np.ndarray) -> np.ndarray:
     return labels == best
 
 
-def _shape_iou(piece: dict, unit: float, mask: np.ndarray, origin, cx: float, cy: float, angle: float,
-               flip: bool) -> float:
-    verts = piece_vertices(piece["shape"], cx - origin[0], cy - origin[1], angle, flip, unit,
-                           vertices=np.asarray(piece["vertices"], float))
-    template = rasterize([verts], mask.shape)
-    union = np.count_nonzero(template | mask)
-    return np.count_nonzero(template & mask) / union if union else 0.0
+def _piece_mask(labels: np.ndarray, k: int) -> np.ndarray:
+    """Piece ``k``'s pixels, opened (3x3) and reduced to the largest component. Worked on
+    the box around its pixels with a 2-pixel margin (the opening reaches 1 pixel, and the
+    frame's own edge keeps its border handling), so it equals the whole-frame calls."""
+    raw = (labels == k).view(np.uint8)
+    x, y, w, h = cv2.boundingRect(raw)
+    out = np.zeros(labels.shape, bool)
+    if w == 0 or h == 0:
+        return out
+    rows = slice(max(0, y - 2), min(labels.shape[0], y + h + 2))
+    cols = slice(max(0, x - 2), min(labels.shape[1], x + w + 2))
+    opened = cv2.morphologyEx(np.ascontiguousarray(raw[rows, cols]), cv2.MORPH_OPEN, _KERNEL3)
+    out[rows, cols] = _largest_component(opened)
+    return out
+
+
+def _pose_ious(piece: dict, unit: float, mask: np.ndarray, origin, cx: float, cy: float, angles, flip: bool):
+    """``shape_iou`` of the piece at each of ``angles`` (degrees) on ``mask``: the piece's
+    vertices for every angle at once (as :func:`piece_vertices` places them), each
+    filled into one reused buffer; the intersection and the template's area counted by
+    OpenCV, the union as their sum less the intersection."""
+    v = np.array(piece["vertices"], float)
+    if flip:
+        v[:, 1] = -v[:, 1]
+    rad = [math.radians(a) for a in np.asarray(angles, float).tolist()]  # as rotation_matrix computes them
+    c, s = np.array([math.cos(a) for a in rad]), np.array([math.sin(a) for a in rad])
+    rot_t = np.stack([np.stack([c, s], -1), np.stack([-s, c], -1)], 1)  # (n, 2, 2): each rotation_matrix(a).T
+    verts = (v[None] @ rot_t) * unit + np.array([cx - origin[0], cy - origin[1]], float)
+    pts = np.round(verts * 16).astype(np.int32)
+    target = np.ascontiguousarray(mask, np.uint8)
+    area = cv2.countNonZero(target)
+    buf = np.zeros(mask.shape, np.uint8)
+    both = np.empty_like(buf)
+    out = np.zeros(len(pts))
+    for i, poly in enumerate(pts):
+        buf.fill(0)
+        cv2.fillPoly(buf, [poly], 1, cv2.LINE_8, 4)
+        inter = cv2.countNonZero(cv2.bitwise_and(buf, target, dst=both))
+        union = cv2.countNonZero(buf) + area - inter
+        out[i] = inter / union if union else 0.0
+    return out
 
 
 def estimate_pose(piece: dict, unit: float, mask: np.ndarray) -> dict:
     """Centroid, rotation, mirror side and ``shape_iou`` of a piece's mask (see module docstring)."""
-    ys, xs = np.nonzero(mask)
+    mask = np.asarray(mask, bool)
+    bx, by, bw, bh = cv2.boundingRect(mask.view(np.uint8))  # look for its pixels only in their box
+    ys, xs = np.nonzero(mask[by:by + bh, bx:bx + bw])
+    ys, xs = ys + by, xs + bx
     cx, cy = float(xs.mean()), float(ys.mean())
     radius = float(np.abs(np.asarray(piece["vertices"], float)).max()) * unit * 1.5 + 4
     x0, y0 = int(max(0, math.floor(min(xs.min(), cx - radius)))), int(max(0, math.floor(min(ys.min(), cy - radius))))
@@ -98,15 +135,17 @@ def estimate_pose(piece: dict, unit: float, mask: np.ndarray) -> dict:
     flips = (False, True) if piece.get("chiral") else (False,)
     best = (-1.0, 0.0, False)
     for flip in flips:
-        for angle in np.arange(0.0, sym, 3.0):
-            iou = _shape_iou(piece, unit, crop, (x0, y0), cx, cy, float(angle), flip)
-            if iou > best[0]:
-                best = (iou, float(angle), flip)
+        angles = np.arange(0.0, sym, 3.0)
+        ious = _pose_ious(piece, unit, crop, (x0, y0), cx, cy, angles, flip)
+        i = int(np.argmax(ious))  # the first of equal best, as a strict ">" scan keeps
+        if ious[i] > best[0]:
+            best = (float(ious[i]), float(angles[i]), flip)
     _, coarse, flip = best
-    for angle in np.arange(coarse - 2.5, coarse + 2.51, 0.5):
-        iou = _shape_iou(piece, unit, crop, (x0, y0), cx, cy, float(angle), flip)
-        if iou > best[0]:
-            best = (iou, float(angle) % sym, flip)
+    angles = np.arange(coarse - 2.5, coarse + 2.51, 0.5)
+    ious = _pose_ious(piece, unit, crop, (x0, y0), cx, cy, angles, flip)
+    i = int(np.argmax(ious))
+    if ious[i] > best[0]:
+        best = (float(ious[i]), float(angles[i]) % sym, flip)
     return {"x": cx, "y": cy, "rotation_deg": best[1], "flip": best[2], "shape_iou": best[0]}
 
 
@@ -141,8 +180,7 @@ def score_tangram(instance, video, *, color_threshold: float = 60.0, position_to
 
     found: dict[str, dict] = {}
     for k, piece in enumerate(spec["pieces"]):
-        mask = cv2.morphologyEx((labels == k).astype(np.uint8), cv2.MORPH_OPEN, _KERNEL3).astype(bool)
-        mask = _largest_component(mask)
+        mask = _piece_mask(labels, k)
         expected = piece["area_units"] * unit * unit
         ratio = float(np.count_nonzero(mask)) / expected
         entry = {"area_ratio": round(ratio, 4)}

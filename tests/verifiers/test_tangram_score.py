@@ -139,3 +139,91 @@ def test_rotation_error_respects_symmetry():
     assert rotation_error(95, 0, 90) == pytest.approx(5)
     assert rotation_error(170, 0, 180) == pytest.approx(10)
     assert rotation_error(180, 0, 360) == pytest.approx(180)
+
+
+# ---------------------------------------------------------------- fast paths equal the plain computations
+def _shape_iou_plain(piece, unit, mask, origin, cx, cy, angle, flip):
+    from gen_reason.puzzles.tangram import rasterize
+
+    verts = piece_vertices(piece["shape"], cx - origin[0], cy - origin[1], angle, flip, unit,
+                           vertices=np.asarray(piece["vertices"], float))
+    template = rasterize([verts], mask.shape)
+    union = np.count_nonzero(template | mask)
+    return np.count_nonzero(template & mask) / union if union else 0.0
+
+
+def _estimate_pose_plain(piece, unit, mask):
+    """estimate_pose as a plain scan: one angle at a time, the first strictly better kept."""
+    ys, xs = np.nonzero(mask)
+    cx, cy = float(xs.mean()), float(ys.mean())
+    radius = float(np.abs(np.asarray(piece["vertices"], float)).max()) * unit * 1.5 + 4
+    x0, y0 = int(max(0, math.floor(min(xs.min(), cx - radius)))), int(max(0, math.floor(min(ys.min(), cy - radius))))
+    x1 = int(min(mask.shape[1], math.ceil(max(xs.max() + 1, cx + radius))))
+    y1 = int(min(mask.shape[0], math.ceil(max(ys.max() + 1, cy + radius))))
+    crop = mask[y0:y1, x0:x1]
+    sym = float(piece["symmetry_deg"])
+    best = (-1.0, 0.0, False)
+    for flip in ((False, True) if piece.get("chiral") else (False,)):
+        for angle in np.arange(0.0, sym, 3.0):
+            iou = _shape_iou_plain(piece, unit, crop, (x0, y0), cx, cy, float(angle), flip)
+            if iou > best[0]:
+                best = (iou, float(angle), flip)
+    _, coarse, flip = best
+    for angle in np.arange(coarse - 2.5, coarse + 2.51, 0.5):
+        iou = _shape_iou_plain(piece, unit, crop, (x0, y0), cx, cy, float(angle), flip)
+        if iou > best[0]:
+            best = (iou, float(angle) % sym, flip)
+    return {"x": cx, "y": cy, "rotation_deg": best[1], "flip": best[2], "shape_iou": best[0]}
+
+
+def _segment_plain(spec, frame, color_threshold=60.0):
+    refs = np.asarray([p["color"] for p in spec["pieces"]]
+                      + [spec["colors"]["background"], spec["colors"]["silhouette"]], np.int64)
+    d2 = ((frame.reshape(-1, 1, 3).astype(np.int64) - refs[None]) ** 2).sum(-1)
+    nearest = d2.argmin(1)
+    close = d2[np.arange(len(d2)), nearest] <= color_threshold ** 2
+    return np.where(close & (nearest < len(spec["pieces"])), nearest, -1).reshape(frame.shape[:2])
+
+
+def _noisy_frames(inst, rng):
+    final = inst.solution_video(3)[-1]
+    yield final
+    yield np.clip(final.astype(int) + rng.integers(-70, 71, final.shape), 0, 255).astype(np.uint8)
+    shifted = np.roll(final, (-final.shape[0] // 3, final.shape[1] // 3), axis=(0, 1))  # pieces cut by the edges
+    yield shifted
+    yield rng.integers(0, 256, final.shape, dtype=np.uint8)
+
+
+def test_segmentation_equals_the_exact_nearest_colour():
+    rng = np.random.default_rng(0)
+    inst = get_task("tangram").generate(1, "medium")
+    for frame in _noisy_frames(inst, rng):
+        for threshold in (60.0, 20.0, 400.0):
+            np.testing.assert_array_equal(segment_pieces(inst.spec, frame, threshold),
+                                          _segment_plain(inst.spec, frame, threshold))
+
+
+def test_piece_masks_and_poses_equal_the_whole_frame_calls():
+    from gen_reason.verifiers.tangram import _KERNEL3, _largest_component, _piece_mask, _pose_ious, estimate_pose
+
+    rng = np.random.default_rng(1)
+    for seed, difficulty in ((1, "easy"), (2, "hard")):
+        inst = get_task("tangram").generate(seed, difficulty)
+        unit = float(inst.spec["unit_px"])
+        for frame in _noisy_frames(inst, rng):
+            labels = segment_pieces(inst.spec, frame)
+            for k, piece in enumerate(inst.spec["pieces"]):
+                plain = _largest_component(cv2.morphologyEx((labels == k).astype(np.uint8), cv2.MORPH_OPEN,
+                                                            _KERNEL3).astype(bool))
+                mask = _piece_mask(labels, k)
+                np.testing.assert_array_equal(mask, plain)
+                if np.count_nonzero(mask) < 20:
+                    continue
+                ys, xs = np.nonzero(mask)
+                cx, cy = float(xs.mean()) + rng.uniform(-2, 2), float(ys.mean()) + rng.uniform(-2, 2)
+                angles = np.concatenate([np.arange(0.0, 360.0, 3.0), rng.uniform(-10, 370, 20)])
+                for flip in (False, True):
+                    got = _pose_ious(piece, unit, mask, (0, 0), cx, cy, angles, flip)
+                    want = [_shape_iou_plain(piece, unit, mask, (0, 0), cx, cy, float(a), flip) for a in angles]
+                    np.testing.assert_array_equal(got, want)
+                assert estimate_pose(piece, unit, mask) == _estimate_pose_plain(piece, unit, mask)
