@@ -1,13 +1,14 @@
 """Referee throughput: frames/s of decoding alone vs decoding + scoring, and beside VR-Bench's.
 
-(a) On our ground-truth videos of every maze task and on the VR-Bench fixture videos
+(a) On our ground-truth videos of every maze task and tangram, and on the VR-Bench fixture videos
 (``../shared/fixtures/vrbench``): frames/s of decoding alone, at full size (``read_video``)
 and straight to the referee's working size (``track.read_work_video``: the decoder's
 scaler shrinks the frames so the agent is 8-16 px wide, full-size frames are never
 materialised); of that decode + the rule verifier and + the reference verifier, measured
 side by side (interleaved, median of ``--reps``); and the scoring alone.
-(c) Where the scoring time goes: preparing the working copy, tracking, the movement
-rules, the scene check (``maze_redrawn``) and the rest (reference metrics), CPU time per frame.
+(c) Where the scoring time goes, CPU time per frame: for the maze referee preparing the
+working copy, tracking, the movement rules, the scene check (``maze_redrawn``) and the
+rest (reference metrics); for the draw and tangram referees their own stages.
 (b) Our referee (decode + reference score) on the fixture videos beside VR-Bench's
 evaluator: its published figures on 2 cores (NCC 145-404 frames/s, CSRT 17-43, from the
 fixtures README) and, with ``--vrbench-repo PATH`` (a local checkout), measured here in
@@ -30,6 +31,7 @@ import types
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import table, write_section  # noqa: E402
@@ -39,6 +41,7 @@ from gen_reason.puzzles import TASKS, get_task  # noqa: E402
 from gen_reason.verifiers.draw import _morph_frames, red_mask  # noqa: E402
 from gen_reason.verifiers.parallel import chunk_bounds, workers  # noqa: E402
 from gen_reason.verifiers.registry import verifier_for  # noqa: E402
+from gen_reason.verifiers.tangram import _piece_mask, _resize_to, estimate_pose, segment_pieces  # noqa: E402
 from gen_reason.verifiers.rules import check_rules  # noqa: E402
 from gen_reason.verifiers.track import prepare_video, read_work_video, track_objects  # noqa: E402
 from gen_reason.video import read_video, write_mp4  # noqa: E402
@@ -46,6 +49,8 @@ from gen_reason.video import read_video, write_mp4  # noqa: E402
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "vrbench"
 PUBLISHED = {"ncc": (145.0, 404.0), "csrt": (17.0, 43.0)}  # VR-Bench evaluator, frames/s on 2 cores
 STAGES = ("prepare", "track", "rules", "scene", "rest")
+DRAW_STAGES = ("red test", "erosion", "rest")
+TANGRAM_STAGES = ("segment", "pieces", "rest")
 
 
 def load_average() -> float:
@@ -100,7 +105,35 @@ def draw_stage_seconds(instance, video) -> dict[str, float]:
     t2 = clock()
     verifier_for(instance.task, "reference").score(instance, video)
     t3 = clock()
-    return {"red test": t1 - t0, "erosion": t2 - t1, "rest": max(0.0, (t3 - t2) - (t2 - t0))}
+    return dict(zip(DRAW_STAGES, (t1 - t0, t2 - t1, max(0.0, (t3 - t2) - (t2 - t0)))))
+
+
+def tangram_stage_seconds(instance, video) -> dict[str, float]:
+    """CPU seconds of the tangram referee's stages on one decoded video: the colour
+    segmentation of the final frame, every piece's mask and pose search, and the rest
+    (matching pieces to targets, silhouette IoU, bookkeeping)."""
+    spec = instance.spec
+    unit = float(spec["unit_px"])
+    clock = time.process_time
+    t0 = clock()
+    labels = segment_pieces(spec, _resize_to(video[-1], tuple(spec["image_size"])))
+    t1 = clock()
+    for k, piece in enumerate(spec["pieces"]):
+        mask = _piece_mask(labels, k)
+        if np.count_nonzero(mask) >= 0.3 * piece["area_units"] * unit * unit:
+            estimate_pose(piece, unit, mask)
+    t2 = clock()
+    verifier_for(instance.task, "reference").score(instance, video)
+    t3 = clock()
+    return dict(zip(TANGRAM_STAGES, (t1 - t0, t2 - t1, max(0.0, (t3 - t2) - (t2 - t0)))))
+
+
+def referee_read(instance, path: Path):
+    """Decode ``path`` as the referee reads it: maze-family videos straight to the working
+    size, tangram at its size (it is judged on the final frame at the canvas size)."""
+    if instance.task.startswith("tangram"):
+        return read_video(path)
+    return read_work_video(path, instance.spec)
 
 
 def stage_seconds(instance, video) -> dict[str, float]:
@@ -108,6 +141,8 @@ def stage_seconds(instance, video) -> dict[str, float]:
     verifier's whole score minus the stages, i.e. its metrics and bookkeeping)."""
     if instance.task.startswith("maze/draw"):
         return draw_stage_seconds(instance, video)
+    if instance.task.startswith("tangram"):
+        return tangram_stage_seconds(instance, video)
     spec = instance.spec
     clock = time.process_time
     t0 = clock()
@@ -139,7 +174,7 @@ def measure(items: list[dict], reps: int, ncc=None) -> None:
             inst, path = item["instance"], item["path"]
             item["times"]["decode_full"].append(time_call(lambda: read_video(path)))
             start = time.perf_counter()
-            video = read_work_video(path, inst.spec)
+            video = referee_read(inst, path)
             item["times"]["decode"].append(time.perf_counter() - start)
             for kind in ("rule", "reference"):
                 verifier = verifiers.setdefault((inst.task, kind), verifier_for(inst.task, kind))
@@ -200,7 +235,7 @@ def main() -> None:
     try:
         ours: dict[str, list[dict]] = {}
         for name in TASKS.names():
-            if not name.startswith("maze/"):
+            if not name.startswith(("maze/", "tangram")):
                 continue
             task = get_task(name)
             for difficulty in ("easy", "medium"):
@@ -219,7 +254,7 @@ def main() -> None:
                 fixtures.setdefault(f"VR-Bench {level.game}", []).append(
                     {"instance": inst, "path": path, "frames": len(video), "state": level.state})
         for item in [i for items in (*ours.values(), *fixtures.values()) for i in items]:
-            work = read_work_video(item["path"], item["instance"].spec)
+            work = referee_read(item["instance"], item["path"])
             item["work_size"] = work.shape[1:3]
             item.setdefault("size", read_video(item["path"], max_frames=1).shape[1:3])
             del work
@@ -284,7 +319,8 @@ def main() -> None:
         "per core (`verifiers/parallel.py`, as many threads as `cv2.getNumThreads()`). Scoring is measured on the "
         "working-size video; the last column divides the working-size decode time by the reference scoring "
         "time (at or above 1.00x, in bold, scoring alone keeps pace with decoding). Our rows: ground-truth "
-        f"videos of each maze task at its natural timing ({args.per_task} instances each of easy and medium); "
+        f"videos of each maze task and of tangram (decoded at its size: it is judged on the final frame at the "
+        f"canvas size, the working-size column is that decode) at its natural timing ({args.per_task} instances each of easy and medium); "
         "VR-Bench rows: the fixture levels' "
         "ground-truth videos.\n\n"
         + table(header, rows)
@@ -311,8 +347,12 @@ def main() -> None:
         + "\n\nDraw referee (`verifiers/draw.py`, no tracking): `red test` = VideoThinkBench's red-pixel test on "
         "every frame (`draw.red_mask`); `erosion` = the 3x3 erosion of every red mask; `rest` = the wall-touch, "
         "red and erased counts per frame and the final-frame rules.\n\n"
-        + "\n\n".join(table(["videos", *names, "total"], group) for names, group in stage_rows.items()
-                       if names != STAGES)
+        + table(["videos", *DRAW_STAGES, "total"], stage_rows.get(DRAW_STAGES, []))
+        + "\n\nTangram referee (`verifiers/tangram.py`, judged on the final frame): `segment` = every pixel's "
+        "nearest reference colour (`tangram.segment_pieces`); `pieces` = each piece's mask and pose search "
+        "(`tangram.estimate_pose`); `rest` = matching pieces to their targets, the silhouette IoU and the "
+        "bookkeeping.\n\n"
+        + table(["videos", *TANGRAM_STAGES, "total"], stage_rows.get(TANGRAM_STAGES, []))
         + "\n\nTargets. #4, reference scoring alone at least as fast as decoding on every row of (a): "
         f"**{'met' if kept_pace else 'not met'}**. #11, against the top of the published ranges: >= 2x NCC: "
         f"**{'met' if met_ncc else 'not met'}**; >= 10x CSRT: **{'met' if met_csrt else 'not met'}**"
