@@ -272,9 +272,11 @@ def _undo_brightness_drift(frames: np.ndarray, tolerance: float = 0.02) -> tuple
         return frames, gains
     # ~48x48 sample pixels (all of a small frame): plenty to find a shared ratio.
     stride = max(1, int(np.ceil(np.sqrt(frames.shape[1] * frames.shape[2]) / 48)))
-    sample = np.empty((t, -(-frames.shape[1] // stride), -(-frames.shape[2] // stride), 3), np.uint8)
-    np.copyto(sample, frames[:, ::stride, ::stride])  # ~1.6x numpy's copy for a strided reshape
-    sample = sample.reshape(t, -1, 3)
+    # frames[:, ::stride, ::stride] as every stride-th row, then the sampled columns' bytes
+    # taken from each row (~2x numpy's copy of the doubly strided view).
+    width = frames.shape[2]
+    cols = (np.arange(0, width, stride)[:, None] * 3 + np.arange(3)).ravel()
+    sample = np.take(frames[:, ::stride].reshape(t, -1, width * 3), cols, axis=2).reshape(t, -1, 3)
     base = sample[0]
     found = np.full((t, 3), np.nan)
     found[0] = 1.0
@@ -287,7 +289,8 @@ def _undo_brightness_drift(frames: np.ndarray, tolerance: float = 0.02) -> tuple
         found[1:, c][unchanged] = 1.0
         rest = np.flatnonzero(~unchanged)
         if len(rest):
-            found[1 + rest, c] = _common_ratio(values[rest].astype(np.float32) / reference.astype(np.float32))
+            values = values[rest]
+            found[1 + rest, c] = _common_ratio(values.astype(np.float32) / reference.astype(np.float32))
     usable_channels = ~np.isnan(found[1:]).all(axis=0)
     if not usable_channels.any():
         return frames, gains

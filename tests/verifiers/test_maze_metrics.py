@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import cv2
 import numpy as np
 import pytest
 
@@ -79,6 +80,55 @@ def test_maze_fidelity():
     # The agent's own box is masked out.
     assert M.maze_fidelity(changed, [[25, 25]], box, box, (10, 10)) == 1.0
     assert math.isnan(M.maze_fidelity(video[:3], [[2, 2]], box, box, (4, 4)))  # no frame sampled
+
+
+def _maze_fidelity_per_frame(frames, traj, start_box, goal_box, agent_wh, frame_step=5, pixel_threshold=5):
+    """VR-Bench's MF written as its plain per-frame loop (int16 gray differences, boolean masks)."""
+    t, h, w = frames.shape[:3]
+    traj = np.asarray(traj, np.float64).reshape(-1, 2)
+
+    def clear(mask, box):
+        x0, y0, x1, y1 = (int(v) for v in box)
+        mask[max(0, y0):min(h, max(0, y1)), max(0, x0):min(w, max(0, x1))] = False
+
+    base = np.ones((h, w), bool)
+    clear(base, start_box)
+    clear(base, goal_box)
+    first = cv2.cvtColor(frames[0], cv2.COLOR_RGB2GRAY).astype(np.int16)
+    scores = []
+    for k in range(frame_step, t, frame_step):
+        valid = base.copy()
+        if len(traj):
+            px, py = traj[min(int(k / t * (len(traj) - 1)), len(traj) - 1)]
+            aw, ah = agent_wh
+            clear(valid, [int(px - aw / 2), int(py - ah / 2), int(px - aw / 2) + int(aw), int(py - ah / 2) + int(ah)])
+        if not valid.any():
+            scores.append(1.0)
+            continue
+        gray = cv2.cvtColor(frames[k], cv2.COLOR_RGB2GRAY).astype(np.int16)
+        scores.append(1.0 - float((np.abs(gray - first)[valid] > pixel_threshold).mean()))
+    return float(np.mean(scores)) if scores else math.nan
+
+
+def test_maze_fidelity_equals_the_per_frame_loop():
+    rng = np.random.default_rng(7)
+    for trial in range(40):
+        t, h, w = int(rng.integers(6, 40)), int(rng.integers(8, 50)), int(rng.integers(8, 50))
+        base = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        video = np.repeat(base[None], t, axis=0)
+        noise = rng.integers(-12, 13, video.shape) * (rng.random(video.shape[:3]) < rng.random())[..., None]
+        video = np.clip(video.astype(int) + noise, 0, 255).astype(np.uint8)
+        traj = rng.uniform(-10, max(h, w) + 10, (int(rng.integers(0, 8)), 2))
+        boxes = [sorted(rng.integers(-5, w + 5, 2).tolist()) + sorted(rng.integers(-5, h + 5, 2).tolist())
+                 for _ in range(2)]
+        boxes = [[b[0], b[2], b[1], b[3]] for b in boxes]
+        if trial % 10 == 0:
+            boxes[0] = [-1, -1, w + 1, h + 1]  # nothing left to compare
+        agent = (float(rng.uniform(0, w + 3)), float(rng.uniform(0, h + 3)))
+        for step, threshold in ((5, 5), (2, 0), (3, 30)):
+            got = M.maze_fidelity(video, traj, *boxes, agent, frame_step=step, pixel_threshold=threshold)
+            want = _maze_fidelity_per_frame(video, traj, *boxes, agent, frame_step=step, pixel_threshold=threshold)
+            assert got == want or (math.isnan(got) and math.isnan(want)), (trial, step, got, want)
 
 
 def test_normalise_and_resample():
