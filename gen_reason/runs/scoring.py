@@ -11,7 +11,9 @@ Three ways to say what the videos answer:
   several games share a level name (:func:`gen_reason.interop.vrbench_read.match_videos`).
 
 Each writes ``scores.json`` (one row per video: success, metrics, trace, reason) and a
-debug strip per video: for the maze family
+debug strip per video; a folder is scored with a progress bar, the next video decoded while
+the current one is judged, and every row also appended to ``scores.jsonl`` as it is made,
+so an interrupted run started again scores only what is left (:func:`score_many`). The strip: for the maze family
 :func:`gen_reason.verifiers.maze.debug_strip` (the track drawn, the first violation
 circled), for other tasks a filmstrip with the track. A video that cannot be read or
 judged is a recorded failure with the reason, never a traceback; a level the referee cannot
@@ -62,28 +64,115 @@ def _debug_strip(instance: Instance, video, score, verifier):
     return upscale(strip[None], 96)[0]
 
 
-def score_video(instance: Instance, video_path: Path, kind: str = "reference", out: Path | None = None,
-                name: str | None = None) -> dict:
-    """Score one video file; returns its row (``name`` names the debug strip in ``out``)."""
-    from gen_reason.verifiers.registry import verifier_for
+def _read(verifier, instance: Instance, video_path: Path):
+    """``(video, None)`` decoded as the verifier reads it, or ``(None, failure score)``."""
     from gen_reason.verifiers.score import Score
-    from gen_reason.video import read_video, write_image
+    from gen_reason.video import read_video
 
-    verifier = verifier_for(instance.task, kind)
     # A verifier that can decode for itself (the maze family: straight to its working size) does.
     reader = getattr(verifier, "read_video", None) or (lambda path, _instance: read_video(path))
     try:
-        video = reader(video_path, instance)
+        return reader(video_path, instance), None
     except UserError as exc:
-        score, video = Score.failure(f"unreadable video: {exc}", success=0.0), None
-    else:
-        score = verifier.score(instance, video)
+        return None, Score.failure(f"unreadable video: {exc}", success=0.0)
+
+
+def _judge(verifier, instance: Instance, video_path: Path, decoded, out: Path | None, name: str | None) -> dict:
+    """The row of one decoded video (``decoded`` as :func:`_read` returns it)."""
+    from gen_reason.video import write_image
+
+    video, failure = decoded
+    score = failure if video is None else verifier.score(instance, video)
     row = {"video": str(video_path), "uid": instance.uid, "task": instance.task, "status": "scored",
            **score.to_dict()}
     if out is not None and video is not None:
         strip = _debug_strip(instance, video, score, verifier)
         row["debug_strip"] = str(write_image(out / f"{name or video_path.stem}_debug.png", strip))
     return row
+
+
+def score_video(instance: Instance, video_path: Path, kind: str = "reference", out: Path | None = None,
+                name: str | None = None) -> dict:
+    """Score one video file; returns its row (``name`` names the debug strip in ``out``)."""
+    from gen_reason.verifiers.registry import verifier_for
+
+    verifier = verifier_for(instance.task, kind)
+    return _judge(verifier, instance, video_path, _read(verifier, instance, video_path), out, name)
+
+
+def _job_key(instance: Instance, path: Path, kind: str) -> list:
+    """What a reused row must match for resuming: the file (path, size, modification time),
+    the instance it answers (a hash of its JSON), the verifier kind and the package version."""
+    import hashlib
+
+    from gen_reason import __version__
+
+    stat = path.stat()
+    puzzle = hashlib.sha1(json.dumps(instance.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+    return [str(path), stat.st_size, stat.st_mtime_ns, puzzle, kind, __version__]
+
+
+def score_many(jobs: list[tuple[Instance, Path, str | None]], kind: str, out: Path,
+               progress: bool = True) -> list[dict]:
+    """Score ``(instance, video path, debug-strip name)`` jobs in order, one row each.
+
+    The next video is decoded in a background thread while the current one is scored
+    (decoding and scoring use the cores in turn). Each row is appended to
+    ``out/scores.jsonl`` as soon as it exists, keyed by the file (path, size, modification
+    time), the puzzle, the verifier kind and the package version: an interrupted run,
+    started again, reuses the rows whose key still holds and scores only the rest. A
+    progress bar goes to stderr (``progress=False`` hides it).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tqdm.auto import tqdm
+
+    from gen_reason.verifiers.registry import verifier_for
+
+    log = out / "scores.jsonl"
+    done: dict[tuple, dict] = {}
+    data = log.read_bytes() if log.exists() else b""
+    for line in data.splitlines():
+        try:
+            entry = json.loads(line)
+            done[tuple(entry["key"])] = entry["row"]
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+            continue  # a line cut short by the interruption
+    if data and not data.endswith(b"\n"):
+        with log.open("a") as sink:
+            sink.write("\n")  # end the line an interruption cut short: the next row starts clean
+    keys = [tuple(_job_key(instance, path, kind)) for instance, path, _ in jobs]
+    todo = [i for i, key in enumerate(keys) if key not in done]
+    verifiers: dict = {}
+
+    def verifier(instance):
+        if instance.task not in verifiers:
+            verifiers[instance.task] = verifier_for(instance.task, kind)
+        return verifiers[instance.task]
+
+    def read(i):
+        instance, path, _ = jobs[i]
+        return _read(verifier(instance), instance, path)
+
+    rows: dict[int, dict] = {}
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode") as pool, log.open("a") as sink, \
+            tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="score", unit="video",
+                 disable=not progress) as bar:
+        pending = None
+        if todo:
+            verifier(jobs[todo[0]][0])  # made here, before the reader thread needs it
+            pending = pool.submit(read, todo[0])
+        for n, i in enumerate(todo):
+            decoded = pending.result()
+            if n + 1 < len(todo):
+                verifier(jobs[todo[n + 1]][0])
+                pending = pool.submit(read, todo[n + 1])
+            instance, path, name = jobs[i]
+            rows[i] = _judge(verifier(instance), instance, path, decoded, out, name)
+            sink.write(json.dumps({"key": list(keys[i]), "row": rows[i]}) + "\n")
+            sink.flush()
+            bar.update(1)
+    return [rows[i] if i in rows else done[keys[i]] for i in range(len(jobs))]
 
 
 def _writable(out: Path) -> Path:
@@ -124,17 +213,17 @@ def score_folder(folder: Path, dataset: Path, kind: str = "reference", out: Path
 
     videos = _videos_in(folder)
     instances = {inst.uid: inst for inst, _ in iter_dataset(dataset)}
-    out = _writable(out or folder / "scores")
-    rows = []
+    jobs = []
+    by_length = sorted(instances, key=len, reverse=True)
     for video in videos:
         # Longest uid first, so "..._1" never claims "..._12_sample0.mp4".
-        uid = next((u for u in sorted(instances, key=len, reverse=True)
-                    if video.stem == u or video.stem.startswith(u + "_")), None)
-        if uid is None:
-            continue
-        rows.append(score_video(instances[uid], video, kind, out))
-    if not rows:
+        uid = next((u for u in by_length if video.stem == u or video.stem.startswith(u + "_")), None)
+        if uid is not None:
+            jobs.append((instances[uid], video, None))
+    if not jobs:
         raise UserError(f"no video in {folder} is named after an instance of {dataset} (<uid>*.mp4)")
+    out = _writable(out or folder / "scores")
+    rows = score_many(jobs, kind, out)
     (out / "scores.json").write_text(json.dumps(rows, indent=1))
     return rows
 
@@ -162,7 +251,8 @@ def score_vrbench(folder: Path, levels: Path, kind: str = "reference", out: Path
     out = _writable(out or (folder if folder.is_dir() else folder.parent) / "scores")
     base = folder if folder.is_dir() else folder.parent
     instances: dict = {}
-    rows = []
+    rows: list = []
+    jobs, job_rows = [], []
     for video, level in matches:
         if level.key not in instances:
             try:
@@ -174,8 +264,11 @@ def score_vrbench(folder: Path, levels: Path, kind: str = "reference", out: Path
             rows.append({"video": str(video), "level": level.key, "task": f"vrbench/{level.game}",
                          "status": "skipped", "success": False, "metrics": {}, "trace": {}, "reason": instance})
             continue
-        name = "__".join(video.relative_to(base).with_suffix("").parts)
-        rows.append({"level": level.key, **score_video(instance, video, kind, out, name=name)})
+        jobs.append((instance, video, "__".join(video.relative_to(base).with_suffix("").parts)))
+        job_rows.append(len(rows))
+        rows.append(level.key)  # its place in the table, filled in below
+    for place, row in zip(job_rows, score_many(jobs, kind, out)):
+        rows[place] = {"level": rows[place], **row}
     for video, why in ambiguous:
         rows.append({"video": str(video), "status": "scored", "success": False, "metrics": {"success": 0.0},
                      "trace": {}, "reason": why})

@@ -67,6 +67,49 @@ def test_a_folder_against_a_dataset_records_broken_videos_as_failures(tmp_path, 
     assert "success 1/3" in out and "Traceback" not in out
 
 
+def test_an_interrupted_folder_run_scores_only_what_is_left(tmp_path, monkeypatch):
+    """Rows are appended to scores.jsonl as they are made; a rerun reuses the rows of
+    unchanged files (a line cut short by the interruption is ignored) and scores the rest;
+    another verifier kind, a changed file or another puzzle for the same name is scored again."""
+    from gen_reason.runs import scoring
+
+    assert main(["make-dataset", "--task", "maze/trapfield", "--n", "3", "--frames", "natural", "--workers", "1",
+                 "--quiet", "--out", str(tmp_path / "d")]) == 0
+    records = [json.loads(line) for line in (tmp_path / "d" / "metadata.jsonl").read_text().splitlines()]
+    outputs = tmp_path / "outputs"
+    outputs.mkdir()
+    for record in records:
+        shutil.copy(tmp_path / "d" / record["video"], outputs / f"{record['uid']}_sample0.mp4")
+    first = scoring.score_folder(outputs, tmp_path / "d")
+    log = outputs / "scores" / "scores.jsonl"
+    lines = log.read_text().splitlines()
+    assert len(lines) == 3 and all(r["success"] for r in first)
+    log.write_text(lines[0] + "\n" + lines[1][: len(lines[1]) // 2])  # killed while writing the second row
+
+    judged = []
+    real_judge = scoring._judge
+
+    def counting(verifier, instance, path, decoded, out, name):
+        judged.append(Path(path).name)
+        return real_judge(verifier, instance, path, decoded, out, name)
+
+    monkeypatch.setattr(scoring, "_judge", counting)
+    again = scoring.score_folder(outputs, tmp_path / "d")
+    assert sorted(judged) == sorted(f"{r['uid']}_sample0.mp4" for r in records[1:])
+    assert [(r["video"], r["success"], r["metrics"]) for r in again] == \
+        [(r["video"], r["success"], r["metrics"]) for r in first]
+    judged.clear()
+    scoring.score_folder(outputs, tmp_path / "d")
+    assert judged == []  # everything was done
+    scoring.score_folder(outputs, tmp_path / "d", kind="rule")
+    assert len(judged) == 3  # another verifier: nothing reused
+    judged.clear()
+    changed = outputs / f"{records[0]['uid']}_sample0.mp4"
+    changed.write_bytes(changed.read_bytes() + b"\0")
+    scoring.score_folder(outputs, tmp_path / "d")
+    assert judged == [changed.name]
+
+
 @pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"VR-Bench fixtures not found at {FIXTURES}")
 def test_a_folder_against_vrbench_levels(tmp_path, capsys):
     outputs = tmp_path / "outputs"
