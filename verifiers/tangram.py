@@ -119,8 +119,10 @@ def _pose_ious(piece: dict, unit: float, mask: np.ndarray, origin, cx: float, cy
     return out
 
 
-def estimate_pose(piece: dict, unit: float, mask: np.ndarray) -> dict:
-    """Centroid, rotation, mirror side and ``shape_iou`` of a piece's mask (see module docstring)."""
+def pose_window(piece: dict, unit: float, mask: np.ndarray) -> tuple[float, float, tuple[int, int], np.ndarray]:
+    """``(cx, cy, (x0, y0), crop)``: a piece mask's centroid and the part of the mask a
+    pose search needs (its pixels and every pose of the piece at the centroid), with the
+    crop's top-left corner."""
     mask = np.asarray(mask, bool)
     bx, by, bw, bh = cv2.boundingRect(mask.view(np.uint8))  # look for its pixels only in their box
     ys, xs = np.nonzero(mask[by:by + bh, bx:bx + bw])
@@ -130,7 +132,12 @@ def estimate_pose(piece: dict, unit: float, mask: np.ndarray) -> dict:
     x0, y0 = int(max(0, math.floor(min(xs.min(), cx - radius)))), int(max(0, math.floor(min(ys.min(), cy - radius))))
     x1 = int(min(mask.shape[1], math.ceil(max(xs.max() + 1, cx + radius))))
     y1 = int(min(mask.shape[0], math.ceil(max(ys.max() + 1, cy + radius))))
-    crop = mask[y0:y1, x0:x1]
+    return cx, cy, (x0, y0), mask[y0:y1, x0:x1]
+
+
+def estimate_pose(piece: dict, unit: float, mask: np.ndarray) -> dict:
+    """Centroid, rotation, mirror side and ``shape_iou`` of a piece's mask (see module docstring)."""
+    cx, cy, (x0, y0), crop = pose_window(piece, unit, mask)
     sym = float(piece["symmetry_deg"])
     flips = (False, True) if piece.get("chiral") else (False,)
     best = (-1.0, 0.0, False)

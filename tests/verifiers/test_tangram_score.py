@@ -154,13 +154,11 @@ def _shape_iou_plain(piece, unit, mask, origin, cx, cy, angle, flip):
 
 def _estimate_pose_plain(piece, unit, mask):
     """estimate_pose as a plain scan: one angle at a time, the first strictly better kept."""
+    from gen_reason.verifiers.tangram import pose_window
+
+    cx, cy, (x0, y0), crop = pose_window(piece, unit, mask)
     ys, xs = np.nonzero(mask)
-    cx, cy = float(xs.mean()), float(ys.mean())
-    radius = float(np.abs(np.asarray(piece["vertices"], float)).max()) * unit * 1.5 + 4
-    x0, y0 = int(max(0, math.floor(min(xs.min(), cx - radius)))), int(max(0, math.floor(min(ys.min(), cy - radius))))
-    x1 = int(min(mask.shape[1], math.ceil(max(xs.max() + 1, cx + radius))))
-    y1 = int(min(mask.shape[0], math.ceil(max(ys.max() + 1, cy + radius))))
-    crop = mask[y0:y1, x0:x1]
+    assert (cx, cy) == (float(xs.mean()), float(ys.mean()))  # the centroid from all of the mask's pixels
     sym = float(piece["symmetry_deg"])
     best = (-1.0, 0.0, False)
     for flip in ((False, True) if piece.get("chiral") else (False,)):
