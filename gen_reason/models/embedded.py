@@ -374,6 +374,20 @@ class EmbeddedVideoPipeline(DiffusionPipeline):
         return EmbeddedPipelineOutput(frames=frames)
 
 
+def ddim_variance(scheduler: DDIMScheduler, timestep: int) -> tuple[float, float]:
+    """``(var, alpha_prev)`` of DDIM's step from ``timestep``: the DDIM paper's (eq. 16)
+    ``var = (1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)`` on the scheduler's cumulative
+    alphas, with the previous timestep as DDIMScheduler.step takes it (``a_prev`` is the
+    final alpha past the first training step). Written from the scheduler's public
+    attributes, not its private helper, in the same order and precision (the scheduler's
+    float32 tensors), so the number is the one the step uses."""
+    prev = timestep - scheduler.config.num_train_timesteps // scheduler.num_inference_steps
+    alpha_t = scheduler.alphas_cumprod[timestep]
+    alpha_prev = scheduler.alphas_cumprod[prev] if prev >= 0 else scheduler.final_alpha_cumprod
+    variance = ((1 - alpha_prev) / (1 - alpha_t)) * (1 - alpha_t / alpha_prev)
+    return float(variance), float(alpha_prev)
+
+
 def safe_eta(scheduler: DDIMScheduler, timestep: int, eta: float, margin: float = 1e-4) -> float:
     """``eta`` capped so that DDIM's step stays real: the step draws noise of variance
     ``eta**2 * var`` and keeps ``sqrt(1 - alpha_prev - eta**2 * var)`` of the predicted
@@ -383,9 +397,7 @@ def safe_eta(scheduler: DDIMScheduler, timestep: int, eta: float, margin: float 
     ``1 - margin / 2`` on such a step and unchanged elsewhere."""
     if eta <= 0:
         return eta
-    prev = timestep - scheduler.config.num_train_timesteps // scheduler.num_inference_steps
-    alpha_prev = float(scheduler.alphas_cumprod[prev]) if prev >= 0 else float(scheduler.final_alpha_cumprod)
-    variance = float(scheduler._get_variance(timestep, prev))
+    variance, alpha_prev = ddim_variance(scheduler, timestep)
     if variance <= 0:
         return eta
     return float(min(eta, ((1.0 - alpha_prev) * (1.0 - margin) / variance) ** 0.5))

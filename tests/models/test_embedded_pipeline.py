@@ -191,3 +191,17 @@ def test_stochastic_sampling_stays_finite_on_long_first_steps():
                        generator=[torch.Generator().manual_seed(s) for s in range(4)], num_videos_per_prompt=4).frames
         assert torch.isfinite(latents).all(), steps
     assert safe_eta(pipe.scheduler, 999, 0.0) == 0.0
+
+
+def test_ddim_variance_is_diffusers_own():
+    """Our DDIM variance (public attributes only) equals the one DDIMScheduler.step uses;
+    should diffusers change its formula or the helper's name, this says so."""
+    from gen_reason.models.embedded import ddim_variance
+
+    scheduler = tiny_pipeline().scheduler
+    for steps in (2, 5, 20, 50):
+        scheduler.set_timesteps(steps)
+        for t in scheduler.timesteps.tolist():
+            prev = t - scheduler.config.num_train_timesteps // scheduler.num_inference_steps
+            ours, _ = ddim_variance(scheduler, t)
+            assert ours == float(scheduler._get_variance(t, prev))
