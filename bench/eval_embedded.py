@@ -189,6 +189,9 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="runs/embedded-eval", help="folder for results.jsonl and summary.json")
     parser.add_argument("--benchmarks", default="docs/BENCHMARKS.md", help="file to write the section into ('' to skip)")
     args = parser.parse_args(argv)
+    for name in ("count", "samples", "sweep_count", "sweep_samples", "batch_size", "threads"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
 
     import torch
 
