@@ -11,6 +11,7 @@ gives exactly what the whole-video one gives.
 from __future__ import annotations
 
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, TypeVar
 
@@ -18,6 +19,7 @@ import cv2
 
 T = TypeVar("T")
 _POOL: tuple[int, int, ThreadPoolExecutor] | None = None  # (pid, size, pool)
+_PREFIX = "referee-chunk"
 
 
 def workers() -> int:
@@ -41,14 +43,18 @@ def _pool(size: int) -> ThreadPoolExecutor:
     # A pool made before a fork has no threads in the child: make a new one there.
     global _POOL
     if _POOL is None or _POOL[0] != os.getpid() or _POOL[1] < size:
-        _POOL = (os.getpid(), size, ThreadPoolExecutor(max_workers=size, thread_name_prefix="referee"))
+        _POOL = (os.getpid(), size, ThreadPoolExecutor(max_workers=size, thread_name_prefix=_PREFIX))
     return _POOL[2]
 
 
 def map_chunks(fn: Callable[[int, int], T], count: int, min_size: int = 16) -> list[T]:
     """``[fn(lo, hi) for (lo, hi) in chunks]`` over ``range(count)``, one chunk per worker
-    thread (see :func:`workers`), in order. Runs inline when one chunk suffices."""
-    bounds = chunk_bounds(count, workers(), min_size)
+    thread (see :func:`workers`), in order. Runs inline when one chunk suffices, and when
+    called from a chunk (nested calls never wait on the pool they run in)."""
+    # Inline in a pool thread too: a chunk that split itself again would wait on work
+    # queued behind it.
+    nested = threading.current_thread().name.startswith(_PREFIX)
+    bounds = chunk_bounds(count, 1 if nested else workers(), min_size)
     if len(bounds) <= 1:
         return [fn(0, count)]
     pool = _pool(len(bounds) - 1)

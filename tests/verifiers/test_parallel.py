@@ -34,6 +34,23 @@ def test_map_chunks_returns_chunks_in_order_from_several_threads(monkeypatch):
     assert len(out) == 3 and len(seen) >= 2
 
 
+def test_a_chunk_that_splits_again_runs_inline(monkeypatch):
+    monkeypatch.setattr(parallel, "workers", lambda: 2)
+
+    def outer(lo, hi):
+        inner = parallel.map_chunks(lambda a, b: (a, b), hi - lo, min_size=1)
+        return (threading.current_thread().name, inner)
+
+    result = []
+    runner = threading.Thread(target=lambda: result.append(parallel.map_chunks(outer, 64, min_size=8)), daemon=True)
+    runner.start()
+    runner.join(timeout=30)
+    assert result, "nested map_chunks deadlocked on its own pool"
+    out = result[0]
+    assert out[0][1] == [(0, 16), (16, 32)]  # the calling thread's chunk may split
+    assert out[1][0].startswith("referee-chunk") and out[1][1] == [(0, 32)]  # the pool thread's ran inline
+
+
 def test_workers_follow_opencvs_thread_setting():
     before = cv2.getNumThreads()
     try:
