@@ -115,9 +115,13 @@ def test_common_ratio_is_the_median_near_the_peak():
     assert np.isnan(found[3])
 
 
-def test_colour_prefilter_finds_exactly_the_labelled_pixels():
+@pytest.mark.parametrize("count, threads", [(5, 1), (100, 1), (100, 3), (70, 2)])
+def test_colour_prefilter_finds_exactly_the_labelled_pixels(count, threads, monkeypatch):
+    from gen_reason.verifiers import parallel
+
+    monkeypatch.setattr(parallel, "workers", lambda: threads)  # 100 frames, 3 threads: parts of 33-34 frames
     rng = np.random.default_rng(2)
-    frames = rng.integers(0, 256, (5, 40, 48, 3), dtype=np.uint8)
+    frames = rng.integers(0, 256, (count, 40, 48, 3), dtype=np.uint8)
     frames[:, 10:20, 10:20] = (220, 30, 30)
     frames[:, 25:30, 30:40] = (230, 180, 40)
     lut = track.build_lut({1: np.array([220.0, 30, 30]), 2: np.array([230.0, 180, 40])},
