@@ -373,3 +373,38 @@ def test_scene_diffs_of_the_tall_image_equal_the_per_frame_blur(h):
         got = _scene_diffs(frames, sample, threshold)
         assert got.shape == (len(sample), h + 1, 13) and not got[:, h].any()
         np.testing.assert_array_equal(got[:, :h].astype(bool), expected)
+
+
+def test_compression_specks_never_move_the_track_and_split_pieces_still_merge():
+    """Blobs below both of the follower's area tests are dropped before following; a piece
+    of the object above them (a split by compression) is still merged with the rest, and
+    a second object-sized blob is still a duplicate."""
+    size_w, step_w = 10.0, 16.0
+    area = 0.45 * size_w ** 2  # what the follower expects; frame 0 shows exactly this
+    work = track.WorkVideo(frames=np.zeros((6, 64, 64, 3), np.uint8), scale=(1.0, 1.0), source_size=(64, 64))
+    start = np.array([20.0, 20.0])
+    path = [start + (k * 3.0, 0.0) for k in range(6)]
+    rng = np.random.default_rng(0)
+
+    def follow(extra):
+        comps = []
+        for k, p in enumerate(path):
+            areas, cents = [area], [p]
+            for a, c in extra(k, p):
+                areas.append(a)
+                cents.append(c)
+            comps.append((np.asarray(areas, float), np.asarray(cents, float)))
+        return track._follow(comps, work.frames, start, size_w, step_w, work, "agent", [])
+
+    clean = follow(lambda k, p: [])
+    # (frame 0 measures the object's own area from every blob near the start: no specks there)
+    specks = follow(lambda k, p: [(1.0, p + rng.uniform(-4, 4, 2)) for _ in range(3)] + [(1.0, (60.0, 60.0))]
+                    if k else [])
+    np.testing.assert_array_equal(specks.positions, clean.positions)
+    np.testing.assert_array_equal(specks.confidence, clean.confidence)
+    piece = 0.2 * area  # above the speck limit (0.08 of the area), below the object test (0.3)
+    split = follow(lambda k, p: [(piece, p + (3.0, 0.0))] if k else [])
+    expected = (area * path[3] + piece * (path[3] + (3.0, 0.0))) / (area + piece)
+    np.testing.assert_allclose(split.positions[3], expected)
+    twin = follow(lambda k, p: [(area, (55.0, 55.0)), (1.0, (40.0, 40.0))] if k == 4 else [])
+    assert twin.duplicated.tolist() == [False, False, False, False, True, False]
