@@ -20,6 +20,16 @@ import cv2
 T = TypeVar("T")
 _POOL: tuple[int, int, ThreadPoolExecutor] | None = None  # (pid, size, pool)
 _PREFIX = "referee-chunk"
+_LOCK = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    global _LOCK
+    _LOCK = threading.Lock()  # a lock another thread held at the fork would never be released
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def workers() -> int:
@@ -42,9 +52,12 @@ def chunk_bounds(count: int, parts: int, min_size: int = 1) -> list[tuple[int, i
 def _pool(size: int) -> ThreadPoolExecutor:
     # A pool made before a fork has no threads in the child: make a new one there.
     global _POOL
-    if _POOL is None or _POOL[0] != os.getpid() or _POOL[1] < size:
-        _POOL = (os.getpid(), size, ThreadPoolExecutor(max_workers=size, thread_name_prefix=_PREFIX))
-    return _POOL[2]
+    with _LOCK:
+        if _POOL is None or _POOL[0] != os.getpid() or _POOL[1] < size:
+            if _POOL is not None and _POOL[0] == os.getpid():
+                _POOL[2].shutdown(wait=False)  # too small: its threads end once idle (queued work still runs)
+            _POOL = (os.getpid(), size, ThreadPoolExecutor(max_workers=size, thread_name_prefix=_PREFIX))
+        return _POOL[2]
 
 
 def map_chunks(fn: Callable[[int, int], T], count: int, min_size: int = 16) -> list[T]:
