@@ -289,8 +289,7 @@ def _undo_brightness_drift(frames: np.ndarray, tolerance: float = 0.02) -> tuple
         found[1:, c][unchanged] = 1.0
         rest = np.flatnonzero(~unchanged)
         if len(rest):
-            values = values[rest]
-            found[1 + rest, c] = _common_ratio(values.astype(np.float32) / reference.astype(np.float32))
+            found[1 + rest, c] = _common_ratio(values[rest].astype(np.float32) / reference.astype(np.float32))
     usable_channels = ~np.isnan(found[1:]).all(axis=0)
     if not usable_channels.any():
         return frames, gains
@@ -456,6 +455,7 @@ def _target_pixels(frames: np.ndarray, lut: np.ndarray) -> tuple[np.ndarray, np.
         # while it keeps fewer than 5 % more of the pixels per extra pass saved.
         if share[0] - sum(share[1:]) < 0.05 * (len(boxes) - 1):
             boxes = [union]
+
     def scan(lo: int, hi: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
         found_idx, found_lab = [], []
         for i in range(lo, hi, _FRAME_CHUNK):
