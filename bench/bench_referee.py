@@ -43,7 +43,7 @@ from gen_reason.verifiers.parallel import chunk_bounds, workers  # noqa: E402
 from gen_reason.verifiers.registry import verifier_for  # noqa: E402
 from gen_reason.verifiers.tangram import _piece_mask, _resize_to, estimate_pose, segment_pieces  # noqa: E402
 from gen_reason.verifiers.rules import check_rules  # noqa: E402
-from gen_reason.verifiers.track import prepare_video, read_work_video, track_objects  # noqa: E402
+from gen_reason.verifiers.track import prepare_video, track_objects  # noqa: E402
 from gen_reason.video import read_video, write_mp4  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "vrbench"
@@ -129,11 +129,10 @@ def tangram_stage_seconds(instance, video) -> dict[str, float]:
 
 
 def referee_read(instance, path: Path):
-    """Decode ``path`` as the referee reads it: maze-family videos straight to the working
-    size, tangram at its size (it is judged on the final frame at the canvas size)."""
-    if instance.task.startswith("tangram"):
-        return read_video(path)
-    return read_work_video(path, instance.spec)
+    """Decode ``path`` as ``genreason score`` does: with the verifier's own reader where it
+    has one (the maze family: straight to the working size), else whole (draw, tangram)."""
+    reader = getattr(verifier_for(instance.task, "reference"), "read_video", None)
+    return reader(path, instance) if reader else read_video(path)
 
 
 def stage_seconds(instance, video) -> dict[str, float]:
@@ -319,8 +318,8 @@ def main() -> None:
         "per core (`verifiers/parallel.py`, as many threads as `cv2.getNumThreads()`). Scoring is measured on the "
         "working-size video; the last column divides the working-size decode time by the reference scoring "
         "time (at or above 1.00x, in bold, scoring alone keeps pace with decoding). Our rows: ground-truth "
-        f"videos of each maze task and of tangram (decoded at its size: it is judged on the final frame at the "
-        f"canvas size, the working-size column is that decode) at its natural timing ({args.per_task} instances each of easy and medium); "
+        f"videos of each maze task and of tangram (draw and tangram are decoded whole, as `genreason score` reads "
+        f"them: their working-size column is that decode) at its natural timing ({args.per_task} instances each of easy and medium); "
         "VR-Bench rows: the fixture levels' "
         "ground-truth videos.\n\n"
         + table(header, rows)
