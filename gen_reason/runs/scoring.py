@@ -276,18 +276,30 @@ def score_vrbench(folder: Path, levels: Path, kind: str = "reference", out: Path
     return rows
 
 
+def _headline(metrics: dict) -> str:
+    """The few numbers a table line shows for a row, by what its verifier measures: PR and
+    EM for the maze family, silhouette IoU and pieces placed for tangram, none for draw."""
+    if "precision_rate" in metrics:
+        pr = metrics["precision_rate"]
+        return f"PR={pr if pr is None else round(pr, 3)} EM={metrics.get('exact_match')}"
+    if "silhouette_iou" in metrics:
+        return f"IoU={round(metrics['silhouette_iou'], 3)} placed={metrics.get('pieces_placed_frac', 0.0):.0%}"
+    return ""
+
+
 def print_table(rows: list[dict]) -> None:
-    """Print one line per video and the success rate (strict, and VR-Bench's lenient SR)."""
+    """Print one line per video and the success rate (strict; beside it VR-Bench's lenient
+    SR over the rows that have one, the maze family's)."""
     for row in rows:
-        m = row["metrics"]
-        pr = m.get("precision_rate")
         verdict = "SKIP" if row.get("status") == "skipped" else ("PASS" if row["success"] else "FAIL")
         label = row.get("level") or Path(row["video"]).name
-        print(f"{verdict}  {label:40s} "
-              f"PR={pr if pr is None else round(pr, 3)} EM={m.get('exact_match')} {row.get('reason', '')}")
+        print(" ".join(part for part in (f"{verdict}  {label:40s}", _headline(row["metrics"]), row.get("reason", ""))
+                       if part).rstrip())
     scored = [r for r in rows if r.get("status") != "skipped"]
     if len(rows) > 1 and scored:
-        lenient = sum(bool(r["metrics"].get("success_lenient")) for r in scored)
         skipped = len(rows) - len(scored)
-        print(f"success {sum(r['success'] for r in scored)}/{len(scored)} "
-              f"(lenient, as VR-Bench's SR: {lenient}/{len(scored)})" + (f"; {skipped} skipped" if skipped else ""))
+        with_lenient = [r for r in scored if "success_lenient" in r["metrics"]]
+        lenient = sum(bool(r["metrics"]["success_lenient"]) for r in with_lenient)
+        print(f"success {sum(r['success'] for r in scored)}/{len(scored)}"
+              + (f" (lenient, as VR-Bench's SR: {lenient}/{len(with_lenient)})" if with_lenient else "")
+              + (f"; {skipped} skipped" if skipped else ""))

@@ -156,3 +156,25 @@ def test_a_missing_video_with_a_good_instance_is_a_user_error(tmp_path):
     assert main(["puzzle", "--task", "maze/grid", "--difficulty", "3x3", "--out", str(tmp_path / "p")]) == 0
     proc = _run(str(tmp_path / "missing.mp4"), "--instance", str(tmp_path / "p" / "instance.json"))
     assert proc.returncode == 2 and "video not found" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_the_table_shows_each_tasks_own_numbers_and_no_lenient_rate_where_there_is_none(capsys):
+    """A lenient success rate is VR-Bench's, for the maze family: draw and tangram rows have
+    none, so the summary must not print 0/n for them; tangram lines show IoU and pieces placed."""
+    from gen_reason.runs.scoring import print_table
+
+    tangram = {"video": "t.mp4", "status": "scored", "success": True, "reason": "",
+               "metrics": {"success": 1.0, "silhouette_iou": 0.9961, "pieces_placed": 7.0, "pieces_placed_frac": 1.0}}
+    draw = {"video": "d.mp4", "status": "scored", "success": False, "reason": "the red path is broken",
+            "metrics": {"success": 0.0, "connected": 0.0}}
+    print_table([tangram, draw])
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split() == ["PASS", "t.mp4", "IoU=0.996", "placed=100%"]
+    assert out[1].split()[:2] == ["FAIL", "d.mp4"] and "PR=" not in out[1] and out[1].endswith("broken")
+    assert out[2] == "success 1/2"
+    maze = {"video": "m.mp4", "status": "scored", "success": False, "reason": "teleport",
+            "metrics": {"success": 0.0, "success_lenient": 1.0, "precision_rate": 0.5, "exact_match": 0.0}}
+    print_table([maze, tangram])
+    out = capsys.readouterr().out.splitlines()
+    assert "PR=0.5 EM=0.0" in out[0]
+    assert out[2] == "success 1/2 (lenient, as VR-Bench's SR: 1/1)"
