@@ -38,6 +38,7 @@ from report import table, write_section  # noqa: E402
 
 from gen_reason.interop.vrbench_read import load_levels  # noqa: E402
 from gen_reason.puzzles import TASKS, get_task  # noqa: E402
+from gen_reason.runs.scoring import read_for  # noqa: E402
 from gen_reason.verifiers.draw import _morph_frames, red_mask  # noqa: E402
 from gen_reason.verifiers.parallel import chunk_bounds, workers  # noqa: E402
 from gen_reason.verifiers.registry import verifier_for  # noqa: E402
@@ -128,13 +129,6 @@ def tangram_stage_seconds(instance, video) -> dict[str, float]:
     return dict(zip(TANGRAM_STAGES, (t1 - t0, t2 - t1, max(0.0, (t3 - t2) - (t2 - t0)))))
 
 
-def referee_read(instance, path: Path):
-    """Decode ``path`` as ``genreason score`` does: with the verifier's own reader where it
-    has one (the maze family: straight to the working size), else whole (draw, tangram)."""
-    reader = getattr(verifier_for(instance.task, "reference"), "read_video", None)
-    return reader(path, instance) if reader else read_video(path)
-
-
 def stage_seconds(instance, video) -> dict[str, float]:
     """CPU seconds of each scoring stage on one decoded video (``rest``: the reference
     verifier's whole score minus the stages, i.e. its metrics and bookkeeping)."""
@@ -167,16 +161,17 @@ def measure(items: list[dict], reps: int, ncc=None) -> None:
     for item in items:
         item["times"] = {mode: [] for mode in ("decode_full", "decode", "rule", "reference", "vrbench", "ncc")}
         item["stage_times"] = {}
-    verifiers: dict = {}
+    verifiers = {(i["instance"].task, kind): verifier_for(i["instance"].task, kind)
+                 for i in items for kind in ("rule", "reference")}
     for _ in range(reps):
         for item in items:
             inst, path = item["instance"], item["path"]
             item["times"]["decode_full"].append(time_call(lambda: read_video(path)))
             start = time.perf_counter()
-            video = referee_read(inst, path)
+            video = read_for(verifiers[inst.task, "reference"], inst, path)
             item["times"]["decode"].append(time.perf_counter() - start)
             for kind in ("rule", "reference"):
-                verifier = verifiers.setdefault((inst.task, kind), verifier_for(inst.task, kind))
+                verifier = verifiers[inst.task, kind]
                 item["times"][kind].append(time_call(lambda: verifier.score(inst, video)))
             for stage, seconds in stage_seconds(inst, video).items():
                 item["stage_times"].setdefault(stage, []).append(seconds)
@@ -253,7 +248,7 @@ def main() -> None:
                 fixtures.setdefault(f"VR-Bench {level.game}", []).append(
                     {"instance": inst, "path": path, "frames": len(video), "state": level.state})
         for item in [i for items in (*ours.values(), *fixtures.values()) for i in items]:
-            work = referee_read(item["instance"], item["path"])
+            work = read_for(verifier_for(item["instance"].task, "reference"), item["instance"], item["path"])
             item["work_size"] = work.shape[1:3]
             item.setdefault("size", read_video(item["path"], max_frames=1).shape[1:3])
             del work

@@ -64,15 +64,22 @@ def _debug_strip(instance: Instance, video, score, verifier):
     return upscale(strip[None], 96)[0]
 
 
+def read_for(verifier, instance: Instance, video_path: Path):
+    """Decode a video file as ``verifier`` reads it: with its own ``read_video`` where it
+    has one (the maze family: straight to its working size), else whole. Raises
+    :class:`UserError` when the file is unreadable."""
+    from gen_reason.video import read_video
+
+    reader = getattr(verifier, "read_video", None)
+    return reader(video_path, instance) if reader is not None else read_video(video_path)
+
+
 def _read(verifier, instance: Instance, video_path: Path):
     """``(video, None)`` decoded as the verifier reads it, or ``(None, failure score)``."""
     from gen_reason.verifiers.score import Score
-    from gen_reason.video import read_video
 
-    # A verifier that can decode for itself (the maze family: straight to its working size) does.
-    reader = getattr(verifier, "read_video", None) or (lambda path, _instance: read_video(path))
     try:
-        return reader(video_path, instance), None
+        return read_for(verifier, instance, video_path), None
     except UserError as exc:
         return None, Score.failure(f"unreadable video: {exc}", success=0.0)
 
@@ -143,32 +150,23 @@ def score_many(jobs: list[tuple[Instance, Path, str | None]], kind: str, out: Pa
             sink.write("\n")  # end the line an interruption cut short: the next row starts clean
     keys = [tuple(_job_key(instance, path, kind)) for instance, path, _ in jobs]
     todo = [i for i, key in enumerate(keys) if key not in done]
-    verifiers: dict = {}
-
-    def verifier(instance):
-        if instance.task not in verifiers:
-            verifiers[instance.task] = verifier_for(instance.task, kind)
-        return verifiers[instance.task]
+    verifiers = {task: verifier_for(task, kind) for task in {jobs[i][0].task for i in todo}}
 
     def read(i):
         instance, path, _ = jobs[i]
-        return _read(verifier(instance), instance, path)
+        return _read(verifiers[instance.task], instance, path)
 
     rows: dict[int, dict] = {}
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode") as pool, log.open("a") as sink, \
             tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="score", unit="video",
                  disable=not progress) as bar:
-        pending = None
-        if todo:
-            verifier(jobs[todo[0]][0])  # made here, before the reader thread needs it
-            pending = pool.submit(read, todo[0])
+        pending = pool.submit(read, todo[0]) if todo else None
         for n, i in enumerate(todo):
             decoded = pending.result()
             if n + 1 < len(todo):
-                verifier(jobs[todo[n + 1]][0])
                 pending = pool.submit(read, todo[n + 1])
             instance, path, name = jobs[i]
-            rows[i] = _judge(verifier(instance), instance, path, decoded, out, name)
+            rows[i] = _judge(verifiers[instance.task], instance, path, decoded, out, name)
             sink.write(json.dumps({"key": list(keys[i]), "row": rows[i]}) + "\n")
             sink.flush()
             bar.update(1)
