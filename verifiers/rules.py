@@ -557,14 +557,13 @@ def check_scene(track: Track, spec: dict, agent_path: ObjectPath | None = None, 
     if spec.get("box") and track.box is not None:
         box_r = 0.5 * float(spec["box"].get("size_px", spec["step_px"])) * scale * 1.5 + 3
         objects.append((track.box.positions, nodes_w[int(spec["box"]["start"])], box_r))
-    # Per object: its working position per frame, or where it was last seen before a frame
-    # where it is lost (NaN where it was never seen yet).
+    # Per object: its working positions and, per frame, the frame whose position shows it:
+    # the frame itself, or where it was last seen before a frame where it is lost (-1: never yet).
     footprints = []
     for positions, start_w, radius in objects:
         seen = ~np.isnan(positions[:, 0])
-        last = np.maximum.accumulate(np.where(seen, np.arange(t), -1))
-        before = np.concatenate([[-1], last[:-1]])
-        shown = np.where(seen, np.arange(t), before)
+        last_seen = np.maximum.accumulate(np.where(seen, np.arange(t), -1))
+        shown = np.where(seen, np.arange(t), np.concatenate([[-1], last_seen[:-1]]))
         footprints.append((work.to_work(positions), shown, start_w, radius))
     agent_pos = track.agent.positions
     agent_w = footprints[0][0]
@@ -622,9 +621,7 @@ def check_scene(track: Track, spec: dict, agent_path: ObjectPath | None = None, 
     opened.reshape(diffs.shape)[:, h] = 0
     if not cv2.countNonZero(opened):  # nothing left to label (a clean video, usually)
         return []
-    n, labels, stats, cents = cv2.connectedComponentsWithStats(opened, connectivity=8)
-    if n <= 1:
-        return []
+    _, labels, stats, cents = cv2.connectedComponentsWithStats(opened, connectivity=8)
     frame_of = stats[1:, cv2.CC_STAT_TOP] // (h + 1)  # ascending: labels follow the raster order
     area = stats[1:, cv2.CC_STAT_AREA]
     big = np.flatnonzero(area >= min_area)
