@@ -31,7 +31,6 @@ import types
 from pathlib import Path
 
 import cv2
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import table, write_section  # noqa: E402
@@ -42,7 +41,7 @@ from gen_reason.runs.scoring import read_for  # noqa: E402
 from gen_reason.verifiers.draw import _morph_frames, red_mask  # noqa: E402
 from gen_reason.verifiers.parallel import chunk_bounds, workers  # noqa: E402
 from gen_reason.verifiers.registry import verifier_for  # noqa: E402
-from gen_reason.verifiers.tangram import _piece_mask, _resize_to, estimate_pose, segment_pieces  # noqa: E402
+from gen_reason.verifiers.tangram import _resize_to, find_pieces, segment_pieces  # noqa: E402
 from gen_reason.verifiers.rules import check_rules  # noqa: E402
 from gen_reason.verifiers.track import prepare_video, track_objects  # noqa: E402
 from gen_reason.video import read_video, write_mp4  # noqa: E402
@@ -114,15 +113,11 @@ def tangram_stage_seconds(instance, video) -> dict[str, float]:
     segmentation of the final frame, every piece's mask and pose search, and the rest
     (matching pieces to targets, silhouette IoU, bookkeeping)."""
     spec = instance.spec
-    unit = float(spec["unit_px"])
     clock = time.process_time
     t0 = clock()
     labels = segment_pieces(spec, _resize_to(video[-1], tuple(spec["image_size"])))
     t1 = clock()
-    for k, piece in enumerate(spec["pieces"]):
-        mask = _piece_mask(labels, k)
-        if np.count_nonzero(mask) >= 0.3 * piece["area_units"] * unit * unit:
-            estimate_pose(piece, unit, mask)
+    find_pieces(spec, labels)
     t2 = clock()
     verifier_for(instance.task, "reference").score(instance, video)
     t3 = clock()

@@ -162,6 +162,27 @@ def rotation_error(angle: float, target: float, symmetry: float) -> float:
     return min(d, symmetry - d)
 
 
+def find_pieces(spec: dict, labels: np.ndarray, *, min_area_ratio: float = 0.3, area_tolerance: float = 0.3,
+                min_shape_iou: float = 0.7) -> dict[str, dict]:
+    """Every piece of ``spec`` in a segmentation (:func:`segment_pieces`): its
+    ``area_ratio``, ``status`` (``missing``, ``shape_changed`` or ``found``, see the
+    module docstring) and, unless missing, its pose (:func:`estimate_pose`), by name."""
+    unit = float(spec["unit_px"])
+    found: dict[str, dict] = {}
+    for k, piece in enumerate(spec["pieces"]):
+        mask = _piece_mask(labels, k)
+        ratio = float(np.count_nonzero(mask)) / (piece["area_units"] * unit * unit)
+        entry = {"area_ratio": round(ratio, 4)}
+        if ratio < min_area_ratio:
+            entry["status"] = "missing"
+        else:
+            entry.update(estimate_pose(piece, unit, mask))
+            changed = abs(ratio - 1.0) > area_tolerance or entry["shape_iou"] < min_shape_iou
+            entry["status"] = "shape_changed" if changed else "found"
+        found[piece["name"]] = entry
+    return found
+
+
 def score_tangram(instance, video, *, color_threshold: float = 60.0, position_tolerance: float = 0.35,
                   rotation_tolerance_deg: float = 12.0, min_iou: float = 0.9, min_area_ratio: float = 0.3,
                   area_tolerance: float = 0.3, min_shape_iou: float = 0.7) -> Score:
@@ -185,19 +206,8 @@ def score_tangram(instance, video, *, color_threshold: float = 60.0, position_to
     labels = segment_pieces(spec, frame, color_threshold)
     targets = {p["piece"]: p for p in instance.solution["pieces"]}
 
-    found: dict[str, dict] = {}
-    for k, piece in enumerate(spec["pieces"]):
-        mask = _piece_mask(labels, k)
-        expected = piece["area_units"] * unit * unit
-        ratio = float(np.count_nonzero(mask)) / expected
-        entry = {"area_ratio": round(ratio, 4)}
-        if ratio < min_area_ratio:
-            entry["status"] = "missing"
-        else:
-            entry.update(estimate_pose(piece, unit, mask))
-            changed = abs(ratio - 1.0) > area_tolerance or entry["shape_iou"] < min_shape_iou
-            entry["status"] = "shape_changed" if changed else "found"
-        found[piece["name"]] = entry
+    found = find_pieces(spec, labels, min_area_ratio=min_area_ratio, area_tolerance=area_tolerance,
+                        min_shape_iou=min_shape_iou)
 
     def errors(piece: dict, entry: dict, target: dict) -> tuple[float, float]:
         if entry["status"] == "missing":
