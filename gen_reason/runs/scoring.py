@@ -107,16 +107,28 @@ def score_video(instance: Instance, video_path: Path, kind: str = "reference", o
     return _judge(verifier, instance, video_path, _read(verifier, instance, video_path), out, name)
 
 
-def _job_key(instance: Instance, path: Path, kind: str) -> list:
-    """What a reused row must match for resuming: the file (path, size, modification time),
-    the instance it answers (a hash of its JSON), the verifier kind and the package version."""
+def _job_keys(jobs: list[tuple[Instance, Path, str | None]], kind: str) -> list[tuple]:
+    """What a reused row must match for resuming, per job: the file (path, size,
+    modification time; -1 where it cannot be read, so it is scored and the failure
+    recorded), the instance it answers (a hash of its JSON, once per instance), the
+    verifier kind and the package version."""
     import hashlib
 
     from gen_reason import __version__
 
-    stat = path.stat()
-    puzzle = hashlib.sha1(json.dumps(instance.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
-    return [str(path), stat.st_size, stat.st_mtime_ns, puzzle, kind, __version__]
+    hashes: dict[int, str] = {}
+    keys = []
+    for instance, path, _ in jobs:
+        if id(instance) not in hashes:
+            text = json.dumps(instance.to_dict(), sort_keys=True)
+            hashes[id(instance)] = hashlib.sha1(text.encode()).hexdigest()[:16]
+        try:
+            stat = path.stat()
+            size, mtime = stat.st_size, stat.st_mtime_ns
+        except OSError:
+            size = mtime = -1
+        keys.append((str(path), size, mtime, hashes[id(instance)], kind, __version__))
+    return keys
 
 
 def score_many(jobs: list[tuple[Instance, Path, str | None]], kind: str, out: Path,
@@ -148,7 +160,7 @@ def score_many(jobs: list[tuple[Instance, Path, str | None]], kind: str, out: Pa
     if data and not data.endswith(b"\n"):
         with log.open("a") as sink:
             sink.write("\n")  # end the line an interruption cut short: the next row starts clean
-    keys = [tuple(_job_key(instance, path, kind)) for instance, path, _ in jobs]
+    keys = _job_keys(jobs, kind)
     todo = [i for i, key in enumerate(keys) if key not in done]
     verifiers = {task: verifier_for(task, kind) for task in {jobs[i][0].task for i in todo}}
 
