@@ -41,6 +41,8 @@ door's corners shrinks to ~2 px and crf-35 chroma bleeding can reach a wall core
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import cv2
 import numpy as np
 
@@ -72,6 +74,16 @@ def red_mask(frames: np.ndarray, red_min: int = RED_MIN, red_margin: int = RED_M
     r = frames[..., 0].astype(np.int32)
     gb = np.maximum(frames[..., 1], frames[..., 2]).astype(np.int32)
     return (r >= red_min) & (r - gb >= red_margin)
+
+
+class _Chunk(NamedTuple):
+    """What :func:`score_draw` finds in one chunk of frames (uint8 0/1 planes)."""
+
+    reds: np.ndarray        # (n, H, W) red masks
+    eroded: np.ndarray      # (n, H, W) the same, eroded 3x3
+    wall_touch: list[int]   # red pixels on the wall core, per frame
+    red_px: list[int]       # red pixels, per frame
+    added: np.ndarray       # (H, W) union of the chunk's eroded masks
 
 
 def _morph_frames(masks: np.ndarray, op, border: bool) -> np.ndarray:
@@ -230,23 +242,23 @@ def score_draw(instance_or_spec, video, *, red_min: int = RED_MIN, red_margin: i
         added = eroded[0].copy()
         for mask in eroded[1:]:
             cv2.bitwise_or(added, mask, dst=added)
-        return reds, eroded, touch, count, added
+        return _Chunk(reds, eroded, touch, count, added)
 
     parts = map_chunks(masks, t_count)
-    wall_touch = [n for part in parts for n in part[2]]
-    red_px = [n for part in parts for n in part[3]]
+    wall_touch = [n for part in parts for n in part.wall_touch]
+    red_px = [n for part in parts for n in part.red_px]
 
     # Drawn red stays: frame t against everything drawn before it. Each chunk starts from
     # what the chunks before it drew, so the chunks run side by side again. Only pixels
     # drawn and not red now can be erased, so the dilation runs only for frames that
     # have some (rarely, as red stays); the drawn area is counted only when the erased
     # pixels exceed ``erase_min_px`` (below it there is no violation whatever the area).
-    starts = [parts[0][1][0]]
+    starts = [parts[0].eroded[0]]
     for part in parts[:-1]:
-        starts.append(cv2.bitwise_or(starts[-1], part[4]))
+        starts.append(cv2.bitwise_or(starts[-1], part.added))
 
     def erased_in(i: int) -> tuple[list[int], list[bool]]:
-        reds, eroded = parts[i][:2]
+        reds, eroded = parts[i].reds, parts[i].eroded
         drawn = starts[i].copy()
         lost_px, too_many = [], []
         for k in range(0 if i else 1, len(reds)):
@@ -273,7 +285,7 @@ def score_draw(instance_or_spec, video, *, red_min: int = RED_MIN, red_margin: i
                          "message": f"drawn red disappears in frame {t} ({erased[t]} px erased)"}
         if violation is not None:
             break
-    reds = parts[-1][0].view(bool)
+    reds = parts[-1].reds.view(bool)
 
     final = _final_frame_rules(spec, reds[-1], wall_core, dot_core=dot_core, max_wall_touch_px=max_wall_touch_px)
     final_ok = final["walls_ok"] and final["touches_start"] and final["touches_end"] and final["connected"]

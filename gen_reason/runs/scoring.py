@@ -150,7 +150,10 @@ def score_many(jobs: list[tuple[Instance, Path, str | None]], kind: str, out: Pa
 
     log = out / "scores.jsonl"
     done: dict[tuple, dict] = {}
-    data = log.read_bytes() if log.exists() else b""
+    try:
+        data = log.read_bytes() if log.exists() else b""
+    except OSError as exc:
+        raise UserError(f"cannot read {log} (the rows of an earlier run): {exc.strerror or exc}") from None
     for line in data.splitlines():
         try:
             entry = json.loads(line)

@@ -178,3 +178,16 @@ def test_the_table_shows_each_tasks_own_numbers_and_no_lenient_rate_where_there_
     out = capsys.readouterr().out.splitlines()
     assert "PR=0.5 EM=0.0" in out[0]
     assert out[2] == "success 1/2 (lenient, as VR-Bench's SR: 1/1)"
+
+
+def test_an_unreadable_row_log_is_one_line_and_exit_2(tmp_path):
+    assert main(["make-dataset", "--task", "maze/grid", "--n", "1", "--frames", "natural", "--workers", "1",
+                 "--quiet", "--out", str(tmp_path / "d")]) == 0
+    record = json.loads((tmp_path / "d" / "metadata.jsonl").read_text().splitlines()[0])
+    outputs = tmp_path / "outputs"
+    outputs.mkdir()
+    shutil.copy(tmp_path / "d" / record["video"], outputs / f"{record['uid']}_s.mp4")
+    (outputs / "scores" / "scores.jsonl").mkdir(parents=True)  # not a file
+    result = _run(str(outputs), "--dataset", str(tmp_path / "d"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().count("\n") == 0 and "scores.jsonl" in result.stderr
