@@ -48,6 +48,33 @@ def model_task_defaults(model_path: str | Path) -> dict:
     return json.loads(meta.read_text()) if meta.exists() else {}
 
 
+def task_for_model(defaults: dict, task: str, difficulty: str, overrides: dict | None = None, *,
+                   model: str | Path = "the model"):
+    """The configured :class:`~gen_reason.puzzles.Task` a model should be given.
+
+    ``defaults`` is the model folder's ``genreason.json`` (:func:`model_task_defaults`).
+    A model that names the task it was trained for (the embedded model: ``maze/grid``)
+    is given only that task, with its puzzle settings (:func:`task_config_for`); any
+    other task is one line naming the tasks it knows and how to point ``--model`` at a
+    diffusers model. A model whose ``genreason.json`` names no task, or that has none (a Hub
+    folder), takes any task with its settings, if any, under the caller's ``overrides``.
+    This is the one place every
+    command (solve, eval, probe, training data) turns a model and a task name into a task.
+    """
+    from gen_reason.puzzles import TASKS, get_task
+
+    trained = defaults.get("task")
+    wanted = TASKS.canonical(task)
+    if trained is not None and wanted != (known := TASKS.canonical(trained)):
+        sizes = ", ".join(defaults.get("trained_sizes", [])) or defaults.get("difficulty", "")
+        name = "the embedded model" if str(model) in EMBEDDED_NAMES else f"model {model}"
+        raise UserError(
+            f"{name} was trained for {known.rsplit('-v', 1)[0]} only ({sizes}), not {wanted.rsplit('-v', 1)[0]}; "
+            "for other tasks point --model at a local diffusers image-to-video folder (Wan, CogVideoX, LTX), "
+            "e.g. --model models/Wan2.1-I2V-14B-480P-Diffusers")
+    return get_task(task, **task_config_for(defaults, difficulty, overrides))
+
+
 def task_config_for(defaults: dict, difficulty: str, overrides: dict | None = None) -> dict:
     """The task config for ``difficulty``: the model's general settings, then its
     per-difficulty geometry (room size that fills its resolution), then the caller's."""

@@ -135,8 +135,6 @@ def run_probe(
 
     Returns the summary dict (also written to ``out/summary.json``).
     """
-    from gen_reason.puzzles.registry import get_task
-
     if agent_targets not in ("generated", "solution"):
         raise UserError(f"agent_targets must be generated or solution; got {agent_targets!r}")
     if save_x0 not in ("first", "all", "none"):
@@ -165,9 +163,9 @@ def run_probe(
     difficulty = difficulty or defaults.get("difficulty", "easy")
     # The model's general puzzle settings, then its per-difficulty geometry, then the caller's
     # (the convention of genreason.json, as genreason solve and eval read it).
-    from gen_reason.models.loading import task_config_for
+    from gen_reason.models.loading import task_for_model
 
-    task_obj = get_task(task, **task_config_for(defaults, difficulty, task_config))
+    task_obj = task_for_model(defaults, task, difficulty, task_config, model=model)
     puzzles = [task_obj.generate(int(first_instance_seed) + i, difficulty) for i in range(int(instances))]
     referee = resolve_verifier(verifier, puzzles[0].task)
     generate_options = {"steps": steps, "num_frames": num_frames, "guidance": guidance}

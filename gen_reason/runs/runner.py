@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Iterator
 
 from gen_reason.errors import UserError
-from gen_reason.puzzles import Instance, get_task
+from gen_reason.puzzles import Instance
 from gen_reason.runs.config import EvalConfig, to_dict
 from gen_reason.runs.store import RunStore
 
@@ -103,7 +103,7 @@ def model_defaults(config: EvalConfig) -> dict:
 def iter_instances(config: EvalConfig, defaults: dict | None = None) -> Iterator[Instance]:
     """The run's instances in canonical order; ``defaults`` are the model's puzzle settings
     (applied under ``data.task_config``)."""
-    from gen_reason.models.loading import task_config_for
+    from gen_reason.models.loading import task_for_model
 
     data = config.data
     if data.dataset:
@@ -120,7 +120,7 @@ def iter_instances(config: EvalConfig, defaults: dict | None = None) -> Iterator
         raise UserError(f"data.n must be >= 1; got {data.n}")
     for name in data.tasks:
         for difficulty in data.difficulties:
-            task = get_task(name, **task_config_for(defaults or {}, difficulty, data.task_config))
+            task = task_for_model(defaults or {}, name, difficulty, data.task_config, model=config.model.path)
             for i in range(data.n):
                 yield task.generate(data.seed + i, difficulty)
 

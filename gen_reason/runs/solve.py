@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gen_reason.errors import UserError
-from gen_reason.puzzles import Instance, get_task
+from gen_reason.errors import UserError, check_writable
+from gen_reason.puzzles import Instance
 
 
 @dataclass
@@ -84,20 +84,26 @@ def solve(task: str = "maze", *, difficulty: str | None = None, seed: int | None
     ``side_by_side.gif`` (generated | ground truth, with the extracted track drawn),
     ``puzzle.png``, ``score.json``. ``out=None`` writes nothing.
     """
-    from gen_reason.models.loading import load_generator, model_task_defaults, resolve_model_path, task_config_for
+    from gen_reason.models.loading import load_generator, model_task_defaults, resolve_model_path, task_for_model
     from gen_reason.solvers.registry import get_solver
     from gen_reason.verifiers.registry import verifier_for
     from gen_reason.video import side_by_side, write_gif, write_image, write_mp4
 
+    for name, value in (("frames", frames), ("steps", steps)):
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise UserError(f"{name} must be a positive integer; got {value!r}")
+    if out is not None:
+        check_writable(out)  # before the generation, which takes a while
     started = time.perf_counter()
     defaults = model_task_defaults(resolve_model_path(model)) if generator is None else {}
     difficulty = difficulty or defaults.get("difficulty", "easy")
-    task_obj = get_task(task, **task_config_for(defaults, difficulty, task_config))
+    task_obj = task_for_model(defaults, task, difficulty, task_config, model=model)
     seed = random.SystemRandom().randrange(1_000_000, 2**31) if seed is None else seed
     instance = task_obj.generate(seed, difficulty)
-    if generator is None:
-        generator = load_generator(model, lora=lora, steps=steps, num_frames=frames or defaults.get("num_frames"))
     solver_obj = get_solver(solver, **(solver_params or {}))
+    if generator is None:
+        num_frames = frames if frames is not None else defaults.get("num_frames")
+        generator = load_generator(model, lora=lora, steps=steps, num_frames=num_frames)
     attempt = solver_obj.solve(instance, generator, verifier_for(instance.task, "rule"), None)
     reference = verifier_for(instance.task, "reference").score(instance, attempt.video)
     rule = next((c.score for c in attempt.candidates if c.video is attempt.video), None) if hasattr(attempt, "candidates") else None

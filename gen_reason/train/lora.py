@@ -741,10 +741,11 @@ def train_lora(config: LoraTrainConfig, progress: bool = True, *, stop_after_ste
     from tqdm.auto import tqdm
 
     from gen_reason.models.diffusers_backend import DiffusersVideoGenerator
+    from gen_reason.models.loading import resolve_model_path
 
     config = dataclasses.replace(config)
     config.validate()
-    config.model = str(Path(config.model).expanduser().resolve())
+    config.model = str(resolve_model_path(config.model).resolve())  # a name such as `embedded`, or a folder
     config.data = str(Path(config.data).expanduser().resolve())
     config.output_dir = str(Path(config.output_dir).expanduser().resolve())
     out = Path(config.output_dir)
