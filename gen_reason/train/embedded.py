@@ -1,11 +1,13 @@
 """Training the embedded default model (``genreason train embedded --config configs/embedded_maze.yaml``).
 
-One run is one folder: ``config.yaml`` (the resolved config), ``checkpoint.pt`` (model,
-EMA, optimizer, LR schedule, RNG states, step; replaced atomically every few minutes),
-``losses.jsonl``, ``validation.jsonl`` and ``validation.png`` (held-out success as the
-referee judges it, over training). Rerunning the same command resumes from the
-checkpoint, and the resumed run is bit-identical to an uninterrupted one: each batch
-and each step's noise are pure functions of ``(seed, step)``.
+One run is one folder: ``config.yaml`` (the resolved config), ``checkpoint.safetensors``
+(model, EMA, optimizer, RNG states, step, the open loss window; safetensors plus a JSON
+skeleton, never a pickle; replaced atomically every few minutes), ``losses.jsonl``,
+``validation.jsonl`` and ``validation.png`` (held-out success as the referee judges it,
+over training). Rerunning the same command resumes from the checkpoint, and the resumed
+run is bit-identical to an uninterrupted one: each batch and each step's noise are pure
+functions of ``(seed, step)``. The logs end up as an uninterrupted run's too: rows of
+steps after the checkpoint (written before a kill) are dropped on resume and written again.
 
 Run it as a module so the thread settings come before torch is imported::
 
@@ -20,7 +22,6 @@ import os
 # machine (FIELD_NOTES); this must be set before torch is imported to take effect.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import argparse  # noqa: E402
 import dataclasses  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
@@ -36,7 +37,13 @@ import torch  # noqa: E402
 
 from gen_reason.errors import UserError  # noqa: E402
 from gen_reason.models.embedded import EmbeddedVideoPipeline, make_scheduler, make_unet, pad_image, stack_frames  # noqa: E402
+from gen_reason.train.checkpoint import load_state, save_state, truncate_log  # noqa: E402
 from gen_reason.train.data import PAD_COLOR, MazeVideoData, batch_loader, held_out_instances  # noqa: E402
+from gen_reason.train.userinput import ArgumentParser, check_creatable, check_types, read_yaml_mapping  # noqa: E402
+
+CHECKPOINT = "checkpoint.safetensors"
+#: The checkpoint an older genreason wrote (a pickle): never loaded, only recognised.
+OLD_CHECKPOINT = "checkpoint.pt"
 
 
 @dataclass
@@ -73,7 +80,7 @@ class EmbeddedTrainConfig:
     max_grad_norm: float = 1.0
     ema_decay: float = 0.999
     seed: int = 0
-    init_from: str | None = None  # a second stage starts from these weights: a run's checkpoint.pt (its EMA) or an exported pipeline folder
+    init_from: str | None = None  # a second stage starts from these weights: a run folder or its checkpoint.safetensors (its EMA), or an exported pipeline folder
     mixed_precision: str = "no"
     threads: int = 2
     # bookkeeping
@@ -89,6 +96,7 @@ class EmbeddedTrainConfig:
 
     def validate(self) -> None:
         """Raise :class:`UserError` naming the first inconsistent field."""
+        check_types(self)
         if len(self.sizes) != len(self.size_weights) or not self.sizes:
             raise UserError("sizes and size_weights must be non-empty lists of the same length")
         if len(self.attention_levels) != len(self.block_out_channels):
@@ -100,19 +108,29 @@ class EmbeddedTrainConfig:
         if self.sample_eta < 0 or self.validation_eta < 0:
             raise UserError("sample_eta and validation_eta must be >= 0")
         for name in ("num_frames", "batch_size", "max_steps", "threads", "validation_count", "validation_steps",
-                     "sample_steps"):
+                     "sample_steps", "resolution", "layers_per_block", "attention_head_dim", "norm_num_groups",
+                     "num_train_timesteps", "log_every_steps", "validate_every_steps", "fresh_per_step", "pool_size"):
             if int(getattr(self, name)) < 1:
                 raise UserError(f"{name} must be >= 1; got {getattr(self, name)}")
+        for name in ("warmup_steps", "decay_steps", "data_workers", "checkpoint_minutes", "weight_decay",
+                     "max_grad_norm"):
+            if not getattr(self, name) >= 0:
+                raise UserError(f"{name} must be >= 0; got {getattr(self, name)}")
+        if not (self.learning_rate >= 0 and math.isfinite(self.learning_rate)):
+            raise UserError(f"learning_rate must be a finite number >= 0; got {self.learning_rate}")
+        for name in ("adam_beta1", "adam_beta2", "ema_decay"):
+            if not 0 <= getattr(self, name) < 1:
+                raise UserError(f"{name} must be in [0, 1); got {getattr(self, name)}")
+        if any(s < 2 for s in self.sizes) or any(w < 0 for w in self.size_weights) or not sum(self.size_weights) > 0:
+            raise UserError("sizes must be >= 2 rooms and size_weights >= 0 with a positive sum")
+        if self.mixed_precision not in ("no", "fp16", "bf16"):
+            raise UserError(f"mixed_precision must be no, fp16 or bf16; got {self.mixed_precision!r}")
 
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: dict | None = None) -> "EmbeddedTrainConfig":
-        """Load a YAML config; unknown keys are an error (a typo must not pass silently)."""
-        import yaml
-
-        path = Path(path)
-        if not path.is_file():
-            raise UserError(f"config file not found: {path}")
-        data = yaml.safe_load(path.read_text()) or {}
+        """Load a YAML config; unknown keys, wrong types, an empty file or invalid YAML are a
+        :class:`UserError` (a typo must not pass silently)."""
+        data = read_yaml_mapping(path)
         data.update(overrides or {})
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
@@ -222,9 +240,33 @@ def validate_model(unet, config: EmbeddedTrainConfig, referee: Callable) -> dict
 # -- checkpoints ------------------------------------------------------------------------------
 def save_checkpoint(path: Path, state: dict) -> None:
     """Write ``state`` to ``path`` atomically (a kill mid-write leaves the previous checkpoint)."""
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    save_state(path, state)
+
+
+def load_checkpoint(run_dir: str | Path) -> dict | None:
+    """The checkpoint state of run folder ``run_dir``, or ``None`` when it has none. A
+    checkpoint of an older genreason (a pickle, never loaded) or a damaged one is a
+    :class:`UserError`."""
+    run_dir = Path(run_dir)
+    if (run_dir / CHECKPOINT).is_file():
+        return load_state(run_dir / CHECKPOINT)
+    if (run_dir / OLD_CHECKPOINT).exists():
+        raise UserError(f"{run_dir} holds a {OLD_CHECKPOINT} written by an older genreason (a pickle, which is "
+                        "never loaded); start over with --no-resume or use a new --out folder")
+    return None
+
+
+def _has_row(path: Path, step: int) -> bool:
+    """Whether JSON-lines log ``path`` has a row for ``step``."""
+    if not path.is_file():
+        return False
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line).get("step") == step:
+                return True
+        except (ValueError, AttributeError):
+            continue
+    return False
 
 
 def _plot_validation(run_dir: Path) -> None:
@@ -324,20 +366,26 @@ def train_embedded(config: EmbeddedTrainConfig, out_dir: str | Path, resume: boo
     import yaml
 
     config.validate()
+    if stop_after_steps is not None and stop_after_steps < 1:
+        raise UserError(f"stop_after_steps must be >= 1; got {stop_after_steps}")
     run_dir = Path(out_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_path = run_dir / "checkpoint.pt"
+    ckpt_path = run_dir / CHECKPOINT
+    # Everything a user can get wrong is checked before the run folder is touched.
+    state = load_checkpoint(run_dir) if resume else None
+    if state is not None:
+        check_resumable(state["config"], config, int(state["step"]))
     torch.set_num_threads(config.threads)
     torch.set_flush_denormal(True)
-    accelerator = Accelerator(mixed_precision=config.mixed_precision)
-
     unet = config.build_unet()
-    if config.init_from:
+    if config.init_from and state is None:
         try:
             unet.load_state_dict(initial_weights(config.init_from))
         except RuntimeError as exc:  # missing/unexpected keys or other shapes: another model's weights
             raise UserError(f"init_from {config.init_from} does not fit this config's UNet "
                             f"({str(exc).splitlines()[0]})") from None
+    check_creatable(run_dir, "run folder")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    accelerator = Accelerator(mixed_precision=config.mixed_precision)
     # mkldnn convolutions run ~10 % faster on channels-last tensors (measured on 2 CPU cores).
     unet = unet.to(memory_format=torch.channels_last)
     ema = EMAModel(unet.parameters(), decay=config.ema_decay)
@@ -346,9 +394,8 @@ def train_embedded(config: EmbeddedTrainConfig, out_dir: str | Path, resume: boo
     noise_scheduler = make_scheduler(config.num_train_timesteps, config.prediction_type)
 
     step, train_seconds = 0, 0.0
-    if resume and ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        check_resumable(state["config"], config, int(state["step"]))
+    window: list[float] = []  # losses since the last row of losses.jsonl
+    if state is not None:
         unet.load_state_dict(state["unet"])
         ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
@@ -356,6 +403,10 @@ def train_embedded(config: EmbeddedTrainConfig, out_dir: str | Path, resume: boo
         np.random.set_state(state["numpy_rng"])
         random.setstate(state["python_rng"])
         step, train_seconds = int(state["step"]), float(state["train_seconds"])
+        window = [float(x) for x in state.get("loss_window", [])]
+    # Rows past the checkpoint (or, starting over, every row) belong to steps that are run again.
+    for log in ("losses.jsonl", "validation.jsonl"):
+        truncate_log(run_dir / log, step)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
     unet, optimizer = accelerator.prepare(unet, optimizer)
     ema.to(accelerator.device)
@@ -366,6 +417,7 @@ def train_embedded(config: EmbeddedTrainConfig, out_dir: str | Path, resume: boo
             "unet": accelerator.unwrap_model(unet).state_dict(), "ema": ema.state_dict(),
             "optimizer": optimizer.state_dict(),
             "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(), "python_rng": random.getstate(),
+            "loss_window": list(window),
         })
 
     referee_name, referee = load_referee() if validate else ("", None)
@@ -399,7 +451,9 @@ def train_embedded(config: EmbeddedTrainConfig, out_dir: str | Path, resume: boo
     if threading.current_thread() is threading.main_thread():
         for signum in (signal.SIGTERM, signal.SIGINT):
             previous_handlers[signum] = signal.signal(signum, lambda *_: stop_requested.append(True))
-    window: list[float] = []
+    if validate and step and step % config.validate_every_steps == 0 and \
+            not _has_row(run_dir / "validation.jsonl", step):
+        run_validation()  # the last sitting was killed during this validation
     loss_value = float("nan")
     unet.train()
     in_step = False  # True while a step changes the weights: a failure then leaves no consistent state to save
@@ -451,32 +505,47 @@ def train_embedded(config: EmbeddedTrainConfig, out_dir: str | Path, resume: boo
             signal.signal(signum, handler)
     bar.close()
     checkpoint()
-    if validate and not stop_requested and step == config.max_steps and step % config.validate_every_steps:
+    if validate and not stop_requested and step == config.max_steps and step % config.validate_every_steps \
+            and not _has_row(run_dir / "validation.jsonl", step):
         run_validation()
     return {"step": step, "loss": loss_value, "train_seconds": train_seconds}
 
 
 def initial_weights(source: str | Path) -> dict:
-    """The UNet weights a second stage starts from: a run's ``checkpoint.pt`` (its EMA
-    weights) or an exported pipeline folder such as the shipped
-    ``gen_reason/assets/embedded`` (safetensors), so training can continue in a later
-    sitting that no longer has the first run's folder. Raises :class:`UserError` when
-    ``source`` is neither."""
+    """The UNet weights a second stage starts from: a run folder or its
+    ``checkpoint.safetensors`` (its EMA weights), or an exported pipeline folder such as
+    the shipped ``gen_reason/assets/embedded`` (safetensors), so training can continue in
+    a later sitting that no longer has the first run's folder. Raises :class:`UserError`
+    when ``source`` is none of these or cannot be read (a pickle is never loaded)."""
     source = Path(source)
     if source.is_file():
         return ema_unet(source.parent, source.name)[0].state_dict()
+    if source.is_dir() and ((source / CHECKPOINT).is_file() or (source / OLD_CHECKPOINT).exists()):
+        return ema_unet(source)[0].state_dict()
     weights = source / "unet" / "diffusion_pytorch_model.safetensors"
     if source.is_dir() and weights.is_file():
         from safetensors.torch import load_file
 
-        return load_file(str(weights))
-    raise UserError(f"init_from must be a run's checkpoint.pt or an exported pipeline folder; got {source}")
+        try:
+            return load_file(str(weights))
+        except Exception as exc:  # noqa: BLE001 - a truncated or foreign file
+            raise UserError(f"init_from {weights} cannot be read as safetensors weights "
+                            f"({' '.join(str(exc).split())[:200]})") from None
+    raise UserError(f"init_from must be a run folder, its {CHECKPOINT} or an exported pipeline folder; got {source}")
 
 
-def ema_unet(run_dir: str | Path, checkpoint: str = "checkpoint.pt"):
-    """The EMA weights of a run's checkpoint, as a UNet ready for inference: ``(unet, config, state)``."""
+def ema_unet(run_dir: str | Path, checkpoint: str = CHECKPOINT):
+    """The EMA weights of a run's checkpoint, as a UNet ready for inference: ``(unet, config, state)``.
+
+    A missing, older (pickle, never loaded) or damaged checkpoint is a :class:`UserError`."""
     run_dir = Path(run_dir)
-    state = torch.load(run_dir / checkpoint, map_location="cpu", weights_only=False)
+    path = run_dir / checkpoint
+    if not path.is_file():
+        load_checkpoint(run_dir)  # says so when the folder holds an older genreason's checkpoint
+        raise UserError(f"no checkpoint {path} (train first, or give the run's --out folder)")
+    state = load_state(path)
+    if not isinstance(state, dict) or not {"config", "ema"} <= set(state):
+        raise UserError(f"{path} is not a checkpoint of the embedded trainer")
     known = {f.name for f in dataclasses.fields(EmbeddedTrainConfig)}
     config = EmbeddedTrainConfig(**{k: v for k, v in state["config"].items() if k in known})
     unet = config.build_unet()
@@ -530,22 +599,32 @@ def export_pipeline(run_dir: str | Path, dest: str | Path, sampler: EmbeddedTrai
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: train (resuming if the run folder has a checkpoint), optionally export."""
-    parser = argparse.ArgumentParser(prog="genreason train embedded", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="genreason train embedded", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="configs/embedded_maze.yaml", help="YAML with every hyperparameter")
     parser.add_argument("--out", default="runs/embedded", help="run folder (checkpoint, logs, validation curve)")
     parser.add_argument("--no-resume", action="store_true", help="start over even if the run folder has a checkpoint")
     parser.add_argument("--stop-after-steps", type=int, default=None, help="end this sitting after this many steps")
     parser.add_argument("--export", default=None, help="after training, save the EMA pipeline to this folder")
     parser.add_argument("--export-only", action="store_true",
-                        help="skip training; export the latest checkpoint (default sampler from --config)")
-    args = parser.parse_args(argv)
+                        help="skip training; export the latest checkpoint to --export (default sampler from --config)")
     try:
+        args = parser.parse_args(argv)
         config = EmbeddedTrainConfig.from_yaml(args.config)
-        if not args.export_only:
+        if args.stop_after_steps is not None and args.stop_after_steps < 1:
+            raise UserError(f"--stop-after-steps must be >= 1; got {args.stop_after_steps}")
+        if args.export_only and not args.export:
+            raise UserError("--export-only needs --export DIR (the folder to write the pipeline to)")
+        if args.export_only and args.stop_after_steps is not None:
+            raise UserError("--export-only trains nothing; drop --stop-after-steps")
+        if args.export:
+            check_creatable(args.export, "--export folder")
+        if args.export_only:
+            ema_unet(args.out)  # a run folder with a readable checkpoint, before anything is written
+        else:
             result = train_embedded(config, args.out, resume=not args.no_resume, stop_after_steps=args.stop_after_steps)
             print(json.dumps(result))
-        if args.export or args.export_only:
-            print(f"exported to {export_pipeline(args.out, args.export or 'gen_reason/assets/embedded', config)}")
+        if args.export:
+            print(f"exported to {export_pipeline(args.out, args.export, config)}")
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -67,9 +67,11 @@ import torch  # noqa: E402
 
 from gen_reason.errors import UserError  # noqa: E402
 from gen_reason.models.families import Geometry  # noqa: E402
-from gen_reason.train.checkpoint import load_latest, rng_state, save_checkpoint, set_rng_state  # noqa: E402
+from gen_reason.train.checkpoint import (load_latest, rng_state, save_checkpoint, set_rng_state,  # noqa: E402
+                                         truncate_log)
 from gen_reason.train.conditioning import ConditioningCache, Sample, load_samples  # noqa: E402
 from gen_reason.train.losses import EXPERTS, SCHEMES, NoiseSettings, objective_for, sample_generator  # noqa: E402
+from gen_reason.train.userinput import ArgumentParser, check_creatable, check_types, read_yaml_mapping  # noqa: E402
 
 LORA_WEIGHTS = "pytorch_lora_weights.safetensors"
 MIXED_PRECISION = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -142,6 +144,7 @@ class LoraTrainConfig:
             raise UserError("no model given: set model in the config or pass --model PATH")
         if not self.data:
             raise UserError("no data given: set data in the config or pass --data DIR")
+        check_types(self)
         positive = ["rank", "batch_size", "gradient_accumulation_steps", "epochs", "validation_count",
                     "checkpoints_keep", "log_every"]
         for name in positive:
@@ -154,8 +157,8 @@ class LoraTrainConfig:
         for name in ("checkpoint_every", "validate_every", "lr_warmup_steps"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
                 raise UserError(f"{name} must be an integer >= 0; got {getattr(self, name)!r}")
-        if not self.learning_rate > 0:
-            raise UserError(f"learning_rate must be > 0; got {self.learning_rate}")
+        if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
+            raise UserError(f"learning_rate must be a finite number > 0; got {self.learning_rate}")
         if not 0 <= self.dropout < 1:
             raise UserError(f"dropout must be in [0, 1); got {self.dropout}")
         if self.alpha is not None and not self.alpha > 0:
@@ -209,19 +212,9 @@ def load_lora_config(path: str | os.PathLike | None = None, overrides: dict | No
     Unknown keys are a :class:`UserError` (a typo must not pass silently); string
     override values (from the command line) are read as YAML scalars.
     """
-    import yaml
-
     data: dict = {}
     if path is not None:
-        path = Path(path).expanduser()
-        if not path.is_file():
-            raise UserError(f"config file not found: {path}")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise UserError(f"cannot parse {path}: {str(exc).splitlines()[0]}") from None
-        if not isinstance(data, dict):
-            raise UserError(f"{path} must hold a mapping of settings")
+        data = read_yaml_mapping(path)  # missing, unreadable, invalid, empty or not a mapping: one line
     known = [f.name for f in dataclasses.fields(LoraTrainConfig)]
     overrides = {str(k).replace("-", "_"): v for k, v in (overrides or {}).items() if v is not None}
     for source, values in ((str(path), data), ("overrides", overrides)):
@@ -505,15 +498,6 @@ def _read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def _truncate_log(path: Path, step: int) -> None:
-    rows = _read_jsonl(path)
-    kept = [row for row in rows if row.get("step", 0) <= step]
-    if len(kept) != len(rows):
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text("".join(json.dumps(row) + "\n" for row in kept))
-        os.replace(tmp, path)
-
-
 def plot_curves(out: Path) -> Path | None:
     """Draw ``validation.png``: training loss and held-out success / metrics against the step."""
     losses, rows = _read_jsonl(out / "losses.jsonl"), _read_jsonl(out / "validation.jsonl")
@@ -745,10 +729,12 @@ def train_lora(config: LoraTrainConfig, progress: bool = True, *, stop_after_ste
 
     config = dataclasses.replace(config)
     config.validate()
+    if stop_after_steps is not None and stop_after_steps < 1:
+        raise UserError(f"stop_after_steps must be >= 1; got {stop_after_steps}")
+    config.output_dir = str(Path(config.output_dir).expanduser().resolve())
+    out = check_creatable(config.output_dir, "output folder")  # before anything loads; leaves nothing behind
     config.model = str(resolve_model_path(config.model).resolve())  # a name such as `embedded`, or a folder
     config.data = str(Path(config.data).expanduser().resolve())
-    config.output_dir = str(Path(config.output_dir).expanduser().resolve())
-    out = Path(config.output_dir)
     samples = load_samples(config.data, config.split)
     tracker = _check_trackers(config.trackers)
 
@@ -796,7 +782,7 @@ def train_lora(config: LoraTrainConfig, progress: bool = True, *, stop_after_ste
         step, position = latest.step, int(latest.state["data_position"])
         if is_main:  # rows of steps after the checkpoint were lost with the kill; they are redone
             for name in ("losses.jsonl", "validation.jsonl"):
-                _truncate_log(out / name, step)
+                truncate_log(out / name, step)
     elif is_main:
         import shutil
 
@@ -920,16 +906,14 @@ def parse_overrides(arguments: Sequence[str]) -> dict:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: ``--config FILE --model PATH --data DIR --out DIR [--field value ...]``."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m gen_reason.train.lora", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="genreason train lora", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", help="YAML config (configs/lora_wan.yaml, ...)")
     parser.add_argument("--model", help="diffusers model folder")
     parser.add_argument("--data", help="dataset folder made by genreason make-dataset")
     parser.add_argument("--out", dest="output_dir", help="run folder (output_dir)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    args, rest = parser.parse_known_args(argv)
     try:
+        args, rest = parser.parse_known_args(argv)
         overrides = parse_overrides(rest)
         overrides.update({k: v for k, v in (("model", args.model), ("data", args.data),
                                             ("output_dir", args.output_dir)) if v})

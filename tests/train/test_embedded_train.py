@@ -8,23 +8,13 @@ import torch
 
 from gen_reason.errors import UserError
 from gen_reason.models.embedded import make_scheduler
+from gen_reason.train.checkpoint import load_state
 from gen_reason.train.data import (HELD_OUT_SEED_START, TRAIN_SEED_LIMIT, MazeVideoData, ReplayStream,
                                    held_out_instances, maze_geometry)
 from gen_reason.train.embedded import (EmbeddedTrainConfig, _step_generator, diffusion_loss, learning_rate_at,
                                        train_embedded)
 
-
-def tiny_config(**changes) -> EmbeddedTrainConfig:
-    """A run small enough for a test: 3x3 mazes at 16 px, 4 frames, a two-level UNet."""
-    values = dict(sizes=[3], size_weights=[1.0], num_frames=4, resolution=16, block_out_channels=[16, 32],
-                  attention_levels=[False, True], attention_head_dim=16, norm_num_groups=8, batch_size=4,
-                  max_steps=6, warmup_steps=2, decay_steps=2, data_workers=0, fresh_per_step=2, pool_size=8,
-                  learning_rate=2e-3, validate_every_steps=1000, validation_count=2, validation_steps=2,
-                  validation_sizes=[3], threads=1)
-    values.update(changes)
-    config = EmbeddedTrainConfig(**values)
-    config.validate()
-    return config
+# tiny_config and logged: fixtures in conftest.py
 
 
 def test_geometry_fills_the_working_size():
@@ -54,14 +44,14 @@ def test_replay_pool_is_a_function_of_the_step():
     assert torch.equal(resumed[1]["video"], batches[4]["video"])
 
 
-def test_learning_rate_warms_up_holds_and_decays():
+def test_learning_rate_warms_up_holds_and_decays(tiny_config):
     config = tiny_config(max_steps=100, warmup_steps=10, decay_steps=20)
     assert learning_rate_at(config, 0) == pytest.approx(config.learning_rate / 10)
     assert learning_rate_at(config, 50) == config.learning_rate
     assert learning_rate_at(config, 90) == pytest.approx(config.learning_rate / 2)
 
 
-def test_short_run_lowers_the_loss(tmp_path):
+def test_short_run_lowers_the_loss(tmp_path, tiny_config):
     config = tiny_config(max_steps=30, decay_steps=1)
     batch = config.data.batch(10**6, 8)  # a batch the run never trains on
     scheduler = make_scheduler()
@@ -72,7 +62,7 @@ def test_short_run_lowers_the_loss(tmp_path):
 
     before = fixed_loss(config.build_unet())
     train_embedded(config, tmp_path / "run", progress=False, validate=False)
-    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    state = load_state(tmp_path / "run" / "checkpoint.safetensors")
     unet = config.build_unet()
     unet.load_state_dict(state["unet"])
     assert state["step"] == 30
@@ -80,15 +70,21 @@ def test_short_run_lowers_the_loss(tmp_path):
     assert (tmp_path / "run" / "losses.jsonl").exists() or config.log_every_steps > 30
 
 
-def test_resume_is_bit_exact(tmp_path):
-    config = tiny_config()
+def test_resume_is_bit_exact(tmp_path, tiny_config, logged):
+    config = tiny_config(log_every_steps=2)
     train_embedded(config, tmp_path / "straight", progress=False, validate=False)
     train_embedded(config, tmp_path / "resumed", progress=False, validate=False, stop_after_steps=3)
-    halfway = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=False)
+    halfway = load_state(tmp_path / "resumed" / "checkpoint.safetensors")
     assert halfway["step"] == 3
+    # Rows a killed sitting wrote past its checkpoint are dropped on resume, not repeated.
+    with open(tmp_path / "resumed" / "losses.jsonl", "a") as fh:
+        fh.write('{"step": 4, "loss": 9.0}\n{"step": 6, "lo')
     train_embedded(config, tmp_path / "resumed", progress=False, validate=False)
-    a = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=False)
-    b = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=False)
+    # The log equals an uninterrupted run's: the loss window open at the checkpoint (step 3 of 2..4) was saved.
+    assert [row["step"] for row in logged(tmp_path / "resumed")] == [2, 4, 6]
+    assert logged(tmp_path / "resumed") == logged(tmp_path / "straight")
+    a = load_state(tmp_path / "straight" / "checkpoint.safetensors")
+    b = load_state(tmp_path / "resumed" / "checkpoint.safetensors")
     assert a["step"] == b["step"] == 6
     for name, tensor in a["unet"].items():
         assert torch.equal(tensor, b["unet"][name]), name
@@ -98,13 +94,13 @@ def test_resume_is_bit_exact(tmp_path):
         assert torch.equal(moments["exp_avg"], b["optimizer"]["state"][key]["exp_avg"])
 
 
-def test_resume_refuses_a_different_run(tmp_path):
+def test_resume_refuses_a_different_run(tmp_path, tiny_config):
     train_embedded(tiny_config(max_steps=2), tmp_path / "run", progress=False, validate=False)
     with pytest.raises(UserError, match="learning_rate"):
         train_embedded(tiny_config(max_steps=2, learning_rate=1e-2), tmp_path / "run", progress=False, validate=False)
 
 
-def test_validation_writes_a_curve(tmp_path):
+def test_validation_writes_a_curve(tmp_path, tiny_config):
     config = tiny_config(max_steps=2, validate_every_steps=2)
     train_embedded(config, tmp_path / "run", progress=False, validate=True)
     assert (tmp_path / "run" / "validation.jsonl").read_text().count("\n") == 1
@@ -141,19 +137,19 @@ def test_fixed_speed_videos_hold_at_the_goal():
     assert moves <= 9 and np.array_equal(video[-1], video[-2])
 
 
-def test_second_stage_starts_from_the_first_stages_ema(tmp_path):
+def test_second_stage_starts_from_the_first_stages_ema(tmp_path, tiny_config):
     from gen_reason.train.embedded import ema_unet
 
     train_embedded(tiny_config(max_steps=2), tmp_path / "one", progress=False, validate=False)
     first, _, _ = ema_unet(tmp_path / "one")
-    second = tiny_config(max_steps=1, init_from=str(tmp_path / "one" / "checkpoint.pt"), learning_rate=0.0)
+    second = tiny_config(max_steps=1, init_from=str(tmp_path / "one" / "checkpoint.safetensors"), learning_rate=0.0)
     train_embedded(second, tmp_path / "two", progress=False, validate=False)
-    state = torch.load(tmp_path / "two" / "checkpoint.pt", weights_only=False)
+    state = load_state(tmp_path / "two" / "checkpoint.safetensors")
     for name, tensor in first.state_dict().items():
         assert torch.equal(tensor, state["unet"][name]), name
 
 
-def test_export_writes_the_puzzle_settings_solve_reads(tmp_path):
+def test_export_writes_the_puzzle_settings_solve_reads(tmp_path, tiny_config):
     """The exported folder loads through the backend at the trained frame count and tells
     solve/eval which puzzles it knows (genreason.json from the training config)."""
     from gen_reason.models.diffusers_backend import DiffusersVideoGenerator
@@ -179,7 +175,7 @@ def test_export_writes_the_puzzle_settings_solve_reads(tmp_path):
 
 
 @pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
-def test_a_signal_to_the_process_group_checkpoints_and_resumes_bit_exact(tmp_path, signame):
+def test_a_signal_to_the_process_group_checkpoints_and_resumes_bit_exact(tmp_path, signame, tiny_config):
     """A signal to the whole group (Ctrl-C in a terminal, a scheduler's preemption, a
     ``pkill -f``) reaches the data worker too; the worker must ignore it so the trainer
     finishes its step and checkpoints, rather than crash on a dead worker."""
@@ -206,17 +202,17 @@ def test_a_signal_to_the_process_group_checkpoints_and_resumes_bit_exact(tmp_pat
     os.killpg(proc.pid, getattr(signal, signame))
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err.decode()[-2000:]
-    state = torch.load(run / "checkpoint.pt", weights_only=False)
+    state = load_state(run / "checkpoint.safetensors")
     done = int(state["step"])
     assert done >= 5 and json.loads(out.decode().strip().splitlines()[-1])["step"] == done
     # The interrupted run equals a run told to stop at the same step.
     train_embedded(config, tmp_path / "straight", progress=False, validate=False, stop_after_steps=done)
-    straight = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=False)
+    straight = load_state(tmp_path / "straight" / "checkpoint.safetensors")
     for name, tensor in straight["unet"].items():
         assert torch.equal(tensor, state["unet"][name]), name
 
 
-def test_second_stage_starts_from_an_exported_pipeline_folder(tmp_path):
+def test_second_stage_starts_from_an_exported_pipeline_folder(tmp_path, tiny_config):
     """A later sitting without the first run's folder continues from the exported
     (safetensors) weights, as from the shipped model."""
     from gen_reason.train.embedded import ema_unet, export_pipeline
@@ -226,7 +222,7 @@ def test_second_stage_starts_from_an_exported_pipeline_folder(tmp_path):
     export_pipeline(tmp_path / "one", tmp_path / "exported")
     second = tiny_config(max_steps=1, init_from=str(tmp_path / "exported"), learning_rate=0.0)
     train_embedded(second, tmp_path / "two", progress=False, validate=False)
-    state = torch.load(tmp_path / "two" / "checkpoint.pt", weights_only=False)
+    state = load_state(tmp_path / "two" / "checkpoint.safetensors")
     for name, tensor in first.state_dict().items():
         assert torch.equal(tensor, state["unet"][name]), name
     with pytest.raises(UserError):

@@ -225,7 +225,7 @@ def test_one_expert_trains_and_loads_alone(experts, model, dataset, tmp_path):
     assert manifest[untouched] is None and manifest[trained] is not None
     assert (out / LORA_WEIGHTS).is_file() == (experts == "high")
     assert (out / LOW_LORA).is_file() == (experts == "low")
-    saved = torch.load(ckpt.load_latest(out / "checkpoints").path / "trainable.pt")
+    saved = ckpt.load_state(ckpt.load_latest(out / "checkpoints").path / "trainable.safetensors")
     assert saved and all(name.startswith(f"{trained}.") for name in saved)  # only this expert's adapter trained
 
     base = generator_for(model)
@@ -249,7 +249,7 @@ def test_resume_after_interruption_reproduces_both_adapters(model, dataset, tmp_
     cut = train_lora(cut_config, progress=False, stop_after_steps=3)  # "killed" after step 3
     checkpoint = ckpt.load_latest(cut / "checkpoints")
     assert checkpoint.step == 2 and not (cut / LORA_WEIGHTS).exists()
-    saved = torch.load(checkpoint.path / "trainable.pt")
+    saved = ckpt.load_state(checkpoint.path / "trainable.safetensors")
     assert {name.split(".")[0] for name in saved} == {"transformer", "transformer_2"}
     with pytest.raises(UserError, match="experts"):
         train_lora(config_for(model, dataset, tmp_path / "cut", **settings, experts="high"), progress=False)
