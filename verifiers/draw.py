@@ -23,13 +23,17 @@ covers its core. Rules on the final frame:
 And on the sequence (``score_draw`` only), each frame ``t`` in order:
 
 - red never on the wall core (the same ``max_wall_touch_px``);
+- the path is drawn, not pasted (``drawn_at_once``): no frame adds more than
+  ``max_jump_fraction`` of all the red the video adds (judged when that is at least
+  two cells of line);
 - drawn red stays: ``erased_px[t]`` = pixels of the union of all earlier red masks
   (eroded by 1 px, so only stroke interiors count) that are no longer red in frame ``t``
   (dilated by 1 px); a violation when ``erased_px[t] > max(erase_min_px, erase_fraction
   * |union|)``. ``first_violation_frame`` is the first frame breaking either rule (-1
   when none).
 
-``success`` = final-frame pass and no sequence violation. This is a *rule* verifier: it
+``success`` = final-frame pass and no sequence violation; ``success_lenient`` = the
+final-frame pass alone (VideoThinkBench's verdict). This is a *rule* verifier: it
 reads only ``spec`` (dots, walls, widths), never the stored solution.
 
 Robustness (checked in the tests at the default ``cell_px`` 32, all three shapes):
@@ -203,17 +207,23 @@ def score_draw_image(spec, image: np.ndarray, *, red_min: int = RED_MIN, red_mar
 
 def score_draw(instance_or_spec, video, *, red_min: int = RED_MIN, red_margin: int = RED_MARGIN,
                wall_tolerance_px: float = 1.0, max_wall_touch_px: int = 0, dot_core: float = 0.6,
-               erase_fraction: float = 0.05, erase_min_px: float | None = None) -> Score:
+               erase_fraction: float = 0.05, erase_min_px: float | None = None,
+               max_jump_fraction: float = 0.5) -> Score:
     """Judge a ``maze/draw`` video on its final frame and on the whole sequence.
 
     Final frame: VideoThinkBench's rules (see the module docstring). Sequence: red is
-    never on a wall core in any frame, and red once drawn stays (``erased_px`` above
+    never on a wall core in any frame, red once drawn stays (``erased_px`` above
     ``max(erase_min_px, erase_fraction * drawn area)`` is a violation; ``erase_min_px``
-    defaults to two squared line widths at the video's scale).
+    defaults to two squared line widths at the video's scale), and the path is drawn, not
+    pasted: no frame adds more than ``max_jump_fraction`` of the red the whole video adds
+    (``drawn_at_once``; at any speed a path drawn over two frames or more passes).
+    ``success`` is strict (final frame and sequence); ``success_lenient`` is
+    VideoThinkBench's verdict on the final frame alone.
 
     Metrics: ``success``, ``touches_start``, ``touches_end``, ``connected`` (0/1),
     ``wall_touch_px`` (final frame), ``max_wall_touch_px`` (over all frames),
-    ``max_erased_px``, ``first_violation_frame`` (-1 when the sequence breaks no rule),
+    ``max_erased_px``, ``max_drawn_in_one_frame`` (the largest share of the path's red
+    that one frame adds), ``first_violation_frame`` (-1 when the sequence breaks no rule),
     ``red_px``, ``red_components`` (components of at least a line width squared; a clean
     answer has 1). The trace holds the per-frame wall-touch, erased and red counts, the
     first rule broken and the final-frame evidence.
@@ -222,7 +232,7 @@ def score_draw(instance_or_spec, video, *, red_min: int = RED_MIN, red_margin: i
     try:
         video = as_video(video)
     except ValueError as exc:
-        return Score.failure(str(exc), success=0.0)
+        return Score.failure(str(exc), success=0.0, success_lenient=0.0)
     t_count, h, w = video.shape[:3]
     h0, w0 = spec["image_size"]
     s = ((w / w0) * (h / h0)) ** 0.5
@@ -276,9 +286,22 @@ def score_draw(instance_or_spec, video, *, red_min: int = RED_MIN, red_margin: i
     for lost_px, flags in (run for chunk in runs for run in chunk):
         erased += lost_px
         too_many += flags
+    # Drawn, not pasted: the red each frame adds (beyond the most red any earlier frame
+    # showed, so compression flicker adds nothing) against all the red the video adds.
+    added = np.diff(np.maximum.accumulate(np.asarray(red_px, float)), prepend=float(red_px[0]))
+    path_px = float(added.sum())
+    # Judged once the video adds at least two cells of line (a lone moving dot is the
+    # erase rule's business, not a pasted path).
+    line = spec["draw"]["line_width"] * s
+    min_path_px = 2.0 * float(spec.get("step_px", 4 * spec["draw"]["line_width"])) * s * line
+    jump_share = added / path_px if path_px >= min_path_px else np.zeros(t_count)
     violation = None
     for t in range(t_count):
-        if wall_touch[t] > max_wall_touch_px:
+        if jump_share[t] > max_jump_fraction:
+            violation = {"frame": t, "rule": "drawn_at_once",
+                         "message": f"{jump_share[t]:.0%} of the path appears at once in frame {t}: "
+                                    "a path must be drawn, not pasted"}
+        elif wall_touch[t] > max_wall_touch_px:
             violation = {"frame": t, "rule": "wall", "message": f"red on a wall in frame {t} ({wall_touch[t]} px)"}
         elif too_many[t]:
             violation = {"frame": t, "rule": "erased",
@@ -292,12 +315,14 @@ def score_draw(instance_or_spec, video, *, red_min: int = RED_MIN, red_margin: i
     success = bool(final_ok and violation is None)
     metrics = {
         "success": float(success),
+        "success_lenient": float(final_ok),
         "touches_start": float(final["touches_start"]),
         "touches_end": float(final["touches_end"]),
         "connected": float(final["connected"]),
         "wall_touch_px": float(final["wall_touch_px"]),
         "max_wall_touch_px": float(max(wall_touch)),
         "max_erased_px": float(max(erased)),
+        "max_drawn_in_one_frame": float(jump_share.max()),
         "first_violation_frame": float(violation["frame"]) if violation else -1.0,
         "red_px": float(final["red_px"]),
         "red_components": float(final["red_components"]),

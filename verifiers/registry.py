@@ -14,18 +14,25 @@ from gen_reason.errors import UserError
 from gen_reason.registry import Registry, split_version
 
 #: Verifier classes by "<task family>:<kind>".
-VERIFIERS: Registry[Any] = Registry("verifier")
+VERIFIERS: Registry[Any] = Registry("verifier", entry_points="genreason.verifiers")
 VERIFIERS.register("maze:rule", "gen_reason.verifiers.maze:MazeRuleVerifier")
 VERIFIERS.register("maze:reference", "gen_reason.verifiers.maze:MazeReferenceVerifier")
 VERIFIERS.register("maze/draw:rule", "gen_reason.verifiers.registry:DrawVerifier")
 VERIFIERS.register("maze/draw:reference", "gen_reason.verifiers.registry:DrawVerifier")
-VERIFIERS.register("tangram:rule", "gen_reason.verifiers.registry:TangramVerifier")
+VERIFIERS.register("tangram:rule", "gen_reason.verifiers.registry:TangramRuleVerifier")
 VERIFIERS.register("tangram:reference", "gen_reason.verifiers.registry:TangramVerifier")
 
 KINDS = ("rule", "reference")
 
 
 def _family(task: str) -> str:
+    """The verifier family that judges ``task``: what its task class declares in
+    ``verifier_family`` (a plugin task names its plugin verifiers so), else by task name."""
+    from gen_reason.puzzles import TASKS
+
+    declared = getattr(TASKS.get(task), "verifier_family", None) if task in TASKS else None
+    if declared:
+        return declared
     base, _ = split_version(task)
     if base in ("maze/draw", "tangram"):
         return base
@@ -66,8 +73,20 @@ class DrawVerifier(_FunctionVerifier):
         return score_draw(instance, video, **options)
 
 
+class TangramRuleVerifier(_FunctionVerifier):
+    """Tangram from ``spec`` alone: pieces start where the puzzle puts them, slide rather
+    than jump, and end whole on the silhouette, covering it."""
+
+    @staticmethod
+    def function(instance, video, **options):
+        from gen_reason.verifiers.tangram import score_tangram_rules
+
+        return score_tangram_rules(instance, video, **options)
+
+
 class TangramVerifier(_FunctionVerifier):
-    """Tangram: piece poses against the target (a reference metric on the final frame)."""
+    """Tangram's reference verdict: the rule checks, and every piece's final pose against
+    the stored solution."""
 
     @staticmethod
     def function(instance, video, **options):

@@ -1,4 +1,22 @@
-"""The pixel referee of ``tangram``: find every piece by its colour and compare its pose.
+"""The pixel referee of ``tangram``: find every piece by its colour, follow it, compare its pose.
+
+Two verdicts (DESIGN: a rule verifier reads ``spec`` alone):
+
+- **rule** (:func:`score_tangram_rules`, from ``spec`` only: the pieces' shapes, colours
+  and start poses, the target silhouette): the first frame shows the pieces where the
+  puzzle starts them (``wrong_start`` otherwise: another puzzle, a reversed video), every
+  piece slides rather than jumps (``teleport``: one step between two frames longer than
+  ``min_jump_units`` and than ``max_jump_fraction`` of the piece's whole move, at any
+  speed), and in the final frame every piece is found whole (steps 1-3 below) with at
+  least ``min_inside`` of it on the silhouette and the silhouette IoU (step 5) at least
+  ``min_iou``;
+- **reference** (:func:`score_tangram`): the same rules, and every piece's final pose
+  against the stored solution (step 4).
+
+``success`` is strict (every rule kept); ``success_lenient`` judges the final frame alone,
+as VideoThinkBench judges a final image. Piece positions in every frame come from the
+same segmentation on every f-th pixel, f leaving a unit 8-16 pixels wide
+(:func:`track_piece_centroids`).
 
 The final frame is resized to the puzzle's canvas (``spec["image_size"]``) when the video
 has another resolution, then:
@@ -17,9 +35,9 @@ has another resolution, then:
    chiral parallelogram, mirror side) = the pose maximising ``shape_iou``: the canonical
    piece is rasterised at the centroid for every rotation in steps of 3 degrees over the
    piece's symmetry period, then refined in 0.5-degree steps around the best.
-4. **Errors against the target pose** (the stored solution: this is a *reference*
-   metric): ``position_error = |centroid - target| / unit_px`` (piece units, the classic
-   square being 4 units a side); ``rotation_error = min(d, sym - d)`` with ``d = (angle -
+4. **Errors against the target pose** (reference only: the stored solution):
+   ``position_error = |centroid - target| / unit_px`` (piece units, the classic square
+   being 4 units a side); ``rotation_error = min(d, sym - d)`` with ``d = (angle -
    target) mod sym`` and ``sym`` the piece's symmetry (360 triangles, 90 square, 180
    parallelogram); a parallelogram on the wrong mirror side fails. Identical pieces (the
    two large, the two small triangles) may swap places: each pair takes the assignment
@@ -27,9 +45,9 @@ has another resolution, then:
 5. **Silhouette IoU**: the union of all pixels labelled as any piece (closed 3x3, to
    fill the seams between pieces) against the target silhouette rasterised on the canvas.
 
-A piece is *placed* when present, unchanged in shape, ``position_error <=
+A piece is *placed* (reference) when present, unchanged in shape, ``position_error <=
 position_tolerance`` and ``rotation_error <= rotation_tolerance_deg`` (right mirror
-side). ``success`` = all seven placed and ``silhouette_iou >= min_iou``.
+side); the final frame passes when all seven are placed and ``silhouette_iou >= min_iou``.
 """
 
 from __future__ import annotations
@@ -40,7 +58,9 @@ from itertools import permutations
 import cv2
 import numpy as np
 
-from gen_reason.puzzles.tangram import piece_vertices, rasterize
+from gen_reason.errors import UserError
+from gen_reason.puzzles.tangram import rasterize
+from gen_reason.verifiers.parallel import map_chunks
 from gen_reason.verifiers.score import Score
 from gen_reason.video import as_video
 
@@ -163,10 +183,12 @@ def rotation_error(angle: float, target: float, symmetry: float) -> float:
 
 
 def find_pieces(spec: dict, labels: np.ndarray, *, min_area_ratio: float = 0.3, area_tolerance: float = 0.3,
-                min_shape_iou: float = 0.7) -> dict[str, dict]:
+                min_shape_iou: float = 0.7, target_mask: np.ndarray | None = None) -> dict[str, dict]:
     """Every piece of ``spec`` in a segmentation (:func:`segment_pieces`): its
     ``area_ratio``, ``status`` (``missing``, ``shape_changed`` or ``found``, see the
-    module docstring) and, unless missing, its pose (:func:`estimate_pose`), by name."""
+    module docstring) and, unless missing, its pose (:func:`estimate_pose`), by name.
+    With ``target_mask`` (the silhouette), also ``inside``: the share of the piece's
+    pixels on it."""
     unit = float(spec["unit_px"])
     found: dict[str, dict] = {}
     for k, piece in enumerate(spec["pieces"]):
@@ -179,35 +201,227 @@ def find_pieces(spec: dict, labels: np.ndarray, *, min_area_ratio: float = 0.3, 
             entry.update(estimate_pose(piece, unit, mask))
             changed = abs(ratio - 1.0) > area_tolerance or entry["shape_iou"] < min_shape_iou
             entry["status"] = "shape_changed" if changed else "found"
+            if target_mask is not None:
+                entry["inside"] = round(float(np.count_nonzero(mask & target_mask)) / max(1, np.count_nonzero(mask)), 4)
         found[piece["name"]] = entry
     return found
 
 
-def score_tangram(instance, video, *, color_threshold: float = 60.0, position_tolerance: float = 0.35,
-                  rotation_tolerance_deg: float = 12.0, min_iou: float = 0.9, min_area_ratio: float = 0.3,
-                  area_tolerance: float = 0.3, min_shape_iou: float = 0.7) -> Score:
-    """Score a tangram video on its final frame, piece by piece (see the module docstring).
+def _target_mask(spec: dict) -> np.ndarray:
+    h, w = spec["image_size"]
+    return rasterize(spec["target"]["polygons"], (h, w))
 
-    Metrics: ``success``, ``silhouette_iou``, ``pieces_placed`` (count) and
-    ``pieces_placed_frac``, ``pieces_missing``, ``pieces_shape_changed``,
-    ``mean_position_error`` / ``max_position_error`` (units, over pieces found; NaN when
-    none), ``max_rotation_error_deg``, and per piece ``<name>_placed``,
-    ``<name>_position_error``, ``<name>_rotation_error``. The trace lists every piece's
-    estimate, errors and status, ``failed_pieces`` and any swapped identical pieces.
+
+def _label_table(spec: dict, color_threshold: float) -> np.ndarray:
+    """:func:`segment_pieces`'s rule on a 32x32x32 colour grid (each cell's centre):
+    ``table[(r >> 3) << 10 | (g >> 3) << 5 | b >> 3]`` is a pixel's piece label, -1 for none."""
+    refs = [p["color"] for p in spec["pieces"]] + [spec["colors"]["background"], spec["colors"]["silhouette"]]
+    levels = np.arange(32, dtype=np.float32) * 8 + 3.5
+    grid = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), -1).reshape(-1, 3)
+    d2, nearest = cv2.batchDistance(grid, np.asarray(refs, np.float32), cv2.CV_32F, normType=cv2.NORM_L2SQR, K=1)
+    nearest, d2 = nearest.ravel(), d2.ravel()
+    return np.where((d2 <= color_threshold ** 2) & (nearest < len(spec["pieces"])), nearest, -1).astype(np.int16)
+
+
+def track_piece_centroids(spec: dict, video: np.ndarray, *, color_threshold: float = 60.0,
+                          min_area_ratio: float = 0.3, work_unit_px: float = 8.0) -> np.ndarray:
+    """Every piece's centroid in every frame, ``(T, pieces, 2)`` in spec pixels (NaN where
+    the piece is not seen: its mask covers under ``min_area_ratio`` of its area).
+
+    Every ``f``-th pixel of every ``f``-th row is kept, ``f`` the largest integer leaving
+    a unit at least ``work_unit_px`` pixels (a centroid to an eighth of a unit is plenty
+    to tell a slide from a jump, and the work costs per pixel); pixels are labelled by
+    :func:`segment_pieces`'s rule read from a colour table (:func:`_label_table`) and
+    each piece's mask is cleaned as in the final frame (:func:`_piece_mask`)."""
+    h0, w0 = spec["image_size"]
+    h, w = video.shape[1:3]
+    unit = float(spec["unit_px"])
+    f = max(1, int(unit * min(w / w0, h / h0) // work_unit_px))
+    sx, sy = w / w0 / f, h / h0 / f  # working pixels per spec pixel
+    areas = np.array([p["area_units"] for p in spec["pieces"]], float) * (unit * sx) * (unit * sy)
+    table = _label_table(spec, color_threshold)
+    out = np.full((len(video), len(spec["pieces"]), 2), np.nan)
+
+    def chunk(lo: int, hi: int) -> None:
+        q = video[lo:hi, ::f, ::f] >> 3
+        index = (q[..., 0].astype(np.int32) << 10) | (q[..., 1].astype(np.int32) << 5) | q[..., 2]
+        for t, labels in zip(range(lo, hi), table[index]):
+            for k in range(len(spec["pieces"])):
+                m = cv2.moments(_piece_mask(labels, k).view(np.uint8), binaryImage=True)
+                if m["m00"] >= min_area_ratio * areas[k]:
+                    # a working pixel's centre is video pixel f * i + (f - 1) / 2
+                    cx, cy = m["m10"] / m["m00"] * f + (f - 1) / 2, m["m01"] / m["m00"] * f + (f - 1) / 2
+                    out[t, k] = ((cx + 0.5) * w0 / w - 0.5, (cy + 0.5) * h0 / h - 0.5)
+
+    map_chunks(chunk, len(video), min_size=8)
+    return out
+
+
+def motion_violations(spec: dict, centroids: np.ndarray, *, max_jump_fraction: float = 0.75,
+                      min_jump_units: float = 1.0) -> list[dict]:
+    """Pieces that jump instead of sliding: a step between two frames where the piece is
+    seen (over frames where it is not, too: a piece that fades out and reappears in place
+    jumps) longer than ``min_jump_units`` and than ``max_jump_fraction`` of the piece's
+    whole move (first seen to last seen position). Speed does not matter: a piece may cross
+    the canvas in two frames, but not in one. One entry per jumping piece (its first jump):
+    ``{"frame", "rule": "teleport", "piece", "detail"}``."""
+    unit = float(spec["unit_px"])
+    found = []
+    for k, piece in enumerate(spec["pieces"]):
+        seen = np.flatnonzero(~np.isnan(centroids[:, k, 0]))
+        if len(seen) < 2:
+            continue
+        pts = centroids[seen, k]
+        whole = float(np.linalg.norm(pts[-1] - pts[0]))
+        steps = np.linalg.norm(np.diff(pts, axis=0), axis=1)
+        jumps = np.flatnonzero((steps > min_jump_units * unit) & (steps > max_jump_fraction * whole))
+        if len(jumps):
+            i = int(jumps[0])
+            share = steps[i] / whole if whole > 0 else math.inf
+            found.append({"frame": int(seen[i + 1]), "rule": "teleport", "piece": piece["name"],
+                          "detail": (f"{piece['name']} jumps {steps[i] / unit:.1f} units between frames "
+                                     f"{int(seen[i])} and {int(seen[i + 1])} ({min(share, 9.99):.0%} of its move): "
+                                     "pieces must slide, not appear in place")})
+    return found
+
+
+def start_violations(spec: dict, centroids0: np.ndarray, start_tolerance: float = 1.0) -> list[dict]:
+    """Pieces not where the puzzle starts them in the video's first frame (missing, or their
+    centroid more than ``start_tolerance`` units from ``spec``'s start pose): the video does
+    not show this puzzle (another puzzle's video, a reversed one)."""
+    unit = float(spec["unit_px"])
+    out = []
+    for k, piece in enumerate(spec["pieces"]):
+        start = np.array([piece["start"]["x"], piece["start"]["y"]], float)
+        if np.isnan(centroids0[k, 0]):
+            detail = f"{piece['name']} is not in the first frame"
+        else:
+            dist = float(np.linalg.norm(centroids0[k] - start)) / unit
+            if dist <= start_tolerance:
+                continue
+            detail = f"{piece['name']} starts {dist:.1f} units from where the puzzle puts it"
+        out.append({"frame": 0, "rule": "wrong_start", "piece": piece["name"], "detail": detail})
+    return out
+
+
+def _judge_rules(spec: dict, video: np.ndarray, opts: dict) -> dict:
+    """Everything a rule verdict needs, from ``spec`` and the video alone."""
+    h, w = spec["image_size"]
+    labels = segment_pieces(spec, _resize_to(video[-1], (h, w)), opts["color_threshold"])
+    target = _target_mask(spec)
+    found = find_pieces(spec, labels, min_area_ratio=opts["min_area_ratio"], area_tolerance=opts["area_tolerance"],
+                        min_shape_iou=opts["min_shape_iou"], target_mask=target)
+    union = cv2.morphologyEx((labels >= 0).astype(np.uint8), cv2.MORPH_CLOSE, _KERNEL3).astype(bool)
+    total = np.count_nonzero(union | target)
+    iou = np.count_nonzero(union & target) / total if total else 0.0
+    centroids = track_piece_centroids(spec, video, color_threshold=opts["color_threshold"],
+                                      min_area_ratio=opts["min_area_ratio"])
+    violations = start_violations(spec, centroids[0], opts["start_tolerance"]) + motion_violations(
+        spec, centroids, max_jump_fraction=opts["max_jump_fraction"], min_jump_units=opts["min_jump_units"])
+    violations.sort(key=lambda v: v["frame"])
+    on_silhouette = {name: e["status"] == "found" and e.get("inside", 0.0) >= opts["min_inside"]
+                     for name, e in found.items()}
+    return {"found": found, "labels": labels, "iou": float(iou), "centroids": centroids, "violations": violations,
+            "on_silhouette": on_silhouette}
+
+
+_DEFAULTS = dict(color_threshold=60.0, min_iou=0.9, min_area_ratio=0.3, area_tolerance=0.3, min_shape_iou=0.7,
+                 min_inside=0.8, start_tolerance=1.0, max_jump_fraction=0.75, min_jump_units=1.0)
+
+
+def _rule_trace(spec: dict, judged: dict, video: np.ndarray) -> dict:
+    centroids = judged["centroids"]
+    tracks = {p["name"]: [None if math.isnan(x) else [round(x, 1), round(y, 1)] for x, y in centroids[:, k].tolist()]
+              for k, p in enumerate(spec["pieces"])}
+    return {"piece_positions": tracks, "violations": judged["violations"],
+            "first_violation": judged["violations"][0] if judged["violations"] else None,
+            "silhouette_iou": judged["iou"], "frame_size": list(video.shape[1:3])}
+
+
+def score_tangram_rules(instance, video, **options) -> Score:
+    """The *rule* verdict on a tangram video, from ``instance.spec`` alone (never the
+    stored solution): see the module docstring. Options (defaults in ``_DEFAULTS``):
+    ``color_threshold``, ``min_iou``, ``min_area_ratio``, ``area_tolerance``,
+    ``min_shape_iou``, ``min_inside``, ``start_tolerance``, ``max_jump_fraction``,
+    ``min_jump_units``.
+
+    Metrics: ``success`` (strict), ``success_lenient`` (the final frame alone, as
+    VideoThinkBench judges a final image), ``silhouette_iou``, ``pieces_placed`` /
+    ``pieces_placed_frac`` (pieces found whole and lying on the silhouette),
+    ``pieces_missing``, ``pieces_shape_changed``, ``starts_right``, ``num_teleports``,
+    ``first_violation_frame`` (-1 when none).
     """
     spec = instance.spec
+    opts = {**_DEFAULTS, **options}
     try:
         video = as_video(video)
-    except ValueError as exc:
-        return Score.failure(str(exc), success=0.0)
-    h, w = spec["image_size"]
-    frame = _resize_to(video[-1], (h, w))
-    unit = float(spec["unit_px"])
-    labels = segment_pieces(spec, frame, color_threshold)
-    targets = {p["piece"]: p for p in instance.solution["pieces"]}
+    except (ValueError, UserError) as exc:
+        return Score.failure(str(exc), success=0.0, success_lenient=0.0)
+    judged = _judge_rules(spec, video, opts)
+    found, on = judged["found"], judged["on_silhouette"]
+    final_ok = all(on.values()) and judged["iou"] >= opts["min_iou"]
+    violations = judged["violations"]
+    success = final_ok and not violations
+    n = len(spec["pieces"])
+    placed = sum(on.values())
+    metrics = {
+        "success": float(success), "success_lenient": float(final_ok), "silhouette_iou": judged["iou"],
+        "pieces_placed": float(placed), "pieces_placed_frac": placed / n,
+        "pieces_missing": float(sum(e["status"] == "missing" for e in found.values())),
+        "pieces_shape_changed": float(sum(e["status"] == "shape_changed" for e in found.values())),
+        "starts_right": float(not any(v["rule"] == "wrong_start" for v in violations)),
+        "num_teleports": float(sum(v["rule"] == "teleport" for v in violations)),
+        "first_violation_frame": float(violations[0]["frame"]) if violations else -1.0,
+    }
+    trace = _rule_trace(spec, judged, video)
+    trace["pieces"] = {name: {k: (round(v, 3) if isinstance(v, float) else v) for k, v in e.items()}
+                       for name, e in found.items()}
+    if success:
+        reason = ""
+    elif violations:
+        reason = f"{violations[0]['rule']} at frame {violations[0]['frame']}: {violations[0]['detail']}"
+    else:
+        off = [name for name, ok in on.items() if not ok]
+        reason = "; ".join(f"{name} {_off_reason(found[name])}" for name in off) if off else \
+            f"the pieces cover the silhouette with IoU {judged['iou']:.3f} < {opts['min_iou']}"
+    return Score(success=bool(success), metrics=metrics, trace=trace, reason=reason)
 
-    found = find_pieces(spec, labels, min_area_ratio=min_area_ratio, area_tolerance=area_tolerance,
-                        min_shape_iou=min_shape_iou)
+
+def _off_reason(entry: dict) -> str:
+    if entry["status"] == "missing":
+        return "missing (its colour is not in the final frame)"
+    if entry["status"] == "shape_changed":
+        return f"changed shape (area ratio {entry['area_ratio']:.2f}, shape IoU {entry['shape_iou']:.2f})"
+    return f"lies off the silhouette ({entry.get('inside', 0.0):.0%} of it on the gray shape)"
+
+
+def score_tangram(instance, video, *, position_tolerance: float = 0.35, rotation_tolerance_deg: float = 12.0,
+                  **options) -> Score:
+    """The *reference* verdict on a tangram video: the rule checks of
+    :func:`score_tangram_rules` plus every piece's pose on the final frame against the
+    stored solution (see the module docstring).
+
+    Metrics: ``success`` (strict: every rule kept and every piece placed),
+    ``success_lenient`` (the final frame alone: every piece placed and the silhouette
+    covered, whatever the motion), ``silhouette_iou``, ``pieces_placed`` (count) and
+    ``pieces_placed_frac``, ``pieces_missing``, ``pieces_shape_changed``, ``starts_right``,
+    ``num_teleports``, ``first_violation_frame``, ``mean_position_error`` /
+    ``max_position_error`` (units, over pieces found; NaN when none),
+    ``max_rotation_error_deg``, and per piece ``<name>_placed``, ``<name>_position_error``,
+    ``<name>_rotation_error``. The trace lists every piece's estimate, errors and status,
+    ``failed_pieces``, any swapped identical pieces, the per-frame piece positions and the
+    rules broken.
+    """
+    spec = instance.spec
+    opts = {**_DEFAULTS, **options}
+    try:
+        video = as_video(video)
+    except (ValueError, UserError) as exc:
+        return Score.failure(str(exc), success=0.0, success_lenient=0.0)
+    judged = _judge_rules(spec, video, opts)
+    unit = float(spec["unit_px"])
+    targets = {p["piece"]: p for p in instance.solution["pieces"]}
+    found = judged["found"]
 
     def errors(piece: dict, entry: dict, target: dict) -> tuple[float, float]:
         if entry["status"] == "missing":
@@ -249,15 +463,13 @@ def score_tangram(instance, video, *, color_threshold: float = 60.0, position_to
         ok = entry["status"] == "found" and pos <= position_tolerance and rot <= rotation_tolerance_deg
         if entry["status"] == "missing":
             missing += 1
-            why = "missing (its colour is not in the final frame)"
         elif entry["status"] == "shape_changed":
             changed += 1
-            why = f"changed shape (area ratio {entry['area_ratio']:.2f}, shape IoU {entry['shape_iou']:.2f})"
-        elif not ok:
+        if entry["status"] != "found" or ok:
+            why = "" if ok else _off_reason(entry)
+        else:
             why = (f"{pos:.2f} units and {rot:.1f} degrees from its place" if math.isfinite(rot)
                    else f"{pos:.2f} units from its place and mirrored")
-        else:
-            why = ""
         if entry["status"] != "missing":
             pos_errors.append(pos)
             rot_errors.append(rot)
@@ -271,20 +483,23 @@ def score_tangram(instance, video, *, color_threshold: float = 60.0, position_to
                               "target": target_name, "position_error": pos if math.isfinite(pos) else None,
                               "rotation_error": rot if math.isfinite(rot) else None, "placed": ok, "why": why}
 
-    union = cv2.morphologyEx((labels >= 0).astype(np.uint8), cv2.MORPH_CLOSE, _KERNEL3).astype(bool)
-    target_mask = rasterize(spec["target"]["polygons"], (h, w))
-    total = np.count_nonzero(union | target_mask)
-    iou = np.count_nonzero(union & target_mask) / total if total else 0.0
+    iou = judged["iou"]
+    violations = judged["violations"]
     n = len(spec["pieces"])
-    success = placed == n and iou >= min_iou
+    final_ok = placed == n and iou >= opts["min_iou"]
+    success = final_ok and not violations
     finite_rot = [r for r in rot_errors if math.isfinite(r)]
     metrics.update({
         "success": float(success),
+        "success_lenient": float(final_ok),
         "silhouette_iou": float(iou),
         "pieces_placed": float(placed),
         "pieces_placed_frac": placed / n,
         "pieces_missing": float(missing),
         "pieces_shape_changed": float(changed),
+        "starts_right": float(not any(v["rule"] == "wrong_start" for v in violations)),
+        "num_teleports": float(sum(v["rule"] == "teleport" for v in violations)),
+        "first_violation_frame": float(violations[0]["frame"]) if violations else -1.0,
         "mean_position_error": float(np.mean(pos_errors)) if pos_errors else math.nan,
         "max_position_error": float(np.max(pos_errors)) if pos_errors else math.nan,
         "max_rotation_error_deg": float(max(finite_rot)) if finite_rot else math.nan,
@@ -293,8 +508,10 @@ def score_tangram(instance, video, *, color_threshold: float = 60.0, position_to
         reason = ""
     elif failed:
         reason = "; ".join(f"{name} {trace_pieces[name]['why']}" for name in failed)
+    elif not final_ok:
+        reason = f"the pieces cover the silhouette with IoU {iou:.3f} < {opts['min_iou']}"
     else:
-        reason = f"the pieces cover the silhouette with IoU {iou:.3f} < {min_iou}"
-    trace = {"pieces": trace_pieces, "failed_pieces": failed, "swapped": swapped,
-             "silhouette_iou": float(iou), "frame_size": list(video.shape[1:3])}
+        reason = f"{violations[0]['rule']} at frame {violations[0]['frame']}: {violations[0]['detail']}"
+    trace = _rule_trace(spec, judged, video)
+    trace.update({"pieces": trace_pieces, "failed_pieces": failed, "swapped": swapped})
     return Score(success=bool(success), metrics=metrics, trace=trace, reason=reason)

@@ -1,0 +1,95 @@
+"""No shortcut passes strict success on any registered task, for either verifier kind.
+
+The shortcuts are built from the ground truth (:mod:`gen_reason.verifiers.cheats`): a
+static video, the end state only (on ``maze/draw`` the path drawn all at once, on
+``tangram`` every piece teleported into place), the video reversed, stopped halfway, and
+another puzzle's video; tangram also gets pieces that each jump into place one after
+another. The ground truth passes. The lenient verdicts keep the anchors' definitions: an
+end-state-only video passes VideoThinkBench's final-frame rule (draw, tangram) and
+VR-Bench's SR (the maze family: the goal is reached at some frame).
+"""
+
+import pytest
+
+from gen_reason.puzzles import get_task
+from gen_reason.puzzles.registry import task_names
+from gen_reason.verifiers.cheats import CHEATS, make_cheat, tangram_teleport_video
+from gen_reason.verifiers.registry import verifier_for
+
+FRAMES = 41
+
+
+@pytest.fixture(scope="module", params=task_names())
+def case(request):
+    task = get_task(request.param)
+    instance = task.generate(5, task.difficulties[0])
+    other = task.generate(6, task.difficulties[0])
+    video = instance.solution_video(FRAMES)
+    return task, instance, video, other.solution_video(FRAMES)
+
+
+@pytest.mark.parametrize("kind", ["rule", "reference"])
+def test_ground_truth_passes(case, kind):
+    _, instance, video, _ = case
+    score = verifier_for(instance.task, kind).score(instance, video)
+    assert score.success, score.reason
+    assert score.metrics["success_lenient"] == 1.0
+
+
+@pytest.mark.parametrize("kind", ["rule", "reference"])
+@pytest.mark.parametrize("cheat", CHEATS)
+def test_shortcut_fails_strict_success(case, kind, cheat):
+    _, instance, video, other = case
+    bad = make_cheat(cheat, video, other=other)
+    score = verifier_for(instance.task, kind).score(instance, bad)
+    assert not score.success, f"{cheat} passed strict success on {instance.task}"
+    assert score.reason  # says why
+
+
+def test_end_state_only_keeps_the_anchors_lenient_verdict(case):
+    _, instance, video, _ = case
+    score = verifier_for(instance.task, "reference").score(instance, make_cheat("end_state_only", video))
+    assert not score.success
+    assert score.metrics["success_lenient"] == 1.0, "the final frame (or reaching the goal) is what the anchors judge"
+
+
+def test_draw_path_pasted_in_one_frame_is_named():
+    task = get_task("maze/draw")
+    instance = task.generate(5, "easy")
+    score = verifier_for(instance.task, "rule").score(instance, make_cheat("end_state_only",
+                                                                           instance.solution_video(FRAMES)))
+    assert score.trace["first_violation"]["rule"] == "drawn_at_once"
+    assert score.trace["first_violation"]["frame"] == 1
+    assert score.metrics["max_drawn_in_one_frame"] > 0.9
+
+
+def test_tangram_pieces_teleported_one_by_one_fail_naming_the_piece():
+    task = get_task("tangram")
+    instance = task.generate(5, "easy")
+    video = tangram_teleport_video(task, instance, FRAMES)
+    for kind in ("rule", "reference"):
+        score = verifier_for(instance.task, kind).score(instance, video)
+        assert not score.success and score.metrics["success_lenient"] == 1.0
+        first = score.trace["first_violation"]
+        assert first["rule"] == "teleport" and first["piece"] == instance.spec["pieces"][0]["name"]
+        assert score.metrics["num_teleports"] == len(instance.spec["pieces"])
+        assert score.reason.startswith("teleport at frame")
+
+
+@pytest.mark.parametrize("frames", [15, 25, 81, 200])
+def test_tangram_ground_truth_slides_at_any_pace(frames):
+    task = get_task("tangram")
+    for difficulty in task.difficulties:
+        instance = task.generate(7, difficulty)
+        score = verifier_for(instance.task, "rule").score(instance, instance.solution_video(frames))
+        assert score.success, (difficulty, frames, score.reason)
+
+
+@pytest.mark.parametrize("frames", [8, 13, 200])
+def test_draw_ground_truth_is_drawn_not_pasted_at_any_pace(frames):
+    task = get_task("maze/draw")
+    for difficulty in task.difficulties:
+        instance = task.generate(7, difficulty)
+        score = verifier_for(instance.task, "rule").score(instance, instance.solution_video(frames))
+        assert score.success, (difficulty, frames, score.reason)
+        assert score.metrics["max_drawn_in_one_frame"] <= 0.5
