@@ -77,6 +77,12 @@ def test_judge_with_a_random_model_records_a_judge_failure(tiny_vlm):
     assert len(score.trace["raw_answers"]) == 2 and score.trace["usage"]["calls"] == 2
 
 
+def _copy(tiny_model_path, tmp_path, name):
+    folder = tmp_path / name
+    shutil.copytree(tiny_model_path, folder)
+    return folder
+
+
 def test_missing_or_unsupported_folders_are_user_errors(tiny_model_path, tmp_path):
     with pytest.raises(UserError, match="VLM model folder not found"):
         TransformersVLM.from_pretrained(tmp_path / "nowhere")
@@ -87,19 +93,53 @@ def test_missing_or_unsupported_folders_are_user_errors(tiny_model_path, tmp_pat
     (llama / "config.json").write_text(json.dumps({"model_type": "llama"}))
     with pytest.raises(UserError, match="unsupported VLM type 'llama'"):
         TransformersVLM.from_pretrained(llama)
-    pickled = tmp_path / "pickled"
-    shutil.copytree(tiny_model_path, pickled)
+    pickled = _copy(tiny_model_path, tmp_path, "pickled")
     (pickled / "model.safetensors").rename(pickled / "pytorch_model.bin")
-    with pytest.raises(UserError, match="no .safetensors weights"):
+    with pytest.raises(UserError, match="only pickle weights"):
         TransformersVLM.from_pretrained(pickled)
-    no_tokenizer = tmp_path / "no-tokenizer"
-    shutil.copytree(tiny_model_path, no_tokenizer)
+    no_weights = _copy(tiny_model_path, tmp_path, "no-weights")
+    (no_weights / "model.safetensors").unlink()
+    with pytest.raises(UserError, match="has no weights"):
+        TransformersVLM.from_pretrained(no_weights)
+    no_tokenizer = _copy(tiny_model_path, tmp_path, "no-tokenizer")
     (no_tokenizer / "tokenizer.json").unlink()
     (no_tokenizer / "tokenizer_config.json").unlink()
     with pytest.raises(UserError, match="has no tokenizer"):
         TransformersVLM.from_pretrained(no_tokenizer)
-    wrong_tokenizer = tmp_path / "wrong-tokenizer"
-    shutil.copytree(tiny_model_path, wrong_tokenizer)
+    no_processor = _copy(tiny_model_path, tmp_path, "no-processor")
+    (no_processor / "preprocessor_config.json").unlink()
+    with pytest.raises(UserError, match="no preprocessor_config.json"):
+        TransformersVLM.from_pretrained(no_processor)
+    no_template = _copy(tiny_model_path, tmp_path, "no-template")
+    (no_template / "chat_template.json").unlink()
+    with pytest.raises(UserError, match="no chat template"):
+        TransformersVLM.from_pretrained(no_template)
+    with pytest.raises(UserError, match="unknown dtype"):
+        TransformersVLM.from_pretrained(tiny_model_path, dtype="float8")
+
+
+def test_half_downloaded_weights_are_named_in_one_line(tiny_model_path, tmp_path):
+    pointer = _copy(tiny_model_path, tmp_path, "lfs-pointer")
+    (pointer / "model.safetensors").write_text("version https://git-lfs.github.com/spec/v1\n"
+                                               "oid sha256:0123\nsize 123456\n")
+    with pytest.raises(UserError, match="git-lfs pointer"):
+        TransformersVLM.from_pretrained(pointer)
+    truncated = _copy(tiny_model_path, tmp_path, "truncated")
+    data = (truncated / "model.safetensors").read_bytes()
+    (truncated / "model.safetensors").write_bytes(data[: len(data) - 100])
+    with pytest.raises(UserError, match=r"is cut short \(\d+ of \d+ bytes\)"):
+        TransformersVLM.from_pretrained(truncated)
+    sharded = _copy(tiny_model_path, tmp_path, "sharded")
+    (sharded / "model.safetensors").rename(sharded / "model-00001-of-00002.safetensors")
+    index = {"metadata": {}, "weight_map": {"a": "model-00001-of-00002.safetensors",
+                                            "b": "model-00002-of-00002.safetensors"}}
+    (sharded / "model.safetensors.index.json").write_text(json.dumps(index))
+    with pytest.raises(UserError, match="model-00002-of-00002.safetensors is missing"):
+        TransformersVLM.from_pretrained(sharded)
+
+
+def test_a_tokenizer_from_another_model_is_refused(tiny_model_path, tmp_path):
+    wrong_tokenizer = _copy(tiny_model_path, tmp_path, "wrong-tokenizer")
     vocab = json.loads((wrong_tokenizer / "tokenizer.json").read_text())
     vocab["model"]["vocab"] = {"<unk>": 0, "hello": 1}
     vocab["added_tokens"] = []
@@ -107,15 +147,8 @@ def test_missing_or_unsupported_folders_are_user_errors(tiny_model_path, tmp_pat
     settings = json.loads((wrong_tokenizer / "tokenizer_config.json").read_text())
     settings.pop("extra_special_tokens", None)
     (wrong_tokenizer / "tokenizer_config.json").write_text(json.dumps(settings))
-    with pytest.raises(UserError, match="lacks Qwen-VL's special tokens"):
+    with pytest.raises(UserError, match="does not know the image token '<\\|image_pad\\|>'"):
         TransformersVLM.from_pretrained(wrong_tokenizer)
-    broken = tmp_path / "broken"
-    shutil.copytree(tiny_model_path, broken)
-    (broken / "preprocessor_config.json").unlink()
-    with pytest.raises(UserError, match="cannot load the VLM"):
-        TransformersVLM.from_pretrained(broken)
-    with pytest.raises(UserError, match="unknown dtype"):
-        TransformersVLM.from_pretrained(tiny_model_path, dtype="float8")
 
 
 def test_load_vlm_reads_a_folder(tiny_model_path):
