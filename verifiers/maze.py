@@ -111,6 +111,7 @@ class MazeRuleVerifier:
         trace.update({"node_path": report.agent.node_path, "node_frames": report.agent.node_frames,
                       "first_violation": report.first_violation, "violations": report.violations,
                       "final_node": report.final_node, "video_size": list(track.work.source_size),
+                      "image_size": list(spec["image_size"]),
                       "num_frames": track.num_frames})
         if report.box is not None:
             trace["box_node_path"] = report.box.node_path

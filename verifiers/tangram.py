@@ -335,7 +335,8 @@ def _rule_trace(spec: dict, judged: dict, video: np.ndarray) -> dict:
               for k, p in enumerate(spec["pieces"])}
     return {"piece_positions": tracks, "violations": judged["violations"],
             "first_violation": judged["violations"][0] if judged["violations"] else None,
-            "silhouette_iou": judged["iou"], "frame_size": list(video.shape[1:3])}
+            "silhouette_iou": judged["iou"], "frame_size": list(video.shape[1:3]),
+            "image_size": list(spec["image_size"])}
 
 
 def score_tangram_rules(instance, video, **options) -> Score:

@@ -185,7 +185,8 @@ def _gallery(run: Path, results: list[dict], out: Path, k: int = 3) -> list[tupl
 
 
 def _tracked_strip(record: dict, video):
-    """A filmstrip with the extracted track drawn."""
+    """A filmstrip with the extracted track drawn (its positions in the puzzle's pixels,
+    the trace's ``image_size``)."""
     from gen_reason.runs.solve import draw_track
     from gen_reason.video import filmstrip
 

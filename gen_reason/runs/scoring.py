@@ -60,7 +60,7 @@ def _debug_strip(instance: Instance, video, score, verifier):
     if isinstance(verifier, MazeRuleVerifier):
         strip = debug_strip(instance, video, score)
     else:
-        strip = filmstrip(draw_track(video, score.to_dict()["trace"]), 8)
+        strip = filmstrip(draw_track(video, score.to_dict()["trace"], instance.spec["image_size"]), 8)
     return upscale(strip[None], 96)[0]
 
 

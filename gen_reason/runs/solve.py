@@ -116,7 +116,7 @@ def solve(task: str = "maze", *, difficulty: str | None = None, seed: int | None
             raise UserError(f"cannot write to {out}: {exc.strerror or exc}") from None
         video = attempt.video
         truth = instance.solution_video(len(video))
-        tracked = draw_track(video, reference.to_dict()["trace"])
+        tracked = draw_track(video, reference.to_dict()["trace"], instance.spec["image_size"])
         result.files = {
             "video": str(write_mp4(out / "generated.mp4", video, fps=getattr(generator, "fps", 8))),
             "side_by_side": str(write_gif(out / "side_by_side.gif", upscale(side_by_side(tracked, truth)), fps=4)),
@@ -130,16 +130,44 @@ def solve(task: str = "maze", *, difficulty: str | None = None, seed: int | None
     return result
 
 
-def draw_track(video: np.ndarray, trace: dict) -> np.ndarray:
-    """The video with the referee's extracted agent positions drawn as a growing line."""
+#: Line colours of the tracks :func:`draw_track` draws (RGB), each over a black outline.
+TRACK_COLOURS = {"agent": (255, 140, 0), "box": (0, 170, 255), "piece": (255, 0, 255)}
+
+
+def trace_tracks(trace: dict) -> list[tuple[list, tuple[int, int, int]]]:
+    """The per-frame tracks a referee trace holds, each with its line colour: the agent's
+    and the sokoban box's (``agent_positions``, ``box_positions``: maze family) and every
+    piece's (``piece_positions``: tangram). Positions are ``[x, y]`` or ``None`` (lost)."""
+    tracks = []
+    for key, colour in (("agent_positions", "agent"), ("box_positions", "box")):
+        if trace.get(key):
+            tracks.append((trace[key], TRACK_COLOURS[colour]))
+    for positions in (trace.get("piece_positions") or {}).values():
+        tracks.append((positions, TRACK_COLOURS["piece"]))
+    return tracks
+
+
+def draw_track(video: np.ndarray, trace: dict, image_size: tuple[int, int] | None = None) -> np.ndarray:
+    """The video with the referee's extracted tracks (:func:`trace_tracks`) drawn as lines
+    that grow frame by frame. Positions are in the puzzle's pixels: ``image_size`` (H, W),
+    by default the trace's own ``image_size``, else the video's size."""
     import cv2
 
-    positions = trace.get("positions") or []
-    if not positions:
+    tracks = trace_tracks(trace)
+    if not tracks:
         return video
+    h, w = video.shape[1:3]
+    size_h, size_w = image_size or trace.get("image_size") or (h, w)
+    sx, sy = w / size_w, h / size_h
+    thick = max(1, int(round(min(h, w) / 160)))
     video = video.copy()
-    for t in range(len(video)):
-        pts = [(int(round(p[0])), int(round(p[1]))) for p in positions[: t + 1] if p]
-        if len(pts) > 1:
-            cv2.polylines(video[t], [np.array(pts, np.int32)], False, (255, 140, 0), 1)
+    for positions, colour in tracks:
+        pts = [None if p is None else (int(round((p[0] + 0.5) * sx - 0.5)), int(round((p[1] + 0.5) * sy - 0.5)))
+               for p in positions]
+        for t in range(min(len(video), len(pts))):
+            seen = [p for p in pts[: t + 1] if p is not None]
+            if len(seen) > 1:
+                line = [np.array(seen, np.int32).reshape(-1, 1, 2)]
+                cv2.polylines(video[t], line, False, (0, 0, 0), thick + 2)
+                cv2.polylines(video[t], line, False, colour, thick)
     return video
