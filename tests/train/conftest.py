@@ -1,4 +1,5 @@
-"""Shared pieces of the trainer tests: a tiny embedded-model config."""
+"""Shared pieces of the trainer tests: a tiny embedded-model config, a tiny maze dataset,
+tiny diffusers pipelines, and the loss log without its timing fields."""
 
 from __future__ import annotations
 
@@ -38,3 +39,28 @@ def read_log(run, timing=("train_minutes", "seconds")) -> list[dict]:
 def logged():
     """``logged(run)`` -> the run's loss rows without timing fields (see :func:`read_log`)."""
     return read_log
+
+
+@pytest.fixture(scope="session")
+def dataset(tmp_path_factory):
+    """Four 3x3 block mazes, 9-frame solution videos, 28x28 px."""
+    from gen_reason.datasets import DatasetSpec, make_dataset
+
+    path = tmp_path_factory.mktemp("data") / "mazes"
+    spec = DatasetSpec(task="maze/grid", n=4, num_frames=9, task_config={"cell_px": 4})
+    return make_dataset(spec, path, workers=1, progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """``tiny_model(kind)`` -> a saved tiny pipeline folder (built once per session)."""
+    folders = {}
+
+    def get(kind):
+        if kind not in folders:
+            from gen_reason.models import testing
+
+            folders[kind] = testing.save_tiny_pipeline(kind, tmp_path_factory.mktemp(kind.replace(".", "_")) / kind)
+        return folders[kind]
+
+    return get

@@ -24,27 +24,7 @@ from gen_reason.video import read_image
 KINDS = ["wan2.1-i2v", "wan2.2-ti2v", "cogvideox-i2v", "ltx-i2v"]
 
 
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    """Four 3x3 block mazes, 9-frame solution videos, 28x28 px."""
-    from gen_reason.datasets import DatasetSpec, make_dataset
-
-    path = tmp_path_factory.mktemp("data") / "mazes"
-    spec = DatasetSpec(task="maze/grid", n=4, num_frames=9, task_config={"cell_px": 4})
-    return make_dataset(spec, path, workers=1, progress=False)
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    """``tiny_model(kind)`` -> a saved tiny pipeline folder (built once per module)."""
-    folders = {}
-
-    def get(kind):
-        if kind not in folders:
-            folders[kind] = testing.save_tiny_pipeline(kind, tmp_path_factory.mktemp(kind.replace(".", "_")) / kind)
-        return folders[kind]
-
-    return get
+# dataset and tiny_model: fixtures in conftest.py
 
 
 def config_for(kind, model, data, out, **overrides):
