@@ -40,53 +40,40 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from gen_reason.puzzles.maze.graph import MazeGraph
 from gen_reason.verifiers.track import Track
 
 SNAP = 0.3  # steps: how close to a node counts as standing on it
 OFF_GRAPH = 0.3  # steps: how far from every legal move counts as off the graph
-TELEPORT = 1.5  # steps in one frame
+TELEPORT = 1.5  # steps: a move this long between consecutive seen frames is always plausible
+PACE = 4.0  # a move may cover this many times the agent's pace (see :func:`judge_moves`)
+MOST_OF_ROUTE = 0.5  # a move longer than this share of the shortest route is never plausible
+MOVING = 0.1  # steps: a move shorter than this is tracker jitter, not motion (for the pace)
 STATIC = 0.5  # steps: never farther than this from the start = static video
 RUN = 2  # consecutive frames a lost/duplicated/off-graph condition must last
 TRAIL_COVER = 0.3  # fraction of a room's centre patch in the trail colour that counts as painted
 
 
-class SpecGraph:
-    """The spec's nodes and edges with vectorised geometry (distances, snapping, BFS)."""
+class SpecGraph(MazeGraph):
+    """The spec's graph (:class:`~gen_reason.puzzles.maze.graph.MazeGraph`) with what the
+    rules add: the move step, hazards, the board and the off-graph tolerance."""
 
     def __init__(self, spec: dict) -> None:
+        super().__init__(spec["nodes"], spec["edges"])
         self.spec = spec
-        self.nodes = np.asarray(spec["nodes"], float).reshape(-1, 2)
-        self.edges = np.asarray(spec["edges"], int).reshape(-1, 2)
         self.step = float(spec["step_px"])
         self.hazards = sorted(set(int(h) for h in spec.get("hazards", [])))
-        self.adj: dict[int, set[int]] = {i: set() for i in range(len(self.nodes))}
-        for i, j in self.edges:
-            self.adj[int(i)].add(int(j))
-            self.adj[int(j)].add(int(i))
         lo, hi = self.nodes.min(0), self.nodes.max(0)
         self.board = (lo - 0.5 * self.step, hi + 0.5 * self.step)
         # How far from a legal move's centre line the agent may be: 0.3 step, or half the
         # road where the spec draws roads wider than that (irregular mazes).
         self.off_tolerance = max(OFF_GRAPH * self.step, 0.5 * float(spec.get("road_width_px") or 0.0))
 
-    def nearest_node(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Index and distance of the nearest node to each point ``(n, 2)``."""
-        d = np.linalg.norm(points[:, None, :] - self.nodes[None], axis=2)
-        idx = np.argmin(d, axis=1)
-        return idx, d[np.arange(len(points)), idx]
-
     def distance_to_graph(self, points: np.ndarray) -> np.ndarray:
         """Distance from each point to the nearest node or edge segment."""
         _, best = self.nearest_node(points)
         if len(self.edges):
-            a, b = self.nodes[self.edges[:, 0]], self.nodes[self.edges[:, 1]]
-            ab = b - a
-            denom = np.maximum((ab ** 2).sum(1), 1e-9)
-            for lo in range(0, len(points), 256):
-                p = points[lo:lo + 256, None, :]
-                t = np.clip(((p - a) * ab).sum(2) / denom, 0.0, 1.0)
-                d = np.linalg.norm(p - (a + t[..., None] * ab), axis=2).min(1)
-                best[lo:lo + 256] = np.minimum(best[lo:lo + 256], d)
+            best = np.minimum(best, self.locate(points)[2])
         return best
 
     def project(self, points: np.ndarray, tol: float, stickiness: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
@@ -138,36 +125,8 @@ class SpecGraph:
         return np.all((points >= lo) & (points <= hi), axis=1)
 
     def distances_from(self, source: int, avoid_hazards: bool = True) -> dict[int, int]:
-        """BFS move counts from ``source`` to every reachable node."""
-        blocked = set(self.hazards) if avoid_hazards else set()
-        dist = {source: 0}
-        queue = deque([source])
-        while queue:
-            u = queue.popleft()
-            for v in self.adj[u]:
-                if v not in dist and v not in blocked:
-                    dist[v] = dist[u] + 1
-                    queue.append(v)
-        return dist
-
-    def shortest(self, a: int, b: int) -> list[int] | None:
-        """A shortest node path from ``a`` to ``b`` (ignoring hazards), or ``None``."""
-        prev = {a: None}
-        queue = deque([a])
-        while queue:
-            u = queue.popleft()
-            if u == b:
-                break
-            for v in sorted(self.adj[u]):
-                if v not in prev:
-                    prev[v] = u
-                    queue.append(v)
-        if b not in prev:
-            return None
-        path = [b]
-        while path[-1] != a:
-            path.append(prev[path[-1]])
-        return path[::-1]
+        """Fewest moves from ``source`` to every reachable node (around hazards unless told)."""
+        return self.move_counts(source, self.hazards if avoid_hazards else ())
 
 
 @dataclass
@@ -221,14 +180,76 @@ def _runs(flags: np.ndarray, min_len: int) -> list[tuple[int, int]]:
     return out
 
 
+def judge_moves(graph: SpecGraph, pts: np.ndarray, frames: np.ndarray, located: tuple[np.ndarray, np.ndarray],
+                route_px: float | None = None) -> list[tuple[str, str] | None]:
+    """Whether each move between consecutive seen frames is plausible, whatever the speed.
+
+    ``pts`` ``(n, 2)`` seen positions at ``frames``; ``located`` their edge and position
+    along it (:meth:`MazeGraph.locate`). A move is legal when an open path of at most the
+    move's allowance joins its two positions: ``TELEPORT`` steps, or ``PACE`` times the
+    agent's pace over the frames it spans. The pace is the larger of the video's median
+    speed while moving and the speed of the nearest moving frames before and after (the
+    move itself left out), so a fast agent, paused, repeated or slowed frames and frames
+    held at the end change nothing, while one jump among steady frames stands out. A move
+    over more than ``MOST_OF_ROUTE`` of ``route_px`` (and 3 steps) is never plausible.
+
+    Returns per move ``None`` (legal) or ``(rule, detail)``: ``teleport`` when the straight
+    jump itself is beyond the allowance (or covers most of the route), else
+    ``wall_crossing`` (a short jump whose open path is too long: through a wall).
+    """
+    n = len(pts)
+    if n < 2:
+        return []
+    step = graph.step
+    edge, along = located
+    open_len = graph.open_distance(edge[:-1], along[:-1], edge[1:], along[1:])
+    straight = np.linalg.norm(np.diff(pts, axis=0), axis=1)
+    gaps = np.diff(frames).astype(float)
+    # Off the graph (and on a graph without edges) the open path is unknown: the straight line.
+    unknown = (edge[:-1] < 0) | (edge[1:] < 0)
+    open_len[unknown] = straight[unknown]
+    speed = np.where(np.isfinite(open_len), open_len, np.inf) / gaps
+    moving = np.flatnonzero((open_len > MOVING * step) & np.isfinite(open_len))
+    cap = max(3.0 * step, MOST_OF_ROUTE * route_px) if route_px is not None and np.isfinite(route_px) else np.inf
+    out: list[tuple[str, str] | None] = []
+    for i in range(n - 1):
+        before = moving[moving < i]
+        after = moving[moving > i]
+        local = max(speed[before[-1]] if len(before) else 0.0, speed[after[0]] if len(after) else 0.0)
+        length = open_len[i]
+        others = moving[moving != i]
+        typical = float(np.median(speed[others])) if len(others) and length > TELEPORT * step else 0.0
+        allowed = max(TELEPORT * step, PACE * max(typical, local) * gaps[i])
+        if length <= allowed and length <= cap:
+            out.append(None)
+            continue
+        a, b = int(frames[i]), int(frames[i + 1])
+        way = f"{length / step:.1f} steps along open paths" if np.isfinite(length) else "no open path"
+        if length > cap and np.isfinite(length):
+            out.append(("teleport", f"jumped {straight[i] / step:.1f} steps ({way}) between frames {a} and {b}: "
+                                    f"most of the route ({route_px / step:.1f} steps) at once"))
+        elif straight[i] > allowed:
+            out.append(("teleport", f"jumped {straight[i] / step:.1f} steps ({way}) between frames {a} and {b}, "
+                                    f"more than its pace allows ({allowed / step:.1f} steps)"))
+        else:
+            out.append(("wall_crossing", f"moved {straight[i] / step:.1f} steps between frames {a} and {b} "
+                                         f"({way}; its pace allows {allowed / step:.1f}): through a wall?"))
+    return out
+
+
 def walk_graph(positions: np.ndarray, graph: SpecGraph, start: int, name: str = "agent",
-               prefix: str = "", painted: np.ndarray | None = None, max_bridge: int = 3) -> ObjectPath:
+               prefix: str = "", painted: np.ndarray | None = None, max_bridge: int = 3,
+               route_px: float | None = None) -> ObjectPath:
     """Map positions ``(T, 2)`` (NaN where lost) to nodes and check the movement rules.
 
+    Each move between consecutive seen frames is judged by :func:`judge_moves` (speed
+    invariant; ``route_px`` is the object's shortest route, for the most-of-the-route
+    cap). The node path enters every node a legal move passed (the shortest open path
+    between the positions), so a fast agent's path lists every node it went through.
     ``painted`` (``(T, N)`` bool, trail skins only): which nodes' rooms show the trail in
-    each frame; a jump or a non-adjacent node change is then a legal fast move when a
-    path of legal moves through painted rooms joins the two places and it has at most
-    ``max_bridge`` moves (see the module docstring).
+    each frame; there a move longer than ``TELEPORT`` steps is legal only when a path of
+    legal moves through painted rooms joins the two places in at most ``max_bridge``
+    moves (the trail is the evidence of the way taken).
     """
     t = len(positions)
     seen = ~np.isnan(positions[:, 0])
@@ -241,7 +262,8 @@ def walk_graph(positions: np.ndarray, graph: SpecGraph, start: int, name: str = 
     idx = np.flatnonzero(seen)
     pts = positions[idx]
     near, near_d = graph.nearest_node(pts)
-    off = graph.distance_to_graph(pts) > graph.off_tolerance
+    edge, along, edge_d = graph.locate(pts)
+    off = np.minimum(near_d, edge_d) > graph.off_tolerance
     board = graph.on_board(pts)
     min_run = RUN if t >= 4 else 1
     # Off the graph (through a wall, off the board) for a run of seen frames.
@@ -254,54 +276,54 @@ def walk_graph(positions: np.ndarray, graph: SpecGraph, start: int, name: str = 
         violations.append({"rule": prefix + rule, "frame": k,
                            "detail": f"{name} {what} at frame {k}, at ({where[0]:.0f}, {where[1]:.0f}) px, "
                                      f"for {n} frame(s)"})
-    # Teleports: big jumps between consecutive seen frames.
-    jumps = np.linalg.norm(np.diff(pts, axis=0), axis=1) if len(pts) > 1 else np.zeros(0)
-    teleport_frames = set()
-    for s in np.flatnonzero(jumps > TELEPORT * step):
-        k = int(idx[s + 1])
-        if painted is not None:
-            way = _trail_way(graph, _nodes_near(graph, pts[s]), _nodes_near(graph, pts[s + 1]), painted[k])
-            if way is not None and len(way) - 1 <= max_bridge:
-                continue
-        teleport_frames.add(k)
-        violations.append({"rule": prefix + "teleport", "frame": k,
-                           "detail": f"{name} jumped {jumps[s] / step:.1f} steps between frames {int(idx[s])} and {k}"})
-    # Node path with hysteresis.
+    # Moves between consecutive seen frames (speed invariant); on trail skins a long one
+    # needs the trail as evidence.
+    verdicts = judge_moves(graph, pts, idx, (edge, along), route_px)
+    if painted is not None:
+        for s, verdict in enumerate(verdicts):
+            if verdict is None and np.linalg.norm(pts[s + 1] - pts[s]) > TELEPORT * step:
+                k = int(idx[s + 1])
+                way = _trail_way(graph, _nodes_near(graph, pts[s]), _nodes_near(graph, pts[s + 1]), painted[k])
+                if way is None or len(way) - 1 > max_bridge:
+                    verdicts[s] = ("teleport", f"jumped {np.linalg.norm(pts[s + 1] - pts[s]) / step:.1f} steps "
+                                               f"between frames {int(idx[s])} and {k} with no trail painted between")
+    flagged = set()
+    for s, verdict in enumerate(verdicts):
+        if verdict is not None:
+            k = int(idx[s + 1])
+            flagged.add(k)
+            violations.append({"rule": prefix + verdict[0], "frame": k, "detail": f"{name} {verdict[1]}"})
+    # Node path: the nodes each legal move passed, and a node entered (hysteresis) once
+    # the object comes within SNAP of it.
     cur = start
-    last_off = -1
+    snap = SNAP * step
     for s, k in enumerate(idx):
+        k = int(k)
         if off[s]:
-            last_off = int(k)
-        elif (painted is not None and near_d[s] > SNAP * step and int(k) not in teleport_frames
-              and last_off < node_frames[-1]):
-            # Between two rooms on a trail skin: the rooms passed since the last node are
-            # entered now if the trail joins them (a fast move between sampled frames).
-            way = _trail_way(graph, {cur}, _nodes_near(graph, pts[s]), painted[int(k)])
-            if way is not None and 1 <= len(way) - 1 <= max_bridge:
-                node_path.extend(way[1:])
-                node_frames.extend([int(k)] * (len(way) - 1))
-                cur = way[-1]
+            frame_nodes[k] = cur
+            continue
+        if k not in flagged and edge[s] >= 0:
+            u, v = (int(x) for x in graph.edges[edge[s]])
+            to_u = graph.path_length(cur, u) + along[s] * graph.lengths[edge[s]]
+            to_v = graph.path_length(cur, v) + (1 - along[s]) * graph.lengths[edge[s]]
+            passed = u if to_u <= to_v else v
+            if passed != cur and np.isfinite(min(to_u, to_v)):
+                way = graph.shortest_by_length(cur, passed)
+                if way is not None:
+                    node_path.extend(way[1:])
+                    node_frames.extend([k] * (len(way) - 1))
+                    cur = passed
         n = int(near[s])
-        if n != cur and near_d[s] <= SNAP * step:
-            if n not in graph.adj[cur] and int(k) not in teleport_frames:
-                bridge = graph.shortest(cur, n)
-                fast_but_legal = bridge is not None and len(bridge) <= 3 and last_off < node_frames[-1]
-                if painted is not None and not fast_but_legal and last_off < node_frames[-1]:
-                    way = _trail_way(graph, {cur}, {n}, painted[int(k)])
-                    if way is not None and len(way) - 1 <= max_bridge:
-                        bridge, fast_but_legal = way, True
-                if fast_but_legal:
-                    for m in bridge[1:-1]:
-                        node_path.append(m)
-                        node_frames.append(int(k))
-                else:
-                    violations.append({"rule": prefix + "wall_crossing", "frame": int(k),
-                                       "detail": f"{name} moved from node {cur} to node {n} at frame {k}: "
-                                                 "not a legal move"})
+        if n != cur and near_d[s] <= snap:
+            if n not in graph.adj[cur] and k not in flagged:
+                way = graph.shortest_by_length(cur, n)
+                if way is not None:
+                    node_path.extend(way[1:-1])
+                    node_frames.extend([k] * (len(way) - 2))
             node_path.append(n)
-            node_frames.append(int(k))
+            node_frames.append(k)
             cur = n
-        frame_nodes[int(k)] = cur
+        frame_nodes[k] = cur
     return ObjectPath(frame_nodes, node_path, node_frames, violations)
 
 
@@ -392,8 +414,15 @@ def check_rules(track: Track, spec: dict, check_scene_changes: bool = True) -> R
     agent_pos = track.agent.positions
     painted = trail_painted(track, spec) if not spec.get("box") else None
     route = graph.distances_from(int(spec["start"]), avoid_hazards=False).get(int(spec["goal"]), 0)
-    agent = walk_graph(agent_pos, graph, int(spec["start"]), "agent", painted=painted,
-                       max_bridge=max(3, int(np.ceil(0.5 * route))))
+    start, goal = int(spec["start"]), int(spec["goal"])
+    if spec.get("box"):
+        box_start = int(spec["box"]["start"])
+        box_route_px = graph.path_length(box_start, goal)
+        agent_route_px = graph.path_length(start, box_start) + box_route_px
+    else:
+        agent_route_px = graph.path_length(start, goal)
+    agent = walk_graph(agent_pos, graph, start, "agent", painted=painted,
+                       max_bridge=max(3, int(np.ceil(0.5 * route))), route_px=agent_route_px)
     violations = list(agent.violations)
     violations += _visibility(track.agent, "agent", "agent_vanished", "agent_duplicated")
     seen = ~np.isnan(agent_pos[:, 0])
@@ -401,7 +430,7 @@ def check_rules(track: Track, spec: dict, check_scene_changes: bool = True) -> R
     goal = int(spec["goal"])
     if spec.get("box") and track.box is not None:
         box_pos = track.box.positions
-        box = walk_graph(box_pos, graph, int(spec["box"]["start"]), "box", prefix="box_")
+        box = walk_graph(box_pos, graph, box_start, "box", prefix="box_", route_px=box_route_px)
         violations += box.violations
         violations += _visibility(track.box, "box", "box_vanished", None)
         violations += _box_interaction(agent_pos, box_pos, graph.step)
@@ -465,8 +494,10 @@ def _box_interaction(agent_pos: np.ndarray, box_pos: np.ndarray, step: float) ->
 
     ``box_unpushed``: the box moves (more than 0.1 step between seen frames) with the
     agent more than 1.5 steps away. ``box_pulled``: it moves towards the agent's side
-    (the move points against the agent-to-box direction). ``agent_through_box``: the
-    agent's centre comes within half a step of the box's for 2+ frames.
+    (the move points against the agent-to-box direction both before and after it: a
+    fast agent may walk round the box and push it, or push it and walk round it, between
+    two frames). ``agent_through_box``: the agent's centre comes within half a step of
+    the box's for 2+ frames.
     """
     both = ~np.isnan(agent_pos[:, 0]) & ~np.isnan(box_pos[:, 0])
     idx = np.flatnonzero(both)
@@ -476,13 +507,15 @@ def _box_interaction(agent_pos: np.ndarray, box_pos: np.ndarray, step: float) ->
     moves = np.diff(box_pos[idx], axis=0)
     moved = np.linalg.norm(moves, axis=1) > 0.1 * step
     behind = box_pos[idx[:-1]] - agent_pos[idx[:-1]]  # from the agent to the box, before the move
+    behind_after = box_pos[idx[1:]] - agent_pos[idx[1:]]  # ... and after it
     gap = np.linalg.norm(agent_pos[idx[1:]] - box_pos[idx[1:]], axis=1)
     unpushed = np.flatnonzero(moved & (gap > 1.5 * step))
     if len(unpushed):
         k = int(idx[unpushed[0] + 1])
         out.append({"rule": "box_unpushed", "frame": k,
                     "detail": f"the box moved at frame {k} with the agent {gap[unpushed[0]] / step:.1f} steps away"})
-    pulled = np.flatnonzero(moved & (gap <= 1.5 * step) & ((moves * behind).sum(1) < 0))
+    pulled = np.flatnonzero(moved & (gap <= 1.5 * step) & ((moves * behind).sum(1) < 0)
+                            & ((moves * behind_after).sum(1) < 0))
     if len(pulled):
         k = int(idx[pulled[0] + 1])
         out.append({"rule": "box_pulled", "frame": k, "detail": f"the box moved towards the agent at frame {k} "

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from gen_reason.errors import UserError
 from gen_reason.puzzles.instance import Instance
 from gen_reason.puzzles.maze import blockgrid as bg
+from gen_reason.puzzles.maze.graph import MazeGraph
 from gen_reason.puzzles.skins import color_name, draw_icon, get_skin
 from gen_reason.puzzles.task import Task, TaskConfig, check_range
 
@@ -254,18 +255,4 @@ def check_node_path(spec: dict, path: list[int]) -> tuple[bool, str]:
 
 def graph_distance(spec: dict, a: int, b: int) -> int:
     """Shortest number of legal moves from node ``a`` to ``b`` avoiding hazards (-1 if none)."""
-    from collections import deque
-
-    adj = adjacency(spec)
-    hazards = set(spec.get("hazards", []))
-    dist = {a: 0}
-    queue = deque([a])
-    while queue:
-        u = queue.popleft()
-        if u == b:
-            return dist[u]
-        for v in sorted(adj[u]):
-            if v not in dist and v not in hazards:
-                dist[v] = dist[u] + 1
-                queue.append(v)
-    return -1
+    return MazeGraph.from_spec(spec).move_counts(a, spec.get("hazards", [])).get(b, -1)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import math
 import random
-from collections import deque
 from dataclasses import dataclass
 
 import cv2
@@ -31,6 +30,7 @@ import numpy as np
 from gen_reason.errors import UserError
 from gen_reason.puzzles.instance import Instance
 from gen_reason.puzzles.maze import blockgrid as bg
+from gen_reason.puzzles.maze.graph import adjacency, bfs, walk_back
 from gen_reason.puzzles.maze.grid import check_node_path, graph_distance, parse_size, size_of
 from gen_reason.puzzles.skins import color_name, draw_icon, floor_texture, get_skin
 from gen_reason.puzzles.task import Task, TaskConfig, check_range
@@ -275,32 +275,6 @@ def road_nodes(layout: dict, step: float) -> tuple[list, list]:
     return nodes, edges
 
 
-def _bfs(count: int, edges: list, source: int) -> tuple[list[int], list[int]]:
-    """Distances (-1: unreachable) and BFS parents from ``source`` (neighbours in index order)."""
-    adj: list[list[int]] = [[] for _ in range(count)]
-    for a, b in edges:
-        adj[a].append(b)
-        adj[b].append(a)
-    dist, parent = [-1] * count, [-1] * count
-    dist[source] = 0
-    queue = deque([source])
-    while queue:
-        u = queue.popleft()
-        for v in sorted(adj[u]):
-            if dist[v] < 0:
-                dist[v], parent[v] = dist[u] + 1, u
-                queue.append(v)
-    return dist, parent
-
-
-def _walk_back(parent: list[int], start: int, goal: int) -> list[int]:
-    """The BFS tree path from ``start`` to ``goal``."""
-    path = [goal]
-    while path[-1] != start:
-        path.append(parent[path[-1]])
-    return path[::-1]
-
-
 class IrregularMaze(Task):
     """Curved road maps with junctions, loops and dead ends (VR-Bench "pathfinder")."""
 
@@ -359,11 +333,11 @@ class IrregularMaze(Task):
             return None
         start = rng.choice(leaves)
         if self.config.goal_placement == "diameter":
-            dist, _ = _bfs(len(nodes), edges, start)
+            dist, _ = bfs(adjacency(len(nodes), edges), start)
             start = max(leaves, key=lambda k: (dist[k], -k))
-        dist, parent = _bfs(len(nodes), edges, start)
+        dist, parent = bfs(adjacency(len(nodes), edges), start)
         goal = max((k for k in leaves if k != start), key=lambda k: (dist[k], -k))
-        return start, goal, [k for k in _walk_back(parent, start, goal) if k < count]
+        return start, goal, [k for k in walk_back(parent, start, goal) if k < count]
 
     def build(self, layout: dict, seed: int, difficulty: str) -> Instance:
         """Assemble spec, solution, prompt and first frame for a road layout."""
@@ -373,7 +347,7 @@ class IrregularMaze(Task):
         h, w = self.image_size(*size_of(difficulty, NAMED_LATTICES))
         nodes, edges = road_nodes(layout, cfg.node_step)
         start, goal = layout["start"], layout["goal"]
-        path = _walk_back(_bfs(len(nodes), edges, start)[1], start, goal)
+        path = walk_back(bfs(adjacency(len(nodes), edges), start)[1], start, goal)
         hops = [math.dist(nodes[a], nodes[b]) for a, b in edges]
         width = cfg.road_width
         goal_size = self.goal_size()

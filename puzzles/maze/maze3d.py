@@ -26,7 +26,6 @@ from __future__ import annotations
 import math
 import random
 import re
-from collections import deque
 from dataclasses import dataclass
 
 import cv2
@@ -35,6 +34,7 @@ import numpy as np
 from gen_reason.errors import UserError
 from gen_reason.puzzles.instance import Instance
 from gen_reason.puzzles.maze import blockgrid as bg
+from gen_reason.puzzles.maze.graph import adjacency, bfs, shortest_path
 from gen_reason.puzzles.maze.grid import check_node_path, graph_distance
 from gen_reason.puzzles.maze.sokoban import contrasting_color
 from gen_reason.puzzles.skins import Skin, color_name, draw_icon, get_skin
@@ -381,45 +381,18 @@ def build_graph(layout: dict, geom: IsoGeometry) -> tuple[list[tuple[float, floa
     return nodes, edges
 
 
-def _adjacency(count: int, edges: list[list[int]]) -> list[list[int]]:
-    adj: list[list[int]] = [[] for _ in range(count)]
-    for i, j in edges:
-        adj[i].append(j)
-        adj[j].append(i)
-    return [sorted(a) for a in adj]
-
-
 def _bfs_distances(count: int, edges: list[list[int]], start: int) -> list[float]:
-    adj = _adjacency(count, edges)
-    dist = [math.inf] * count
-    dist[start] = 0
-    queue = deque([start])
-    while queue:
-        u = queue.popleft()
-        for v in adj[u]:
-            if dist[v] == math.inf:
-                dist[v] = dist[u] + 1
-                queue.append(v)
-    return dist
+    """Fewest moves from ``start`` to every node (``inf`` where unreachable)."""
+    dist, _ = bfs(adjacency(count, edges), start)
+    return [math.inf if d < 0 else d for d in dist]
 
 
 def shortest_node_path(count: int, edges: list[list[int]], start: int, goal: int) -> list[int]:
     """A shortest node path from ``start`` to ``goal`` (BFS; neighbours in index order)."""
-    adj = _adjacency(count, edges)
-    prev = {start: start}
-    queue = deque([start])
-    while queue and goal not in prev:
-        u = queue.popleft()
-        for v in adj[u]:
-            if v not in prev:
-                prev[v] = u
-                queue.append(v)
-    if goal not in prev:
+    path = shortest_path(adjacency(count, edges), start, goal)
+    if path is None:
         raise RuntimeError("generated 3D maze has no path from start to goal")
-    path = [goal]
-    while path[-1] != start:
-        path.append(prev[path[-1]])
-    return path[::-1]
+    return path
 
 
 def move_names(path: list[int], nodes_3d: list) -> list[str]:

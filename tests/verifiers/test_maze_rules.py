@@ -104,7 +104,7 @@ def test_walking_another_legal_route_is_a_strict_success_with_lower_precision():
     # A detour into a dead end and back is legal: strict success, but not an exact match.
     _, inst, video, background, graph = grid_case(seed=2)
     path = inst.solution["path"]
-    dead_ends = [n for n in graph.adj if len(graph.adj[n]) == 1 and n not in (path[0], path[-1])]
+    dead_ends = [n for n in range(len(graph.adj)) if len(graph.adj[n]) == 1 and n not in (path[0], path[-1])]
     best = None
     for n in dead_ends:
         for k, p in enumerate(path):
@@ -186,7 +186,7 @@ def test_wrong_goal():
     start, goal = inst.spec["start"], inst.spec["goal"]
     to_goal = graph.distances_from(goal)
     from_start = graph.distances_from(start)
-    other = max((n for n in graph.adj if len(graph.adj[n]) == 1 and n != goal),
+    other = max((n for n in range(len(graph.adj)) if len(graph.adj[n]) == 1 and n != goal),
                 key=lambda n: (min(to_goal[n], from_start[n]), n))
     score = REF.score(inst, walk_video(inst, background, graph.shortest(start, other)))
     assert not score.success and score.metrics["success_lenient"] == 0.0
