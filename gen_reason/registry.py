@@ -2,7 +2,10 @@
 
 Modelled on lm-evaluation-harness' ``Registry``: registering costs nothing (the target
 module is imported on first lookup), duplicate names are rejected, and an unknown name
-is answered with the closest known ones. Names may carry a version suffix
+is answered with the closest known ones. A registry made with ``entry_points=GROUP``
+also holds the plugins other installed packages declare under that entry-point group
+(``genreason.tasks``, ``genreason.verifiers``, ``genreason.solvers``,
+``genreason.families``). Names may carry a version suffix
 (``maze/grid-v1``, Gymnasium style); a bare name resolves to its highest version.
 """
 
@@ -36,9 +39,11 @@ class Registry(Generic[T]):
     instance of; it is checked on first lookup so lazy entries stay free.
     """
 
-    def __init__(self, kind: str, base: type | None = None) -> None:
+    def __init__(self, kind: str, base: type | None = None, *, entry_points: str | None = None) -> None:
         self.kind = kind
         self.base = base
+        self.entry_points = entry_points
+        self._plugins_read = entry_points is None
         self._targets: dict[str, Any] = {}
         self._loaded: dict[str, T] = {}
         self._aliases: dict[str, str] = {}
@@ -52,8 +57,28 @@ class Registry(Generic[T]):
         for alias in aliases:
             self._aliases[alias] = name
 
+    def _read_plugins(self) -> None:
+        """Register third-party plugins from the installed packages' entry points, once.
+
+        A package adds a plugin with one line in its ``pyproject.toml``, e.g.
+        ``[project.entry-points."genreason.tasks"] "maze/spiral-v1" = "mypkg.spiral:Spiral"``;
+        the entry point's value is a lazy ``"module:Attr"`` target like ours, so nothing is
+        imported until the plugin is used. A plugin may not take a name we ship.
+        """
+        if self._plugins_read:
+            return
+        self._plugins_read = True
+        from importlib.metadata import entry_points
+
+        for point in sorted(entry_points(group=self.entry_points), key=lambda ep: ep.name):
+            if point.name in self._targets or point.name in self._aliases:
+                raise UserError(f"plugin {point.value!r} (entry point {self.entry_points}) takes the {self.kind} "
+                                f"name {point.name!r}, which is already registered; rename it")
+            self._targets[point.name] = point.value
+
     def names(self) -> list[str]:
-        """All registered canonical names, sorted."""
+        """All registered canonical names (plugins included), sorted."""
+        self._read_plugins()
         return sorted(self._targets)
 
     def __contains__(self, name: object) -> bool:
@@ -67,10 +92,11 @@ class Registry(Generic[T]):
         return iter(self.names())
 
     def __len__(self) -> int:
-        return len(self._targets)
+        return len(self.names())
 
     def canonical(self, name: str) -> str:
         """Resolve aliases and bare (unversioned) names to the registered name."""
+        self._read_plugins()
         if name in self._targets:
             return name
         if name in self._aliases:

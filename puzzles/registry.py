@@ -10,7 +10,7 @@ from __future__ import annotations
 from gen_reason.puzzles.task import Task
 from gen_reason.registry import Registry
 
-TASKS: Registry[type[Task]] = Registry("task", base=Task)
+TASKS: Registry[type[Task]] = Registry("task", base=Task, entry_points="genreason.tasks")
 TASKS.register("maze/grid-v1", "gen_reason.puzzles.maze.grid:GridMaze", aliases=("maze",))
 TASKS.register("maze/irregular-v1", "gen_reason.puzzles.maze.irregular:IrregularMaze")
 TASKS.register("maze/trapfield-v1", "gen_reason.puzzles.maze.trapfield:TrapField")

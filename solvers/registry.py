@@ -10,7 +10,7 @@ from typing import Any
 from gen_reason.registry import Registry
 from gen_reason.solvers.base import Solver
 
-SOLVERS: Registry[type[Solver]] = Registry("solver", base=Solver)
+SOLVERS: Registry[type[Solver]] = Registry("solver", base=Solver, entry_points="genreason.solvers")
 SOLVERS.register("single", "gen_reason.solvers.single:SingleSample")
 SOLVERS.register("best-of-n", "gen_reason.solvers.best_of_n:BestOfN", aliases=("bon",))
 SOLVERS.register("latent-ensemble", "gen_reason.solvers.latent_ensemble:LatentEnsemble", aliases=("ensemble",))
