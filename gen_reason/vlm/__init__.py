@@ -1,8 +1,9 @@
 """Vision-language models behind one interface: ``VLM.chat(messages) -> str``.
 
 Backends: :class:`OpenAICompatibleVLM` (any OpenAI-compatible server by base URL:
-vLLM, SGLang, llama.cpp) and :class:`TransformersVLM` (a local Qwen2-VL / Qwen2.5-VL
-folder; imported lazily because it needs torch). :func:`chat_json` turns an answer into
+vLLM, SGLang, llama.cpp) and :class:`TransformersVLM` (a local image-text-to-text model
+folder through transformers' auto classes: Qwen2.5-VL, Qwen3-VL, Gemma 3, ...; imported
+lazily because it needs torch). :func:`load_vlm` makes either from ``--vlm URL_OR_FOLDER``. :func:`chat_json` turns an answer into
 a validated JSON object or a :class:`VLMFailure`. Test doubles live in
 :mod:`gen_reason.vlm.testing`.
 
@@ -44,18 +45,30 @@ def __getattr__(name: str):
 
 
 def load_vlm(target: str, model: str | None = None, **kwargs) -> VLM:
-    """A VLM from a command-line style target: an ``http(s)://`` base URL or a local model folder.
+    """The VLM that ``--vlm URL_OR_FOLDER`` names: the one place a command-line VLM is made.
 
-    A URL needs ``model`` (the name the server serves); other keyword arguments go to
-    :class:`OpenAICompatibleVLM` or :meth:`TransformersVLM.from_pretrained`.
+    - ``http(s)://...``: any OpenAI-compatible server (vLLM, SGLang, llama.cpp, ...) as an
+      :class:`OpenAICompatibleVLM`: ``http://host:8000``, ``http://host:8000/v1`` or
+      ``.../v1/chat/completions``; the model name is asked of the server (``/v1/models``)
+      unless given as ``URL#MODEL`` or ``model``.
+    - a local folder: a transformers image-text-to-text model (Qwen2.5-VL, Qwen3-VL,
+      Gemma 3, ...) as a :class:`TransformersVLM`, checked before it loads.
+
+    Other keyword arguments go to :class:`OpenAICompatibleVLM` or
+    :meth:`TransformersVLM.from_pretrained`. Anything else is a one-line
+    :class:`~gen_reason.errors.UserError`.
     """
-    target = str(target)
-    if target.startswith(("http://", "https://")):
-        if not model:
-            raise UserError(f"a VLM server URL ({target}) needs a model name too")
+    from pathlib import Path
+
+    target = str(target).strip()
+    if not target:
+        raise UserError("--vlm needs a server URL (http://host:8000/v1) or a local model folder")
+    if "://" in target:
         return OpenAICompatibleVLM(target, model, **kwargs)
     if model:
         raise UserError(f"a model name ({model!r}) only goes with a server URL; {target} is read as a local folder")
+    if not Path(target).expanduser().is_dir():
+        raise UserError(f"--vlm {target}: neither an http(s):// server URL nor an existing model folder")
     from gen_reason.vlm.transformers_client import TransformersVLM
 
     return TransformersVLM.from_pretrained(target, **kwargs)

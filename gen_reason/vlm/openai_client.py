@@ -34,8 +34,12 @@ class OpenAICompatibleVLM(VLM):
     """A VLM served over the OpenAI chat-completions API.
 
     ``base_url`` is the API root, as for the ``openai`` client, e.g.
-    ``http://localhost:8000/v1`` (a full ``.../chat/completions`` URL works too).
-    ``api_key`` defaults to the ``OPENAI_API_KEY`` environment variable; local servers
+    ``http://localhost:8000/v1``; the server's bare address (``http://localhost:8000``,
+    read as ``.../v1``) and a full ``.../chat/completions`` URL work too (see
+    :func:`split_server_url`). ``model`` is the name the server serves the model under;
+    ``None`` asks the server (``GET {base_url}/models``) and takes the one model it
+    serves (vLLM, SGLang and llama.cpp serve one), and a server with several says which
+    to choose. ``api_key`` defaults to the ``OPENAI_API_KEY`` environment variable; local servers
     started without a key need none. Timeouts, connection drops, 429 and 5xx answers are
     retried ``max_retries`` times with exponential backoff from ``retry_backoff``
     seconds.
@@ -49,7 +53,7 @@ class OpenAICompatibleVLM(VLM):
     def __init__(
         self,
         base_url: str,
-        model: str,
+        model: str | None = None,
         api_key: str | None = None,
         timeout: float = 60,
         max_retries: int = 2,
@@ -63,27 +67,22 @@ class OpenAICompatibleVLM(VLM):
         name: str | None = None,
     ):
         super().__init__()
-        parsed = urllib.parse.urlparse(str(base_url))
-        if parsed.scheme not in ("http", "https") or not parsed.netloc:
-            raise UserError(f"VLM server URL must start with http:// or https://; got {base_url!r}")
-        if not model:
-            raise UserError("an OpenAI-compatible VLM needs a model name (the name the server serves it under)")
         if image_format not in ("png", "jpeg"):
             raise UserError(f"image_format must be 'png' or 'jpeg'; got {image_format!r}")
-        url = str(base_url).rstrip("/")
+        url, named = split_server_url(base_url)
         self.base_url = url
-        self.endpoint = url if url.endswith("/chat/completions") else url + "/chat/completions"
-        self.model = model
+        self.endpoint = url + "/chat/completions"
         self.api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
         self.timeout = float(timeout)
         self.max_retries = int(max_retries)
         self.retry_backoff = float(retry_backoff)
+        self.model = model or named or self.discover_model()
         self.supports_video = bool(supports_video)
         self.video_frames = int(video_frames)
         self.video_fps = float(video_fps)
         self.image_format = image_format
         self.extra_body = dict(extra_body or {})
-        self.name = name or f"openai:{model}"
+        self.name = name or f"openai:{self.model}"
 
     # --- request ---------------------------------------------------------------------
 
@@ -125,7 +124,7 @@ class OpenAICompatibleVLM(VLM):
         """Post the conversation to ``{base_url}/chat/completions`` and return the answer text."""
         body = json.dumps(self.request_body(messages, max_tokens=max_tokens, temperature=temperature)).encode()
         started = time.perf_counter()
-        reply = self._post_with_retries(body)
+        reply = self._request_with_retries(self.endpoint, body)
         try:
             choice = reply["choices"][0]
             content = choice["message"].get("content")
@@ -141,16 +140,39 @@ class OpenAICompatibleVLM(VLM):
                           seconds=time.perf_counter() - started)
         return answer
 
-    def _post_with_retries(self, body: bytes) -> dict:
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    def list_models(self) -> list[str]:
+        """The model names the server serves (``GET {base_url}/models``)."""
+        reply = self._request_with_retries(self.base_url + "/models", None)
+        data = reply.get("data") if isinstance(reply, dict) else None
+        if not isinstance(data, list):
+            raise UserError(f"the server at {self.base_url} answered /models without a model list; "
+                            "give the model name as URL#MODEL")
+        return [str(item["id"]) for item in data if isinstance(item, dict) and item.get("id")]
+
+    def discover_model(self) -> str:
+        """The one model the server serves; a :class:`UserError` when it serves none or several."""
+        names = self.list_models()
+        if len(names) == 1:
+            return names[0]
+        if not names:
+            raise UserError(f"the VLM server at {self.base_url} serves no model (GET /models is empty)")
+        raise UserError(f"the VLM server at {self.base_url} serves {len(names)} models ({', '.join(names)}); "
+                        f"choose one with {self.base_url}#MODEL")
+
+    def _request_with_retries(self, url: str, body: bytes | None) -> dict:
+        """POST ``body`` (or GET when ``None``) to ``url`` and parse the JSON reply, with retries."""
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
+        listing = body is None
         problem = ""
         unreachable = False
         for attempt in range(self.max_retries + 1):
             if attempt:
                 time.sleep(self.retry_backoff * 2 ** (attempt - 1))
-            request = urllib.request.Request(self.endpoint, data=body, headers=headers, method="POST")
+            request = urllib.request.Request(url, data=body, headers=headers, method="GET" if listing else "POST")
             try:
                 with urllib.request.urlopen(request, timeout=self.timeout) as response:
                     payload = response.read()
@@ -159,10 +181,16 @@ class OpenAICompatibleVLM(VLM):
                 if error.code in (401, 403):
                     raise UserError(f"the VLM server at {self.base_url} rejected the request "
                                     f"(HTTP {error.code}: {detail}); check the API key") from None
+                if error.code == 404 and listing:
+                    raise UserError(f"the VLM server at {self.base_url} has no /models ({detail}); check that the "
+                                    "URL is the API root (e.g. http://host:8000/v1), or give the model name as "
+                                    "URL#MODEL") from None
                 if error.code == 404:
                     raise UserError(f"the VLM server at {self.base_url} answered 404 for model {self.model!r} "
                                     f"({detail}); check the model name and that the URL ends with /v1") from None
                 problem = f"HTTP {error.code}: {detail}"
+                if error.code not in _RETRYABLE_STATUS and listing:
+                    raise UserError(f"the VLM server at {self.base_url} refused to list its models ({problem})") from None
                 if error.code not in _RETRYABLE_STATUS:
                     raise VLMFailure(f"the VLM server at {self.base_url} refused the request ({problem})") from None
                 unreachable = False
@@ -185,12 +213,42 @@ class OpenAICompatibleVLM(VLM):
             try:
                 return json.loads(payload)
             except (json.JSONDecodeError, UnicodeDecodeError):
-                raise VLMFailure(f"the server at {self.endpoint} did not answer with JSON "
+                if listing:
+                    raise UserError(f"the server at {url} did not answer with JSON; is {self.base_url} "
+                                    "an OpenAI-compatible API root?") from None
+                raise VLMFailure(f"the server at {url} did not answer with JSON "
                                  f"(is this an OpenAI-compatible API?): {payload[:120]!r}") from None
         attempts = self.max_retries + 1
         if unreachable:
             raise UserError(f"cannot reach the VLM server at {self.base_url} ({problem}); is it running?")
+        if listing:
+            raise UserError(f"the VLM server at {self.base_url} did not list its models: {problem}")
         raise VLMFailure(f"the VLM server at {self.base_url} failed {attempts} time{'s' * (attempts > 1)}: {problem}")
+
+
+def split_server_url(url: str) -> tuple[str, str | None]:
+    """``(API root, model or None)`` from a server URL as users write it.
+
+    ``http://host:8000`` -> ``http://host:8000/v1`` (vLLM, SGLang and llama.cpp serve the
+    OpenAI API under ``/v1``); ``.../v1`` and other paths (``https://host/openai/v1``) are
+    kept; a trailing ``/chat/completions`` is dropped; ``URL#MODEL`` names the model
+    (``http://host:8000/v1#Qwen/Qwen2.5-VL-7B-Instruct``). Raises
+    :class:`~gen_reason.errors.UserError` for anything but an http(s) URL with a host.
+    """
+    text = str(url).strip()
+    text, _, model = text.partition("#")
+    parsed = urllib.parse.urlparse(text)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise UserError(f"VLM server URL must start with http:// or https://; got {url!r}")
+    if parsed.query:
+        raise UserError(f"a VLM server URL takes no query string (?{parsed.query}); give the API root, "
+                        "e.g. http://localhost:8000/v1")
+    path = parsed.path.rstrip("/")
+    if path.endswith("/chat/completions"):
+        path = path[: -len("/chat/completions")]
+    if not path:
+        path = "/v1"
+    return urllib.parse.urlunparse((parsed.scheme, parsed.netloc, path, "", "", "")), (model.strip() or None)
 
 
 def _error_detail(error: urllib.error.HTTPError) -> str:

@@ -3,9 +3,11 @@
 - :class:`ScriptedVLM`: answers from a script, records what it was asked (no torch).
 - :func:`serve_scripted_openai`: a real OpenAI-compatible HTTP server on loopback that
   answers from a script and records every request body (no torch).
-- :func:`build_tiny_qwen25vl`: a ~91k-parameter random-weight Qwen2.5-VL with its
-  tokenizer and image processor, built in-process (nothing downloaded) and saved to a
-  folder that :meth:`TransformersVLM.from_pretrained` loads. Its answers are noise.
+- :func:`build_tiny_vlm`: a random-weight VLM of a few hundred thousand parameters in
+  the layout of a real model folder (Qwen2.5-VL, Qwen3-VL, Gemma 3: the same config keys,
+  tiny sizes, a tiny tokenizer), built in-process (nothing downloaded) and saved to a
+  folder that :meth:`TransformersVLM.from_pretrained` loads; :func:`build_tiny_qwen25vl`
+  makes the Qwen2.5-VL one without a real folder at hand. Their answers are noise.
 
 Example::
 
@@ -81,16 +83,18 @@ class ScriptedServerURL(str):
     """The base URL of a scripted server (a ``str``), carrying the server's records.
 
     ``requests`` holds every parsed chat request body in arrival order, ``headers`` their
-    HTTP headers (a dict each), ``paths`` the path of every POST.
+    HTTP headers (a dict each), ``paths`` the path of every POST, ``gets`` of every GET.
     """
 
     requests: list[dict]
     headers: list[dict]
     paths: list[str]
+    gets: list[str]
 
 
 @contextlib.contextmanager
-def serve_scripted_openai(answers, *, model: str = "scripted-vlm") -> Iterator[ScriptedServerURL]:
+def serve_scripted_openai(answers, *, model: str = "scripted-vlm",
+                          models: Sequence[str] | None = None) -> Iterator[ScriptedServerURL]:
     """A real OpenAI-compatible chat server on ``127.0.0.1`` (a free port), answering from a script.
 
     Yields its base URL (``http://127.0.0.1:PORT/v1``) as a :class:`ScriptedServerURL`
@@ -98,12 +102,15 @@ def serve_scripted_openai(answers, *, model: str = "scripted-vlm") -> Iterator[S
     list consumed in order, or ``answers(request_body) -> item``; an item is the answer
     text (a ``str``), or ``(status, body)`` to send a raw HTTP reply (``body`` a dict
     sent as JSON, or a str sent as is) for testing error handling. When the script runs
-    out the server answers 500. ``GET /v1/models`` lists ``model``.
+    out the server answers 500. ``GET /v1/models`` lists ``model`` (or ``models``, several
+    names or none); ``.gets`` records the path of every GET.
     """
     script = answers if callable(answers) else list(answers)
     requests: list[dict] = []
     headers: list[dict] = []
     paths: list[str] = []
+    gets: list[str] = []
+    listed = [model] if models is None else list(models)
     lock = threading.Lock()
     position = [0]
 
@@ -131,8 +138,10 @@ def serve_scripted_openai(answers, *, model: str = "scripted-vlm") -> Iterator[S
             self.wfile.write(data)
 
         def do_GET(self):
+            with lock:
+                gets.append(self.path)
             if self.path.rstrip("/") == "/v1/models":
-                self._send(200, {"object": "list", "data": [{"id": model, "object": "model"}]})
+                self._send(200, {"object": "list", "data": [{"id": name, "object": "model"} for name in listed]})
             else:
                 self._send(404, {"error": {"message": f"no route {self.path}"}})
 
@@ -176,6 +185,7 @@ def serve_scripted_openai(answers, *, model: str = "scripted-vlm") -> Iterator[S
     url.requests = requests
     url.headers = headers
     url.paths = paths
+    url.gets = gets
     try:
         yield url
     finally:

@@ -101,8 +101,12 @@ def test_user_mistakes_are_user_errors():
             _vlm(url).chat([user_message("hi")])
     with pytest.raises(UserError, match="http:// or https://"):
         OpenAICompatibleVLM("localhost:8000/v1", "m")
-    with pytest.raises(UserError, match="model name"):
-        load_vlm("http://127.0.0.1:1/v1")
+    with pytest.raises(UserError, match="http:// or https://"):
+        load_vlm("ftp://127.0.0.1/v1")
+    with pytest.raises(UserError, match="neither an http"):
+        load_vlm("no/such/folder")
+    with pytest.raises(UserError, match="model name .* only goes with a server URL"):
+        load_vlm(".", model="m")
 
 
 def test_unreachable_server_is_a_one_line_user_error():
@@ -135,3 +139,31 @@ def test_full_endpoint_url_and_load_vlm():
         vlm = load_vlm(url + "/chat/completions", model="judge-model", retry_backoff=0.0)
         assert isinstance(vlm, OpenAICompatibleVLM) and vlm.chat([user_message("hi")]) == "ok"
         assert url.paths == ["/v1/chat/completions"]
+
+
+@pytest.mark.parametrize("suffix", ["", "/", "/v1", "/v1/", "/v1/chat/completions"])
+def test_url_forms_all_reach_the_v1_api(suffix):
+    with serve_scripted_openai(["ok"], model="served") as url:
+        root = url[: -len("/v1")]
+        vlm = load_vlm(root + suffix, retry_backoff=0.0)
+        assert vlm.base_url == url and vlm.model == "served"  # asked of GET /v1/models
+        assert vlm.chat([user_message("hi")]) == "ok"
+        assert url.gets == ["/v1/models"] and url.paths == ["/v1/chat/completions"]
+        assert url.requests[0]["model"] == "served"
+
+
+def test_model_discovery_and_naming_the_model():
+    with serve_scripted_openai(["ok"], models=["a", "b"]) as url:
+        with pytest.raises(UserError, match=r"serves 2 models \(a, b\); choose one with .*#MODEL"):
+            load_vlm(url)
+        vlm = load_vlm(url + "#b", retry_backoff=0.0)  # URL#MODEL: no listing needed
+        assert vlm.model == "b" and vlm.chat([user_message("hi")]) == "ok" and url.requests[0]["model"] == "b"
+        assert url.gets == ["/v1/models"]  # only the first load asked
+    with serve_scripted_openai([], models=[]) as url:
+        with pytest.raises(UserError, match="serves no model"):
+            load_vlm(url)
+    with serve_scripted_openai([]) as url:
+        with pytest.raises(UserError, match="has no /models"):
+            load_vlm(url + "/api/other")  # a path that is not the API root
+    with pytest.raises(UserError, match="no query string"):
+        load_vlm("http://127.0.0.1:8000/v1?key=x")
