@@ -284,3 +284,55 @@ def side_by_side(*videos: Video, gap: int = 4) -> Video:
             parts.append(np.full((t, h, gap, 3), 255, np.uint8))
         parts.append(v)
     return np.concatenate(parts, axis=2)
+
+
+def letterbox_box(image_size: tuple[int, int], size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """Where an image of ``image_size`` (H, W) lies, as ``(x0, y0, x1, y1)``, once scaled to
+    fit inside a ``size`` (H, W) canvas without changing its aspect ratio and centred."""
+    h, w = image_size
+    big_h, big_w = size
+    scale = min(big_h / h, big_w / w)
+    fit_w, fit_h = min(big_w, max(1, round(w * scale))), min(big_h, max(1, round(h * scale)))
+    x0, y0 = (big_w - fit_w) // 2, (big_h - fit_h) // 2
+    return x0, y0, x0 + fit_w, y0 + fit_h
+
+
+def same_aspect(a: tuple[int, int], b: tuple[int, int], tolerance: float = 0.02) -> bool:
+    """Whether two (H, W) sizes have aspect ratios within ``tolerance`` (relative) of each other."""
+    return abs((a[1] / a[0]) / (b[1] / b[0]) - 1.0) <= tolerance
+
+
+def letterbox(image: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int, int, int] | None]:
+    """``(canvas, box)``: ``image`` (H, W, 3) scaled to fit a ``size`` (H, W) canvas and
+    centred on bars of its own border colour (the median of its outermost pixels, so a
+    puzzle gets a wider margin, not a black bar a model could read as a wall); ``box`` is
+    where it lies (:func:`letterbox_box`). An image of ``size``'s aspect ratio (within
+    2 %) comes back unchanged with ``box`` None: the model's own resize does no harm there.
+    :func:`crop_letterbox` undoes it on the frames that come back."""
+    import cv2
+
+    image = np.asarray(image)
+    if same_aspect(image.shape[:2], size):
+        return image, None
+    x0, y0, x1, y1 = letterbox_box(image.shape[:2], size)
+    ring = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
+    canvas = np.empty((size[0], size[1], 3), np.uint8)
+    canvas[:] = np.median(ring, axis=0).astype(np.uint8)
+    shrinking = (x1 - x0) * (y1 - y0) < image.shape[0] * image.shape[1]
+    canvas[y0:y1, x0:x1] = cv2.resize(image, (x1 - x0, y1 - y0),
+                                      interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+    return canvas, (x0, y0, x1, y1)
+
+
+def crop_letterbox(frames: Video, box: tuple[int, int, int, int] | None, canvas_size: tuple[int, int]) -> Video:
+    """The part of letterboxed ``frames`` (T, h, w, 3) where the image lies: ``box`` is in a
+    ``canvas_size`` (H, W) canvas (as :func:`letterbox` returned it) and is scaled to the
+    frames' own size first, so frames decoded at another size crop right too. ``box``
+    None returns the frames unchanged."""
+    if box is None:
+        return frames
+    h, w = frames.shape[1:3]
+    sx, sy = w / canvas_size[1], h / canvas_size[0]
+    x0, y0 = int(round(box[0] * sx)), int(round(box[1] * sy))
+    x1, y1 = max(x0 + 1, int(round(box[2] * sx))), max(y0 + 1, int(round(box[3] * sy)))
+    return np.ascontiguousarray(frames[:, y0:y1, x0:x1])

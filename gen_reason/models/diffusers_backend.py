@@ -34,7 +34,7 @@ import torch
 from gen_reason.errors import UserError
 from gen_reason.models.base import OnStep, StepState, VideoGenerator, normalise_seeds
 from gen_reason.models.families import PIPELINES, Family, FamilyDefaults, Geometry, family_for
-from gen_reason.video import Video
+from gen_reason.video import Video, crop_letterbox, letterbox
 
 #: A LoRA folder with one adapter per Wan 2.2 A14B expert (``genreason train lora``) holds this manifest ...
 EXPERT_LORA_MANIFEST = "lora_experts.json"
@@ -232,7 +232,9 @@ class DiffusersVideoGenerator(VideoGenerator):
         """Generate one video per seed; see :meth:`VideoGenerator.generate`.
 
         The video is generated at ``size`` (default :attr:`default_size`, rounded to the
-        model's multiple) and returned at the image's own size, ``num_frames`` long
+        model's multiple; an image of another aspect ratio goes in letterboxed on bars of
+        its border colour, :func:`gen_reason.video.letterbox`, and the frames are cropped
+        back) and returned at the image's own size, ``num_frames`` long
         (the pipeline runs the next valid frame count, e.g. ``4k+1``, and the extra
         frames are dropped). ``latents`` are the initial latents, ``[len(seeds), C, F,
         h, w]`` or ``[C, F, h, w]`` for all seeds (see :meth:`latent_shape`); for LTX
@@ -258,16 +260,21 @@ class DiffusersVideoGenerator(VideoGenerator):
             on_step=on_step,
         )
         noise = self._initial_latents(latents, len(seeds), request.geometry)
+        # A puzzle of another aspect ratio goes in letterboxed, not stretched; the frames
+        # are cropped back to it below.
+        canvas = (request.geometry.height, request.geometry.width)
+        framed, box = letterbox(np.asarray(picture), canvas)
+        model_picture = picture if box is None else _as_pil(framed)
         results: list = []
         for start in range(0, len(seeds), self.max_batch):
             batch = seeds[start : start + self.max_batch]
             batch_noise = None if noise is None else noise[start : start + len(batch)]
-            final, generators = self._denoise(picture, batch, batch_noise, request)
+            final, generators = self._denoise(model_picture, batch, batch_noise, request)
             if output == "latents":
                 results.extend(sample.cpu() for sample in final)
                 continue
             for index, generator in enumerate(generators):
-                frames = self._decode(final[index : index + 1], generator, num_frames)
+                frames = crop_letterbox(self._decode(final[index : index + 1], generator, num_frames), box, canvas)
                 results.append(self.family.fit_to_image(self.pipeline, frames, (picture.height, picture.width)))
         return results
 
