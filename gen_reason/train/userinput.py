@@ -103,7 +103,9 @@ def read_yaml_mapping(path: str | os.PathLike) -> dict:
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"cannot read config {path}: {getattr(exc, 'strerror', None) or exc}") from None
     except yaml.YAMLError as exc:
-        raise UserError(f"cannot parse {path}: {' '.join(str(exc).split())}") from None
+        mark, problem = getattr(exc, "problem_mark", None), getattr(exc, "problem", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        raise UserError(f"cannot parse {path}: {where}{problem or ' '.join(str(exc).split())}") from None
     if data is None:
         raise UserError(f"config {path} is empty; it must hold the run's settings")
     if not isinstance(data, dict):
