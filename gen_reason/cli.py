@@ -131,7 +131,7 @@ def cmd_solve(args, extra) -> int:
     overrides = parse_dotted(extra, ("task", "solver"))
     result = solve(args.task, difficulty=args.difficulty, seed=args.seed, model=args.model, lora=args.lora,
                    solver=args.solver, solver_params=overrides["solver"], frames=args.frames, steps=args.steps,
-                   out=args.out, task_config=overrides["task"])
+                   out=args.out, task_config=overrides["task"], vlm=args.vlm)
     print(result.summary())
     return 0
 
@@ -177,6 +177,8 @@ def cmd_eval(args, extra) -> int:
             overrides[f"{section}.{name}"] = value
     if args.out:
         overrides["out"] = args.out
+    if args.vlm:
+        overrides["vlm"] = args.vlm
     config = load_config(args.config, overrides)
     shard = Shard.detect()  # under `accelerate launch`: this process's share of the items
     run = run_eval(config, progress=not args.quiet, shard=shard)
@@ -286,6 +288,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="embedded", help="'embedded' (shipped) or a local diffusers model folder")
     p.add_argument("--lora", default=None, help="a LoRA folder to load on top of the model")
     p.add_argument("--solver", default="single", help="single, best-of-n, latent-ensemble, visual-tts, videotpo, closed-loop")
+    p.add_argument("--vlm", default=None, metavar="URL_OR_FOLDER",
+                   help="the VLM of videotpo, closed-loop and best-of-n's selector: an OpenAI-compatible server "
+                        "(vLLM, SGLang, llama.cpp: http://host:8000[/v1][#MODEL]; the model is asked of /v1/models) "
+                        "or a local transformers VLM folder (Qwen2.5-VL, Qwen3-VL, Gemma 3, ...); with closed-loop "
+                        "the VLM plans and judges (--solver.planner/--solver.judge override)")
     p.add_argument("--frames", type=int, default=None, help="frames to generate (default: the model's)")
     p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's)")
     p.add_argument("--out", default="out/solve", help="output folder (default out/solve)")
@@ -324,6 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(each process takes every N-th item on its own GPU; rank 0 merges).")
     p.add_argument("--config", default=None, help="YAML config (see configs/)")
     p.add_argument("--out", default=None, help="run folder (overrides the config's out)")
+    p.add_argument("--vlm", default=None, metavar="URL_OR_FOLDER",
+                   help="the VLM of the config's VLM solvers (overrides the config's vlm): a server URL or a model folder")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_eval)
 

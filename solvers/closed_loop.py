@@ -119,6 +119,9 @@ class ClosedLoop(Solver):
 
     name = "closed-loop"
     Config = ClosedLoopConfig
+    #: What ``genreason solve --vlm`` turns on unless the user sets it: the VLM plans each
+    #: step and judges each clip beside the rule verifier (CollabVR's loop).
+    vlm_roles = {"planner": "vlm", "judge": "both"}
 
     def __init__(self, config=None, *, vlm=None, **overrides) -> None:
         super().__init__(config, vlm=vlm, **overrides)

@@ -77,9 +77,11 @@ def upscale(video: np.ndarray, min_side: int = 256) -> np.ndarray:
 def solve(task: str = "maze", *, difficulty: str | None = None, seed: int | None = None, model: str = "embedded",
           lora: str | None = None, solver: str = "single", solver_params: dict | None = None,
           frames: int | None = None, steps: int | None = None, out: str | Path | None = "out/solve",
-          task_config: dict | None = None, generator=None) -> SolveResult:
+          task_config: dict | None = None, generator=None, vlm=None) -> SolveResult:
     """Make a puzzle, have the model solve it, referee the video, and write the files.
 
+    ``vlm``: a server URL or model folder (``--vlm``, see :func:`gen_reason.vlm.load_vlm`)
+    or a :class:`gen_reason.vlm.VLM`, for the solvers that use one (see :func:`solver_vlm`).
     ``seed=None`` draws a fresh random instance. Files in ``out``: ``generated.mp4``,
     ``side_by_side.gif`` (generated | ground truth, with the extracted track drawn),
     ``puzzle.png``, ``score.json``. ``out=None`` writes nothing.
@@ -100,7 +102,8 @@ def solve(task: str = "maze", *, difficulty: str | None = None, seed: int | None
     task_obj = task_for_model(defaults, task, difficulty, task_config, model=model)
     seed = random.SystemRandom().randrange(1_000_000, 2**31) if seed is None else seed
     instance = task_obj.generate(seed, difficulty)
-    solver_obj = get_solver(solver, **(solver_params or {}))
+    vlm, solver_params = solver_vlm(solver, vlm, solver_params or {})
+    solver_obj = get_solver(solver, vlm=vlm, **solver_params)
     if generator is None:
         num_frames = frames if frames is not None else defaults.get("num_frames")
         generator = load_generator(model, lora=lora, steps=steps, num_frames=num_frames)
@@ -145,6 +148,30 @@ def trace_tracks(trace: dict) -> list[tuple[list, tuple[int, int, int]]]:
     for positions in (trace.get("piece_positions") or {}).values():
         tracks.append((positions, TRACK_COLOURS["piece"]))
     return tracks
+
+
+def solver_vlm(solver: str, vlm, params: dict) -> tuple[object, dict]:
+    """The VLM for ``solver`` (loaded from a ``--vlm`` URL or folder) and its params with the VLM's roles on.
+
+    ``vlm=None`` changes nothing. A solver that takes no VLM refuses one (a user mistake,
+    said before anything loads). A solver's ``vlm_roles`` (closed-loop: the VLM plans and
+    judges) apply unless ``params`` set them.
+    """
+    if vlm is None:
+        return None, params
+    from gen_reason.solvers.base import VLMSolverConfig
+    from gen_reason.solvers.registry import SOLVERS, solver_names
+
+    solver_class = SOLVERS.get(solver)
+    if not issubclass(solver_class.Config, VLMSolverConfig):
+        users = [name for name in solver_names() if issubclass(SOLVERS.get(name).Config, VLMSolverConfig)]
+        raise UserError(f"solver {solver} uses no VLM; drop --vlm, or pick one that does: {', '.join(users)}")
+    params = {**getattr(solver_class, "vlm_roles", {}), **params}
+    if isinstance(vlm, (str, Path)):
+        from gen_reason.vlm import load_vlm
+
+        vlm = load_vlm(str(vlm))
+    return vlm, params
 
 
 def draw_track(video: np.ndarray, trace: dict, image_size: tuple[int, int] | None = None) -> np.ndarray:
