@@ -106,3 +106,17 @@ def test_eval_takes_vlm_on_the_command_line(tmp_path, capsys):
     code = main(["eval", "--config", str(config), "--vlm", str(tmp_path / "nowhere"), "--quiet"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "neither an http(s):// server URL" in err[0], err
+
+
+def test_solve_closed_loop_with_a_local_vlm_folder(tmp_path, capsys):
+    from gen_reason.vlm.testing import build_tiny_qwen25vl
+
+    folder = build_tiny_qwen25vl(tmp_path / "Qwen2.5-VL-tiny")
+    out = tmp_path / "out"
+    code = main(["solve", "--solver", "closed-loop", "--vlm", str(folder), "--seed", "3", *FAST, "--out", str(out),
+                 "--solver.max_steps", "1", "--solver.attempts_per_step", "1", "--solver.vlm_max_tokens", "8"])
+    assert code == 0, capsys.readouterr().err
+    attempt = json.loads((out / "score.json").read_text())["attempt"]
+    # Random weights answer noise: the planner and the judge are each asked three times, then recorded.
+    assert [f["purpose"] for f in attempt["meta"]["vlm_failures"]] == ["planner", "clip judge"]
+    assert attempt["compute"]["vlm_calls"] == 6 and attempt["compute"]["vlm_tokens"] > 0
