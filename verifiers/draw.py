@@ -50,7 +50,9 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
+from gen_reason.errors import UserError
 from gen_reason.puzzles.maze.draw import draw_walls
+from gen_reason.verifiers.framing import frame_video
 from gen_reason.verifiers.parallel import map_chunks
 from gen_reason.verifiers.score import Score
 from gen_reason.video import as_video
@@ -231,8 +233,10 @@ def score_draw(instance_or_spec, video, *, red_min: int = RED_MIN, red_margin: i
     spec = getattr(instance_or_spec, "spec", instance_or_spec)
     try:
         video = as_video(video)
-    except ValueError as exc:
-        return Score.failure(str(exc), success=0.0, success_lenient=0.0)
+        if hasattr(instance_or_spec, "first_frame"):
+            video = frame_video(instance_or_spec, video)  # a stretched or letterboxed video: the puzzle's part
+    except (ValueError, UserError) as exc:
+        return Score.failure(f"cannot judge the video: {exc}", success=0.0, success_lenient=0.0)
     t_count, h, w = video.shape[:3]
     h0, w0 = spec["image_size"]
     s = ((w / w0) * (h / h0)) ** 0.5

@@ -40,6 +40,7 @@ import numpy as np
 
 from gen_reason.errors import UserError
 from gen_reason.verifiers import metrics as M
+from gen_reason.verifiers.framing import frame_video
 from gen_reason.verifiers.rules import RULE_NAMES, SNAP, RuleReport, SpecGraph, check_rules
 from gen_reason.verifiers.score import Score
 from gen_reason.verifiers.track import Track, prepare_video, to_uint8, track_objects
@@ -75,6 +76,7 @@ class MazeRuleVerifier:
         spec = instance.spec
         try:
             frames = self.read_video(video, instance) if isinstance(video, (str, os.PathLike)) else _load(video)
+            frames = frame_video(instance, frames)  # a stretched or letterboxed video: the puzzle's part
             work = prepare_video(frames, spec)
             frames = to_uint8(frames)
         except UserError as exc:

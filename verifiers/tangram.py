@@ -60,6 +60,7 @@ import numpy as np
 
 from gen_reason.errors import UserError
 from gen_reason.puzzles.tangram import rasterize
+from gen_reason.verifiers.framing import frame_video
 from gen_reason.verifiers.parallel import map_chunks
 from gen_reason.verifiers.score import Score
 from gen_reason.video import as_video
@@ -355,9 +356,9 @@ def score_tangram_rules(instance, video, **options) -> Score:
     spec = instance.spec
     opts = {**_DEFAULTS, **options}
     try:
-        video = as_video(video)
+        video = frame_video(instance, as_video(video))  # a stretched or letterboxed video: the puzzle's part
     except (ValueError, UserError) as exc:
-        return Score.failure(str(exc), success=0.0, success_lenient=0.0)
+        return Score.failure(f"cannot judge the video: {exc}", success=0.0, success_lenient=0.0)
     judged = _judge_rules(spec, video, opts)
     found, on = judged["found"], judged["on_silhouette"]
     final_ok = all(on.values()) and judged["iou"] >= opts["min_iou"]
@@ -416,9 +417,9 @@ def score_tangram(instance, video, *, position_tolerance: float = 0.35, rotation
     spec = instance.spec
     opts = {**_DEFAULTS, **options}
     try:
-        video = as_video(video)
+        video = frame_video(instance, as_video(video))  # a stretched or letterboxed video: the puzzle's part
     except (ValueError, UserError) as exc:
-        return Score.failure(str(exc), success=0.0, success_lenient=0.0)
+        return Score.failure(f"cannot judge the video: {exc}", success=0.0, success_lenient=0.0)
     judged = _judge_rules(spec, video, opts)
     unit = float(spec["unit_px"])
     targets = {p["piece"]: p for p in instance.solution["pieces"]}
