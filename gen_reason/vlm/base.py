@@ -2,7 +2,7 @@
 
 Every backend (a local transformers model, an OpenAI-compatible server, the scripted
 test double) implements :class:`VLM`; planners, judges and prompt critics are prompts
-over this one method (DESIGN.md §3).
+over this one method.
 
 Messages are OpenAI-style dicts::
 

@@ -112,3 +112,10 @@ def test_tiny_model_in_the_real_layout_chats(name, tiny_folders):
     spent = vlm.usage.since(before)
     assert spent.calls == 1 and spent.prompt_tokens == inputs["input_ids"].shape[1] and 0 < spent.completion_tokens <= 6
     assert vlm.chat(messages, max_tokens=6) == answer  # greedy decoding is repeatable
+
+
+def test_bfloat16_on_the_cpu_casts_the_pixels(tiny_folders):
+    vlm = TransformersVLM.from_pretrained(tiny_folders["gemma-3-4b-it"], device="cpu", dtype="bfloat16")
+    assert vlm.model.dtype == torch.bfloat16
+    image = np.random.default_rng(1).integers(0, 256, (40, 56, 3), dtype=np.uint8)
+    assert isinstance(vlm.chat([user_message("what is this?", images=[image])], max_tokens=3), str)
