@@ -84,15 +84,16 @@ class TransformersVLM(VLM):
             processor = load_processor(folder, max_pixels=max_pixels)
             config = AutoConfig.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
             _check_image_token(processor, config, folder)
+            # Straight onto the device: an 8B model is not held twice (CPU, then GPU) while loading.
             model = AutoModelForImageTextToText.from_pretrained(
                 folder, config=config, local_files_only=True, use_safetensors=True, dtype=torch_dtype,
-                trust_remote_code=False)
+                trust_remote_code=False, device_map={"": str(device)})
         except UserError:
             raise
         except (OSError, ValueError) as error:  # a damaged file, a config transformers cannot read
             first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise UserError(f"cannot load the VLM from {folder} ({config_json.get('model_type')}): {first}") from None
-        model.to(device).eval()
+        model.eval()
         return cls(model, processor, name=f"transformers:{folder.name}", video_frames=video_frames,
                    system_prompt=system_prompt)
 
