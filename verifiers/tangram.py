@@ -53,6 +53,7 @@ side); the final frame passes when all seven are placed and ``silhouette_iou >= 
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from itertools import permutations
 
 import cv2
@@ -214,45 +215,77 @@ def _target_mask(spec: dict) -> np.ndarray:
 
 
 def _label_table(spec: dict, color_threshold: float) -> np.ndarray:
-    """:func:`segment_pieces`'s rule on a 32x32x32 colour grid (each cell's centre):
-    ``table[(r >> 3) << 10 | (g >> 3) << 5 | b >> 3]`` is a pixel's piece label, -1 for none."""
+    """:func:`segment_pieces`'s rule on a 32x32x32 colour grid (each cell's centre), as
+    uint8 ``piece index + 1`` (0: no piece): ``table[(r >> 3) << 10 | (g >> 3) << 5 | b >> 3]``."""
     refs = [p["color"] for p in spec["pieces"]] + [spec["colors"]["background"], spec["colors"]["silhouette"]]
+    return _label_table_for(tuple(tuple(int(v) for v in c) for c in refs), len(spec["pieces"]), float(color_threshold))
+
+
+@lru_cache(maxsize=16)
+def _label_table_for(refs: tuple, pieces: int, color_threshold: float) -> np.ndarray:
+    """:func:`_label_table` for reference colours as a tuple (cached: one table per palette)."""
     levels = np.arange(32, dtype=np.float32) * 8 + 3.5
     grid = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), -1).reshape(-1, 3)
     d2, nearest = cv2.batchDistance(grid, np.asarray(refs, np.float32), cv2.CV_32F, normType=cv2.NORM_L2SQR, K=1)
     nearest, d2 = nearest.ravel(), d2.ravel()
-    return np.where((d2 <= color_threshold ** 2) & (nearest < len(spec["pieces"])), nearest, -1).astype(np.int16)
+    table = np.where((d2 <= color_threshold ** 2) & (nearest < pieces), nearest + 1, 0).astype(np.uint8)
+    table.setflags(write=False)  # shared by every call with these colours
+    return table
 
 
 def track_piece_centroids(spec: dict, video: np.ndarray, *, color_threshold: float = 60.0,
                           min_area_ratio: float = 0.3, work_unit_px: float = 8.0) -> np.ndarray:
     """Every piece's centroid in every frame, ``(T, pieces, 2)`` in spec pixels (NaN where
-    the piece is not seen: its mask covers under ``min_area_ratio`` of its area).
+    the piece is not seen: fewer pixels than ``min_area_ratio`` of its area).
 
     Every ``f``-th pixel of every ``f``-th row is kept, ``f`` the largest integer leaving
-    a unit at least ``work_unit_px`` pixels (a centroid to an eighth of a unit is plenty
-    to tell a slide from a jump, and the work costs per pixel); pixels are labelled by
-    :func:`segment_pieces`'s rule read from a colour table (:func:`_label_table`) and
-    each piece's mask is cleaned as in the final frame (:func:`_piece_mask`)."""
+    a unit at least ``work_unit_px`` pixels (a centroid to an eighth of a unit is plenty to
+    tell a slide from a jump, and the work costs per pixel). Pixels are labelled by
+    :func:`segment_pieces`'s rule read from a colour table (:func:`_label_table`); a pixel
+    counts only where its 3x3 neighbourhood has its label too (the thin seams where two
+    pieces' colours blend into a third's drop out, as the final frame's opening drops
+    them); each piece's count and centroid come from one weighted count over the frames."""
     h0, w0 = spec["image_size"]
     h, w = video.shape[1:3]
     unit = float(spec["unit_px"])
+    n = len(spec["pieces"])
     f = max(1, int(unit * min(w / w0, h / h0) // work_unit_px))
     sx, sy = w / w0 / f, h / h0 / f  # working pixels per spec pixel
     areas = np.array([p["area_units"] for p in spec["pieces"]], float) * (unit * sx) * (unit * sy)
     table = _label_table(spec, color_threshold)
-    out = np.full((len(video), len(spec["pieces"]), 2), np.nan)
+    out = np.full((len(video), n, 2), np.nan)
 
     def chunk(lo: int, hi: int) -> None:
-        q = video[lo:hi, ::f, ::f] >> 3
-        index = (q[..., 0].astype(np.int32) << 10) | (q[..., 1].astype(np.int32) << 5) | q[..., 2]
-        for t, labels in zip(range(lo, hi), table[index]):
-            for k in range(len(spec["pieces"])):
-                m = cv2.moments(_piece_mask(labels, k).view(np.uint8), binaryImage=True)
-                if m["m00"] >= min_area_ratio * areas[k]:
-                    # a working pixel's centre is video pixel f * i + (f - 1) / 2
-                    cx, cy = m["m10"] / m["m00"] * f + (f - 1) / 2, m["m01"] / m["m00"] * f + (f - 1) / 2
-                    out[t, k] = ((cx + 0.5) * w0 / w - 0.5, (cy + 0.5) * h0 / h - 0.5)
+        part = video[lo:hi]
+        if h % f == 0 and w % f == 0 and part.flags.c_contiguous:
+            # every f-th pixel of every f-th row: OpenCV's nearest resize of the frames as one
+            # tall image picks exactly those (~2x numpy's strided copy)
+            q = cv2.resize(part.reshape(-1, w, 3), (w // f, len(part) * h // f),
+                           interpolation=cv2.INTER_NEAREST).reshape(len(part), h // f, w // f, 3)
+        else:
+            q = np.ascontiguousarray(part[:, ::f, ::f])
+        np.right_shift(q, 3, out=q)
+        index = q[..., 0].astype(np.uint16) << 10
+        index |= q[..., 1].astype(np.uint16) << 5
+        index |= q[..., 2]
+        labels = np.take(table, index)
+        t, hh, ww = labels.shape
+        tall = np.zeros((t, hh + 1, ww), np.uint8)  # a row of 0 between frames keeps them apart
+        tall[:, :hh] = labels
+        tall = tall.reshape(-1, ww)
+        inner = (cv2.erode(tall, _KERNEL3) == cv2.dilate(tall, _KERNEL3)).reshape(t, hh + 1, ww)[:, :hh]
+        keep = inner & (labels > 0)
+        frame, ys, xs = np.nonzero(keep)
+        bins = frame * (n + 1) + labels[frame, ys, xs]
+        count = np.bincount(bins, minlength=t * (n + 1)).reshape(t, n + 1)[:, 1:]
+        mx = np.bincount(bins, xs.astype(float), minlength=t * (n + 1)).reshape(t, n + 1)[:, 1:]
+        my = np.bincount(bins, ys.astype(float), minlength=t * (n + 1)).reshape(t, n + 1)[:, 1:]
+        seen = count >= min_area_ratio * areas
+        safe = np.maximum(count, 1)
+        # a working pixel's centre is video pixel f * i + (f - 1) / 2
+        cx, cy = mx / safe * f + (f - 1) / 2, my / safe * f + (f - 1) / 2
+        out[lo:hi, :, 0] = np.where(seen, (cx + 0.5) * w0 / w - 0.5, np.nan)
+        out[lo:hi, :, 1] = np.where(seen, (cy + 0.5) * h0 / h - 0.5, np.nan)
 
     map_chunks(chunk, len(video), min_size=8)
     return out
