@@ -145,16 +145,10 @@ def _import_target(spec: str) -> Any:
     return getattr(module, attr)
 
 
-def config_from_overrides(config_cls: type, owner: str, overrides: dict[str, Any], noun: str = "config field(s)"):
+def config_from_overrides(config_cls: type, owner: str, overrides: dict[str, Any], noun: str = "config"):
     """Build the config dataclass ``config_cls`` from keyword overrides for ``owner``
-    (e.g. "task maze/grid-v1"), rejecting unknown fields with one clear :class:`UserError`."""
-    import dataclasses
+    (e.g. "task maze/grid-v1"): the one config system (:func:`gen_reason.config.build`),
+    so unknown fields get a "did you mean" and values are type-checked, in one line."""
+    from gen_reason.config import build
 
-    fields = {f.name for f in dataclasses.fields(config_cls)}
-    unknown = sorted(set(overrides) - fields)
-    if unknown:
-        raise UserError(f"unknown {noun} {', '.join(unknown)} for {owner}; known: {', '.join(sorted(fields))}")
-    try:
-        return config_cls(**overrides)
-    except TypeError as exc:
-        raise UserError(f"bad config for {owner}: {exc}") from None
+    return build(config_cls, overrides, what=f"{owner} {noun}")

@@ -86,12 +86,12 @@ class Budget:
     def from_dict(cls, data: dict | None) -> "Budget":
         """Build from a config dict: :meth:`to_dict` keys, or the short names ``nfe``,
         ``clips``, ``vlm_calls``, ``seconds``. Unknown keys are a :class:`UserError`."""
+        from gen_reason.config import build
+
+        if data is not None and not isinstance(data, dict):
+            raise UserError(f"budget must be a mapping such as {{nfe: 160}}; got {data!r}")
         data = {(key if str(key).startswith("max_") else f"max_{key}"): value for key, value in (data or {}).items()}
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise UserError(f"unknown budget field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        return cls(**data)
+        return build(cls, data, what="budget")
 
 
 @dataclass
@@ -362,7 +362,7 @@ class Solver:
 
     def __init__(self, config: SolverConfig | None = None, *, vlm: Any = None, **overrides: Any) -> None:
         if config is None:
-            config = config_from_overrides(self.Config, f"solver {self.name}", overrides, noun="option(s)")
+            config = config_from_overrides(self.Config, f"solver {self.name}", overrides, noun="option")
         elif overrides:
             config = dataclasses.replace(config, **overrides)
         config.validate()

@@ -28,7 +28,7 @@ def test_make_dataset_cli(tmp_path):
         (["puzzle", "--task", "maze/gird"], "Did you mean maze/grid"),
         (["puzzle", "--difficulty", "extreme"], "unknown difficulty 'extreme'"),
         (["puzzle", "--task.skin", "neon"], "unknown skin 'neon'"),
-        (["puzzle", "--task.nope", "1"], "unknown config field"),
+        (["puzzle", "--task.nope", "1"], "unknown task maze/grid-v1 config key 'nope'"),
         (["puzzle", "--bogus"], "unrecognised argument"),
         (["make-dataset", "--n", "2", "--out", "/proc/forbidden/x"], "cannot write to"),
     ],

@@ -7,15 +7,11 @@ run folder and decides whether a rerun may resume there.
 
 from __future__ import annotations
 
-import dataclasses
-import typing
+import copy
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import yaml
-
-from gen_reason.errors import UserError
+from gen_reason.config import build, load, set_dotted, to_plain
 
 
 @dataclass
@@ -41,9 +37,27 @@ class ModelConfig:
     steps: int | None = None
     guidance: float | None = None
     num_frames: int | None = None
+    # The model options every command shares (gen_reason.models.options): flags of the same
+    # name on solve, probe and train lora. None: the model's default or the memory planner's choice.
     device: str | None = None
     dtype: str | None = None
-    max_batch: int | None = None  # videos per model call (None: the backend's default, 4)
+    max_batch: int | str | None = None  # videos per model call; None or "auto": the planner's
+    size: str | None = None  # "HxW" in pixels, e.g. "480x832"
+    offload: str | None = None  # auto | none | model | sequential | group
+    vae_tiling: bool | str | None = None  # auto | on | off
+    attention: str | None = None  # auto, sdpa, or a diffusers attention backend
+    compile: bool = False
+
+    def __post_init__(self) -> None:
+        from gen_reason.models.options import MODEL_OPTIONS, check_model_options
+
+        check_model_options(**{name: getattr(self, name) for name in MODEL_OPTIONS})
+
+    def model_options(self) -> dict:
+        """The model options set here, checked, as :func:`~gen_reason.models.loading.load_generator` takes them."""
+        from gen_reason.models.options import MODEL_OPTIONS, check_model_options
+
+        return check_model_options(**{name: getattr(self, name) for name in MODEL_OPTIONS})
 
 
 @dataclass
@@ -75,69 +89,33 @@ class EvalConfig:
 
 
 def from_dict(cls, data: dict | None, where: str = ""):
-    """Build dataclass ``cls`` from a nested dict, rejecting unknown keys with a clear error."""
-    data = dict(data or {})
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise UserError(f"unknown config key {where + unknown[0]!r}; known: {', '.join(sorted(names))}")
-    kwargs = {}
-    for name, value in data.items():
-        hint = hints[name]
-        if dataclasses.is_dataclass(hint) and isinstance(value, dict):
-            value = from_dict(hint, value, f"{where}{name}.")
-        elif typing.get_origin(hint) is list and typing.get_args(hint) and dataclasses.is_dataclass(typing.get_args(hint)[0]):
-            item_cls = typing.get_args(hint)[0]
-            if not isinstance(value, list):
-                raise UserError(f"config key {where + name!r} must be a list")
-            value = [from_dict(item_cls, v if isinstance(v, dict) else {"name": v}, f"{where}{name}[].") for v in value]
-        kwargs[name] = value
-    return cls(**kwargs)
+    """Build config dataclass ``cls`` from a nested dict (:func:`gen_reason.config.build`:
+    unknown keys refused with "did you mean", types checked)."""
+    return build(cls, data, what="config")
 
 
 def to_dict(config) -> dict:
     """A plain nested dict of a config dataclass."""
-    return dataclasses.asdict(config)
+    return to_plain(config)
 
 
 def apply_overrides(data: dict, overrides: dict[str, Any]) -> dict:
-    """Set dotted keys (``{"model.steps": 30}``) in a nested dict (``solvers.0.params.n`` indexes lists)."""
-    data = yaml.safe_load(yaml.safe_dump(data))  # deep copy
+    """A copy of ``data`` with dotted keys set (``{"model.steps": 30}``; ``solvers.0.params.n``
+    indexes lists)."""
+    data = copy.deepcopy(data)
     for dotted, value in overrides.items():
-        node = data
-        parts = dotted.split(".")
-        for part in parts[:-1]:
-            if isinstance(node, list):
-                if not part.isdigit() or int(part) >= len(node):
-                    raise UserError(f"bad index {part!r} in --{dotted}")
-                node = node[int(part)]
-            else:
-                node = node.setdefault(part, {})
-                if not isinstance(node, (dict, list)):
-                    raise UserError(f"--{dotted}: {part!r} is not a section")
-        last = parts[-1]
-        if isinstance(node, list):
-            if not last.isdigit() or int(last) >= len(node):
-                raise UserError(f"bad index {last!r} in --{dotted}")
-            node[int(last)] = value
-        else:
-            node[last] = value
+        set_dotted(data, dotted, value)
+    return data
+
+
+def _solver_names(data: dict) -> dict:
+    """A solver may be given by name alone: ``solvers: [single, best-of-n]``."""
+    if isinstance(data.get("solvers"), list):
+        data["solvers"] = [{"name": item} if isinstance(item, str) else item for item in data["solvers"]]
     return data
 
 
 def load_config(path: str | None, overrides: dict[str, Any] | None = None) -> EvalConfig:
-    """Load an :class:`EvalConfig` from YAML (or defaults) and apply dotted overrides."""
-    data: dict = {}
-    if path:
-        p = Path(path)
-        if not p.exists():
-            raise UserError(f"config file not found: {p}")
-        try:
-            data = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise UserError(f"cannot parse {p}: {exc}") from None
-        if not isinstance(data, dict):
-            raise UserError(f"{p} must hold a mapping at the top level")
-    data = apply_overrides(data, overrides or {})
-    return from_dict(EvalConfig, data)
+    """Load an :class:`EvalConfig`: defaults, the YAML file, then dotted overrides
+    (:func:`gen_reason.config.load`)."""
+    return load(EvalConfig, path, overrides, prepare=_solver_names)

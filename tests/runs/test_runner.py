@@ -121,11 +121,11 @@ def test_wilson_interval_known_values():
 
 
 def test_bad_config_key_is_user_error(tmp_path):
-    with pytest.raises(UserError, match="unknown config key 'data.tsks'"):
+    with pytest.raises(UserError, match="unknown config key 'data.tsks'; did you mean data.tasks"):
         load_config(None, {"data.tsks": ["maze"]})
     path = tmp_path / "c.yaml"
     path.write_text("model: [1, 2\n")
-    with pytest.raises(UserError, match="cannot parse"):
+    with pytest.raises(UserError, match="is not valid YAML"):
         load_config(str(path))
 
 

@@ -20,7 +20,7 @@ def test_every_strategy_is_registered_and_lazy():
 def test_unknown_solver_and_options_are_user_errors():
     with pytest.raises(UserError, match="best-of-n"):
         get_solver("best-of-m")
-    with pytest.raises(UserError, match="unknown option"):
+    with pytest.raises(UserError, match="unknown solver best-of-n option key .m."):
         get_solver("best-of-n", m=3)
     with pytest.raises(UserError, match="n must be"):
         get_solver("best-of-n", n=0)
