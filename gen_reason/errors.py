@@ -22,3 +22,29 @@ def writable_dir(path):
     except OSError as exc:
         raise UserError(f"cannot write to {path}: {exc.strerror or exc}") from None
     return path
+
+
+def check_writable(path):
+    """Check that folder ``path`` can be created and written without leaving anything behind.
+
+    Commands call this before their compute, so a bad ``--out`` costs a second, not a
+    generation; the folder levels it had to create are removed again (when still empty).
+    Raises :class:`UserError` as :func:`writable_dir` does.
+    """
+    from pathlib import Path
+
+    path = Path(path)
+    missing = []
+    level = path
+    while not level.exists() and level != level.parent:
+        missing.append(level)
+        level = level.parent
+    try:
+        writable_dir(path)
+    finally:
+        for level in missing:  # deepest first
+            try:
+                level.rmdir()
+            except OSError:
+                pass  # never created, or someone put a file in it meanwhile
+    return path

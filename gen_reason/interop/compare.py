@@ -29,7 +29,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from gen_reason.errors import UserError
+from gen_reason.errors import UserError, writable_dir
 
 #: VR-Bench's batch_evaluate.py command line defaults.
 VRBENCH_DEFAULTS = {"threshold": 0.01, "num_samples": 100, "fidelity_pixel_threshold": 5, "frame_step": 1,
@@ -171,7 +171,7 @@ def compare_referees(videos: str | os.PathLike, levels: str | os.PathLike, vrben
         raise UserError(f"no video in {videos} is named after a VR-Bench level of {levels} ({why})")
     out = Path(out) if out else None
     if out:
-        out.mkdir(parents=True, exist_ok=True)
+        writable_dir(out)  # before any scoring: a bad --out is one line, not a traceback at the end
     theirs_by_job = run_vrbench_evaluator(repo, matches, tracker, out / "vrbench" if out else None) if repo else {}
     instances: dict = {}
     rows = []

@@ -12,7 +12,7 @@ import math
 from collections import defaultdict
 from pathlib import Path
 
-from gen_reason.errors import UserError
+from gen_reason.errors import UserError, writable_dir
 from gen_reason.runs.store import load_results
 
 HEADLINE = ("success", "success_lenient", "exact_match", "precision_rate", "step_deviation")
@@ -199,12 +199,18 @@ def write_report(runs: list[str | Path], out: str | Path | None = None) -> Path:
     if not runs:
         raise UserError("give at least one run folder")
     out = Path(out) if out else (runs[0] if len(runs) == 1 else Path("report"))
-    (out / "plots").mkdir(parents=True, exist_ok=True)
+    loaded = {}
+    for run in runs:  # every run read before anything is written: a bad one leaves no folder behind
+        try:
+            loaded[run] = load_results(run)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserError(f"cannot read the results of {run}: {getattr(exc, 'strerror', None) or exc}") from None
+        if not loaded[run]:
+            raise UserError(f"{run} has no results yet")
+    writable_dir(out / "plots")
     all_rows, all_results = [], []
     for run in runs:
-        results = load_results(run)
-        if not results:
-            raise UserError(f"{run} has no results yet")
+        results = loaded[run]
         label = run.name if len(runs) > 1 else ""
         all_rows += summarise(results, label)
         all_results += results
@@ -213,7 +219,7 @@ def write_report(runs: list[str | Path], out: str | Path | None = None) -> Path:
     plots = [p for p in (_plot_success(all_rows, out / "plots" / "success_by_difficulty.png"),
                          _plot_budget(all_rows, out / "plots" / "success_vs_compute.png"),
                          _plot_pass_at_k(all_results, out / "plots" / "pass_at_k.png")) if p]
-    gallery = _gallery(runs[0], load_results(runs[0]), out) if len(runs) == 1 else []
+    gallery = _gallery(runs[0], loaded[runs[0]], out) if len(runs) == 1 else []
     md = ["# Evaluation report", "", "Runs: " + ", ".join(f"`{r}`" for r in runs), "",
           "Success is strict (goal reached with no rule broken), with 95 % Wilson intervals; "
           "metrics are means over instances (step deviation over successful ones).", "",

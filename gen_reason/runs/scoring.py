@@ -23,10 +23,11 @@ the success rate. A path that does not exist is a :class:`UserError`.
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
-from gen_reason.errors import UserError
+from gen_reason.errors import UserError, writable_dir
 from gen_reason.puzzles import Instance
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".avi", ".mov", ".gif")
@@ -36,27 +37,40 @@ def load_instance(path: Path) -> Instance:
     """An instance from a JSON file written by ``genreason puzzle`` or a dataset record."""
     if not path.exists():
         raise UserError(f"instance file not found: {path}")
+    if path.is_dir():
+        raise UserError(f"{path} is a folder; give the instance JSON file (e.g. {path / 'instance.json'})")
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not an instance JSON (binary content)") from None
     except json.JSONDecodeError as exc:
         raise UserError(f"{path} is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise UserError(f"{path} is not an instance (expected a JSON object)")
-    for key in ("task", "seed", "difficulty", "spec"):
+    for key in ("task", "seed", "difficulty", "prompt", "solution", "spec"):
         if key not in data:
             raise UserError(f"{path} is not an instance (missing {key!r})")
     try:
         return Instance.from_dict(data)
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
+    except UserError as exc:
+        raise UserError(f"{path}: {exc}") from None
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise UserError(f"{path} is not a valid instance: {exc}") from None
 
 
 def _debug_strip(instance: Instance, video, score, verifier):
     """The debug strip of one scored video, upscaled so small videos stay readable."""
     from gen_reason.runs.solve import draw_track, upscale
+    from gen_reason.verifiers.framing import frame_video
     from gen_reason.verifiers.maze import MazeRuleVerifier, debug_strip
     from gen_reason.video import filmstrip
 
+    try:
+        video = frame_video(instance, video)  # the part the referee judged: the track lies on it
+    except UserError:
+        pass  # shown whole; the row's reason says why it could not be judged
     if isinstance(verifier, MazeRuleVerifier):
         strip = debug_strip(instance, video, score)
     else:
@@ -188,24 +202,96 @@ def score_many(jobs: list[tuple[Instance, Path, str | None]], kind: str, out: Pa
     return [rows[i] if i in rows else done[keys[i]] for i in range(len(jobs))]
 
 
-def _writable(out: Path) -> Path:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"cannot write to {out}: {exc.strerror or exc}") from None
-    return out
+def layout_distance(reference, frame) -> float:
+    """How unlike ``reference`` (a puzzle's first frame) ``frame`` looks, in [0, 1].
+
+    ``frame`` is stretched to the reference's size (as the referee reads a video of another
+    size), both are averaged into 12 x 12 blocks, and the distance is the share of blocks
+    whose colour differs by more than 60 (of 255) in some channel: blur, H.264, noise,
+    colour jitter, resizing and a small model's rendering move few blocks; another layout
+    or palette moves many.
+    """
+    import cv2
+    import numpy as np
+
+    height, width = reference.shape[:2]
+    stretched = cv2.resize(np.ascontiguousarray(frame), (width, height), interpolation=cv2.INTER_AREA)
+    blocks = [cv2.resize(img.astype(np.float32), (12, 12), interpolation=cv2.INTER_AREA)
+              for img in (reference, stretched)]
+    return float((np.abs(blocks[0] - blocks[1]).max(axis=2) > 60).mean())
+
+
+def task_shown(instance: Instance, frame) -> str | None:
+    """The task whose puzzle ``frame`` (a video's first frame) clearly shows, when it is
+    not ``instance``'s task; ``None`` when it may well be ``instance``'s.
+
+    A model's video starts from the first frame it was given, so a video made for another
+    task's puzzle starts far from this instance's first frame. Distances alone cannot tell
+    that from a poor rendering of the right puzzle (a tiny blurry video moves about as many
+    blocks as another task's frame), so the frame is compared with a puzzle of every other
+    registered task (same seed, each of its difficulties, default settings) as well: it
+    is another task's only when one of those is clearly nearer than the instance
+    (:func:`layout_distance` at most 0.7 times the instance's and 0.1 below it). On our
+    tasks' first frames under heavy degradation (H.264 at CRF 40, 1/7 size, blur, noise,
+    colour jitter, letterboxing) and the embedded model's own videos, none is nearer, and
+    nearly every pairing with another task's first frame is caught (both checked on every
+    task in ``tests/test_bad_inputs.py``). A video of another puzzle of the same task is
+    not refused: a model that redraws the maze makes such a video, and that is a verdict.
+    """
+    from gen_reason.puzzles import TASKS, get_task
+
+    own = layout_distance(instance.first_frame, frame)
+    if own <= 0.1:
+        return None
+    mine = TASKS.canonical(instance.task)
+    for name in TASKS.names():
+        if TASKS.canonical(name) == mine:
+            continue
+        for difficulty in get_task(name).difficulties:
+            other = layout_distance(_first_frame_of(name, instance.seed, difficulty), frame)
+            if other <= 0.7 * own and other <= own - 0.1:
+                return name
+    return None
+
+
+@functools.lru_cache(maxsize=64)
+def _first_frame_of(task: str, seed: int, difficulty: str):
+    """The first frame of ``task``'s puzzle (default settings), kept for the next video."""
+    from gen_reason.puzzles import get_task
+
+    return get_task(task).generate(seed, difficulty).first_frame
 
 
 def score_one(video: Path, instance_path: Path, kind: str = "reference", out: Path | None = None) -> dict:
-    """Score one video file against the instance in ``instance_path``."""
+    """Score one video file against the instance in ``instance_path``.
+
+    Refused (:class:`UserError`) when the video's first frame clearly shows another task's
+    puzzle (:func:`task_shown`): the video and the instance do not belong together. A video
+    that cannot be decoded is a failed row, as in a folder.
+    """
+    from gen_reason.verifiers.registry import verifier_for
+
     instance = load_instance(instance_path)
     if not video.exists():
         raise UserError(f"video not found: {video}")
     if video.is_dir():
         raise UserError(f"{video} is a folder; score a folder of videos with --dataset or --vrbench")
+    verifier = verifier_for(instance.task, kind)
+    decoded = _read(verifier, instance, video)
+    if decoded[0] is not None and len(decoded[0]):
+        from gen_reason.verifiers.framing import frame_video
+
+        try:  # where the puzzle lies in a video of another shape, as the referee finds it
+            first = frame_video(instance, decoded[0][:1])[0]
+        except UserError:
+            first = decoded[0][0]  # no placement shows this puzzle: compare the whole frame
+        other = task_shown(instance, first)
+        if other is not None:
+            raise UserError(f"{video} starts with a {other.rsplit('-v', 1)[0]} puzzle, not the "
+                            f"{instance.task.rsplit('-v', 1)[0]} puzzle of {instance_path}; score it against its own instance")
     if out:
-        _writable(out)
-    row = score_video(instance, video, kind, out)
+        writable_dir(out)
+    row = _judge(verifier, instance, video, decoded, out, None)
     if out:
         (out / "scores.json").write_text(json.dumps([row], indent=1))
     return row
@@ -235,7 +321,7 @@ def score_folder(folder: Path, dataset: Path, kind: str = "reference", out: Path
             jobs.append((instances[uid], video, None))
     if not jobs:
         raise UserError(f"no video in {folder} is named after an instance of {dataset} (<uid>*.mp4)")
-    out = _writable(out or folder / "scores")
+    out = writable_dir(out or folder / "scores")
     rows = score_many(jobs, kind, out)
     (out / "scores.json").write_text(json.dumps(rows, indent=1))
     return rows
@@ -261,7 +347,7 @@ def score_vrbench(folder: Path, levels: Path, kind: str = "reference", out: Path
     if not matches and not ambiguous:
         raise UserError(f"no video in {folder} is named after a VR-Bench level of {levels} "
                         "(<difficulty>_<NNNN>[_*].mp4)")
-    out = _writable(out or (folder if folder.is_dir() else folder.parent) / "scores")
+    out = writable_dir(out or (folder if folder.is_dir() else folder.parent) / "scores")
     base = folder if folder.is_dir() else folder.parent
     instances: dict = {}
     rows: list = []
