@@ -86,3 +86,16 @@ def test_report_gallery_strip_shows_the_track():
     strip = _tracked_strip({"reference_trace": score.to_dict()["trace"]}, video)
     plain = filmstrip(video, 8)
     assert _colour_px(strip, TRACK_COLOURS["agent"]) > _colour_px(plain, TRACK_COLOURS["agent"]) + 100
+
+
+def test_debug_strip_of_a_letterboxed_video_draws_the_track_on_the_puzzle(tmp_path):
+    from gen_reason.runs.scoring import score_video
+    from gen_reason.video import letterbox, write_mp4
+
+    instance = get_task("tangram").generate(4, "easy")
+    video = np.stack([letterbox(f, (480, 832))[0] for f in instance.solution_video(25)])
+    row = score_video(instance, write_mp4(tmp_path / "v.mp4", video, crf=10), "rule", out=tmp_path)
+    assert row["success"], row["reason"]
+    strip = read_image(row["debug_strip"])
+    assert strip.shape[0] == 480  # the strip shows the puzzle's part, bars cropped off
+    assert _colour_px(strip, TRACK_COLOURS["piece"], 30) > 100
