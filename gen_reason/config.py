@@ -28,13 +28,43 @@ from gen_reason.errors import UserError
 T = TypeVar("T")
 
 
+# -- YAML ---------------------------------------------------------------------------------------
+_LOADER = None
+
+
+def yaml_loader():
+    """PyYAML's safe loader, reading ``1e-4`` as the number people mean (YAML 1.1, which
+    PyYAML follows, wants a dot: ``1.0e-4``; without one the value would be text)."""
+    global _LOADER
+    if _LOADER is None:
+        import re
+
+        import yaml
+
+        class Loader(yaml.SafeLoader):
+            """Safe loader with exponent floats."""
+
+        Loader.add_implicit_resolver(
+            "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+            list("-+0123456789"))
+        _LOADER = Loader
+    return _LOADER
+
+
+def parse_yaml(text: str) -> Any:
+    """YAML text as data (safe loading; ``1e-4`` is a number). Raises ``yaml.YAMLError``."""
+    import yaml
+
+    return yaml.load(text, Loader=yaml_loader())  # noqa: S506 - a SafeLoader subclass
+
+
 # -- the flag grammar ---------------------------------------------------------------------------
 def parse_value(text: str) -> Any:
-    """A flag's value as a YAML scalar or flow collection: ``30``, ``true``, ``null``, ``[a, b]``."""
+    """A flag's value as a YAML scalar or flow collection: ``30``, ``1e-4``, ``true``, ``null``, ``[a, b]``."""
     import yaml
 
     try:
-        return yaml.safe_load(text)
+        return parse_yaml(text)
     except yaml.YAMLError:
         return text  # not YAML (an unbalanced bracket, say): the string as typed
 
@@ -121,7 +151,7 @@ def read_yaml(path: str | Path, what: str = "config") -> dict:
     except OSError as exc:
         raise UserError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
     try:
-        data = yaml.safe_load(text)
+        data = parse_yaml(text)
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         line = f" (line {where.line + 1})" if where is not None else ""

@@ -105,3 +105,11 @@ def test_resolved_config_round_trips_through_yaml(tmp_path):
     path = tmp_path / "config.yaml"
     path.write_text(dump_yaml(config))
     assert load(Outer, path) == config
+
+
+def test_exponent_numbers_are_numbers(tmp_path):
+    """PyYAML reads 1e-4 as text; people mean a number."""
+    path = tmp_path / "c.yaml"
+    path.write_text("model:\n  rate: 1e-4\n")
+    assert load(Outer, path).model.rate == 1e-4
+    assert parse_flags(["--model.rate", "2E+3"], ("model",)) == {"model.rate": 2000.0}
