@@ -43,13 +43,58 @@ def parse_dotted(extra: list[str], sections: tuple[str, ...]) -> dict[str, dict]
     return out
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line on stderr and exit code 2 (argparse's
+    own print the usage first); subcommand parsers inherit it."""
+
+    def error(self, message: str):
+        """Print ``PROG: error: MESSAGE (see --help)`` and exit with code 2."""
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _int_in(low: int, high: int | None = None):
+    """An argparse type: an integer in ``[low, high]`` (no upper bound when ``high`` is None)."""
+    bounds = f"in [{low}, {high}]" if high is not None else f">= {low}"
+
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer {bounds}, got {value!r}") from None
+        if number < low or (high is not None and number > high):
+            raise argparse.ArgumentTypeError(f"expected an integer {bounds}, got {number}")
+        return number
+
+    parse.__name__ = "integer"
+    return parse
+
+
+def _fraction(value: str) -> float:
+    """An argparse type: a number in ``[0, 1)``."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {value!r}") from None
+    if not 0.0 <= number < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {value}")
+    return number
+
+
+_count = _int_in(1)  # --n, --instances, --seeds, --steps, --every, --workers
+_seed = _int_in(0)
+
+
 def _frames(value: str) -> int | None:
+    """An argparse type: a frame count in [1, 2000], or ``natural`` (None: the puzzle's own timing)."""
     if value in ("natural", "none", "None"):
         return None
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer or 'natural', got {value!r}") from None
+        raise argparse.ArgumentTypeError(f"expected an integer in [1, 2000] or 'natural', got {value!r}") from None
+    if not 1 <= number <= 2000:
+        raise argparse.ArgumentTypeError(f"expected an integer in [1, 2000] or 'natural', got {number}")
+    return number
 
 
 def cmd_tasks(args, extra) -> int:
@@ -236,7 +281,7 @@ def cmd_train(args, extra) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="genreason",
         description="Reasoning via video generation: make puzzles, generate solution videos, referee them.",
         epilog="Dotted flags override config fields, e.g. --task.skin dark --task.wall_style thin.",
@@ -249,42 +294,42 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("puzzle", help="make one puzzle and write its image and ground-truth video",
                        description="Make one puzzle; writes puzzle.png, solution.mp4/.gif, a filmstrip and instance.json.")
     p.add_argument("--task", default="maze/grid", help="task name (see `genreason tasks`); default maze/grid")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--difficulty", default="easy", help="easy, medium, hard, or a size such as 5x5 for grid mazes")
     p.add_argument("--frames", type=_frames, default=None, help="total frames of the solution video (default: natural)")
     p.add_argument("--out", default=None, help="output folder (default out/puzzle/<uid>)")
-    p.set_defaults(func=cmd_puzzle)
+    p.set_defaults(func=cmd_puzzle, dotted=True)
 
     p = sub.add_parser("make-dataset", help="write a reproducible dataset of puzzles",
                        description="Write first-frame PNGs, solution MP4s, metadata.jsonl and metadata.csv. "
                                    "Parallel, resumable, byte-identical for the same arguments.")
     p.add_argument("--task", default="maze/grid")
-    p.add_argument("--n", type=int, required=True, help="number of instances")
+    p.add_argument("--n", type=_count, required=True, help="number of instances")
     p.add_argument("--difficulty", default="easy", help="comma-separated difficulties, taken round-robin")
-    p.add_argument("--seed", type=int, default=0, help="item i uses seed SEED + i")
+    p.add_argument("--seed", type=_seed, default=0, help="item i uses seed SEED + i")
     p.add_argument("--frames", type=_frames, default=-1,
                    help="frames per solution video, or 'natural' (default 49; natural for --format vrbench)")
     p.add_argument("--format", default="genreason", choices=["genreason", "vrbench", "diffsynth"],
                    help="genreason (default), vrbench (VR-Bench's <game>/<skin>/<difficulty> tree and state "
                         "files, maze family only) or diffsynth (metadata.csv with video,prompt,input_image)")
     p.add_argument("--no-video", action="store_true", help="write first frames and metadata only")
-    p.add_argument("--test-fraction", type=float, default=0.0, help="share of puzzles in the test split (by canonical hash)")
+    p.add_argument("--test-fraction", type=_fraction, default=0.0, help="share of puzzles in the test split (by canonical hash)")
     p.add_argument("--dedupe", action="store_true", help="drop repeated puzzles (same canonical hash)")
-    p.add_argument("--crf", type=int, default=18, help="H.264 quality of the videos (lower is better)")
+    p.add_argument("--crf", type=_int_in(0, 51), default=18, help="H.264 quality of the videos (lower is better)")
     p.add_argument("--lossless", action="store_true",
                    help="RGB H.264 whose frames decode bit for bit (training data; fewer players show "
                         "it; --crf does not apply)")
-    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    p.add_argument("--workers", type=_count, default=None, help="processes (default: all cores)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--out", required=True)
-    p.set_defaults(func=cmd_make_dataset)
+    p.set_defaults(func=cmd_make_dataset, dotted=True)
 
     p = sub.add_parser("solve", help="solve one puzzle with a video model and referee the video",
                        description="Make a puzzle, generate the video of its solution, score it, write "
                                    "generated.mp4, side_by_side.gif, puzzle.png and score.json.")
     p.add_argument("--task", default="maze", help="task name (default maze = maze/grid)")
     p.add_argument("--difficulty", default=None, help="default: what the model was trained for")
-    p.add_argument("--seed", type=int, default=None, help="instance seed (default: a fresh random one)")
+    p.add_argument("--seed", type=_seed, default=None, help="instance seed (default: a fresh random one)")
     p.add_argument("--model", default="embedded", help="'embedded' (shipped) or a local diffusers model folder")
     p.add_argument("--lora", default=None, help="a LoRA folder to load on top of the model")
     p.add_argument("--solver", default="single", help="single, best-of-n, latent-ensemble, visual-tts, videotpo, closed-loop")
@@ -293,10 +338,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "(vLLM, SGLang, llama.cpp: http://host:8000[/v1][#MODEL]; the model is asked of /v1/models) "
                         "or a local transformers VLM folder (Qwen2.5-VL, Qwen3-VL, Gemma 3, ...); with closed-loop "
                         "the VLM plans and judges (--solver.planner/--solver.judge override)")
-    p.add_argument("--frames", type=int, default=None, help="frames to generate (default: the model's)")
-    p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's)")
+    p.add_argument("--frames", type=_int_in(1, 2000), default=None, help="frames to generate (default: the model's)")
+    p.add_argument("--steps", type=_count, default=None, help="denoising steps (default: the model's)")
     p.add_argument("--out", default="out/solve", help="output folder (default out/solve)")
-    p.set_defaults(func=cmd_solve)
+    p.set_defaults(func=cmd_solve, dotted=True)
 
     p = sub.add_parser("score", help="referee generated videos",
                        description="Score one video against an instance JSON, or a folder of videos against a "
@@ -329,12 +374,12 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(--data.n 50 --model.steps 30). Rerunning the same config resumes. Several "
                                    "GPUs: `accelerate launch --multi_gpu --num_processes N -m gen_reason eval ...` "
                                    "(each process takes every N-th item on its own GPU; rank 0 merges).")
-    p.add_argument("--config", default=None, help="YAML config (see configs/)")
+    p.add_argument("--config", required=True, help="YAML config (see configs/)")
     p.add_argument("--out", default=None, help="run folder (overrides the config's out)")
     p.add_argument("--vlm", default=None, metavar="URL_OR_FOLDER",
                    help="the VLM of the config's VLM solvers (overrides the config's vlm): a server URL or a model folder")
     p.add_argument("--quiet", action="store_true")
-    p.set_defaults(func=cmd_eval)
+    p.set_defaults(func=cmd_eval, dotted=True)
 
     p = sub.add_parser("probe", help="chain-of-steps probe: what the model 'thinks' at every step and layer",
                        description="Decode the predicted clean video at every denoising step, score it with the "
@@ -345,14 +390,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="embedded")
     p.add_argument("--lora", default=None)
     p.add_argument("--difficulty", default=None)
-    p.add_argument("--instances", type=int, default=8, help="puzzles to probe")
-    p.add_argument("--seeds", type=int, default=4, help="seeds per puzzle (one batch)")
-    p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's)")
-    p.add_argument("--every", type=int, default=4, help="decode x0 every k-th step")
+    p.add_argument("--instances", type=_count, default=8, help="puzzles to probe")
+    p.add_argument("--seeds", type=_count, default=4, help="seeds per puzzle (one batch)")
+    p.add_argument("--steps", type=_count, default=None, help="denoising steps (default: the model's)")
+    p.add_argument("--every", type=_count, default=4, help="decode x0 every k-th step")
     p.add_argument("--no-layers", action="store_true", help="skip the layer probe")
     p.add_argument("--no-interventions", action="store_true", help="skip the interventions")
     p.add_argument("--out", default="out/probe")
-    p.set_defaults(func=cmd_probe)
+    p.set_defaults(func=cmd_probe, dotted=True)
 
     p = sub.add_parser("train", help="train the embedded model or a LoRA (resumable)",
                        description="`genreason train embedded --config configs/embedded_maze.yaml` or "
@@ -361,7 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
                        add_help=True)
     p.add_argument("kind", choices=["embedded", "lora"])
     p.add_argument("rest", nargs=argparse.REMAINDER, help="the trainer's own flags")
-    p.set_defaults(func=cmd_train)
+    p.set_defaults(func=cmd_train, dotted=True)
 
     p = sub.add_parser("report", help="write the report of one or more runs")
     p.add_argument("runs", nargs="+", help="run folders")
@@ -378,6 +423,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        if extra and not getattr(args, "dotted", False):
+            raise UserError(f"unrecognised argument {extra[0]!r} (see genreason {args.command} --help)")
         return int(args.func(args, extra) or 0)
     except UserError as exc:
         print(f"genreason: error: {exc}", file=sys.stderr)

@@ -25,6 +25,19 @@ def resolve_model_path(path: str | Path) -> Path:
     return Path(path).expanduser()
 
 
+def check_model(path: str | Path = "embedded", lora: str | Path | None = None) -> Path:
+    """The cheap checks of a model before anything is written or loaded: the folder exists,
+    holds a ``model_index.json`` whose components are all there, and the LoRA exists.
+    Returns the resolved folder; raises a one-line :class:`UserError` (as loading would)."""
+    from gen_reason.models.diffusers_backend import check_components, read_model_index
+
+    folder = resolve_model_path(path)
+    check_components(folder, read_model_index(folder))
+    if lora is not None and not Path(lora).expanduser().exists():
+        raise UserError(f"LoRA not found: {lora}")
+    return folder
+
+
 def load_generator(path: str | Path = "embedded", **options: Any):
     """Load a video generator from a model name or local folder.
 

@@ -30,7 +30,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from gen_reason.errors import UserError
+from gen_reason.errors import UserError, check_writable, writable_dir
 from gen_reason.probe.interventions import intervention_sweep
 from gen_reason.probe.layers import LayerRecorder, fit_layer_probes, maze_targets
 from gen_reason.probe.steps import emergence, exploration, resolve_verifier, run_step_probe
@@ -143,11 +143,7 @@ def run_probe(
         raise UserError(f"instances must be at least 1, got {instances}")
     seed_list = _seed_list(seeds)
     started = time.perf_counter()
-    out = Path(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"cannot write to {out}: {exc.strerror or exc}") from None
+    out = check_writable(out)  # made below, once the model and the task have proved valid
 
     defaults = model_task_defaults(generator, model)
     if generator is None:
@@ -168,6 +164,7 @@ def run_probe(
     task_obj = task_for_model(defaults, task, difficulty, task_config, model=model)
     puzzles = [task_obj.generate(int(first_instance_seed) + i, difficulty) for i in range(int(instances))]
     referee = resolve_verifier(verifier, puzzles[0].task)
+    writable_dir(out)
     generate_options = {"steps": steps, "num_frames": num_frames, "guidance": guidance}
 
     do_layers = layer_probe and _is_maze(puzzles[0]) and len(puzzles) >= 2
