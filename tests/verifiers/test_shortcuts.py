@@ -104,3 +104,15 @@ def test_draw_ground_truth_is_drawn_not_pasted_at_any_pace(frames):
         score = verifier_for(instance.task, "rule").score(instance, instance.solution_video(frames))
         assert score.success, (difficulty, frames, score.reason)
         assert score.metrics["max_drawn_in_one_frame"] <= 0.5
+
+
+def test_score_summary_names_each_lenient_anchor(capsys):
+    from gen_reason.runs.scoring import print_table
+
+    tangram = {"video": "t.mp4", "status": "scored", "success": False, "reason": "teleport",
+               "metrics": {"success": 0.0, "success_lenient": 1.0, "silhouette_iou": 0.99}}
+    maze = {"video": "m.mp4", "status": "scored", "success": False, "reason": "teleport",
+            "metrics": {"success": 0.0, "success_lenient": 1.0, "precision_rate": 0.5}}
+    print_table([maze, tangram])
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        "success 0/2 (lenient, VR-Bench's SR for mazes, the final frame alone for draw and tangram: 2/2)")
