@@ -42,12 +42,17 @@ def load_generator(path: str | Path = "embedded", **options: Any):
     """Load a video generator from a model name or local folder.
 
     ``options`` go to :meth:`DiffusersVideoGenerator.from_pretrained` (``lora``,
-    ``lora_scale``, ``device``, ``dtype``, ``steps``, ``num_frames``, ...); ``None``
-    values are dropped so config defaults fall through to the model family's.
+    ``lora_scale``, ``steps``, ``num_frames``, ... and the model options every command
+    shares: ``size``, ``dtype``, ``device``, ``offload``, ``vae_tiling``, ``attention``,
+    ``compile``, ``max_batch``; see :mod:`gen_reason.models.options`); ``None`` values are
+    dropped so config defaults fall through to the model family's and the memory planner's.
+    Model options are checked (one-line :class:`UserError`) before anything loads.
     """
     from gen_reason.models.diffusers_backend import DiffusersVideoGenerator
+    from gen_reason.models.options import MODEL_OPTIONS, check_model_options
 
     options = {k: v for k, v in options.items() if v is not None}
+    options.update(check_model_options(**{k: options.pop(k) for k in MODEL_OPTIONS if k in options}))
     return DiffusersVideoGenerator.from_pretrained(resolve_model_path(path), **options)
 
 

@@ -99,6 +99,13 @@ def run_probe(
     lora: str | None = None,
     device: str | None = None,
     progress: bool = True,
+    size=None,
+    dtype: str | None = None,
+    offload: str | None = None,
+    vae_tiling=None,
+    attention: str | None = None,
+    compile: bool | None = None,
+    max_batch=None,
 ) -> dict:
     """Probe ``model`` on ``instances`` puzzles of ``task`` and write figures, tensors and ``summary.json`` to ``out``.
 
@@ -131,6 +138,9 @@ def run_probe(
         save_x0: ``"first"`` (x0 latents of the first instance), ``"all"`` or ``"none"``.
         task_config: task options over the model's own (skin, sizes, ...).
         lora, device: passed to the model loader.
+        size, dtype, offload, vae_tiling, attention, compile, max_batch: the model options
+            every command shares (:mod:`gen_reason.models.options`; ``None``: the model's
+            default or the memory planner's choice), checked before anything loads.
         progress: show a progress bar.
 
     Returns the summary dict (also written to ``out/summary.json``).
@@ -141,6 +151,10 @@ def run_probe(
         raise UserError(f"save_x0 must be first, all or none; got {save_x0!r}")
     if int(instances) < 1:
         raise UserError(f"instances must be at least 1, got {instances}")
+    from gen_reason.models.options import check_model_options
+
+    model_options = check_model_options(size=size, dtype=dtype, device=device, offload=offload, vae_tiling=vae_tiling,
+                                        attention=attention, compile=compile, max_batch=max_batch)
     seed_list = _seed_list(seeds)
     started = time.perf_counter()
     out = check_writable(out)  # made below, once the model and the task have proved valid
@@ -149,7 +163,7 @@ def run_probe(
     if generator is None:
         from gen_reason.models.loading import load_generator
 
-        generator = load_generator(model, lora=lora, device=device, num_frames=defaults.get("num_frames"))
+        generator = load_generator(model, lora=lora, num_frames=defaults.get("num_frames"), **model_options)
     if not hasattr(generator, "decode_latents") or not hasattr(generator, "pipeline"):
         raise UserError(f"the probe needs a diffusers generator (with decode_latents); got {type(generator).__name__}")
     if num_frames is None:

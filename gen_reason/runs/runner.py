@@ -168,10 +168,9 @@ def run_eval(config: EvalConfig, *, generator=None, progress: bool = True, shard
         from gen_reason.models.loading import load_generator
 
         m = config.model
-        generator = load_generator(m.path, lora=m.lora, lora_scale=m.lora_scale if m.lora else None,
-                                   device=m.device or shard.default_device(), dtype=m.dtype, steps=m.steps,
+        generator = load_generator(m.path, lora=m.lora, lora_scale=m.lora_scale if m.lora else None, steps=m.steps,
                                    guidance=m.guidance, num_frames=m.num_frames,
-                                   **({"max_batch": m.max_batch} if m.max_batch else {}))
+                                   **{**m.model_options(), "device": m.device or shard.default_device()})
     verifiers: dict[tuple[str, str], object] = {}
 
     def verifier(task: str, kind: str):

@@ -77,8 +77,15 @@ def upscale(video: np.ndarray, min_side: int = 256) -> np.ndarray:
 def solve(task: str = "maze", *, difficulty: str | None = None, seed: int | None = None, model: str = "embedded",
           lora: str | None = None, solver: str = "single", solver_params: dict | None = None,
           frames: int | None = None, steps: int | None = None, out: str | Path | None = "out/solve",
-          task_config: dict | None = None, generator=None, vlm=None) -> SolveResult:
+          task_config: dict | None = None, generator=None, vlm=None, size=None, dtype: str | None = None,
+          device: str | None = None, offload: str | None = None, vae_tiling=None, attention: str | None = None,
+          compile: bool | None = None, max_batch=None) -> SolveResult:
     """Make a puzzle, have the model solve it, referee the video, and write the files.
+
+    ``size`` (``"480x832"`` or ``(480, 832)``), ``dtype``, ``device``, ``offload``,
+    ``vae_tiling``, ``attention``, ``compile``, ``max_batch``: the model options every
+    command shares (:mod:`gen_reason.models.options`; ``None``: the model's default or
+    the memory planner's choice), checked before anything loads.
 
     ``vlm``: a server URL or model folder (``--vlm``, see :func:`gen_reason.vlm.load_vlm`)
     or a :class:`gen_reason.vlm.VLM`, for the solvers that use one (see :func:`solver_vlm`).
@@ -91,6 +98,10 @@ def solve(task: str = "maze", *, difficulty: str | None = None, seed: int | None
     from gen_reason.verifiers.registry import verifier_for
     from gen_reason.video import side_by_side, write_gif, write_image, write_mp4
 
+    from gen_reason.models.options import check_model_options
+
+    model_options = check_model_options(size=size, dtype=dtype, device=device, offload=offload, vae_tiling=vae_tiling,
+                                        attention=attention, compile=compile, max_batch=max_batch)
     for name, value in (("frames", frames), ("steps", steps)):
         if value is not None and (not isinstance(value, int) or value < 1):
             raise UserError(f"{name} must be a positive integer; got {value!r}")
@@ -106,7 +117,7 @@ def solve(task: str = "maze", *, difficulty: str | None = None, seed: int | None
     solver_obj = get_solver(solver, vlm=vlm, **solver_params)
     if generator is None:
         num_frames = frames if frames is not None else defaults.get("num_frames")
-        generator = load_generator(model, lora=lora, steps=steps, num_frames=num_frames)
+        generator = load_generator(model, lora=lora, steps=steps, num_frames=num_frames, **model_options)
     attempt = solver_obj.solve(instance, generator, verifier_for(instance.task, "rule"), None)
     reference = verifier_for(instance.task, "reference").score(instance, attempt.video)
     rule = next((c.score for c in attempt.candidates if c.video is attempt.video), None) if hasattr(attempt, "candidates") else None
