@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from gen_reason.errors import UserError, writable_dir
+from gen_reason.models.options import add_model_arguments
 
 
 def parse_dotted(extra: list[str], sections: tuple[str, ...]) -> dict[str, dict]:
@@ -157,6 +158,8 @@ def cmd_make_dataset(args, extra) -> int:
         out = make_vrbench_dataset(spec, args.out, workers=args.workers, progress=not args.quiet)
         print(f"wrote {spec.n} instances of {spec.task} to {out} in VR-Bench's layout "
               "(<game>/<skin>/<difficulty>/{states,images,videos}, metadata.csv)")
+    from gen_reason.models.options import model_options_from_args
+
         return 0
     if args.format == "diffsynth":
         from gen_reason.interop.vrbench_write import make_diffsynth_dataset
@@ -176,7 +179,7 @@ def cmd_solve(args, extra) -> int:
     overrides = parse_dotted(extra, ("task", "solver"))
     result = solve(args.task, difficulty=args.difficulty, seed=args.seed, model=args.model, lora=args.lora,
                    solver=args.solver, solver_params=overrides["solver"], frames=args.frames, steps=args.steps,
-                   out=args.out, task_config=overrides["task"], vlm=args.vlm)
+                   out=args.out, task_config=overrides["task"], vlm=args.vlm, **model_options_from_args(args))
     print(result.summary())
     return 0
 
@@ -238,6 +241,9 @@ def cmd_eval(args, extra) -> int:
     return 0
 
 
+    from gen_reason.models.options import model_options_from_args
+
+    model_options = model_options_from_args(args)
 def cmd_report(args, extra) -> int:
     """Write the Markdown/HTML report and plots of one or more runs."""
     from gen_reason.runs.report import write_report
@@ -254,6 +260,28 @@ def cmd_probe(args, extra) -> int:
     overrides = parse_dotted(extra, ("task", "probe"))
     import inspect
 
+def cmd_inspect_model(args, extra) -> int:
+    """Describe a model folder from its configs; exit 2 when files are missing or half-downloaded."""
+    if extra:
+        raise UserError(f"unrecognised argument {extra[0]!r} (see --help)")
+    from gen_reason.models.inspect import format_report, inspect_model
+    from gen_reason.models.options import parse_size
+
+    gpu_memory = None
+    if args.gpu_memory is not None:
+        try:
+            gpu_memory = float(args.gpu_memory)
+        except ValueError:
+            raise UserError(f"--gpu-memory must be a number of GiB; got {args.gpu_memory!r}") from None
+    if args.frames is not None and args.frames < 1:
+        raise UserError(f"--frames must be at least 1; got {args.frames}")
+    report = inspect_model(args.path, gpu_memory_gib=gpu_memory, size=parse_size(args.size), num_frames=args.frames)
+    print(json.dumps(report.to_json(), indent=1) if args.json else format_report(report))
+    for problem in report.problems:
+        print(f"genreason: error: {report.path}: {problem}", file=sys.stderr)
+    return 2 if report.problems else 0
+
+
     known = set(inspect.signature(run_probe).parameters)
     unknown = sorted(set(overrides["probe"]) - known)
     if unknown:
@@ -261,7 +289,7 @@ def cmd_probe(args, extra) -> int:
     summary = run_probe(args.task, args.model, args.out, difficulty=args.difficulty, instances=args.instances,
                         seeds=args.seeds, steps=args.steps, every=args.every, lora=args.lora,
                         layer_probe=not args.no_layers, interventions=not args.no_interventions,
-                        task_config=overrides["task"] or None, **overrides["probe"])
+                        task_config=overrides["task"] or None, **{**model_options, **overrides["probe"]})
     print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, (list, dict))}, indent=1))
     print(f"wrote {args.out}")
     return 0
@@ -328,6 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Make a puzzle, generate the video of its solution, score it, write "
                                    "generated.mp4, side_by_side.gif, puzzle.png and score.json.")
     p.add_argument("--task", default="maze", help="task name (default maze = maze/grid)")
+    add_model_arguments(p)
     p.add_argument("--difficulty", default=None, help="default: what the model was trained for")
     p.add_argument("--seed", type=_seed, default=None, help="instance seed (default: a fresh random one)")
     p.add_argument("--model", default="embedded", help="'embedded' (shipped) or a local diffusers model folder")
@@ -384,6 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("probe", help="chain-of-steps probe: what the model 'thinks' at every step and layer",
                        description="Decode the predicted clean video at every denoising step, score it with the "
                                    "referee (emergence curve), measure exploration across seeds, run "
+    add_model_arguments(p)
                                    "interventions, and train per-layer linear probes. Writes figures, tensors "
                                    "(safetensors) and summary.json. More options: --probe.FIELD VALUE.")
     p.add_argument("--task", default="maze")
@@ -395,6 +425,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=_count, default=None, help="denoising steps (default: the model's)")
     p.add_argument("--every", type=_count, default=4, help="decode x0 every k-th step")
     p.add_argument("--no-layers", action="store_true", help="skip the layer probe")
+    p = sub.add_parser("inspect-model", help="what a model folder is, whether it is complete, what memory it needs",
+                       description="Read a diffusers model folder's configs (no weights needed): family, pipeline, "
+                                   "components and the dtype each loads in, default size and frames, missing or "
+                                   "half-downloaded files (exit 2), and the estimated peak GPU memory with and "
+                                   "without offload and VAE tiling, and the largest batch that fits.")
+    p.add_argument("path", help="a local diffusers model folder")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    p.add_argument("--gpu-memory", default=None, metavar="GIB",
+                   help="the GPU to plan for, in GiB (default: the visible GPU, else 80)")
+    p.add_argument("--size", default=None, metavar="HxW", help="plan for this video size (default: the model's)")
+    p.add_argument("--frames", type=int, default=None, help="plan for this many frames (default: the model's)")
+    p.set_defaults(func=cmd_inspect_model)
+
     p.add_argument("--no-interventions", action="store_true", help="skip the interventions")
     p.add_argument("--out", default="out/probe")
     p.set_defaults(func=cmd_probe, dotted=True)
