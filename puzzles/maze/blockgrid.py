@@ -7,13 +7,13 @@ paths, the pixel geometry (wall blocks may be drawn thin), the spec graph, and d
 from __future__ import annotations
 
 import random
-from collections import deque
 from dataclasses import dataclass
 from functools import cached_property
 
 import cv2
 import numpy as np
 
+from gen_reason.puzzles.maze.graph import search
 from gen_reason.puzzles.skins import Skin, draw_icon, floor_texture
 
 WALL, OPEN = 1, 0
@@ -66,17 +66,15 @@ def carve_perfect_maze(rows: int, cols: int, rng: random.Random, algorithm: str 
 
 def bfs(grid: np.ndarray, start: tuple[int, int], blocked: set[tuple[int, int]] = frozenset()) -> dict:
     """Breadth-first search over open blocks: ``{cell: previous cell}`` for every reachable cell."""
-    prev = {start: None}
-    queue = deque([start])
+    return search([start], lambda cell: open_neighbours(grid, cell, blocked))[0]
+
+
+def open_neighbours(grid: np.ndarray, cell: tuple[int, int], blocked=frozenset()) -> list[tuple[int, int]]:
+    """The open, unblocked blocks one move from ``cell``, in :data:`MOVES` order."""
     h, w = grid.shape
-    while queue:
-        r, c = queue.popleft()
-        for dr, dc in MOVES.values():
-            n = (r + dr, c + dc)
-            if 0 <= n[0] < h and 0 <= n[1] < w and grid[n] == OPEN and n not in prev and n not in blocked:
-                prev[n] = (r, c)
-                queue.append(n)
-    return prev
+    r, c = cell
+    return [n for dr, dc in MOVES.values()
+            if 0 <= (n := (r + dr, c + dc))[0] < h and 0 <= n[1] < w and grid[n] == OPEN and n not in blocked]
 
 
 def shortest_path(grid: np.ndarray, start: tuple[int, int], goal: tuple[int, int],

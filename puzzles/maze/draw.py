@@ -32,7 +32,6 @@ from __future__ import annotations
 import math
 import random
 import re
-from collections import deque
 from dataclasses import dataclass
 
 import cv2
@@ -41,6 +40,7 @@ import numpy as np
 from gen_reason.errors import UserError
 from gen_reason.puzzles.instance import Instance
 from gen_reason.puzzles.maze.grid import check_node_path, graph_distance
+from gen_reason.puzzles.maze.graph import search
 from gen_reason.puzzles.task import Task, TaskConfig, check_range
 
 SHAPES = ("square", "hexagon", "circle")
@@ -340,15 +340,7 @@ def tree_paths(num_cells: int, tree: list[tuple[int, int]], start: int) -> dict[
     for i, j in tree:
         adj[i].append(j)
         adj[j].append(i)
-    prev: dict[int, int | None] = {start: None}
-    queue = deque([start])
-    while queue:
-        u = queue.popleft()
-        for v in sorted(adj[u]):
-            if v not in prev:
-                prev[v] = u
-                queue.append(v)
-    return prev
+    return search([start], lambda u: sorted(adj[u]))[0]
 
 
 def _farthest(num_cells: int, tree, start: int) -> int:

@@ -7,8 +7,10 @@ neighbours in index order, so every stored solution is reproducible), and the re
 uses it to judge a tracked video: how far apart two tracked positions are along open
 paths (grid cells, roads by arc length, floors and ladders), whatever the frame rate.
 
+- :func:`search`, :func:`path_to`: breadth-first search over any graph (cells, node
+  indices, sokoban states) with the neighbour order given, and the path it found.
 - :func:`adjacency`, :func:`bfs`, :func:`walk_back`, :func:`shortest_path`: move counts
-  and shortest node paths (breadth-first, neighbours in index order).
+  and shortest node paths over a spec graph (neighbours in index order).
 - :class:`MazeGraph`: the same graph with pixel geometry: the nearest node or road to a
   point, the projection of points onto the roads, and :meth:`MazeGraph.open_distance`,
   the length in pixels of the shortest open path between two points on the graph.
@@ -17,9 +19,51 @@ paths (grid cells, roads by arc length, floors and ladders), whatever the frame 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
+
+
+def search(sources: Iterable[Hashable], neighbours: Callable[[Any], Iterable[Hashable]], *,
+           goal: Callable[[Any], bool] | None = None) -> tuple[dict, dict]:
+    """Breadth-first search over any graph: ``(previous, distance)`` for every reached node.
+
+    ``sources`` start at distance 0 (several make a multi-source search); ``neighbours(u)``
+    lists ``u``'s successors in the order they are to be tried (this fixes which of equal
+    shortest paths is found, so stored solutions stay byte-identical); a node is visited
+    when first queued. ``goal(v)``, when given, ends the search as soon as a node for which
+    it is true is queued. Both dicts are in visiting order. Cells, node indices and
+    sokoban states all go through this one search.
+    """
+    previous: dict = {}
+    distance: dict = {}
+    for source in sources:
+        if source not in previous:
+            previous[source], distance[source] = None, 0
+    if goal is not None and any(goal(source) for source in previous):
+        return previous, distance
+    queue = deque(previous)
+    while queue:
+        u = queue.popleft()
+        for v in neighbours(u):
+            if v not in previous:
+                previous[v], distance[v] = u, distance[u] + 1
+                if goal is not None and goal(v):
+                    return previous, distance
+                queue.append(v)
+    return previous, distance
+
+
+def path_to(previous: dict, node: Hashable) -> list | None:
+    """The node path from a search source to ``node`` in ``previous`` from :func:`search`
+    (``None`` when the search did not reach it)."""
+    if node not in previous:
+        return None
+    path = [node]
+    while previous[path[-1]] is not None:
+        path.append(previous[path[-1]])
+    return path[::-1]
 
 
 def adjacency(count: int, edges: Iterable[Sequence[int]]) -> list[list[int]]:

@@ -24,7 +24,6 @@ growing minimum solution lengths; ``"NxM"`` asks for an N x M interior (3 to 16)
 from __future__ import annotations
 
 import random
-from collections import deque
 from dataclasses import dataclass
 
 import cv2
@@ -32,6 +31,7 @@ import numpy as np
 
 from gen_reason.puzzles.instance import Instance
 from gen_reason.puzzles.maze import blockgrid as bg
+from gen_reason.puzzles.maze.graph import search
 from gen_reason.puzzles.maze.grid import parse_size, size_of
 from gen_reason.puzzles.skins import Skin, color_name, draw_icon, get_skin
 from gen_reason.puzzles.task import Task, TaskConfig, check_range
@@ -131,23 +131,20 @@ def distances_to_solved(grid: np.ndarray, target: Cell) -> dict[State, int]:
     block): undoing a walk moves the agent back; undoing a push pulls the box.
     """
     open_blocks = [tuple(map(int, rc)) for rc in np.argwhere(grid == bg.OPEN)]
-    dist = {(agent, target): 0 for agent in open_blocks if agent != target}
-    queue = deque(dist)
-    while queue:
-        state = queue.popleft()
+
+    def predecessors(state: State) -> list[State]:
         (ar, ac), box = state
+        found = []
         for dr, dc in bg.MOVES.values():
             before = (ar - dr, ac - dc)  # where the agent stood before moving (dr, dc)
             if grid[before] != bg.OPEN or before == box:
                 continue
-            predecessors = [(before, box)]  # a plain walk
+            found.append((before, box))  # a plain walk
             if box == (ar + dr, ac + dc):
-                predecessors.append((before, (ar, ac)))  # a push: the box stood where the agent is
-            for prev in predecessors:
-                if prev not in dist:
-                    dist[prev] = dist[state] + 1
-                    queue.append(prev)
-    return dist
+                found.append((before, (ar, ac)))  # a push: the box stood where the agent is
+        return found
+
+    return search([(agent, target) for agent in open_blocks if agent != target], predecessors)[1]
 
 
 def forward_path(grid: np.ndarray, start: State, dist: dict[State, int]) -> list[State]:
@@ -167,18 +164,12 @@ def forward_path(grid: np.ndarray, start: State, dist: dict[State, int]) -> list
 
 def solve(grid: np.ndarray, start: State, target: Cell) -> int:
     """Fewest agent moves from ``start`` until the box is on ``target`` (-1 if unsolvable)."""
-    dist = {start: 0}
-    queue = deque([start])
-    while queue:
-        state = queue.popleft()
-        if state[1] == target:
-            return dist[state]
-        for move in bg.MOVES.values():
-            nxt = step(grid, state, move)
-            if nxt is not None and nxt not in dist:
-                dist[nxt] = dist[state] + 1
-                queue.append(nxt)
-    return -1
+    def successors(state: State) -> list[State]:
+        return [nxt for move in bg.MOVES.values() if (nxt := step(grid, state, move)) is not None]
+
+    previous, dist = search([start], successors, goal=lambda state: state[1] == target)
+    solved = next((state for state in reversed(previous) if state[1] == target), None)
+    return -1 if solved is None else dist[solved]
 
 
 def random_room(rows: int, cols: int, walls: int, rng: random.Random) -> np.ndarray | None:

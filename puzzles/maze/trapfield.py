@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from collections import deque
 from dataclasses import dataclass
 
 import cv2
@@ -26,6 +25,7 @@ import numpy as np
 from gen_reason.errors import UserError
 from gen_reason.puzzles.instance import Instance
 from gen_reason.puzzles.maze import blockgrid as bg
+from gen_reason.puzzles.maze.graph import search
 from gen_reason.puzzles.maze.grid import GridMaze, parse_size, size_of
 from gen_reason.puzzles.skins import RGB, Skin, color_name, get_skin
 from gen_reason.puzzles.task import TaskConfig, check_range
@@ -88,17 +88,7 @@ def hazard_color(skin: Skin) -> RGB:
 
 def _distances(grid: np.ndarray, source: tuple[int, int], blocked) -> dict[tuple[int, int], int]:
     """BFS move counts from ``source`` to every reachable open, unblocked cell."""
-    dist = {source: 0}
-    queue = deque([source])
-    h, w = grid.shape
-    while queue:
-        r, c = queue.popleft()
-        for dr, dc in bg.MOVES.values():
-            n = (r + dr, c + dc)
-            if 0 <= n[0] < h and 0 <= n[1] < w and grid[n] == bg.OPEN and n not in dist and n not in blocked:
-                dist[n] = dist[(r, c)] + 1
-                queue.append(n)
-    return dist
+    return search([source], lambda cell: bg.open_neighbours(grid, cell, blocked))[1]
 
 
 def _path_counts(dist: dict, cells_in_order) -> dict:
