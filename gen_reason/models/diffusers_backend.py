@@ -33,7 +33,15 @@ import torch
 
 from gen_reason.errors import UserError
 from gen_reason.models.base import OnStep, StepState, VideoGenerator, normalise_seeds
-from gen_reason.models.families import PIPELINES, Family, FamilyDefaults, Geometry, family_for
+from gen_reason.models.families import (
+    EXTRA_OPTIONS,
+    PIPELINES,
+    Family,
+    FamilyDefaults,
+    Geometry,
+    Limits,
+    family_for,
+)
 from gen_reason.video import Video, crop_letterbox, letterbox
 
 #: A LoRA folder with one adapter per Wan 2.2 A14B expert (``genreason train lora``) holds this manifest ...
@@ -52,7 +60,18 @@ _DTYPES = {
     "float32": torch.float32,
     "float": torch.float32,
 }
-_ATTENTION = ("auto", "sdpa", "xformers")
+#: Tokenizer files, any one of which makes a tokenizer folder loadable (``*_config.json`` alone does not).
+TOKENIZER_FILES = ("tokenizer.json", "spiece.model", "tokenizer.model", "vocab.json", "vocab.txt",
+                   "sentencepiece.bpe.model")
+try:
+    from safetensors import SafetensorError
+except ImportError:  # older safetensors
+    SafetensorError = OSError
+#: What a model folder's broken files raise inside diffusers/transformers loading (a truncated
+#: shard, a tokenizer.json cut short): OSError for missing files, the rest for bad contents.
+_LOAD_ERRORS = (OSError, ValueError, KeyError, SafetensorError)
+#: Offload modes: none, diffusers' model CPU offload, sequential (per-layer) offload, group offload.
+OFFLOAD_MODES = ("none", "model", "sequential", "group")
 
 
 class DiffusersVideoGenerator(VideoGenerator):
@@ -75,6 +94,7 @@ class DiffusersVideoGenerator(VideoGenerator):
         self.options = resolve_options(family, {**family.native_options(pipeline), **overrides})
         if self.options.flow_shift is not None:
             _set_flow_shift(pipeline, self.options.flow_shift)
+        family.configure(pipeline, self.options)
         pipeline.set_progress_bar_config(disable=True)  # the run layer draws the progress bars
 
     # -- construction ---------------------------------------------------------------------
@@ -92,6 +112,7 @@ class DiffusersVideoGenerator(VideoGenerator):
         compile: bool = False,
         attention: str = "auto",
         max_batch: int = 4,
+        offload: str | None = None,
         **overrides: Any,
     ) -> "DiffusersVideoGenerator":
         """Load the diffusers model folder at ``path`` (offline, safetensors only, no remote code).
@@ -99,26 +120,33 @@ class DiffusersVideoGenerator(VideoGenerator):
         ``device``: default CUDA when available, else CPU. ``dtype``: default bfloat16 on
         CUDA, float32 elsewhere (fragile parts such as Wan's VAE stay float32).
         ``lora``: one LoRA folder/file or a list of them, mixed with ``lora_scale``
-        (a number or one per LoRA). ``cpu_offload`` moves each model to the GPU only
-        while it runs; ``vae_tiling`` decodes in tiles; ``compile`` runs the
-        transformer(s) through ``torch.compile``. ``attention``: ``"auto"`` (xformers
-        on CUDA when installed, else PyTorch SDPA), ``"sdpa"`` or ``"xformers"``.
-        ``overrides`` replace family defaults: ``size``, ``num_frames``, ``fps``,
-        ``steps``, ``guidance``, ``negative_prompt``, ``flow_shift``.
+        (a number or one per LoRA). ``offload``: ``"model"`` moves each model to the GPU
+        only while it runs (``cpu_offload=True`` says the same), ``"sequential"`` moves
+        layer by layer, ``"group"`` streams the transformer's blocks; ``vae_tiling``
+        decodes in tiles; ``compile`` runs the transformer(s) through ``torch.compile``.
+        ``attention``: ``"auto"`` (on CUDA the first installed backend the family
+        supports, else PyTorch SDPA), ``"sdpa"``, or one of :func:`attention_backends`.
+        ``overrides`` replace family defaults (:class:`FamilyDefaults`): ``size``,
+        ``num_frames``, ``fps``, ``steps``, ``guidance``, ``negative_prompt``,
+        ``flow_shift`` and the family's own options (``guidance_2``, ``dynamic_cfg``, ...).
 
-        Raises :class:`UserError` (one line) when the folder is missing, is not a
-        diffusers model, names an unsupported pipeline, or lacks a listed component.
+        Raises :class:`UserError` (one line) before anything loads when the folder is
+        missing, is not a diffusers model, names an unsupported pipeline, lacks a listed
+        component or a tokenizer's vocabulary, or asks for a size, frame count, option
+        or attention backend the model cannot take.
         """
         path = Path(path).expanduser()
         model_index = read_model_index(path)
         class_name = model_index.get("_class_name")
         pipeline_cls = pipeline_class(class_name, path)
         check_components(path, model_index)
-        family = family_for(class_name, pipeline_cls, model_index)
+        family = model_family(path, model_index, pipeline_cls)
         # Every cheap check before the (possibly minutes-long) load.
-        resolve_options(family, overrides)
-        if attention not in _ATTENTION:
-            raise UserError(f"unknown attention {attention!r}; choose one of {', '.join(_ATTENTION)}")
+        options = resolve_options(family, overrides)
+        limits = family.limits(read_component_configs(path, model_index))
+        family.check_request(limits, options.size if "size" in overrides else None, overrides.get("num_frames"))
+        check_attention(family, attention)
+        offload = resolve_offload(offload, cpu_offload)
         loras = [Path(item).expanduser() for item in _as_list(lora)]
         scales = list(lora_scale) if isinstance(lora_scale, (list, tuple)) else [lora_scale] * len(loras)
         if len(scales) != len(loras):
@@ -136,21 +164,28 @@ class DiffusersVideoGenerator(VideoGenerator):
             pipe = pipeline_cls.from_pretrained(
                 str(path), **{_dtype_keyword(): torch_dtype}, local_files_only=True, use_safetensors=True
             )
-        except OSError as exc:  # diffusers reports unreadable or missing files as OSError
-            raise UserError(f"cannot load model {path}: {_first_line(exc)}") from None
+        except _LOAD_ERRORS as exc:  # unreadable, missing, truncated or corrupt files in the folder
+            raise UserError(f"cannot load model {path}: {type(exc).__name__}: {_first_line(exc)}") from None
 
         name = path.name + "".join(f"+{item.stem}" for item in loras)
         generator = cls(pipe, family, name=name, max_batch=max_batch, **overrides)
         if loras:
             generator.set_loras(loras, scales)
 
-        if cpu_offload:
+        if offload == "model":
             pipe.enable_model_cpu_offload(device=device)
+        elif offload == "sequential":
+            pipe.enable_sequential_cpu_offload(device=device)
+        elif offload == "group":
+            pipe.to(device)
+            for model in _transformers(pipe):
+                model.enable_group_offload(onload_device=device, offload_device=torch.device("cpu"),
+                                           offload_type="block_level", num_blocks_per_group=1)
         else:
             pipe.to(device)
         if vae_tiling:
             pipe.vae.enable_tiling()
-        _set_attention(pipe, attention, device)
+        _set_attention(pipe, family, attention, device)
         if compile:
             for model in _transformers(pipe):
                 model.compile()
@@ -301,7 +336,9 @@ class DiffusersVideoGenerator(VideoGenerator):
         # Nearest valid size: a puzzle rendered at the model's size passes unchanged.
         height = max(multiple, round(int(height) / multiple) * multiple)
         width = max(multiple, round(int(width) / multiple) * multiple)
-        return Geometry(self._valid_frame_count(num_frames), height, width)
+        geometry = Geometry(self._valid_frame_count(num_frames), height, width)
+        self.family.check_geometry(self.pipeline, geometry)
+        return geometry
 
     def _valid_frame_count(self, num_frames: int) -> int:
         step = self.family.frame_step(self.pipeline)
@@ -330,8 +367,7 @@ class DiffusersVideoGenerator(VideoGenerator):
             callback = _StepCallback(self, request, tuple(seeds), prepared, recorder)
         with prepared, recorder:
             result = pipe(
-                # Wan repeats one image itself; the others encode one image per sample.
-                image=[picture] * count if family.repeat_image else picture,
+                **family.image_kwargs(pipe, picture, count),
                 prompt=[request.prompt] * count,
                 negative_prompt=request.negative_prompt,
                 height=geometry.height,
@@ -343,7 +379,7 @@ class DiffusersVideoGenerator(VideoGenerator):
                 output_type="latent",
                 callback_on_step_end=callback,
                 callback_on_step_end_tensor_inputs=["latents"],
-                **family.call_kwargs(pipe, self.fps),
+                **family.call_kwargs(pipe, self.options),
             )
         final = family.output_latents(pipe, result.frames, geometry)
         return final.detach().float(), generators
@@ -352,7 +388,7 @@ class DiffusersVideoGenerator(VideoGenerator):
     def _decode(self, latents: torch.Tensor, generator: torch.Generator | None, num_frames: int | None) -> Video:
         """One sample's canonical latents -> uint8 frames at the working size."""
         device = self.pipeline._execution_device
-        video = self.family.decode(self.pipeline, latents.to(device), generator)[0]  # [3, T, H, W] in [-1, 1]
+        video = self.family.decode(self.pipeline, latents.to(device), generator, self.options)[0]  # [3, T, H, W] in [-1, 1]
         # As diffusers' VideoProcessor does for output_type="np", without needing one.
         frames = (video.float() / 2 + 0.5).clamp(0, 1).permute(1, 2, 3, 0).cpu().numpy()
         frames = np.rint(frames * 255.0).astype(np.uint8)
@@ -541,6 +577,12 @@ def _clean_estimate(scheduler, arguments: dict, result: Any, position: int) -> t
     if outputs and outputs[-1] is not None and predicts_x0:
         return outputs[-1]
     if _is_flow_matching(scheduler) and "sample" in arguments and "model_output" in arguments:
+        per_token = arguments.get("per_token_timesteps")
+        if per_token is not None:
+            # LTXConditionPipeline steps each token at its own noise level on the negated
+            # velocity (its per-token Euler step is sample + (sigma - next) * output).
+            sigma = (per_token.float() / scheduler.config.num_train_timesteps)[..., None]
+            return arguments["sample"].float() + sigma * arguments["model_output"].float()
         sigma = scheduler.sigmas[position]
         return arguments["sample"].float() - sigma * arguments["model_output"].float()
     return None
@@ -555,6 +597,10 @@ def resolve_options(family: Family, overrides: dict) -> FamilyDefaults:
         raise UserError(
             f"unknown generator option(s) {', '.join(unknown)}; known: {', '.join(known)}, max_batch"
         )
+    not_taken = [key for key in overrides if key in EXTRA_OPTIONS and key not in family.extra_options]
+    if not_taken:
+        takes = f"it takes {', '.join(family.extra_options)}" if family.extra_options else "it takes none of them"
+        raise UserError(f"option(s) {', '.join(not_taken)} do not apply to {family.name} models; {takes}")
     options = dataclasses.replace(family.defaults, **overrides)
     try:
         size = tuple(int(side) for side in options.size)
@@ -627,11 +673,16 @@ def pipeline_class(class_name: Any, path: Path) -> type:
     return cls
 
 
+def listed_components(model_index: dict) -> dict[str, tuple[str, str]]:
+    """``name -> (library, class)`` of every component ``model_index.json`` lists as present."""
+    return {name: tuple(spec) for name, spec in model_index.items()
+            if not name.startswith("_") and isinstance(spec, list) and len(spec) == 2 and None not in spec}
+
+
 def check_components(path: Path, model_index: dict) -> None:
-    """Raise a :class:`UserError` for a component ``model_index.json`` lists but the folder lacks."""
-    for name, spec in model_index.items():
-        if name.startswith("_") or not isinstance(spec, list) or len(spec) != 2 or None in spec:
-            continue  # settings (boundary_ratio, ...) and absent optional components
+    """Raise a :class:`UserError` for a component ``model_index.json`` lists but the folder lacks,
+    a model component without safetensors weights, or a tokenizer without its vocabulary."""
+    for name, (_, class_name) in listed_components(model_index).items():
         folder = path / name
         if not folder.is_dir():
             raise UserError(f"{path} lists component {name!r} in model_index.json but has no {name}/ folder")
@@ -640,6 +691,76 @@ def check_components(path: Path, model_index: dict) -> None:
             raise UserError(
                 f"component {name!r} in {path} has no .safetensors weights (only safetensors are loaded)"
             )
+        if "Tokenizer" in class_name and not any((folder / file).is_file() for file in TOKENIZER_FILES):
+            raise UserError(f"tokenizer {name!r} in {path} has no vocabulary file ({' or '.join(TOKENIZER_FILES[:2])}); "
+                            "the download is incomplete")
+
+
+def read_component_configs(path: Path, model_index: dict) -> dict[str, dict]:
+    """Each listed component's configuration (``config.json``, ``scheduler_config.json`` or
+    ``preprocessor_config.json``), by component name; nothing is loaded. A component whose
+    configuration is missing is left out (:func:`check_components` reports missing folders)."""
+    configs: dict[str, dict] = {}
+    for name in listed_components(model_index):
+        for file_name in ("config.json", "scheduler_config.json", "preprocessor_config.json"):
+            file = path / name / file_name
+            if file.is_file():
+                try:
+                    configs[name] = json.loads(file.read_text(encoding="utf-8"))
+                except (OSError, ValueError) as exc:
+                    raise UserError(f"cannot read {file}: {_first_line(exc)}") from None
+                break
+    return configs
+
+
+def model_family(path: Path, model_index: dict, pipeline_cls: type | None = None) -> Family:
+    """The :class:`Family` of the model folder at ``path``, from its configs alone.
+
+    A ``WanPipeline`` folder without ``expand_timesteps`` is a text-to-video model (Wan2.1-T2V,
+    Wan2.2-T2V-A14B), which has no way to take the first frame: a :class:`UserError`.
+    """
+    class_name = model_index.get("_class_name")
+    if class_name == "WanPipeline" and not model_index.get("expand_timesteps"):
+        raise UserError(f"{path} is a Wan text-to-video model (WanPipeline without expand_timesteps); genreason needs "
+                        "an image-to-video one (Wan2.1-I2V, Wan2.2-I2V-A14B or Wan2.2-TI2V-5B)")
+    configs = read_component_configs(path, model_index)
+    return family_for(class_name, pipeline_cls, model_index, configs, folder_name=path.name)
+
+
+def model_limits(path: str | Path) -> tuple[Family, Limits]:
+    """The family of a model folder and the sizes and frame counts it takes, from configs only."""
+    path = Path(path).expanduser()
+    model_index = read_model_index(path)
+    pipeline_cls = pipeline_class(model_index.get("_class_name"), path)
+    family = model_family(path, model_index, pipeline_cls)
+    return family, family.limits(read_component_configs(path, model_index))
+
+
+def check_request(path: str | Path, size: tuple[int, int] | None = None, num_frames: int | None = None) -> None:
+    """Raise a one-line :class:`UserError` when the model folder at ``path`` cannot take ``size``
+    or ``num_frames`` (reads configs only: call it before loading anything, e.g. before training)."""
+    family, limits = model_limits(path)
+    family.check_request(limits, size, num_frames)
+
+
+def check_fixed_size(path: str | Path, height: int, width: int) -> None:
+    """Raise a one-line :class:`UserError` when the model folder at ``path`` runs only at one
+    size (CogVideoX-5b-I2V: 480x720) and ``height`` x ``width`` is not it; reads configs only,
+    so training can refuse a dataset before the model loads and the cache fills."""
+    family, limits = model_limits(path)
+    if limits.fixed_size is not None:
+        family.check_request(dataclasses.replace(limits, size_multiple=1), size=(height, width))
+
+
+def component_dtypes(family: Family, model_index: dict, dtype: torch.dtype) -> dict[str, torch.dtype]:
+    """The dtype each listed model component loads in at compute ``dtype`` (schedulers, tokenizers
+    and processors have none)."""
+    dtypes = {}
+    for name, (_, class_name) in listed_components(model_index).items():
+        if any(word in class_name for word in ("Scheduler", "Tokenizer", "Processor")):
+            continue
+        dtypes[name] = torch.float32 if name in family.fp32_components else dtype
+    return dtypes
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -686,17 +807,66 @@ def _set_flow_shift(pipe, shift: float) -> None:
     raise UserError(f"flow_shift does not apply to {type(scheduler).__name__}")
 
 
-def _set_attention(pipe, attention: str, device: torch.device) -> None:
+def attention_backends(family: Family | None = None) -> list[str]:
+    """Attention backends the installed diffusers offers (``sdpa`` first, then its dispatch
+    backends that need no download at run time), restricted to what ``family`` supports."""
+    names = ["sdpa"]
+    try:
+        from diffusers.models.attention_dispatch import AttentionBackendName
+    except ImportError:  # older diffusers: xformers through the pipeline only
+        names.append("xformers")
+    else:
+        names += [backend.value for backend in AttentionBackendName
+                  if not backend.value.startswith("_") and not backend.value.endswith("_hub")
+                  and backend.value not in ("native", "sdpa")]
+    if family is not None and family.attention_backends is not None:
+        names = [name for name in names if name in family.attention_backends]
+    return names
+
+
+def check_attention(family: Family, attention: str) -> None:
+    """Raise a one-line :class:`UserError` for an attention backend unknown here or unsupported by ``family``."""
+    if attention == "auto":
+        return
+    if attention not in attention_backends():
+        raise UserError(f"unknown attention {attention!r}; choose auto or one of {', '.join(attention_backends())}")
+    if attention not in attention_backends(family):
+        raise UserError(f"{family.name} models do not support {attention} attention; choose auto or one of "
+                        f"{', '.join(attention_backends(family))}")
+
+
+def resolve_offload(offload: str | None, cpu_offload: bool = False) -> str:
+    """``offload`` as one of :data:`OFFLOAD_MODES` (``cpu_offload=True`` means ``"model"``)."""
+    if offload is None or offload is False:
+        return "model" if cpu_offload else "none"
+    if offload is True:
+        return "model"
+    if str(offload) not in OFFLOAD_MODES:
+        raise UserError(f"unknown offload {offload!r}; choose one of {', '.join(OFFLOAD_MODES)}")
+    return str(offload)
+
+
+def _set_attention(pipe, family: Family, attention: str, device: torch.device) -> None:
+    explicit = attention != "auto"
+    if attention == "auto":
+        if device.type != "cuda":
+            return
+        installed = [name for name in family.auto_attention if importlib.util.find_spec(name)]
+        if not installed:
+            return
+        attention = installed[0]
     if attention == "sdpa":
         return
-    if attention == "auto" and not (device.type == "cuda" and importlib.util.find_spec("xformers")):
-        return
     try:
-        pipe.enable_xformers_memory_efficient_attention()
-    except (ImportError, ValueError, RuntimeError) as exc:
         if attention == "xformers":
-            raise UserError(f"xformers attention is not available: {_first_line(exc)}") from None
-        warnings.warn(f"xformers attention failed ({_first_line(exc)}); using PyTorch SDPA", stacklevel=3)
+            pipe.enable_xformers_memory_efficient_attention()
+        else:
+            for model in _transformers(pipe):
+                model.set_attention_backend(attention)
+    except (ImportError, ValueError, RuntimeError) as exc:
+        if explicit:
+            raise UserError(f"{attention} attention is not available: {_first_line(exc)}") from None
+        warnings.warn(f"{attention} attention failed ({_first_line(exc)}); using PyTorch SDPA", stacklevel=3)
 
 
 def _transformers(pipe) -> list:

@@ -51,6 +51,17 @@ def tiny_tokenizer():
     )
 
 
+def tiny_unigram_tokenizer(cls=None):
+    """A T5 tokenizer (``cls``, default ``T5TokenizerFast``: the class real T5/UMT5 folders
+    name) over a made-up unigram vocabulary of :data:`_WORDS`, ids below 64 (no download)."""
+    if cls is None:
+        from transformers import T5TokenizerFast as cls
+
+    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)]
+    vocab += [("\u2581" + word, -1.0) for word in dict.fromkeys(_WORDS)]
+    return cls(vocab=vocab, extra_ids=0, model_max_length=512)
+
+
 def tiny_text_encoder(seed: int = 0, umt5: bool = False):
     """A two-layer T5 encoder with ``d_model=32`` (the text width the tiny transformers expect).
 
@@ -306,4 +317,161 @@ def save_tiny_lora(kind: str, path: str | Path, seed: int = 0, rank: int = 4) ->
     type(pipe).save_lora_weights(
         path, transformer_lora_layers=get_peft_model_state_dict(transformer), safe_serialization=True
     )
+    return path
+
+
+# -- real folder layouts --------------------------------------------------------------------
+#: Config-only copies of real Hub folders (tests/models/real_configs in a source checkout).
+REAL_CONFIGS_DIR = Path(__file__).resolve().parents[2] / "tests" / "models" / "real_configs"
+
+
+def _component_class(library: str, class_name: str):
+    import importlib
+
+    return getattr(importlib.import_module(library), class_name)
+
+
+def build_on_meta(path: str | Path, pipeline_cls: type | None = None):
+    """Every component of the model folder at ``path`` built at full size on the meta device
+    (no memory, no weights: configs only) and put into ``pipeline_cls`` (default: the class
+    genreason runs for the folder). Tokenizers are left out (their vocabulary files are not
+    in config-only folders); image processors are built from their configs.
+    """
+    from accelerate import init_empty_weights
+
+    from gen_reason.models.diffusers_backend import listed_components, pipeline_class, read_component_configs
+    from gen_reason.models.diffusers_backend import read_model_index
+
+    path = Path(path)
+    model_index = read_model_index(path)
+    pipeline_cls = pipeline_cls or pipeline_class(model_index["_class_name"], path)
+    configs = read_component_configs(path, model_index)
+    components = {}
+    for name, (library, class_name) in listed_components(model_index).items():
+        if "Tokenizer" in class_name:
+            components[name] = None
+            continue
+        cls = _component_class(library, class_name)
+        if "Processor" in class_name:
+            components[name] = cls.from_pretrained(path / name)
+        elif "Scheduler" in class_name:
+            components[name] = cls.from_config(configs[name])
+        elif library == "diffusers":
+            with init_empty_weights():
+                components[name] = cls.from_config(configs[name])
+        else:
+            import transformers
+
+            config = transformers.AutoConfig.for_model(**configs[name])
+            with init_empty_weights():
+                components[name] = cls(config)
+    accepted = set(inspect_parameters(pipeline_cls))
+    settings = {key: value for key, value in model_index.items()
+                if not key.startswith("_") and not isinstance(value, list) and key in accepted}
+    return pipeline_cls(**{key: value for key, value in components.items() if key in accepted}, **settings)
+
+
+def inspect_parameters(cls) -> list[str]:
+    """Names of ``cls.__init__``'s parameters (without ``self``)."""
+    import inspect
+
+    return list(inspect.signature(cls.__init__).parameters)[1:]
+
+
+def _narrow(values, divisor: int, floor: int = 4) -> list[int]:
+    return [max(floor, int(value) // divisor) for value in values]
+
+
+def _small_vae(library: str, class_name: str, config: dict):
+    """The folder's VAE class with its real latent channels and compression, every width cut
+    16x and one layer per block (a few hundred thousand parameters)."""
+    cls = _component_class(library, class_name)
+    config = {key: value for key, value in config.items() if not key.startswith("_")}
+    if class_name == "AutoencoderKLWan":
+        config.update(base_dim=max(4, config.get("base_dim", 96) // 16), num_res_blocks=1)
+        if config.get("decoder_base_dim"):
+            config["decoder_base_dim"] = max(4, config["decoder_base_dim"] // 16)
+    elif class_name == "AutoencoderKLCogVideoX":
+        config.update(block_out_channels=_narrow(config.get("block_out_channels", (128, 256, 256, 512)), 16, 8),
+                      layers_per_block=1, norm_num_groups=4)
+    elif class_name == "AutoencoderKLLTXVideo":
+        config.update(block_out_channels=_narrow(config["block_out_channels"], 16),
+                      decoder_block_out_channels=_narrow(config["decoder_block_out_channels"], 16),
+                      layers_per_block=[1] * len(config["layers_per_block"]),
+                      decoder_layers_per_block=[1] * len(config["decoder_layers_per_block"]))
+    return cls.from_config(config)
+
+
+def _random_on_cpu(cls, config: dict, dtype: torch.dtype):
+    """``cls.from_config(config)`` with random weights, built on the meta device and filled in
+    place: matrices N(0, 1/fan_in), norm scales 1, biases 0. Buffers (rotary tables,
+    positional grids) are computed as usual. A real-width layer has hundreds of millions of
+    parameters and drawing each one takes seconds on a small CPU, so a large matrix repeats
+    one random block of at most 2**20 values (each row of the block differs)."""
+    from accelerate import init_empty_weights
+    from accelerate.utils import set_module_tensor_to_device
+
+    with init_empty_weights():
+        model = cls.from_config(config)
+    for name, parameter in list(model.named_parameters()):
+        if parameter.ndim >= 2:
+            rows, columns = parameter.shape[0], parameter[0].numel()
+            block_rows = max(1, min(rows, 2**20 // columns))
+            block = torch.randn(block_rows, columns, dtype=dtype) * columns**-0.5
+            value = block.repeat(-(-rows // block_rows), 1)[:rows].reshape(parameter.shape)
+        elif "norm" in name and name.endswith("weight"):
+            value = torch.ones(parameter.shape, dtype=dtype)
+        else:
+            value = torch.zeros(parameter.shape, dtype=dtype)
+        set_module_tensor_to_device(model, name, "cpu", value=value)
+    return model.eval()
+
+
+def save_real_layout_model(real_folder: str | Path, path: str | Path, *, num_layers: int = 1, seed: int = 0,
+                           dtype: torch.dtype = torch.bfloat16) -> Path:
+    """A random-weight model in the exact layout of the config-only folder ``real_folder``:
+    its own ``model_index.json`` (the real ``_class_name``), its scheduler, and its
+    transformer(s) at the real width with ``num_layers`` blocks; the VAE is the real class
+    and compression made narrow (:func:`_small_vae`), the text encoder a one-layer T5 of
+    the width the transformer reads, the tokenizer :func:`tiny_tokenizer`, the image
+    encoder (Wan 2.1) its real CLIP vision tower with one layer. Saved with safetensors; the
+    transformer(s) in ``dtype`` (bfloat16 by default, half the bytes; loading casts).
+    """
+    import json
+    import shutil
+
+    import transformers
+
+    from gen_reason.models.diffusers_backend import listed_components, read_component_configs, read_model_index
+
+    real_folder, path = Path(real_folder), Path(path)
+    model_index = read_model_index(real_folder)
+    configs = read_component_configs(real_folder, model_index)
+    transformer_config = configs["transformer"]
+    text_dim = transformer_config.get("text_dim") or transformer_config.get("caption_channels") \
+        or transformer_config.get("text_embed_dim")
+    torch.manual_seed(seed)
+    path.mkdir(parents=True, exist_ok=True)
+    for name, (library, class_name) in listed_components(model_index).items():
+        cls = _component_class(library, class_name)
+        config = configs.get(name, {})
+        if name.startswith("transformer"):
+            component = _random_on_cpu(cls, {**config, "num_layers": num_layers}, dtype)
+        elif name == "vae":
+            component = _small_vae(library, class_name, config)
+        elif name == "text_encoder":
+            sizes = dict(vocab_size=64, d_model=int(text_dim), d_kv=8, d_ff=37, num_layers=1, num_heads=4)
+            config_cls = transformers.UMT5Config if "UMT5" in class_name else transformers.T5Config
+            component = cls(config_cls(**sizes)).eval()
+        elif name == "tokenizer":
+            component = tiny_unigram_tokenizer(cls)
+        elif name == "image_encoder":
+            component = cls(transformers.CLIPVisionConfig(**{**config, "num_hidden_layers": 1})).eval()
+        elif "Processor" in class_name or "Scheduler" in class_name:
+            shutil.copytree(real_folder / name, path / name, dirs_exist_ok=True)
+            continue
+        else:
+            raise ValueError(f"no random-weight builder for component {name} ({class_name})")
+        component.save_pretrained(path / name, **({} if name == "tokenizer" else {"safe_serialization": True}))
+    (path / "model_index.json").write_text(json.dumps(model_index, indent=2) + "\n")
     return path

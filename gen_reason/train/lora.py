@@ -275,7 +275,9 @@ def resolve_geometry(pipe, family, samples: Sequence[Sample], config: LoraTrainC
 
         have = samples[0].num_frames or len(read_video(samples[0].video_path))
         frames = math.ceil((have - 1) / step) * step + 1
-    return Geometry(int(frames), int(sizes[0]), int(sizes[1]))
+    geometry = Geometry(int(frames), int(sizes[0]), int(sizes[1]))
+    family.check_geometry(pipe, geometry)  # e.g. CogVideoX-5b-I2V trains at 480x720 only
+    return geometry
 
 
 def add_lora(model: torch.nn.Module, config: LoraTrainConfig, targets: Sequence[str], seed: int):
@@ -724,7 +726,7 @@ def train_lora(config: LoraTrainConfig, progress: bool = True, *, stop_after_ste
     from diffusers.optimization import get_scheduler
     from tqdm.auto import tqdm
 
-    from gen_reason.models.diffusers_backend import DiffusersVideoGenerator
+    from gen_reason.models.diffusers_backend import DiffusersVideoGenerator, check_fixed_size
     from gen_reason.models.loading import resolve_model_path
 
     config = dataclasses.replace(config)
@@ -737,6 +739,9 @@ def train_lora(config: LoraTrainConfig, progress: bool = True, *, stop_after_ste
     config.data = str(Path(config.data).expanduser().resolve())
     samples = load_samples(config.data, config.split)
     tracker = _check_trackers(config.trackers)
+    # A model that runs at one size only (CogVideoX-5b-I2V) refuses any other before it loads.
+    check_fixed_size(config.model, config.height or samples[0].first_frame.shape[0],
+                     config.width or samples[0].first_frame.shape[1])
 
     handlers = []
     if config.experts == "both" and _has_two_experts(Path(config.model)):
