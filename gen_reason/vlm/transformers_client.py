@@ -90,8 +90,8 @@ class TransformersVLM(VLM):
                 trust_remote_code=False, device_map={"": str(device)})
         except UserError:
             raise
-        except (OSError, ValueError) as error:  # a damaged file, a config transformers cannot read
-            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        except (OSError, ValueError, ImportError) as error:  # a damaged file, an unreadable config, a missing extra
+            first = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
             raise UserError(f"cannot load the VLM from {folder} ({config_json.get('model_type')}): {first}") from None
         model.eval()
         return cls(model, processor, name=f"transformers:{folder.name}", video_frames=video_frames,
