@@ -415,6 +415,7 @@ class Tangram(Task):
     """Cover a silhouette with the seven tangram pieces (see the module docstring)."""
 
     name = "tangram-v1"
+    verifier_family = "tangram"
     Config = TangramConfig
     difficulties = ("easy", "medium", "hard")
 

@@ -73,8 +73,8 @@ class Task:
     Config: ClassVar[type[TaskConfig]] = TaskConfig
     difficulties: ClassVar[tuple[str, ...]] = ("easy", "medium", "hard")
     prompt_template: ClassVar[str] = ""
-    #: The verifiers that judge it (``"<verifier_family>:rule"`` / ``":reference"`` in the
-    #: verifier registry); ``None``: chosen by the task's name (maze kinds, draw, tangram).
+    #: The verifiers that judge it: ``"<verifier_family>:rule"`` and ``":reference"`` in
+    #: the verifier registry (``maze`` for the maze kinds, ``maze/draw``, ``tangram``).
     verifier_family: ClassVar[str | None] = None
 
     def __init__(self, config: TaskConfig | None = None, **overrides: Any) -> None:

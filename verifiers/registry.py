@@ -27,18 +27,17 @@ KINDS = ("rule", "reference")
 
 def _family(task: str) -> str:
     """The verifier family that judges ``task``: what its task class declares in
-    ``verifier_family`` (a plugin task names its plugin verifiers so), else by task name."""
+    ``verifier_family`` (every task, ours and plugins'); VR-Bench levels read back as
+    instances (``vrbench/<game>``) are maze-family specs."""
     from gen_reason.puzzles import TASKS
 
-    declared = getattr(TASKS.get(task), "verifier_family", None) if task in TASKS else None
-    if declared:
-        return declared
-    base, _ = split_version(task)
-    if base in ("maze/draw", "tangram"):
-        return base
-    if base.startswith("maze") or base.startswith("vrbench/"):  # VR-Bench levels read as maze-family specs
+    if task in TASKS:
+        declared = getattr(TASKS.get(task), "verifier_family", None)
+        if declared:
+            return declared
+    elif split_version(task)[0].startswith("vrbench/"):
         return "maze"
-    raise UserError(f"no verifier for task {task!r}")
+    raise UserError(f"no verifier for task {task!r}: its task class names no verifier_family")
 
 
 def verifier_for(task: str, kind: str = "rule", **options: Any):

@@ -405,6 +405,7 @@ class DrawMaze(Task):
     """Draw a red path between two red dots through a square, hexagonal or circular maze."""
 
     name = "maze/draw-v1"
+    verifier_family = "maze/draw"
     Config = DrawMazeConfig
     difficulties = ("easy", "medium", "hard")
 

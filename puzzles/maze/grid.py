@@ -82,6 +82,7 @@ class GridMaze(Task):
     """Perfect grid mazes (DFS or Kruskal) with the goal placed for long paths."""
 
     name = "maze/grid-v1"
+    verifier_family = "maze"
     Config = GridMazeConfig
     difficulties = tuple(NAMED_SIZES)
 

@@ -279,6 +279,7 @@ class IrregularMaze(Task):
     """Curved road maps with junctions, loops and dead ends (VR-Bench "pathfinder")."""
 
     name = "maze/irregular-v1"
+    verifier_family = "maze"
     Config = IrregularMazeConfig
     difficulties = tuple(NAMED_LATTICES)
 

@@ -188,6 +188,7 @@ class Maze3D(Task):
     """Stacked perfect-maze floors joined by ladders, drawn isometrically; optimal BFS paths."""
 
     name = "maze/3d-v1"
+    verifier_family = "maze"
     Config = Maze3DConfig
     difficulties = tuple(NAMED_SIZES)
 

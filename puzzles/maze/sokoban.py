@@ -194,6 +194,7 @@ class Sokoban(Task):
     """One box, one target, a small walled room; optimal (fewest agent moves) solutions."""
 
     name = "maze/sokoban-v1"
+    verifier_family = "maze"
     Config = SokobanConfig
     difficulties = tuple(LEVELS)
 
