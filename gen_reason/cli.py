@@ -227,6 +227,10 @@ def cmd_eval(args, extra) -> int:
         overrides["out"] = args.out
     if args.vlm:
         overrides["vlm"] = args.vlm
+    from gen_reason.config import read_yaml
+
+    if not read_yaml(args.config):  # an empty file would run the built-in defaults: surely not what was meant
+        raise UserError(f"config {args.config} is empty; start from one in configs/ (e.g. configs/embedded_quick.yaml)")
     config = load_config(args.config, overrides)
     shard = Shard.detect()  # under `accelerate launch`: this process's share of the items
     run = run_eval(config, progress=not args.quiet, shard=shard)
@@ -264,7 +268,7 @@ def cmd_inspect_model(args, extra) -> int:
     """Describe a model folder from its configs; exit 2 when files are missing or half-downloaded."""
     if extra:
         raise UserError(f"unrecognised argument {extra[0]!r} (see --help)")
-    from gen_reason.models.inspect import format_report, inspect_model
+    from gen_reason.models.inspect import IncompleteModel, format_report, inspect_model
     from gen_reason.models.options import parse_size
 
     gpu_memory = None
@@ -275,7 +279,13 @@ def cmd_inspect_model(args, extra) -> int:
             raise UserError(f"--gpu-memory must be a number of GiB; got {args.gpu_memory!r}") from None
     if args.frames is not None and args.frames < 1:
         raise UserError(f"--frames must be at least 1; got {args.frames}")
-    report = inspect_model(args.path, gpu_memory_gib=gpu_memory, size=parse_size(args.size), num_frames=args.frames)
+    try:
+        report = inspect_model(args.path, gpu_memory_gib=gpu_memory, size=parse_size(args.size),
+                               num_frames=args.frames)
+    except IncompleteModel as exc:  # too incomplete to describe: one line per problem
+        for problem in exc.problems:
+            print(f"genreason: error: {args.path}: {problem}", file=sys.stderr)
+        return 2
     print(json.dumps(report.to_json(), indent=1) if args.json else format_report(report))
     for problem in report.problems:
         print(f"genreason: error: {report.path}: {problem}", file=sys.stderr)

@@ -189,9 +189,22 @@ def iter_dataset(path: str | os.PathLike, split: str | None = None) -> Iterator[
     meta = path / "metadata.jsonl"
     if not meta.exists():
         raise UserError(f"{path} is not a genreason dataset (no metadata.jsonl)")
-    with meta.open() as fh:
-        for line in fh:
+    try:
+        lines = meta.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise UserError(f"{meta} is not a text file (binary content); not a genreason dataset?") from None
+    except OSError as exc:
+        raise UserError(f"cannot read {meta}: {exc.strerror or exc}") from None
+    for number, line in enumerate(lines, 1):
+        try:
             record = json.loads(line)
             if split and record.get("split") != split:
                 continue
-            yield Instance.from_dict(record, first_frame=read_image(path / record["image"])), record
+            first_frame = read_image(path / record["image"])
+            instance = Instance.from_dict(record, first_frame=first_frame)
+        except UserError as exc:
+            raise UserError(f"{meta} line {number}: {exc}") from None
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise UserError(f"{meta} line {number} is not a dataset record ({type(exc).__name__}: {exc}); "
+                            "a cut-short file? rerun make-dataset with the same arguments to rewrite it") from None
+        yield instance, record

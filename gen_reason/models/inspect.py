@@ -32,6 +32,15 @@ NO_WEIGHT_WORDS = ("Scheduler", "Tokenizer", "Processor")
 DEFAULT_GPU_GIB = 80.0
 
 
+class IncompleteModel(UserError):
+    """A model folder with missing or half-downloaded files that cannot even be described;
+    ``problems`` holds one line per problem (the message is the first)."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__(problems[0])
+        self.problems = problems
+
+
 @dataclass
 class MetaModel:
     """A model folder built on the meta device: the pipeline object, its family and configs."""
@@ -212,7 +221,16 @@ def _build_component(folder: Path, library: str, class_name: str, dtype: Any) ->
     except (OSError, ValueError, TypeError, KeyError) as exc:
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"cannot build {folder.name} ({class_name}) from its config: {text}") from None
-    return model.to(dtype) if dtype is not None else model
+    if dtype is None:
+        return model
+    from diffusers.utils import logging as diffusers_logging
+
+    level = diffusers_logging.get_verbosity()
+    diffusers_logging.set_verbosity_error()  # "cast with to()": sizes are all that matter here
+    try:
+        return model.to(dtype)
+    finally:
+        diffusers_logging.set_verbosity(level)
 
 
 def _assemble(pipeline_cls: type, components: dict, model_index: dict) -> Any:
@@ -257,7 +275,15 @@ def inspect_model(path: str | Path, gpu_memory_gib: float | None = None, size: t
     path = Path(path).expanduser()
     model_index = read_model_index(path)
     problems, weights = check_files(path, model_index)
-    meta = build_meta(path)
+    try:
+        meta = build_meta(path)
+        # a folder that lacks a listed part may not even describe itself: say what is missing instead
+        meta.family.limits(meta.configs)
+        meta.family.latent_shape(meta.pipeline, Geometry(1, 64, 64))
+    except (UserError, AttributeError, TypeError, KeyError, ValueError):
+        if problems:
+            raise IncompleteModel(problems) from None
+        raise
     family, pipe = meta.family, meta.pipeline
     limits = family.limits(meta.configs)
     defaults = family.defaults

@@ -159,7 +159,20 @@ def run_probe(
     started = time.perf_counter()
     out = check_writable(out)  # made below, once the model and the task have proved valid
 
+    if generator is None:
+        from gen_reason.models.loading import check_model
+
+        check_model(model, lora)
     defaults = model_task_defaults(generator, model)
+    difficulty = difficulty or defaults.get("difficulty", "easy")
+    # The model's general puzzle settings, then its per-difficulty geometry, then the caller's
+    # (the convention of genreason.json, as genreason solve and eval read it); checked
+    # before the model loads.
+    from gen_reason.models.loading import task_for_model
+
+    task_obj = task_for_model(defaults, task, difficulty, task_config, model=model)
+    puzzles = [task_obj.generate(int(first_instance_seed) + i, difficulty) for i in range(int(instances))]
+    referee = resolve_verifier(verifier, puzzles[0].task)
     if generator is None:
         from gen_reason.models.loading import load_generator
 
@@ -170,14 +183,7 @@ def run_probe(
         # The model's own frame count: its genreason.json, else a pipeline with a fixed one (embedded).
         fixed = getattr(generator.pipeline, "num_frames", None)
         num_frames = defaults.get("num_frames") or (fixed if isinstance(fixed, int) else None)
-    difficulty = difficulty or defaults.get("difficulty", "easy")
-    # The model's general puzzle settings, then its per-difficulty geometry, then the caller's
-    # (the convention of genreason.json, as genreason solve and eval read it).
-    from gen_reason.models.loading import task_for_model
-
-    task_obj = task_for_model(defaults, task, difficulty, task_config, model=model)
-    puzzles = [task_obj.generate(int(first_instance_seed) + i, difficulty) for i in range(int(instances))]
-    referee = resolve_verifier(verifier, puzzles[0].task)
+    writable_dir(out)
     writable_dir(out)
     generate_options = {"steps": steps, "num_frames": num_frames, "guidance": guidance}
 

@@ -203,8 +203,10 @@ def write_report(runs: list[str | Path], out: str | Path | None = None) -> Path:
     for run in runs:  # every run read before anything is written: a bad one leaves no folder behind
         try:
             loaded[run] = load_results(run)
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UserError(f"cannot read the results of {run}: {getattr(exc, 'strerror', None) or exc}") from None
+        except UnicodeDecodeError:
+            raise UserError(f"cannot read the results of {run}: results.jsonl is not a text file") from None
+        except OSError as exc:
+            raise UserError(f"cannot read the results of {run}: {exc.strerror or exc}") from None
         if not loaded[run]:
             raise UserError(f"{run} has no results yet")
     writable_dir(out / "plots")

@@ -146,8 +146,6 @@ def run_eval(config: EvalConfig, *, generator=None, progress: bool = True, shard
     from gen_reason.video import write_mp4
 
     shard = shard or Shard.detect()
-    store = RunStore(config.out, to_dict(config), rank=shard.rank)
-    done = store.done_keys()
     vlm = None
     if config.vlm:
         from gen_reason.vlm import load_vlm
@@ -158,6 +156,14 @@ def run_eval(config: EvalConfig, *, generator=None, progress: bool = True, shard
         raise UserError("two solvers share a label; give each a distinct `label`")
     budget = Budget.from_dict(config.budget) if config.budget else None
     instances = list(iter_instances(config, model_defaults(config) if generator is None else None))
+    if generator is None:
+        from gen_reason.models.loading import check_model
+
+        check_model(config.model.path, config.model.lora)
+    # The folder is made (and its config.yaml written) only once the config has proved
+    # valid: a mistake above leaves nothing that would refuse the corrected command.
+    store = RunStore(config.out, to_dict(config), rank=shard.rank)
+    done = store.done_keys()
     todo = [
         (i, j, instance, key, solver)
         for i, instance in enumerate(instances)

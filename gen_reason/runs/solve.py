@@ -105,6 +105,10 @@ def solve(task: str = "maze", *, difficulty: str | None = None, seed: int | None
     for name, value in (("frames", frames), ("steps", steps)):
         if value is not None and (not isinstance(value, int) or value < 1):
             raise UserError(f"{name} must be a positive integer; got {value!r}")
+    if generator is None:
+        from gen_reason.models.loading import check_model
+
+        check_model(model, lora)  # a missing model or LoRA: one line before anything is made
     if out is not None:
         check_writable(out)  # before the generation, which takes a while
     started = time.perf_counter()
