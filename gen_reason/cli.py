@@ -19,29 +19,13 @@ from gen_reason.models.options import add_model_arguments
 def parse_dotted(extra: list[str], sections: tuple[str, ...]) -> dict[str, dict]:
     """Turn ``["--task.skin", "dark", "--task.trail=true"]`` into ``{"task": {"skin": "dark", "trail": True}}``.
 
-    Values are parsed as YAML scalars (numbers, booleans, null, lists). Anything that is
-    not ``--<section>.<field> value`` for a known section is a :class:`UserError`.
+    The one dotted flag grammar (:func:`gen_reason.config.parse_flags`): values are YAML
+    scalars (numbers, booleans, null, lists); anything that is not ``--<section>.<field>
+    value`` for a known section is a :class:`UserError`.
     """
-    import yaml
+    from gen_reason.config import nest, parse_flags
 
-    out: dict[str, dict] = {s: {} for s in sections}
-    i = 0
-    while i < len(extra):
-        arg = extra[i]
-        if not arg.startswith("--") or "." not in arg:
-            raise UserError(f"unrecognised argument {arg!r} (see --help)")
-        key, eq, value = arg[2:].partition("=")
-        if not eq:
-            if i + 1 >= len(extra):
-                raise UserError(f"{arg} needs a value")
-            value = extra[i + 1]
-            i += 1
-        section, _, name = key.partition(".")
-        if section not in out or not name:
-            raise UserError(f"unrecognised argument {arg!r}; dotted flags are --{{{','.join(sections)}}}.FIELD")
-        out[section][name.replace("-", "_")] = yaml.safe_load(value)
-        i += 1
-    return out
+    return {section: {} for section in sections} | nest(parse_flags(extra, sections))
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -158,8 +142,6 @@ def cmd_make_dataset(args, extra) -> int:
         out = make_vrbench_dataset(spec, args.out, workers=args.workers, progress=not args.quiet)
         print(f"wrote {spec.n} instances of {spec.task} to {out} in VR-Bench's layout "
               "(<game>/<skin>/<difficulty>/{states,images,videos}, metadata.csv)")
-    from gen_reason.models.options import model_options_from_args
-
         return 0
     if args.format == "diffsynth":
         from gen_reason.interop.vrbench_write import make_diffsynth_dataset
@@ -175,6 +157,8 @@ def cmd_make_dataset(args, extra) -> int:
 def cmd_solve(args, extra) -> int:
     """Make a puzzle, generate its solution video with a model, referee it."""
     from gen_reason.runs.solve import solve
+
+    from gen_reason.models.options import model_options_from_args
 
     overrides = parse_dotted(extra, ("task", "solver"))
     result = solve(args.task, difficulty=args.difficulty, seed=args.seed, model=args.model, lora=args.lora,
@@ -219,10 +203,9 @@ def cmd_eval(args, extra) -> int:
     from gen_reason.runs.config import load_config
     from gen_reason.runs.runner import Shard, run_eval
 
-    overrides = {}
-    for section, fields in parse_dotted(extra, ("data", "model", "solvers", "budget", "out", "verifier", "save_videos")).items():
-        for name, value in fields.items():
-            overrides[f"{section}.{name}"] = value
+    from gen_reason.config import parse_flags
+
+    overrides = parse_flags(extra, ("data", "model", "solvers", "budget"))  # --model.steps 30, --solvers.0.params.n 8
     if args.out:
         overrides["out"] = args.out
     if args.vlm:
@@ -245,9 +228,6 @@ def cmd_eval(args, extra) -> int:
     return 0
 
 
-    from gen_reason.models.options import model_options_from_args
-
-    model_options = model_options_from_args(args)
 def cmd_report(args, extra) -> int:
     """Write the Markdown/HTML report and plots of one or more runs."""
     from gen_reason.runs.report import write_report
@@ -261,8 +241,24 @@ def cmd_probe(args, extra) -> int:
     """Run the chain-of-steps probe: x0 at every step, emergence curve, layer probes."""
     from gen_reason.probe.run import run_probe
 
+    from gen_reason.models.options import model_options_from_args
+
+    model_options = model_options_from_args(args)
     overrides = parse_dotted(extra, ("task", "probe"))
     import inspect
+
+    known = set(inspect.signature(run_probe).parameters)
+    unknown = sorted(set(overrides["probe"]) - known)
+    if unknown:
+        raise UserError(f"unknown probe option {unknown[0]!r}; known: {', '.join(sorted(known))}")
+    summary = run_probe(args.task, args.model, args.out, difficulty=args.difficulty, instances=args.instances,
+                        seeds=args.seeds, steps=args.steps, every=args.every, lora=args.lora,
+                        layer_probe=not args.no_layers, interventions=not args.no_interventions,
+                        task_config=overrides["task"] or None, **{**model_options, **overrides["probe"]})
+    print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, (list, dict))}, indent=1))
+    print(f"wrote {args.out}")
+    return 0
+
 
 def cmd_inspect_model(args, extra) -> int:
     """Describe a model folder from its configs; exit 2 when files are missing or half-downloaded."""
@@ -290,19 +286,6 @@ def cmd_inspect_model(args, extra) -> int:
     for problem in report.problems:
         print(f"genreason: error: {report.path}: {problem}", file=sys.stderr)
     return 2 if report.problems else 0
-
-
-    known = set(inspect.signature(run_probe).parameters)
-    unknown = sorted(set(overrides["probe"]) - known)
-    if unknown:
-        raise UserError(f"unknown probe option {unknown[0]!r}; known: {', '.join(sorted(known))}")
-    summary = run_probe(args.task, args.model, args.out, difficulty=args.difficulty, instances=args.instances,
-                        seeds=args.seeds, steps=args.steps, every=args.every, lora=args.lora,
-                        layer_probe=not args.no_layers, interventions=not args.no_interventions,
-                        task_config=overrides["task"] or None, **{**model_options, **overrides["probe"]})
-    print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, (list, dict))}, indent=1))
-    print(f"wrote {args.out}")
-    return 0
 
 
 def cmd_train(args, extra) -> int:
@@ -366,7 +349,6 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Make a puzzle, generate the video of its solution, score it, write "
                                    "generated.mp4, side_by_side.gif, puzzle.png and score.json.")
     p.add_argument("--task", default="maze", help="task name (default maze = maze/grid)")
-    add_model_arguments(p)
     p.add_argument("--difficulty", default=None, help="default: what the model was trained for")
     p.add_argument("--seed", type=_seed, default=None, help="instance seed (default: a fresh random one)")
     p.add_argument("--model", default="embedded", help="'embedded' (shipped) or a local diffusers model folder")
@@ -380,6 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=_int_in(1, 2000), default=None, help="frames to generate (default: the model's)")
     p.add_argument("--steps", type=_count, default=None, help="denoising steps (default: the model's)")
     p.add_argument("--out", default="out/solve", help="output folder (default out/solve)")
+    add_model_arguments(p)
     p.set_defaults(func=cmd_solve, dotted=True)
 
     p = sub.add_parser("score", help="referee generated videos",
@@ -423,7 +406,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("probe", help="chain-of-steps probe: what the model 'thinks' at every step and layer",
                        description="Decode the predicted clean video at every denoising step, score it with the "
                                    "referee (emergence curve), measure exploration across seeds, run "
-    add_model_arguments(p)
                                    "interventions, and train per-layer linear probes. Writes figures, tensors "
                                    "(safetensors) and summary.json. More options: --probe.FIELD VALUE.")
     p.add_argument("--task", default="maze")
@@ -435,6 +417,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=_count, default=None, help="denoising steps (default: the model's)")
     p.add_argument("--every", type=_count, default=4, help="decode x0 every k-th step")
     p.add_argument("--no-layers", action="store_true", help="skip the layer probe")
+    p.add_argument("--no-interventions", action="store_true", help="skip the interventions")
+    p.add_argument("--out", default="out/probe")
+    add_model_arguments(p)
+    p.set_defaults(func=cmd_probe, dotted=True)
+
+    p = sub.add_parser("train", help="train the embedded model or a LoRA (resumable)",
+                       description="`genreason train embedded --config configs/embedded_maze.yaml` or "
+                                   "`genreason train lora --model PATH --data DIR --config configs/lora_wan.yaml`; "
+                                   "`genreason train KIND --help` lists the trainer's flags.",
+                       add_help=True)
+    p.add_argument("kind", choices=["embedded", "lora"])
+    p.add_argument("rest", nargs=argparse.REMAINDER, help="the trainer's own flags")
+    p.set_defaults(func=cmd_train, dotted=True)
+
     p = sub.add_parser("inspect-model", help="what a model folder is, whether it is complete, what memory it needs",
                        description="Read a diffusers model folder's configs (no weights needed): family, pipeline, "
                                    "components and the dtype each loads in, default size and frames, missing or "
@@ -447,19 +443,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", default=None, metavar="HxW", help="plan for this video size (default: the model's)")
     p.add_argument("--frames", type=int, default=None, help="plan for this many frames (default: the model's)")
     p.set_defaults(func=cmd_inspect_model)
-
-    p.add_argument("--no-interventions", action="store_true", help="skip the interventions")
-    p.add_argument("--out", default="out/probe")
-    p.set_defaults(func=cmd_probe, dotted=True)
-
-    p = sub.add_parser("train", help="train the embedded model or a LoRA (resumable)",
-                       description="`genreason train embedded --config configs/embedded_maze.yaml` or "
-                                   "`genreason train lora --model PATH --data DIR --config configs/lora_wan.yaml`; "
-                                   "`genreason train KIND --help` lists the trainer's flags.",
-                       add_help=True)
-    p.add_argument("kind", choices=["embedded", "lora"])
-    p.add_argument("rest", nargs=argparse.REMAINDER, help="the trainer's own flags")
-    p.set_defaults(func=cmd_train, dotted=True)
 
     p = sub.add_parser("report", help="write the report of one or more runs")
     p.add_argument("runs", nargs="+", help="run folders")
