@@ -5,20 +5,24 @@ them so the first one (earliest frame) explains the verdict. Rules:
 
 - ``wall_crossing``: the agent leaves the spec graph (farther than 0.3 step, or half
   the spec's ``road_width_px`` when larger, from every legal move's segment, for 2+
-  consecutive seen frames) or its node path makes a move
-  that is not an edge while moving slowly.
+  consecutive seen frames) or makes a move that only a way through a wall explains
+  (below).
 - ``off_board``: the same, outside the board (the nodes' bounding box + half a step).
 - ``hazard``: the agent comes within 0.3 step of a hazard node (a trap).
-- ``teleport``: the agent jumps more than 1.5 steps between consecutive seen frames.
-  On trail skins (``spec["trail"]``: visited rooms stay painted) a longer jump is a fast
-  move, not a teleport, when the rooms between the two positions are painted in the
-  frame the agent lands, along legal moves (:func:`trail_painted`): the trail is the
-  evidence of the way taken between sampled frames (a clip of 8 frames for a 24-move
-  solution moves ~3 rooms per frame). Such a bridge may cover at most half of the
-  shortest route (at least 3 moves): a bigger one is still a teleport (or
-  ``end_state_only`` when it lands on the goal).
-- ``end_state_only``: the agent appears at the goal without walking there (a jump that
-  lands at the goal, or fewer than half the nodes of a shortest route visited).
+- Speed: a move between two consecutive seen frames is legal when an open path (along
+  the graph: grid cells, roads by arc length, floors and ladders) no longer than the
+  move's allowance joins its two positions: 2 steps, or 4 times the agent's pace over
+  the frames it spans (:func:`judge_moves`), so a fast, paused, slowed or stuttering
+  agent is judged by the way it took, not by its frame rate. A move beyond its
+  allowance is a ``teleport`` when the straight jump itself is (or covers more than
+  half of the shortest route), else a ``wall_crossing`` (a short jump that only a way
+  through a wall explains). On trail skins (``spec["trail"]``: visited rooms stay
+  painted) a jump over 1.5 steps must also be explained by the trail
+  (:func:`trail_painted`): a path of legal moves through rooms painted in the frame the
+  agent lands, at most half of the shortest route (at least 3 moves).
+- ``end_state_only``: the agent (the box) appears at the goal without walking (being
+  pushed) there: a jump that lands it at the goal, or fewer than half the nodes of a
+  shortest route visited.
 - ``agent_vanished`` / ``agent_duplicated``: not found (or found twice) for 2+
   consecutive frames, or not found in the last frame or in frame 0.
 - ``static_video``: the agent never moves half a step from its start.
@@ -29,7 +33,8 @@ them so the first one (earliest frame) explains the verdict. Rules:
   ``box_pulled`` (it moves towards the agent) and ``agent_through_box``.
 
 Positions map to nodes with hysteresis: the current node changes only when the agent
-comes within 0.3 step of another node, so positions between nodes while moving are fine.
+comes within 0.3 step of another node, so positions between nodes while moving are fine;
+the nodes a legal fast move passed between two frames are entered on the way.
 """
 
 from __future__ import annotations
@@ -45,7 +50,8 @@ from gen_reason.verifiers.track import Track
 
 SNAP = 0.3  # steps: how close to a node counts as standing on it
 OFF_GRAPH = 0.3  # steps: how far from every legal move counts as off the graph
-TELEPORT = 1.5  # steps: a move this long between consecutive seen frames is always plausible
+TELEPORT = 1.5  # steps: a straight jump this long between consecutive seen frames is always plausible
+SHORT_WAY = 2.0  # steps: an open path this long between consecutive seen frames is always plausible
 PACE = 4.0  # a move may cover this many times the agent's pace (see :func:`judge_moves`)
 MOST_OF_ROUTE = 0.5  # a move longer than this share of the shortest route is never plausible
 MOVING = 0.1  # steps: a move shorter than this is tracker jitter, not motion (for the pace)
@@ -185,17 +191,17 @@ def judge_moves(graph: SpecGraph, pts: np.ndarray, frames: np.ndarray, located: 
     """Whether each move between consecutive seen frames is plausible, whatever the speed.
 
     ``pts`` ``(n, 2)`` seen positions at ``frames``; ``located`` their edge and position
-    along it (:meth:`MazeGraph.locate`). A move is legal when an open path of at most the
-    move's allowance joins its two positions: ``TELEPORT`` steps, or ``PACE`` times the
-    agent's pace over the frames it spans. The pace is the larger of the video's median
-    speed while moving and the speed of the nearest moving frames before and after (the
-    move itself left out), so a fast agent, paused, repeated or slowed frames and frames
-    held at the end change nothing, while one jump among steady frames stands out. A move
-    over more than ``MOST_OF_ROUTE`` of ``route_px`` (and 3 steps) is never plausible.
+    along it (:meth:`MazeGraph.locate`). A move is legal when an open path of at most its
+    allowance joins its two positions: ``SHORT_WAY`` steps, or ``PACE`` times the agent's
+    pace over the frames it spans. The pace is the larger of the video's median speed
+    while moving and the speed of the nearest moving frames before and after (the move
+    itself left out), so a fast agent, paused, repeated or slowed frames and frames held
+    at the end change nothing, while one jump among steady frames stands out. A move over
+    more than ``MOST_OF_ROUTE`` of ``route_px`` is never plausible.
 
     Returns per move ``None`` (legal) or ``(rule, detail)``: ``teleport`` when the straight
-    jump itself is beyond the allowance (or covers most of the route), else
-    ``wall_crossing`` (a short jump whose open path is too long: through a wall).
+    jump itself is beyond the allowance (``TELEPORT`` steps or the pace's) or covers most
+    of the route, else ``wall_crossing`` (a short jump whose open path is too long).
     """
     n = len(pts)
     if n < 2:
@@ -210,7 +216,7 @@ def judge_moves(graph: SpecGraph, pts: np.ndarray, frames: np.ndarray, located: 
     open_len[unknown] = straight[unknown]
     speed = np.where(np.isfinite(open_len), open_len, np.inf) / gaps
     moving = np.flatnonzero((open_len > MOVING * step) & np.isfinite(open_len))
-    cap = max(3.0 * step, MOST_OF_ROUTE * route_px) if route_px is not None and np.isfinite(route_px) else np.inf
+    cap = MOST_OF_ROUTE * route_px if route_px is not None and 0 < route_px < np.inf else np.inf
     out: list[tuple[str, str] | None] = []
     for i in range(n - 1):
         before = moving[moving < i]
@@ -218,22 +224,24 @@ def judge_moves(graph: SpecGraph, pts: np.ndarray, frames: np.ndarray, located: 
         local = max(speed[before[-1]] if len(before) else 0.0, speed[after[0]] if len(after) else 0.0)
         length = open_len[i]
         others = moving[moving != i]
-        typical = float(np.median(speed[others])) if len(others) and length > TELEPORT * step else 0.0
-        allowed = max(TELEPORT * step, PACE * max(typical, local) * gaps[i])
-        if length <= allowed and length <= cap:
+        typical = float(np.median(speed[others])) if len(others) and length > SHORT_WAY * step else 0.0
+        by_pace = PACE * max(typical, local) * gaps[i]
+        if length <= max(SHORT_WAY * step, by_pace) and length <= cap:
             out.append(None)
             continue
         a, b = int(frames[i]), int(frames[i + 1])
+        allowed = max(TELEPORT * step, by_pace)
         way = f"{length / step:.1f} steps along open paths" if np.isfinite(length) else "no open path"
-        if length > cap and np.isfinite(length):
+        if straight[i] > cap:
             out.append(("teleport", f"jumped {straight[i] / step:.1f} steps ({way}) between frames {a} and {b}: "
                                     f"most of the route ({route_px / step:.1f} steps) at once"))
         elif straight[i] > allowed:
             out.append(("teleport", f"jumped {straight[i] / step:.1f} steps ({way}) between frames {a} and {b}, "
                                     f"more than its pace allows ({allowed / step:.1f} steps)"))
         else:
-            out.append(("wall_crossing", f"moved {straight[i] / step:.1f} steps between frames {a} and {b} "
-                                         f"({way}; its pace allows {allowed / step:.1f}): through a wall?"))
+            limit = min(max(SHORT_WAY * step, by_pace), cap)
+            out.append(("wall_crossing", f"moved {straight[i] / step:.1f} steps between frames {a} and {b}, but "
+                                         f"{way} (at most {limit / step:.1f} allowed): through a wall"))
     return out
 
 
@@ -415,10 +423,10 @@ def check_rules(track: Track, spec: dict, check_scene_changes: bool = True) -> R
     painted = trail_painted(track, spec) if not spec.get("box") else None
     route = graph.distances_from(int(spec["start"]), avoid_hazards=False).get(int(spec["goal"]), 0)
     start, goal = int(spec["start"]), int(spec["goal"])
-    if spec.get("box"):
+    if spec.get("box"):  # the box's route caps its moves; the agent's way round it is unknown
         box_start = int(spec["box"]["start"])
         box_route_px = graph.path_length(box_start, goal)
-        agent_route_px = graph.path_length(start, box_start) + box_route_px
+        agent_route_px = None
     else:
         agent_route_px = graph.path_length(start, goal)
     agent = walk_graph(agent_pos, graph, start, "agent", painted=painted,
@@ -463,19 +471,24 @@ def check_rules(track: Track, spec: dict, check_scene_changes: bool = True) -> R
     last_seen = [n for n in main.frame_nodes if n >= 0]
     final = last_seen[-1] if last_seen else None
     ends = final == goal
-    # End state only: the agent (box) shows up at the goal without walking the way there.
-    if reached and box is None:
+    # End state only: the agent (box) shows up at the goal without walking the way there:
+    # a jump (of the agent or the box) that lands it there, or too few route nodes visited.
+    if reached:
         first_goal = goal_frames[0]
-        route = graph.distances_from(int(spec["start"]), avoid_hazards=False).get(goal, 0)
-        jumped_to_goal = [v for v in violations if v["rule"] == "teleport" and
+        main_pos = track.box.positions if box is not None else agent_pos
+        main_start = box_start if box is not None else start
+        obj = "box" if box is not None else "agent"
+        route = graph.distances_from(main_start, avoid_hazards=False).get(goal, 0)
+        jumped_to_goal = [v for v in violations if v["rule"] in ("teleport", "box_teleport") and
                           v["frame"] <= first_goal and
-                          _lands_near_goal(agent_pos, v["frame"], graph, goal)]
-        visited = len(set(agent.node_path[: agent.node_path.index(goal) + 1]))
+                          _lands_near_goal(main_pos, v["frame"], graph, goal)]
+        visited = len(set(main.node_path[: main.node_path.index(goal) + 1]))
         if jumped_to_goal or visited < 0.5 * (route + 1):
             k = jumped_to_goal[0]["frame"] if jumped_to_goal else first_goal
-            violations = [v for v in violations if not (v["rule"] == "teleport" and v["frame"] == k)]
+            violations = [v for v in violations if not (v["rule"] in ("teleport", "box_teleport") and v["frame"] == k)]
             violations.append({"rule": "end_state_only", "frame": k,
-                               "detail": f"the agent appears at the goal at frame {k} without walking there "
+                               "detail": f"the {obj} appears at the goal at frame {k} without "
+                                         f"{'being pushed' if box is not None else 'walking'} there "
                                          f"({visited} of {route + 1} route nodes visited)"})
     if check_scene_changes:
         violations += check_scene(track, spec, agent)

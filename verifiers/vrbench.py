@@ -51,6 +51,7 @@ import numpy as np
 
 from gen_reason.errors import UserError
 from gen_reason.puzzles.instance import Instance
+from gen_reason.puzzles.maze.graph import adjacency, shortest_path
 
 SUPPORTED = ("maze", "trapfield", "sokoban", "pathfinder", "maze3d")
 _UDLR = ((-1, 0), (1, 0), (0, -1), (0, 1))  # VR-Bench solve_trapfield's order
@@ -365,7 +366,7 @@ def _maze3d(state: dict) -> tuple[dict, dict]:
             "goal_face_px": [float(v) for v in goal_face]}
     route = _maze3d_route(meta.get("path") or [], start, goal, where, {tuple(sorted(m)) for m in walks + climbs})
     if route is None:
-        path = _graph_path(edges, spec["start"], spec["goal"])
+        path = shortest_path(adjacency(len(spec["nodes"]), edges), spec["start"], spec["goal"])
         if path is None:
             raise UserError("VR-Bench maze3d level has no path from start to goal")
     else:
@@ -431,28 +432,6 @@ def _maze3d_route(segments: list, start, goal, where: dict, moves: set) -> list[
         if p not in where or q not in where or tuple(sorted((where[p], where[q]))) not in moves:
             raise UserError(f"VR-Bench maze3d path steps from {list(p)} to {list(q)}: not a walk or a ladder")
     return [where[p] for p in route]
-
-
-def _graph_path(edges: list, start: int, goal: int) -> list[int] | None:
-    """A shortest node path over ``edges`` (BFS, smaller node first), or ``None``."""
-    adj: dict[int, list[int]] = {}
-    for a, b in edges:
-        adj.setdefault(a, []).append(b)
-        adj.setdefault(b, []).append(a)
-    prev = {start: None}
-    queue = deque([start])
-    while queue:
-        u = queue.popleft()
-        for v in sorted(adj.get(u, [])):
-            if v not in prev:
-                prev[v] = u
-                queue.append(v)
-    if goal not in prev:
-        return None
-    path = [goal]
-    while path[-1] != start:
-        path.append(prev[path[-1]])
-    return path[::-1]
 
 
 # ----------------------------------------------------------------------------- measuring
