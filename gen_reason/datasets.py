@@ -10,9 +10,17 @@ Layout of a dataset folder::
     records/            per-instance records; the source of truth while writing
 
 Item ``idx`` is made from seed ``seed + idx`` (reasoning-gym style: any order, no state)
-with difficulties taken round-robin, so a run can be interrupted, resumed, or split
-across processes, and still gives byte-identical files. The train/test split is decided
-by the puzzle's canonical hash, so the same puzzle can never be in both splits.
+with difficulties taken round-robin, so a run can be interrupted (even by ``kill -9``),
+resumed, or split across any number of worker processes, and still gives byte-identical
+files, videos included (:func:`gen_reason.video.write_mp4` says what that takes of the
+encoder). The train/test split is decided by the puzzle's canonical hash, so the same
+puzzle can never be in both splits.
+
+One process at a time writes a dataset folder: it holds the folder's lock
+(:func:`gen_reason.folders.hold_folder`, the file ``.genreason.lock``), and a second
+``make-dataset`` on the same folder is refused in one line. Every file is written under
+a unique temporary name and renamed into place; temporary files a killed run left are
+deleted when the next run takes the folder.
 
 This lives in ``gen_reason`` rather than ``puzzles`` because it writes MP4s, and only
 ``gen_reason.video`` touches codecs (DESIGN.md §3); ``puzzles`` imports nothing of ours.
@@ -29,6 +37,7 @@ from pathlib import Path
 from typing import Iterator
 
 from gen_reason.errors import UserError, writable_dir
+from gen_reason.folders import hold_folder, remove_stale_temps, write_atomic
 from gen_reason.puzzles import Instance, get_task
 
 FORMAT_VERSION = 1
@@ -59,6 +68,8 @@ class DatasetSpec:
             raise UserError(f"--seed must be >= 0; got {self.seed}")
         if self.num_frames is not None and not 1 <= self.num_frames <= 2000:
             raise UserError(f"--frames must be in [1, 2000]; got {self.num_frames}")
+        if isinstance(self.crf, bool) or not isinstance(self.crf, int) or not 0 <= self.crf <= 51:
+            raise UserError(f"--crf must be an integer in [0, 51] (x264's range); got {self.crf!r}")
         if not 0.0 <= self.test_fraction < 1.0:
             raise UserError(f"--test-fraction must be in [0, 1); got {self.test_fraction}")
         if not self.difficulties:
@@ -76,12 +87,6 @@ class DatasetSpec:
             return "train"
         bucket = int(instance.canonical_hash[:8], 16) / 0xFFFFFFFF
         return "test" if bucket < self.test_fraction else "train"
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _make_item(spec: DatasetSpec, out: Path, idx: int, task_cache: dict = {}) -> dict:  # noqa: B006 - per-process cache
@@ -106,7 +111,7 @@ def _make_item(spec: DatasetSpec, out: Path, idx: int, task_cache: dict = {}) ->
         write_mp4(out / video_rel, video, fps=task.config.fps, crf=spec.crf, lossless=spec.lossless)
         record.update(video=video_rel, num_frames=int(len(video)), fps=task.config.fps)
     # The record is written last: its presence means every file of the item is complete.
-    _atomic_write_text(record_path, json.dumps(record, sort_keys=True))
+    write_atomic(record_path, json.dumps(record, sort_keys=True))
     return record
 
 
@@ -116,16 +121,33 @@ def _worker(args) -> int:
     return idx
 
 
+def check_workers(workers: int | None) -> None:
+    """:class:`UserError` unless ``workers`` is ``None`` (all cores) or a positive integer."""
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise UserError(f"--workers must be a positive integer; got {workers!r}")
+
+
 def make_dataset(spec: DatasetSpec, out: str | os.PathLike, workers: int | None = None,
-                 progress: bool = True) -> Path:
+                 progress: bool = True, lock: bool = True) -> Path:
     """Write (or finish writing) the dataset described by ``spec`` into ``out``.
 
     Resumable: items whose record exists are skipped, so an interrupted run completes
     the rest and ends byte-identical to an uninterrupted one. A folder holding a
-    different dataset is refused.
+    different dataset is refused, and so is a folder another process is writing
+    (``lock=False`` when the caller holds it already, see :func:`hold_folder`).
     """
     spec = spec.validate()
+    check_workers(workers)
     out = writable_dir(out)
+    if lock:
+        with hold_folder(out):
+            return _write_dataset(spec, out, workers, progress)
+    return _write_dataset(spec, out, workers, progress)
+
+
+def _write_dataset(spec: DatasetSpec, out: Path, workers: int | None, progress: bool) -> Path:
+    """:func:`make_dataset`'s work, in a folder this process holds."""
+    remove_stale_temps(out)
     (out / "records").mkdir(exist_ok=True)
     manifest = {"format_version": FORMAT_VERSION, **asdict(spec)}
     manifest_path = out / "dataset.json"
@@ -134,7 +156,7 @@ def make_dataset(spec: DatasetSpec, out: str | os.PathLike, workers: int | None 
         if existing != json.loads(json.dumps(manifest)):
             raise UserError(f"{out} already holds a different dataset ({manifest_path}); choose another --out")
     else:
-        _atomic_write_text(manifest_path, json.dumps(manifest, indent=2, sort_keys=True))
+        write_atomic(manifest_path, json.dumps(manifest, indent=2, sort_keys=True))
 
     todo = [i for i in range(spec.n) if not (out / "records" / f"{i:07d}.json").exists()]
     workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
@@ -168,14 +190,14 @@ def _write_index(spec: DatasetSpec, out: Path) -> None:
                 unique.append(record)
         records = unique
     lines = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records)
-    _atomic_write_text(out / "metadata.jsonl", lines)
+    write_atomic(out / "metadata.jsonl", lines)
     if spec.video:
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(["video", "prompt", "input_image", "split"])
         for r in records:
             writer.writerow([r["video"], r["prompt"], r["image"], r["split"]])
-        _atomic_write_text(out / "metadata.csv", buffer.getvalue())
+        write_atomic(out / "metadata.csv", buffer.getvalue())
 
 
 def iter_dataset(path: str | os.PathLike, split: str | None = None) -> Iterator[tuple[Instance, dict]]:

@@ -6,6 +6,7 @@ through PyAV (H.264, yuv420p), GIF through imageio/Pillow, PNG through OpenCV.
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -38,14 +39,41 @@ def write_mp4(path: str | os.PathLike, video: Video, fps: float = 16, crf: int =
               lossless: bool = False) -> Path:
     """Write ``video`` as H.264 MP4 (odd sizes are padded by edge replication to even).
 
-    ``crf`` is the x264 constant rate factor (0 lossless-ish .. 51 worst); bit-identical
-    output for identical input (single-threaded encoder, no timestamps in metadata).
-    ``crf=0`` is lossless only in YUV 4:2:0: colour is averaged over 2x2 pixels, which
-    smears small objects (a 3-pixel agent loses most of its red). ``lossless=True``
-    writes RGB H.264 (``libx264rgb``, crf 0, any size, no padding): decoding gives the
-    frames back bit for bit. Use it for training data; fewer players show it.
+    ``crf`` is the x264 constant rate factor (0 lossless-ish .. 51 worst). ``crf=0`` is
+    lossless only in YUV 4:2:0: colour is averaged over 2x2 pixels, which smears small
+    objects (a 3-pixel agent loses most of its red). ``lossless=True`` writes RGB H.264
+    (``libx264rgb``, crf 0, any size, no padding): decoding gives the frames back bit for
+    bit. Use it for training data; fewer players show it.
+
+    The same frames and arguments give the same bytes, in any process, whatever else
+    the process did before. What that takes, each found by experiment:
+
+    * x264 is held to its AVX2 code (``x264-params asm=AVX2``) on CPUs with AVX-512.
+      Its AVX-512 routines read memory x264 allocated but never wrote: the first
+      frame's bottom-right macroblock got a quantiser that depended on what the heap
+      held before (3 of 12 writes of one video in one process differed; 50 to 90 of
+      300 videos between two identical ``make-dataset`` runs). The difference was
+      always the last bytes of the first (IDR) slice; the decoded frames were equal.
+      Filling fresh heap memory with a constant (glibc ``MALLOC_PERTURB_``) made the
+      same runs identical, and so did ``asm=AVX2``, whose output equals the AVX-512
+      output whenever the latter is not disturbed; C code (``asm=0``) encodes
+      differently and is 2-3x slower. Elsewhere (AVX2 or older, ARM) x264 picks its own
+      code. See :func:`x264_params`.
+    * One encoder thread (``threads=1``): x264's output depends on its thread count,
+      whose default follows the machine's cores. Datasets run one process per core.
+    * ``+bitexact`` for the muxer and the codec: no library version string (``Lavf``)
+      in the file. Timestamps are the frame indices at ``fps`` (rounded to whole
+      frames per second), and the MP4 carries no creation time.
+
+    The x264 build's version string stays in the stream (its SEI), so another x264
+    build may write other bytes for the same frames.
+    The file is written under a unique temporary name and renamed into place, so two
+    processes writing one path never share a temporary file and a reader never sees
+    half a file.
     """
     import av
+
+    from gen_reason.folders import temp_path
 
     video = as_video(video)
     path = Path(path)
@@ -53,21 +81,48 @@ def write_mp4(path: str | os.PathLike, video: Video, fps: float = 16, crf: int =
     t, h, w, _ = video.shape
     if not lossless and ((h % 2) or (w % 2)):
         video = np.pad(video, ((0, 0), (0, _even(h) - h), (0, _even(w) - w), (0, 0)), mode="edge")
-    tmp = path.with_name(path.name + ".part")
-    with av.open(str(tmp), mode="w", format="mp4", options={"fflags": "+bitexact"}) as container:
-        stream = container.add_stream("libx264rgb" if lossless else "libx264", rate=int(round(fps)))
-        stream.width = video.shape[2]
-        stream.height = video.shape[1]
-        stream.pix_fmt = "rgb24" if lossless else "yuv420p"
-        stream.options = {"crf": "0" if lossless else str(crf), "preset": preset, "threads": "1", "flags": "+bitexact"}
-        stream.codec_context.thread_count = 1
-        for frame in video:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+    options = {"crf": "0" if lossless else str(crf), "preset": preset, "threads": "1", "flags": "+bitexact"}
+    if x264_params():
+        options["x264-params"] = x264_params()
+    tmp = temp_path(path)
+    try:
+        with av.open(str(tmp), mode="w", format="mp4", options={"fflags": "+bitexact"}) as container:
+            stream = container.add_stream("libx264rgb" if lossless else "libx264", rate=int(round(fps)))
+            stream.width = video.shape[2]
+            stream.height = video.shape[1]
+            stream.pix_fmt = "rgb24" if lossless else "yuv420p"
+            stream.options = options
+            stream.codec_context.thread_count = 1
+            for frame in video:
+                for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                    container.mux(packet)
+            for packet in stream.encode():
                 container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    os.replace(tmp, path)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
+
+
+@functools.lru_cache(maxsize=None)
+def x264_params() -> str | None:
+    """The ``x264-params`` :func:`write_mp4` gives x264: ``"asm=AVX2"`` on a CPU with
+    AVX-512 (x264's AVX-512 code reads uninitialised memory, so its output varies from
+    write to write; see :func:`write_mp4`), else ``None`` (x264 picks its own code).
+
+    The CPU's features are numpy's run-time detection (which also checks that the
+    operating system saves AVX-512 state, as x264's does)."""
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__ as features
+    except ImportError:  # numpy < 2
+        try:
+            from numpy.core._multiarray_umath import __cpu_features__ as features
+        except ImportError:
+            features = {}
+    if features.get("AVX512F") and features.get("AVX2") and features.get("FMA3"):
+        return "asm=AVX2"
+    return None
 
 
 def _existing(path: str | os.PathLike) -> Path:
@@ -227,7 +282,8 @@ def write_gif(path: str | os.PathLike, video: Video, fps: float = 8) -> Path:
 
 
 def write_image(path: str | os.PathLike, image: np.ndarray) -> Path:
-    """Write an RGB ``(H, W, 3)`` uint8 image as PNG (deterministic bytes)."""
+    """Write an RGB ``(H, W, 3)`` uint8 image as PNG (deterministic bytes; under a unique
+    temporary name, renamed into place)."""
     import cv2
 
     path = Path(path)
@@ -235,10 +291,9 @@ def write_image(path: str | os.PathLike, image: np.ndarray) -> Path:
     ok, data = cv2.imencode(".png", np.ascontiguousarray(image[..., ::-1]))
     if not ok:
         raise UserError(f"cannot encode image for {path}")
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_bytes(data.tobytes())
-    os.replace(tmp, path)
-    return path
+    from gen_reason.folders import write_atomic
+
+    return write_atomic(path, data.tobytes())
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:

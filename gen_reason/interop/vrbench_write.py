@@ -49,6 +49,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from gen_reason.errors import UserError, writable_dir
+from gen_reason.folders import hold_folder, remove_stale_temps, write_atomic
 from gen_reason.puzzles import Instance, get_task
 
 #: Our task (unversioned) -> VR-Bench game.
@@ -187,9 +188,7 @@ def _pathfinder_state(instance: Instance, ours: dict) -> dict:
 # ----------------------------------------------------------------------------- VR-Bench tree
 def _atomic_write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_atomic(path, text)
 
 
 def _vrbench_spec(spec):
@@ -276,10 +275,21 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
 def make_vrbench_dataset(spec, out: str | os.PathLike, workers: int | None = None, progress: bool = True) -> Path:
     """Write (or finish writing) ``spec`` (a :class:`~gen_reason.datasets.DatasetSpec`) in
     VR-Bench's layout under ``out``; resumable, and a folder holding a different dataset is
-    refused. Returns ``out``."""
+    refused, and so is a folder another process is writing (as :func:`~gen_reason.datasets.make_dataset`).
+    Returns ``out``."""
+    from gen_reason.datasets import check_workers
+
     vrbench_game(spec.task)
     spec = _vrbench_spec(spec)
+    check_workers(workers)
     out = writable_dir(out)
+    with hold_folder(out):
+        return _write_vrbench(spec, out, workers, progress)
+
+
+def _write_vrbench(spec, out: Path, workers: int | None, progress: bool) -> Path:
+    """:func:`make_vrbench_dataset`'s work, in a folder this process holds."""
+    remove_stale_temps(out)
     manifest = json.loads(json.dumps({"format": "vrbench", "format_version": FORMAT_VERSION, **asdict(spec)}))
     manifest_path = out / MANIFEST
     if manifest_path.exists():
@@ -324,7 +334,14 @@ def make_diffsynth_dataset(spec, out: str | os.PathLike, workers: int | None = N
 
     if not spec.video:
         raise UserError("--format diffsynth lists videos for training; drop --no-video")
-    out = make_dataset(spec, out, workers=workers, progress=progress)
+    spec = spec.validate()
+    out = writable_dir(out)
+    with hold_folder(out):  # held until the CSVs are written too
+        return _write_diffsynth(spec, make_dataset(spec, out, workers=workers, progress=progress, lock=False))
+
+
+def _write_diffsynth(spec, out: Path) -> Path:
+    """:func:`make_diffsynth_dataset`'s CSVs, beside the dataset just written."""
     records = [json.loads(line) for line in (out / "metadata.jsonl").read_text().splitlines() if line.strip()]
     rows = {"train": [], "test": []}
     for record in records:

@@ -139,7 +139,27 @@ def run_eval(config: EvalConfig, *, generator=None, progress: bool = True, shard
     from the environment) picks this process's share; rank 0 then waits for the others
     and writes ``results.jsonl`` (see the module docstring); ``poll_seconds`` is how often
     it looks at their shards.
+
+    The run folder is held for this process's rank while it runs (a second ``eval`` on
+    it is refused in one line, see :class:`~gen_reason.runs.store.RunStore`), and a run
+    that fails before any result is stored (a model that does not load, say) takes its
+    ``config.yaml`` back, so the corrected command is not refused as a different run.
     """
+    stores: list[RunStore] = []
+    try:
+        return _run_eval(config, generator, progress, shard, poll_seconds, stores)
+    except BaseException:
+        for store in stores:
+            store.discard_if_empty()
+        raise
+    finally:
+        for store in stores:
+            store.close()
+
+
+def _run_eval(config: EvalConfig, generator, progress: bool, shard: Shard | None, poll_seconds: float,
+              stores: list) -> Path:
+    """:func:`run_eval`'s work; the store it opens goes into ``stores`` (closed by the caller)."""
     from gen_reason.solvers.base import Budget
     from gen_reason.solvers.registry import get_solver
     from gen_reason.verifiers.registry import verifier_for
@@ -163,6 +183,7 @@ def run_eval(config: EvalConfig, *, generator=None, progress: bool = True, shard
     # The folder is made (and its config.yaml written) only once the config has proved
     # valid: a mistake above leaves nothing that would refuse the corrected command.
     store = RunStore(config.out, to_dict(config), rank=shard.rank)
+    stores.append(store)
     done = store.done_keys()
     todo = [
         (i, j, instance, key, solver)

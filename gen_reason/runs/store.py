@@ -10,6 +10,16 @@
 Each result line is appended with one ``write`` and fsynced, so a kill loses at most
 the line in flight; a torn last line is cut off when the shard is reopened. A rerun of
 the same config skips every key already stored.
+
+One process per rank: a store holds the lock ``.genreason-rank<rank>.lock`` in the run
+folder while it is open (:func:`gen_reason.folders.hold_folder`; the OS drops it when its
+process dies, even by ``kill -9``), so a second ``eval`` into a folder that a running one
+is filling is refused in one line instead of doing all the work a second time. The
+processes of one multi-process launch hold different ranks and share the folder.
+
+A run that stores nothing leaves nothing that would refuse the corrected command:
+:meth:`RunStore.discard_if_empty` (the runner calls it when an evaluation fails) takes
+back the ``config.yaml`` this store wrote while no result line exists.
 """
 
 from __future__ import annotations
@@ -22,22 +32,68 @@ from typing import Iterable, Iterator
 import yaml
 
 from gen_reason.errors import UserError
+from gen_reason.folders import acquire_folder, write_atomic
 
 
 class RunStore:
-    """Append-only, resumable storage of one run's results."""
+    """Append-only, resumable storage of one run's results.
+
+    Holds the run folder for its rank until :meth:`close` (or the end of a ``with``
+    block); a second store of the same folder and rank, in any process, is refused with
+    a :class:`UserError` meanwhile.
+    """
 
     def __init__(self, root: str | os.PathLike, config: dict, rank: int = 0) -> None:
         self.root = Path(root)
         self.rank = rank
+        self.wrote_config = False
+        self._made: list[Path] = []  # the subfolders this store made (taken back by discard_if_empty)
         try:
-            (self.root / "shards").mkdir(parents=True, exist_ok=True)
-            (self.root / "videos").mkdir(exist_ok=True)
+            self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise UserError(f"cannot write to run folder {self.root}: {exc.strerror or exc}") from None
-        self._check_config(config)
-        self.shard = self.root / "shards" / f"{rank}.jsonl"
-        _cut_torn_tail(self.shard)
+        self._lock = acquire_folder(self.root, f".genreason-rank{rank}.lock")
+        try:
+            for folder in (self.root / "shards", self.root / "videos"):
+                if not folder.is_dir():
+                    folder.mkdir()
+                    self._made.append(folder)
+            self._check_config(config)
+            self.shard = self.root / "shards" / f"{rank}.jsonl"
+            _cut_torn_tail(self.shard)
+        except BaseException as exc:
+            self.close()
+            if isinstance(exc, OSError):
+                raise UserError(f"cannot write to run folder {self.root}: {exc.strerror or exc}") from None
+            raise
+
+    def close(self) -> None:
+        """Let go of the run folder (another process may open it now)."""
+        lock, self._lock = getattr(self, "_lock", None), None
+        if lock is not None:
+            lock.release()
+
+    def __enter__(self) -> "RunStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def discard_if_empty(self) -> bool:
+        """Take back what this store wrote when no result line is stored (by any process):
+        the ``config.yaml`` it wrote, an empty shard, the empty folders it made. Returns
+        whether it did; the lock file stays (see :func:`gen_reason.folders.hold_folder`)."""
+        if any(size for size in self.shard_sizes().values()):
+            return False
+        self.shard.unlink(missing_ok=True)
+        if self.wrote_config:
+            (self.root / "config.yaml").unlink(missing_ok=True)
+        for folder in self._made:  # the run folder itself keeps the lock file
+            try:
+                folder.rmdir()
+            except OSError:
+                pass  # not empty: someone else's
+        return True
 
     def _check_config(self, config: dict) -> None:
         path = self.root / "config.yaml"
@@ -52,9 +108,8 @@ class RunStore:
         # Every rank writes it (the same text, atomically, under a temporary name of its own):
         # a shard must never exist in a folder without the config that made it, even when
         # rank 0 dies before it gets this far.
-        tmp = path.with_suffix(f".yaml.{os.getpid()}.part")
-        tmp.write_text(text)
-        os.replace(tmp, path)
+        write_atomic(path, text)
+        self.wrote_config = True
 
     def records(self) -> Iterator[dict]:
         """Every stored result line of every shard (complete lines only)."""
@@ -97,10 +152,7 @@ class RunStore:
         path = self.root / "results.jsonl"
         # A temporary name of this process's own: two merges at once (two launches on one
         # folder) must not write into one half-finished file; os.replace is atomic.
-        tmp = path.with_suffix(f".jsonl.{os.getpid()}.part")
-        tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in ordered))
-        os.replace(tmp, path)
-        return path
+        return write_atomic(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in ordered))
 
 
 def read_jsonl(path: str | os.PathLike) -> Iterable[dict]:
