@@ -18,7 +18,8 @@ small size (robust to compression, blur, noise and colour shifts). A video whose
 placement matches under ``min_match`` cannot be judged, and :class:`UserError` says so in
 one line. A video of the puzzle's own aspect ratio (within ``tolerance``) is used as it is.
 A crop still stretched more than :data:`MAX_STRETCH` either way is resized to the puzzle's
-aspect ratio, so every tracker gets a picture it can read.
+aspect ratio, so every tracker gets a picture it can read. Last, a first frame showing the
+puzzle moved by a few pixels (a camera shift) is moved back, the whole video with it.
 """
 
 from __future__ import annotations
@@ -104,19 +105,57 @@ def locate_puzzle(first_frame: np.ndarray, frame: np.ndarray, good: float = 0.9
     return sorted(found, key=lambda item: -item[2])
 
 
+def camera_shift(first_frame: np.ndarray, frame: np.ndarray, *, max_share: float = 0.05,
+                 min_response: float = 0.2) -> tuple[float, float] | None:
+    """How far ``frame`` (any size) shows the puzzle picture ``first_frame`` moved, in
+    ``frame``'s pixels ``(dx, dy)``: phase correlation in gray at a long side of at most
+    256 pixels. None when the shift is under one puzzle pixel, over ``max_share`` of the
+    picture's size, or the correlation peak is weak (the frame is not this picture)."""
+    h, w = first_frame.shape[:2]
+    scale = min(1.0, 256.0 / max(h, w))
+    size = (max(8, round(h * scale)), max(8, round(w * scale)))
+    reference = _gray_small(first_frame, size)
+    moved = _gray_small(frame, size)
+    window = cv2.createHanningWindow((size[1], size[0]), cv2.CV_32F)
+    (dx, dy), response = cv2.phaseCorrelate(reference, moved, window)
+    dx, dy = dx / scale, dy / scale  # puzzle pixels
+    if response < min_response or np.hypot(dx, dy) < 1.0 or max(abs(dx) / w, abs(dy) / h) > max_share:
+        return None
+    return dx * frame.shape[1] / w, dy * frame.shape[0] / h
+
+
+def _uint8(frame: np.ndarray) -> np.ndarray:
+    if frame.dtype == np.uint8:
+        return frame
+    return np.clip(np.rint(frame * (255.0 if frame.max(initial=0) <= 1 else 1.0)), 0, 255).astype(np.uint8)
+
+
 def frame_video(instance, video: np.ndarray, *, min_match: float = 0.5, tolerance: float = 0.05) -> np.ndarray:
-    """``video`` cropped to where the puzzle lies in it (see the module docstring); the
-    video itself when it has the puzzle's aspect ratio. Raises :class:`UserError` (one
-    line) when no placement shows the puzzle."""
+    """``video`` cropped to where the puzzle lies in it (see the module docstring; the
+    video as it is when it has the puzzle's aspect ratio), and moved back when its first
+    frame shows the puzzle shifted by a few pixels (:func:`camera_shift`: a camera that
+    moved). Raises :class:`UserError` (one line) when no placement shows the puzzle."""
     spec_size = tuple(instance.spec["image_size"])
     video = np.asarray(video)
-    if video.ndim != 4 or video.shape[-1] != 3 or not video.shape[0] or same_aspect(video.shape[1:3], spec_size,
-                                                                                    tolerance):
+    if video.ndim != 4 or video.shape[-1] != 3 or not video.shape[0]:
         return video  # the verifier's own checks speak for malformed videos
     first = np.asarray(instance.first_frame)
-    frame0 = video[0] if video.dtype == np.uint8 else np.clip(np.rint(video[0] * (255.0 if video.max() <= 1 else 1)),
-                                                              0, 255).astype(np.uint8)
-    placements = locate_puzzle(first, frame0)
+    if not same_aspect(video.shape[1:3], spec_size, tolerance):
+        video = _crop_to_puzzle(first, video, spec_size, min_match)
+    shift = camera_shift(first, _uint8(video[0]))
+    if shift is None:
+        return video
+    back = np.float32([[1, 0, -shift[0]], [0, 1, -shift[1]]])
+    size = (video.shape[2], video.shape[1])
+    return np.stack([cv2.warpAffine(np.ascontiguousarray(f), back, size, flags=cv2.INTER_LINEAR,
+                                    borderMode=cv2.BORDER_REPLICATE) for f in video])
+
+
+def _crop_to_puzzle(first: np.ndarray, video: np.ndarray, spec_size: tuple, min_match: float) -> np.ndarray:
+    """The part of a video of another aspect ratio that shows the puzzle (best placement
+    of :func:`locate_puzzle`), resized to the puzzle's aspect ratio when still stretched
+    more than :data:`MAX_STRETCH`."""
+    placements = locate_puzzle(first, _uint8(video[0]))
     how, (x0, y0, x1, y1), match = placements[0]
     if match < min_match:
         tried = ", ".join(f"{name} {score:.2f}" for name, _, score in placements)

@@ -91,3 +91,21 @@ def test_a_video_that_does_not_show_the_puzzle_is_a_one_line_fail(case):
 def test_same_aspect_videos_are_used_as_they_are(case):
     instance, video = case
     assert frame_video(instance, video) is video
+
+
+def _shifted(video, dx, dy):
+    move = np.float32([[1, 0, dx], [0, 1, dy]])
+    return np.stack([cv2.warpAffine(f, move, (f.shape[1], f.shape[0]), borderMode=cv2.BORDER_REPLICATE)
+                     for f in video])
+
+
+def test_a_camera_shift_of_a_few_pixels_is_moved_back(case):
+    from gen_reason.verifiers.framing import camera_shift
+
+    instance, video = case
+    assert camera_shift(instance.first_frame, video[0]) is None  # the ground truth is where it belongs
+    found = camera_shift(instance.first_frame, _shifted(video[:1], 6, -4)[0])
+    assert found is not None and abs(found[0] - 6) < 1 and abs(found[1] + 4) < 1
+    for dx, dy in ((6, -4), (-8, 3)):
+        score = verifier_for(instance.task, "reference").score(instance, _shifted(video, dx, dy))
+        assert score.success, (dx, dy, score.reason)
