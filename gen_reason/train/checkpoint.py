@@ -45,6 +45,7 @@ import numpy as np
 import torch
 
 from gen_reason.errors import UserError
+from gen_reason.folders import temp_path, write_atomic
 
 _NAME = re.compile(r"^step-(\d+)$")
 STATE_FILE = "state.json"
@@ -111,9 +112,13 @@ def save_state(path: str | os.PathLike, obj: Any) -> Path:
     path = Path(path)
     tensors: dict[str, torch.Tensor] = {}
     skeleton = _flatten(obj, tensors, set())
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata={_FORMAT_KEY: _FORMAT, _SKELETON: json.dumps(skeleton)})
-    os.replace(tmp, path)
+    tmp = temp_path(path)  # a name of this process's own: two writers never share one
+    try:
+        save_file(tensors, str(tmp), metadata={_FORMAT_KEY: _FORMAT, _SKELETON: json.dumps(skeleton)})
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 
@@ -178,9 +183,7 @@ def truncate_log(path: str | os.PathLike, step: int) -> None:
             kept.append(line)
     new = "".join(kept)
     if new != text:
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(new)
-        os.replace(tmp, path)
+        write_atomic(path, new)
 
 
 # -- checkpoints of a run ------------------------------------------------------------------
