@@ -11,12 +11,15 @@ class UserError(ValueError):
 
 def writable_dir(path):
     """Create folder ``path`` if needed and check it can be written, else a :class:`UserError`."""
+    import os
+    import secrets
     from pathlib import Path
 
     path = Path(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-test"
+        # A name of this call's own: two processes probing one folder must not remove each other's.
+        probe = path / f".write-test-{os.getpid()}-{secrets.token_hex(4)}"
         probe.write_text("")
         probe.unlink()
     except OSError as exc:
