@@ -39,7 +39,9 @@ from gen_reason.errors import UserError  # noqa: E402
 from gen_reason.models.embedded import EmbeddedVideoPipeline, make_scheduler, make_unet, pad_image, stack_frames  # noqa: E402
 from gen_reason.train.checkpoint import load_state, save_state, truncate_log  # noqa: E402
 from gen_reason.train.data import PAD_COLOR, MazeVideoData, batch_loader, held_out_instances  # noqa: E402
-from gen_reason.train.userinput import ArgumentParser, check_creatable, check_types, read_yaml_mapping  # noqa: E402
+from gen_reason.config import build, read_yaml  # noqa: E402
+from gen_reason.errors import check_writable  # noqa: E402
+from gen_reason.train.userinput import ArgumentParser  # noqa: E402
 
 CHECKPOINT = "checkpoint.safetensors"
 #: The checkpoint an older genreason wrote (a pickle): never loaded, only recognised.
@@ -95,8 +97,8 @@ class EmbeddedTrainConfig:
     sample_eta: float = 0.0      # and its default DDIM eta (default_eta)
 
     def validate(self) -> None:
-        """Raise :class:`UserError` naming the first inconsistent field."""
-        check_types(self)
+        """Raise :class:`UserError` naming the first field of the wrong type or inconsistent value."""
+        build(type(self), self.to_dict())  # every field's type, checked as a config file's are
         if len(self.sizes) != len(self.size_weights) or not self.sizes:
             raise UserError("sizes and size_weights must be non-empty lists of the same length")
         if len(self.attention_levels) != len(self.block_out_channels):
@@ -130,13 +132,11 @@ class EmbeddedTrainConfig:
     def from_yaml(cls, path: str | Path, overrides: dict | None = None) -> "EmbeddedTrainConfig":
         """Load a YAML config; unknown keys, wrong types, an empty file or invalid YAML are a
         :class:`UserError` (a typo must not pass silently)."""
-        data = read_yaml_mapping(path)
+        data = read_yaml(path)
+        if not data:
+            raise UserError(f"config {path} is empty; it must hold the run's settings")
         data.update(overrides or {})
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise UserError(f"unknown config key(s) in {path}: {', '.join(unknown)}")
-        config = cls(**data)
+        config = build(cls, data)
         config.validate()
         return config
 
@@ -383,7 +383,7 @@ def train_embedded(config: EmbeddedTrainConfig, out_dir: str | Path, resume: boo
         except RuntimeError as exc:  # missing/unexpected keys or other shapes: another model's weights
             raise UserError(f"init_from {config.init_from} does not fit this config's UNet "
                             f"({str(exc).splitlines()[0]})") from None
-    check_creatable(run_dir, "run folder")
+    check_writable(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     accelerator = Accelerator(mixed_precision=config.mixed_precision)
     # mkldnn convolutions run ~10 % faster on channels-last tensors (measured on 2 CPU cores).
@@ -617,7 +617,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.export_only and args.stop_after_steps is not None:
             raise UserError("--export-only trains nothing; drop --stop-after-steps")
         if args.export:
-            check_creatable(args.export, "--export folder")
+            check_writable(args.export)
         if args.export_only:
             ema_unet(args.out)  # a run folder with a readable checkpoint, before anything is written
         else:

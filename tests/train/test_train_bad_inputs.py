@@ -79,16 +79,17 @@ def _old_run(root: Path) -> None:
 
 # (id, YAML text of the config (None: the tiny config), setup(root) -> init_from or None, extra args, message)
 EMBEDDED_CASES = [
-    ("invalid-yaml", "sizes: [3\nlearning_rate: 0.1\n", None, [], "cannot parse"),
-    ("string-learning-rate", {"learning_rate": "fast"}, None, [], "learning_rate must be a number"),
+    ("invalid-yaml", "sizes: [3\nlearning_rate: 0.1\n", None, [], "not valid YAML"),
+    ("string-learning-rate", {"learning_rate": "fast"}, None, [], "'learning_rate': Input should be a valid number"),
     ("list-learning-rate", {"learning_rate": [0.1]}, None, [], "learning_rate"),
     ("negative-steps", {"max_steps": -3}, None, [], "max_steps"),
-    ("bool-batch", {"batch_size": True}, None, [], "batch_size must be an integer"),
+    ("bool-batch", {"batch_size": True}, None, [], "'batch_size': Input should be a valid integer"),
+    ("float-steps", {"max_steps": 2.5}, None, [], "max_steps"),
     ("unknown-key", {"learning_rat": 0.1}, None, [], "learning_rat"),
     ("empty-config", "", None, [], "empty"),
     ("comment-only-config", "# nothing yet\n", None, [], "empty"),
     ("list-config", "- 1\n- 2\n", None, [], "mapping"),
-    ("binary-config", b"\xff\xfe\x00\x81" * 64, None, [], "cannot read"),
+    ("binary-config", b"\xff\xfe\x00\x81" * 64, None, [], "not a text file"),
     ("corrupt-init-from", {"init_from": "garbage.safetensors"}, lambda r: (r / "garbage.safetensors").write_bytes(
         os.urandom(300)), [], "garbage.safetensors"),
     ("pickle-init-from", {"init_from": "payload.pt"}, _pickle_file, [], "pickle"),
