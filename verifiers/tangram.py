@@ -14,7 +14,10 @@ Two verdicts (DESIGN: a rule verifier reads ``spec`` alone):
   against the stored solution (step 4).
 
 ``success`` is strict (every rule kept); ``success_lenient`` judges the final frame alone,
-as VideoThinkBench judges a final image. Piece positions in every frame come from the
+as VideoThinkBench judges a final image. A slide is seen only in a video that shows each
+piece at least once on its way (two frames or more per piece move: some 15 frames for
+seven pieces); in fewer frames every move is a jump. Turning is not checked frame by frame
+(the final pose is): a piece that slides and snaps to its angle passes. Piece positions in every frame come from the
 same segmentation on every f-th pixel, f leaving a unit 8-16 pixels wide
 (:func:`track_piece_centroids`).
 

@@ -116,3 +116,21 @@ def test_score_summary_names_each_lenient_anchor(capsys):
     print_table([maze, tangram])
     assert capsys.readouterr().out.splitlines()[-1] == (
         "success 0/2 (lenient, VR-Bench's SR for mazes, the final frame alone for draw and tangram: 2/2)")
+
+
+def test_tangram_piece_that_fades_out_and_reappears_in_place_teleports():
+    from gen_reason.verifiers.tangram import segment_pieces
+
+    task = get_task("tangram")
+    instance = task.generate(5, "easy")
+    times = task.video_times(instance, FRAMES)
+    video = instance.solution_video(FRAMES).copy()
+    background = instance.spec["colors"]["background"]
+    moving = [k for k, t in enumerate(times) if 0 < t < 1]  # the first piece's own move
+    for k in moving:  # hidden while it moves: it vanishes at its start and shows up at its place
+        video[k][segment_pieces(instance.spec, video[k]) == 0] = background
+    score = verifier_for(instance.task, "rule").score(instance, video)
+    assert not score.success and score.metrics["success_lenient"] == 1.0
+    first = score.trace["first_violation"]
+    assert first["rule"] == "teleport" and first["piece"] == instance.spec["pieces"][0]["name"]
+    assert first["frame"] == moving[-1] + 1
