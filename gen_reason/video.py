@@ -49,16 +49,18 @@ def write_mp4(path: str | os.PathLike, video: Video, fps: float = 16, crf: int =
     the process did before. What that takes, each found by experiment:
 
     * x264 is held to its AVX2 code (``x264-params asm=AVX2``) on CPUs with AVX-512.
-      Its AVX-512 routines read memory x264 allocated but never wrote: the first
-      frame's bottom-right macroblock got a quantiser that depended on what the heap
-      held before (3 of 12 writes of one video in one process differed; 50 to 90 of
-      300 videos between two identical ``make-dataset`` runs). The difference was
+      With its AVX-512 code, x264's output depends on heap memory that nothing wrote:
+      the first frame's bottom-right macroblock got a quantiser that followed what the
+      heap held before (12 writes of one video in one process gave 2 different files; 50 to 90
+      of 300 videos between two identical ``make-dataset`` runs). The difference was
       always the last bytes of the first (IDR) slice; the decoded frames were equal.
       Filling fresh heap memory with a constant (glibc ``MALLOC_PERTURB_``) made the
-      same runs identical, and so did ``asm=AVX2``, whose output equals the AVX-512
-      output whenever the latter is not disturbed; C code (``asm=0``) encodes
-      differently and is 2-3x slower. Elsewhere (AVX2 or older, ARM) x264 picks its own
-      code. See :func:`x264_params`.
+      runs identical, and one constant (``MALLOC_PERTURB_=1``) changed every video;
+      ``asm=AVX2`` made them identical under any heap, and its output equals the
+      AVX-512 output whenever the latter is not disturbed. Not the cause: threads
+      (already 1), adaptive quantisation (``aq-mode=0`` still differed), the muxer.
+      C code (``asm=0``) encodes differently and is 2-3x slower. Elsewhere (AVX2 or
+      older, ARM) x264 picks its own code. See :func:`x264_params`.
     * One encoder thread (``threads=1``): x264's output depends on its thread count,
       whose default follows the machine's cores. Datasets run one process per core.
     * ``+bitexact`` for the muxer and the codec: no library version string (``Lavf``)
