@@ -195,7 +195,8 @@ class Family:
 
     # -- geometry ---------------------------------------------------------------------
     def frame_step(self, pipe) -> int:
-        """Temporal compression: valid frame counts are ``k * frame_step + 1``."""
+        """Valid frame counts are ``k * frame_step + 1``; the VAE's temporal compression for
+        every family but CogVideoX 1.5 (compression 4, frame rule 16)."""
         return int(pipe.vae_scale_factor_temporal)
 
     def size_multiple(self, pipe) -> int:
@@ -363,8 +364,11 @@ class CogVideoXFamily(Family):
         return int(pipe.transformer.config.in_channels) // 2
 
     def latent_shape(self, pipe, geometry: Geometry) -> tuple[int, int, int, int]:
-        channels, frames, height, width = super().latent_shape(pipe, geometry)
-        return channels, frames + self._padding(pipe, frames), height, width
+        # frame_step is the frame-count rule (16 on 1.5); the VAE compresses time 4x either way.
+        spatial, temporal = int(pipe.vae_scale_factor_spatial), int(pipe.vae_scale_factor_temporal)
+        frames = (geometry.num_frames - 1) // temporal + 1
+        height, width = geometry.height // spatial, geometry.width // spatial
+        return self.latent_channels(pipe), frames + self._padding(pipe, frames), height, width
 
     @staticmethod
     def _padding(pipe, latent_frames: int) -> int:
@@ -395,7 +399,7 @@ class CogVideoXFamily(Family):
         return self.trim_latents(pipe, latents, geometry.num_frames)
 
     def trim_latents(self, pipe, latents, num_frames):
-        wanted = (num_frames - 1) // self.frame_step(pipe) + 1
+        wanted = (num_frames - 1) // int(pipe.vae_scale_factor_temporal) + 1
         return latents[:, :, latents.shape[2] - wanted :] if latents.shape[2] > wanted else latents
 
     def replace_noise(self, pipe, prepared, noise, geometry):

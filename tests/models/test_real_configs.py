@@ -317,9 +317,9 @@ def test_real_layout_model_generates_end_to_end(tmp_path, name, size, frames):
 def test_cogvideox_5b_real_layout_generates_at_its_fixed_size(tmp_path):
     name = "CogVideoX-5b-I2V"
     folder = testing.save_real_layout_model(REAL / name, tmp_path / name)
-    generator = load_generator(folder, steps=1, num_frames=5)
+    generator = load_generator(folder, steps=1, num_frames=1, guidance=1.0)  # one latent frame, no CFG: cheapest
     assert generator.default_size == (480, 720)
     video = generator.generate(np.zeros((48, 72, 3), np.uint8), PROMPT, seeds=[0])[0]
-    assert video.shape == (5, 48, 72, 3)  # returned at the image's size
+    assert video.shape == (1, 48, 72, 3)  # returned at the image's size
     with pytest.raises(UserError, match="480x720"):
         load_generator(folder, size=(240, 360))
