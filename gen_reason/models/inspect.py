@@ -171,12 +171,13 @@ def _check_safetensors(file: Path) -> str | None:
 
 
 # -- building on the meta device --------------------------------------------------------------
-def build_meta(path: str | Path, dtype: Any = None) -> MetaModel:
+def build_meta(path: str | Path, dtype: Any = None, device: Any = "meta") -> MetaModel:
     """Build the model folder at ``path`` on the meta device from its configs (no weights read).
 
     ``dtype``: the compute dtype (default bfloat16, what a GPU run uses); each component's
     load dtype follows the family (e.g. Wan's VAE in float32). Components that cannot be
-    built (a missing config) are left out of the pipeline.
+    built (a missing config) are left out of the pipeline. ``device="cuda"`` builds the
+    same model with random weights on a GPU instead (``bench/gpu_check.py``).
     """
     import torch
 
@@ -194,12 +195,12 @@ def build_meta(path: str | Path, dtype: Any = None) -> MetaModel:
     for name, (library, class_name) in listed_components(model_index).items():
         if name not in configs or any(word in class_name for word in ("Tokenizer", "Processor")):
             continue
-        components[name] = _build_component(path / name, library, class_name, dtypes.get(name))
+        components[name] = _build_component(path / name, library, class_name, dtypes.get(name), device)
     pipe = _assemble(pipeline_cls, components, model_index)
     return MetaModel(path, model_index, pipeline_cls, family, pipe, dtypes, configs)
 
 
-def _build_component(folder: Path, library: str, class_name: str, dtype: Any) -> Any:
+def _build_component(folder: Path, library: str, class_name: str, dtype: Any, device: Any = "meta") -> Any:
     import importlib
 
     import torch
@@ -211,13 +212,19 @@ def _build_component(folder: Path, library: str, class_name: str, dtype: Any) ->
     try:
         if "Scheduler" in class_name:
             return cls.from_pretrained(str(folder))  # a scheduler is its config
-        if library == "transformers":
-            config = cls.config_class.from_pretrained(str(folder))
-            with torch.device("meta"):
-                model = cls._from_config(config)
-        else:
-            with torch.device("meta"):
-                model = cls.from_config(cls.load_config(str(folder)))
+        default = torch.get_default_dtype()
+        if dtype is not None and device != "meta":
+            torch.set_default_dtype(dtype)  # made in its dtype: no float32 copy of a 14B model on the GPU
+        try:
+            if library == "transformers":
+                config = cls.config_class.from_pretrained(str(folder))
+                with torch.device(device):
+                    model = cls._from_config(config, **({"dtype": dtype} if device != "meta" and dtype else {}))
+            else:
+                with torch.device(device):
+                    model = cls.from_config(cls.load_config(str(folder)))
+        finally:
+            torch.set_default_dtype(default)
     except (OSError, ValueError, TypeError, KeyError) as exc:
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"cannot build {folder.name} ({class_name}) from its config: {text}") from None

@@ -398,3 +398,27 @@ def plan_for(generator: Any, device: Any, *, offload: str | None = None, vae_til
     workload = workload_for(pipe, generator.family, geometry, compute, vae_dtype)
     return plan(components, workload, device_budget(device, gpu_memory_gib), offload=offload, vae_tiling=vae_tiling,
                 max_batch=max_batch)
+
+
+def apply_placement(pipe: Any, device: Any, offload: str, vae_tiling: bool) -> None:
+    """Put an in-memory pipeline where a plan says: on ``device`` whole (``none``), or with
+    diffusers' model, sequential or (transformer) group offloading; VAE tiling on or off."""
+    import torch
+
+    device = torch.device(device)
+    if offload == "model":
+        pipe.enable_model_cpu_offload(device=device)
+    elif offload == "sequential":
+        pipe.enable_sequential_cpu_offload(device=device)
+    elif offload == "group":
+        pipe.to(device)
+        for name in ("transformer", "transformer_2"):
+            model = getattr(pipe, name, None)
+            if model is not None:
+                model.enable_group_offload(onload_device=device, offload_device=torch.device("cpu"),
+                                           offload_type="block_level", num_blocks_per_group=1)
+    else:
+        pipe.to(device)
+    vae = getattr(pipe, "vae", None)
+    if vae is not None and hasattr(vae, "enable_tiling"):
+        vae.enable_tiling() if vae_tiling else vae.disable_tiling()
