@@ -55,6 +55,7 @@ from gen_reason.puzzles.maze.draw import draw_walls
 from gen_reason.verifiers.framing import frame_video
 from gen_reason.verifiers.parallel import map_chunks
 from gen_reason.verifiers.score import Score
+from gen_reason.verifiers.track import _undo_brightness_drift
 from gen_reason.video import as_video
 
 RED_MIN = 150  # VideoThinkBench: R >= 150
@@ -237,6 +238,7 @@ def score_draw(instance_or_spec, video, *, red_min: int = RED_MIN, red_margin: i
             video = frame_video(instance_or_spec, video)  # a stretched or letterboxed video: the puzzle's part
     except (ValueError, UserError) as exc:
         return Score.failure(f"cannot judge the video: {exc}", success=0.0, success_lenient=0.0)
+    video, _ = _undo_brightness_drift(video)  # frames that darken as a whole keep their red
     t_count, h, w = video.shape[:3]
     h0, w0 = spec["image_size"]
     s = ((w / w0) * (h / h0)) ** 0.5

@@ -67,6 +67,7 @@ from gen_reason.puzzles.tangram import rasterize
 from gen_reason.verifiers.framing import frame_video
 from gen_reason.verifiers.parallel import map_chunks
 from gen_reason.verifiers.score import Score
+from gen_reason.verifiers.track import _undo_brightness_drift
 from gen_reason.video import as_video
 
 _KERNEL3 = np.ones((3, 3), np.uint8)
@@ -236,6 +237,17 @@ def _label_table_for(refs: tuple, pieces: int, color_threshold: float) -> np.nda
     return table
 
 
+def _every_fth_pixel(frames: np.ndarray, f: int) -> np.ndarray:
+    """``frames[:, ::f, ::f]`` as a new contiguous array."""
+    t, h, w = frames.shape[:3]
+    if f > 1 and h % f == 0 and w % f == 0 and frames.flags.c_contiguous:
+        # OpenCV's nearest resize of the frames as one tall image picks exactly those
+        # pixels (~2x numpy's copy of the doubly strided view)
+        return cv2.resize(frames.reshape(-1, w, 3), (w // f, t * h // f),
+                          interpolation=cv2.INTER_NEAREST).reshape(t, h // f, w // f, 3)
+    return np.ascontiguousarray(frames[:, ::f, ::f])
+
+
 def track_piece_centroids(spec: dict, video: np.ndarray, *, color_threshold: float = 60.0,
                           min_area_ratio: float = 0.3, work_unit_px: float = 8.0) -> np.ndarray:
     """Every piece's centroid in every frame, ``(T, pieces, 2)`` in spec pixels (NaN where
@@ -243,7 +255,8 @@ def track_piece_centroids(spec: dict, video: np.ndarray, *, color_threshold: flo
 
     Every ``f``-th pixel of every ``f``-th row is kept, ``f`` the largest integer leaving
     a unit at least ``work_unit_px`` pixels (a centroid to an eighth of a unit is plenty to
-    tell a slide from a jump, and the work costs per pixel). Pixels are labelled by
+    tell a slide from a jump, and the work costs per pixel), brightness drift since frame 0
+    undone as the maze tracker undoes it. Pixels are labelled by
     :func:`segment_pieces`'s rule read from a colour table (:func:`_label_table`); a pixel
     counts only where its 3x3 neighbourhood has its label too (the thin seams where two
     pieces' colours blend into a third's drop out, as the final frame's opening drops
@@ -257,16 +270,11 @@ def track_piece_centroids(spec: dict, video: np.ndarray, *, color_threshold: flo
     areas = np.array([p["area_units"] for p in spec["pieces"]], float) * (unit * sx) * (unit * sy)
     table = _label_table(spec, color_threshold)
     out = np.full((len(video), n, 2), np.nan)
+    first = _every_fth_pixel(video[:1], f)
 
     def chunk(lo: int, hi: int) -> None:
-        part = video[lo:hi]
-        if h % f == 0 and w % f == 0 and part.flags.c_contiguous:
-            # every f-th pixel of every f-th row: OpenCV's nearest resize of the frames as one
-            # tall image picks exactly those (~2x numpy's strided copy)
-            q = cv2.resize(part.reshape(-1, w, 3), (w // f, len(part) * h // f),
-                           interpolation=cv2.INTER_NEAREST).reshape(len(part), h // f, w // f, 3)
-        else:
-            q = np.ascontiguousarray(part[:, ::f, ::f])
+        # brightness drift undone against frame 0, as the maze tracker does
+        q = _undo_brightness_drift(np.concatenate([first, _every_fth_pixel(video[lo:hi], f)]))[0][1:]
         np.right_shift(q, 3, out=q)
         index = q[..., 0].astype(np.uint16) << 10
         index |= q[..., 1].astype(np.uint16) << 5
@@ -344,7 +352,9 @@ def start_violations(spec: dict, centroids0: np.ndarray, start_tolerance: float 
 def _judge_rules(spec: dict, video: np.ndarray, opts: dict) -> dict:
     """Everything a rule verdict needs, from ``spec`` and the video alone."""
     h, w = spec["image_size"]
-    labels = segment_pieces(spec, _resize_to(video[-1], (h, w)), opts["color_threshold"])
+    # the final frame with any brightness drift since frame 0 undone
+    final = _undo_brightness_drift(np.stack([_resize_to(video[0], (h, w)), _resize_to(video[-1], (h, w))]))[0][1]
+    labels = segment_pieces(spec, final, opts["color_threshold"])
     target = _target_mask(spec)
     found = find_pieces(spec, labels, min_area_ratio=opts["min_area_ratio"], area_tolerance=opts["area_tolerance"],
                         min_shape_iou=opts["min_shape_iou"], target_mask=target)

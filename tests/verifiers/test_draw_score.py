@@ -176,3 +176,13 @@ def test_masks():
     core = wall_core_mask(inst.spec, tuple(inst.spec["image_size"]))
     assert core.any()
     assert inst.first_frame[core].max(axis=1).max() <= 40  # the core sits inside the dark walls
+
+
+def test_ground_truth_darkening_as_a_whole_still_passes(case):
+    """Generated videos drift in brightness: a path darkened out of VideoThinkBench's red
+    range by the drift alone is found again (the drift is undone against frame 0)."""
+    from gen_reason.verifiers.degrade import brightness_drift
+
+    _, inst, video = case
+    score = score_draw(inst, brightness_drift(video, 0.3))
+    assert score.success, score.reason

@@ -227,3 +227,18 @@ def test_piece_masks_and_poses_equal_the_whole_frame_calls():
                     want = [_shape_iou_plain(piece, unit, mask, (0, 0), cx, cy, float(a), flip) for a in angles]
                     np.testing.assert_array_equal(got, want)
                 assert estimate_pose(piece, unit, mask) == _estimate_pose_plain(piece, unit, mask)
+
+
+def test_ground_truth_darkening_as_a_whole_still_passes(case):
+    """Generated videos drift in brightness; the drift is undone as the maze tracker undoes it."""
+    from gen_reason.verifiers.degrade import brightness_drift
+    from gen_reason.verifiers.tangram import score_tangram_rules
+
+    _, inst, video = case
+    dark = brightness_drift(video, 0.25)
+    from gen_reason.verifiers.tangram import find_pieces
+
+    raw = find_pieces(inst.spec, segment_pieces(inst.spec, dark[-1]))  # 25 % darker: colours out of range
+    assert any(entry["status"] != "found" for entry in raw.values())
+    for score in (score_tangram(inst, dark), score_tangram_rules(inst, dark)):
+        assert score.success, score.reason
