@@ -251,6 +251,11 @@ def cmd_probe(args, extra) -> int:
     unknown = sorted(set(overrides["probe"]) - known)
     if unknown:
         raise UserError(f"unknown probe option {unknown[0]!r}; known: {', '.join(sorted(known))}")
+    flagged = {"task", "model", "out", "difficulty", "instances", "seeds", "steps", "every", "lora", "layer_probe",
+               "interventions", "task_config", *model_options}
+    twice = sorted(set(overrides["probe"]) & flagged)
+    if twice:  # the named flag is the one way to set these (and is range-checked)
+        raise UserError(f"--probe.{twice[0]}: set it with its own flag (see genreason probe --help)")
     summary = run_probe(args.task, args.model, args.out, difficulty=args.difficulty, instances=args.instances,
                         seeds=args.seeds, steps=args.steps, every=args.every, lora=args.lora,
                         layer_probe=not args.no_layers, interventions=not args.no_interventions,

@@ -84,6 +84,7 @@ def files(tmp_path_factory) -> dict[str, str]:
 
 # (id, argv with {placeholders} naming `files` entries or {OUT}, a fresh path; a piece of the message)
 ROWS = [
+    ("unknown-command", ["solv", "--task", "maze"], "invalid choice: 'solv'"),
     # tasks
     ("tasks-unknown-option", ["tasks", "--bogus"], "unrecognised argument '--bogus'"),
     ("tasks-stray-argument", ["tasks", "maze"], "unrecognised argument 'maze'"),
@@ -127,6 +128,9 @@ ROWS = [
     ("solve-unknown-solver", ["solve", "--solver", "bogo-sort", "--out", "{OUT}"], "bogo-sort"),
     ("solve-unknown-task", ["solve", "--task", "chess", "--out", "{OUT}"], "chess"),
     ("solve-unknown-option", ["solve", "--bogus", "1", "--out", "{OUT}"], "unrecognised argument"),
+    ("solve-zero-candidates", ["solve", "--solver", "best-of-n", "--solver.n", "0", "--out", "{OUT}"], "n"),
+    ("solve-unknown-solver-option", ["solve", "--solver.bogus", "1", "--out", "{OUT}"], "bogus"),
+    ("solve-file-itself-as-out", ["solve", "--out", "{a_file}"], "cannot write to"),
     # score
     ("score-instance-without-solution", ["score", "{grid/solution.mp4}", "--instance", "{no_solution.json}"],
      "missing 'solution'"),
@@ -190,6 +194,14 @@ ROWS = [
      "bogo"),
     ("eval-truncated-dataset", ["eval", "--config", "{cut_dataset.yaml}", "--out", "{OUT}"], "metadata.jsonl line 2"),
     ("eval-file-as-out", ["eval", "--config", "{eval.yaml}", "--out", "{a_file}/run"], "cannot write"),
+    ("eval-zero-steps", ["eval", "--config", "{eval.yaml}", "--model.steps", "0", "--out", "{OUT}"], "steps"),
+    ("eval-zero-frames", ["eval", "--config", "{eval.yaml}", "--model.num_frames", "0", "--out", "{OUT}"], "frames"),
+    ("eval-zero-candidates", ["eval", "--config", "{eval.yaml}", "--solvers.0.name", "best-of-n",
+                              "--solvers.0.params.n", "0", "--out", "{OUT}"], "n"),
+    ("eval-unknown-difficulty", ["eval", "--config", "{eval.yaml}", "--data.difficulties", "[extreme]", "--out",
+                                 "{OUT}"], "extreme"),
+    ("eval-missing-dataset", ["eval", "--config", "{eval.yaml}", "--data.dataset", "{ROOT}/none", "--out", "{OUT}"],
+     "not a genreason dataset"),
     ("eval-unknown-option", ["eval", "--config", "{eval.yaml}", "--bogus", "--out", "{OUT}"], "unrecognised argument"),
     # report
     ("report-unknown-option", ["report", "{run_done}", "--bogus", "--out", "{OUT}"], "unrecognised argument '--bogus'"),
@@ -208,6 +220,10 @@ ROWS = [
     ("probe-text-instances", ["probe", "--instances", "few", "--out", "{OUT}"], "--instances"),
     ("probe-unknown-probe-option", ["probe", "--probe.nope", "1", "--out", "{OUT}"], "unknown probe option 'nope'"),
     ("probe-unknown-option", ["probe", "--bogus", "--out", "{OUT}"], "unrecognised argument"),
+    ("probe-dotted-every", ["probe", "--probe.every", "0", "--out", "{OUT}"], "--probe.every: set it with its own"),
+    ("probe-dotted-instances", ["probe", "--probe.instances", "few", "--out", "{OUT}"], "--probe.instances"),
+    ("probe-dotted-zero-frames", ["probe", "--probe.num_frames", "0", "--out", "{OUT}"], "num_frames"),
+    ("probe-dotted-negative-decode", ["probe", "--probe.decode_scale", "-1", "--out", "{OUT}"], "decode_scale"),
     ("probe-missing-model", ["probe", "--model", "{ROOT}/no-model", "--out", "{OUT}"], "model folder not found"),
     ("probe-unknown-task", ["probe", "--task", "chess", "--out", "{OUT}"], "chess"),
     ("probe-file-as-out", ["probe", "--out", "{a_file}/probe"], "cannot write to"),

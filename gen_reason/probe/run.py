@@ -51,6 +51,27 @@ def model_task_defaults(generator, model) -> dict:
         return {}
 
 
+#: The allowed range of each numeric option of :func:`run_probe` (low, high, whether low itself is allowed).
+_RANGES = {"steps": (1, None, True), "every": (1, None, True), "num_frames": (1, None, True),
+           "probe_frames": (1, None, True), "guidance": (0, None, True), "decode_scale": (0, 1, False),
+           "early_fraction": (0, 1, False), "intervention_strength": (0, 1, True)}
+
+
+def _check_numbers(**values) -> None:
+    """A one-line :class:`UserError` for a numeric option out of its range (``None``: the default)."""
+    for name, value in values.items():
+        if value is None:
+            continue
+        low, high, low_ok = _RANGES[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise UserError(f"{name} must be a number; got {value!r}")
+        if high is None and low_ok and value < low:
+            raise UserError(f"{name} must be at least {low}, got {value}")
+        if value < low or (value == low and not low_ok) or (high is not None and value > high):
+            bounds = f"{'[' if low_ok else '('}{low}, {high if high is not None else 'inf'}{']' if high is not None else ')'}"
+            raise UserError(f"{name} must be in {bounds}; got {value}")
+
+
 def _seed_list(seeds: int | Sequence[int]) -> list[int]:
     if isinstance(seeds, (int, np.integer)):
         if seeds < 1:
@@ -151,6 +172,9 @@ def run_probe(
         raise UserError(f"save_x0 must be first, all or none; got {save_x0!r}")
     if int(instances) < 1:
         raise UserError(f"instances must be at least 1, got {instances}")
+    _check_numbers(steps=steps, every=every, num_frames=num_frames, probe_frames=probe_frames, guidance=guidance,
+                   decode_scale=decode_scale, early_fraction=early_fraction,
+                   intervention_strength=intervention_strength)
     from gen_reason.models.options import check_model_options
 
     model_options = check_model_options(size=size, dtype=dtype, device=device, offload=offload, vae_tiling=vae_tiling,
@@ -183,7 +207,6 @@ def run_probe(
         # The model's own frame count: its genreason.json, else a pipeline with a fixed one (embedded).
         fixed = getattr(generator.pipeline, "num_frames", None)
         num_frames = defaults.get("num_frames") or (fixed if isinstance(fixed, int) else None)
-    writable_dir(out)
     writable_dir(out)
     generate_options = {"steps": steps, "num_frames": num_frames, "guidance": guidance}
 

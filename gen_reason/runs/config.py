@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gen_reason.config import build, load, set_dotted, to_plain
+from gen_reason.errors import UserError
 
 
 @dataclass
@@ -51,6 +52,12 @@ class ModelConfig:
     def __post_init__(self) -> None:
         from gen_reason.models.options import MODEL_OPTIONS, check_model_options
 
+        for name in ("steps", "num_frames"):  # caught here, not after the model has loaded
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise UserError(f"config key 'model.{name}' must be >= 1 (or null for the model's default); got {value}")
+        if self.guidance is not None and self.guidance < 0:
+            raise UserError(f"config key 'model.guidance' must be >= 0; got {self.guidance}")
         check_model_options(**{name: getattr(self, name) for name in MODEL_OPTIONS})
 
     def model_options(self) -> dict:
