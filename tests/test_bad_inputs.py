@@ -202,6 +202,12 @@ ROWS = [
                                  "{OUT}"], "extreme"),
     ("eval-missing-dataset", ["eval", "--config", "{eval.yaml}", "--data.dataset", "{ROOT}/none", "--out", "{OUT}"],
      "not a genreason dataset"),
+    ("eval-split-without-dataset", ["eval", "--config", "{eval.yaml}", "--data.split", "test", "--out", "{OUT}"],
+     "needs data.dataset"),
+    ("eval-unknown-split", ["eval", "--config", "{eval.yaml}", "--data.dataset", "{dataset}", "--data.split", "val",
+                            "--out", "{OUT}"], "data.split"),
+    ("eval-empty-split", ["eval", "--config", "{eval.yaml}", "--data.dataset", "{dataset}", "--data.split", "test",
+                          "--out", "{OUT}"], "selects no puzzles"),
     ("eval-unknown-option", ["eval", "--config", "{eval.yaml}", "--bogus", "--out", "{OUT}"], "unrecognised argument"),
     # report
     ("report-unknown-option", ["report", "{run_done}", "--bogus", "--out", "{OUT}"], "unrecognised argument '--bogus'"),

@@ -27,6 +27,12 @@ class DataConfig:
     split: str | None = None  # with dataset: "train" or "test"
     task_config: dict = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if self.split not in (None, "train", "test"):
+            raise UserError(f"config key 'data.split' must be train, test or null; got {self.split!r}")
+        if self.split is not None and self.dataset is None:
+            raise UserError("config key 'data.split' needs data.dataset (a folder written by make-dataset)")
+
 
 @dataclass
 class ModelConfig:

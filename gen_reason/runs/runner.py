@@ -176,6 +176,9 @@ def _run_eval(config: EvalConfig, generator, progress: bool, shard: Shard | None
         raise UserError("two solvers share a label; give each a distinct `label`")
     budget = Budget.from_dict(config.budget) if config.budget else None
     instances = list(iter_instances(config, model_defaults(config) if generator is None else None))
+    if not instances:
+        where = f"split {config.data.split!r} of " if config.data.split else ""
+        raise UserError(f"the config selects no puzzles ({where}data.dataset {config.data.dataset} is empty)")
     if generator is None and not (Path(config.out) / "config.yaml").exists():
         # A new run: a missing model is one line before the folder exists (a finished run
         # may be reread without its model, which it never loads).
