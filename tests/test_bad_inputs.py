@@ -218,6 +218,12 @@ ROWS = [
     ("report-binary-results", ["report", "{run_binary}", "--out", "{OUT}"], "results.jsonl is not a text file"),
     ("report-file-as-out", ["report", "{run_done}", "--out", "{a_file}/report"], "cannot write to"),
     ("report-unwritable-out", ["report", "{run_done}", "--out", UNWRITABLE], "cannot write to"),
+    # inspect-model
+    ("inspect-missing-folder", ["inspect-model", "{ROOT}/no-model"], "model folder not found"),
+    ("inspect-file", ["inspect-model", "{a_file}"], "not a folder"),
+    ("inspect-not-a-model", ["inspect-model", "{folder}"], "model_index.json"),
+    ("inspect-zero-frames", ["inspect-model", "{folder}", "--frames", "0"], "--frames"),
+    ("inspect-unknown-option", ["inspect-model", "{folder}", "--bogus"], "unrecognised argument '--bogus'"),
     # probe (the model must never load)
     ("probe-zero-instances", ["probe", "--instances", "0", "--out", "{OUT}"], "--instances"),
     ("probe-zero-seeds", ["probe", "--seeds", "0", "--out", "{OUT}"], "--seeds"),
