@@ -365,7 +365,7 @@ class DiffusersVideoGenerator(VideoGenerator):
         callback = None
         if request.on_step is not None:
             callback = _StepCallback(self, request, tuple(seeds), prepared, recorder)
-        with prepared, recorder:
+        with prepared, recorder, family.call_context(pipe):
             result = pipe(
                 **family.image_kwargs(pipe, picture, count),
                 prompt=[request.prompt] * count,

@@ -16,6 +16,7 @@ assumes Wan's conventions (see :class:`Family`).
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -248,6 +249,11 @@ class Family:
     def output_latents(self, pipe, latents: torch.Tensor, geometry: Geometry) -> torch.Tensor:
         """The pipeline's ``output_type="latent"`` result -> canonical, ready to decode."""
         return self.to_canonical(pipe, latents, geometry)
+
+    def call_context(self, pipe):
+        """A context manager around one pipeline call (for pipelines that need a part swapped
+        while they run); none here."""
+        return contextlib.nullcontext()
 
     def replace_noise(self, pipe, prepared: Any, noise: torch.Tensor, geometry: Geometry) -> Any:
         """Put caller-given initial latents (canonical) into ``prepare_latents``' result."""
@@ -499,6 +505,19 @@ class LTXConditionFamily(LTXFamily):
 
         return {"conditions": [LTXVideoCondition(image=picture, frame_index=0, strength=1.0)]}
 
+    def call_context(self, pipe):
+        # The pipeline samples the condition's latent once per batch with the batch's first
+        # generator, so a sample (and every later draw of that generator) would depend on its
+        # batch mates: during the call the VAE's encoding gives its mode, the same for all.
+        from diffusers.models.modeling_outputs import AutoencoderKLOutput
+
+        original = pipe.vae.encode
+
+        def encode(*args, **kwargs):
+            return AutoencoderKLOutput(latent_dist=_ModeOnly(original(*args, **kwargs).latent_dist))
+
+        return _Shadowing(pipe.vae, "encode", encode)
+
     def x0_to_canonical(self, pipe, x0, latents, prepared):
         _, _, frames, height, width = latents.shape
         patch, patch_t = pipe.transformer_spatial_patch_size, pipe.transformer_temporal_patch_size
@@ -506,6 +525,40 @@ class LTXConditionFamily(LTXFamily):
 
     def output_latents(self, pipe, latents, geometry):
         return latents
+
+
+class _ModeOnly:
+    """A latent distribution whose samples are its mode (deterministic image conditioning)."""
+
+    def __init__(self, distribution) -> None:
+        self.distribution = distribution
+
+    def sample(self, generator=None) -> torch.Tensor:
+        return self.distribution.mode()
+
+    def mode(self) -> torch.Tensor:
+        return self.distribution.mode()
+
+
+class _Shadowing:
+    """Sets ``owner.name`` for the length of a ``with`` block, then puts back what was there."""
+
+    def __init__(self, owner, name: str, replacement) -> None:
+        self.owner, self.name, self.replacement = owner, name, replacement
+
+    def __enter__(self):
+        self.previous = self.owner.__dict__.get(self.name, _MISSING)
+        setattr(self.owner, self.name, self.replacement)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self.previous is _MISSING:
+            self.owner.__dict__.pop(self.name, None)
+        else:
+            setattr(self.owner, self.name, self.previous)
+
+
+_MISSING = object()
 
 
 # Defaults below follow each model's own documentation; the URL on each says where.

@@ -26,6 +26,7 @@ TINY_GEOMETRY: dict[str, dict] = {
     "wan2.2-i2v-a14b": {"size": (16, 16), "num_frames": 9},
     "cogvideox-i2v": {"size": (16, 16), "num_frames": 9},
     "ltx-i2v": {"size": (32, 32), "num_frames": 9},
+    "ltx-condition": {"size": (32, 32), "num_frames": 9},
 }
 
 _WORDS = (
@@ -224,13 +225,9 @@ def _build_cogvideox(seed: int):
     )
 
 
-def _build_ltx(seed: int):
-    from diffusers import (
-        AutoencoderKLLTXVideo,
-        FlowMatchEulerDiscreteScheduler,
-        LTXImageToVideoPipeline,
-        LTXVideoTransformer3DModel,
-    )
+def _build_ltx(seed: int, pipeline: str = "LTXImageToVideoPipeline"):
+    import diffusers
+    from diffusers import AutoencoderKLLTXVideo, FlowMatchEulerDiscreteScheduler, LTXVideoTransformer3DModel
 
     torch.manual_seed(seed)
     transformer = LTXVideoTransformer3DModel(
@@ -263,7 +260,7 @@ def _build_ltx(seed: int):
         encoder_causal=True,
         decoder_causal=False,
     )
-    return LTXImageToVideoPipeline(
+    return getattr(diffusers, pipeline)(
         tokenizer=tiny_tokenizer(),
         text_encoder=tiny_text_encoder(seed),
         vae=vae,
@@ -278,6 +275,8 @@ _BUILDERS = {
     "wan2.2-i2v-a14b": _build_wan22_a14b,
     "cogvideox-i2v": _build_cogvideox,
     "ltx-i2v": _build_ltx,
+    # LTX-Video 0.9.5+: the same tiny parts behind the condition pipeline.
+    "ltx-condition": lambda seed: _build_ltx(seed, "LTXConditionPipeline"),
 }
 
 

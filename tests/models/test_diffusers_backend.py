@@ -39,6 +39,7 @@ def working_size_frame(kind):
         ("wan2.2-i2v-a14b", families.WAN22_I2V_A14B),
         ("cogvideox-i2v", families.COGVIDEOX_I2V),
         ("ltx-i2v", families.LTX_I2V),
+        ("ltx-condition", families.LTX_CONDITION),
     ],
 )
 def test_loads_each_family_from_its_folder(tiny_generator, kind, family):
@@ -239,7 +240,7 @@ def test_on_step_sees_every_step(tiny_generator, kind):
     assert states[-1].next_sigma == 0.0
 
 
-@pytest.mark.parametrize("kind", ["wan2.1-i2v", "cogvideox-i2v", "ltx-i2v"])
+@pytest.mark.parametrize("kind", ["wan2.1-i2v", "cogvideox-i2v", "ltx-i2v", "ltx-condition"])
 def test_last_step_x0_is_the_final_latents(tiny_generator, kind):
     # Euler and DDIM land exactly on their clean estimate at sigma 0.
     generator = tiny_generator(kind)
