@@ -27,7 +27,9 @@ One run is one folder (``output_dir``)::
     lora_experts.json                   A14B: which expert each LoRA file belongs to (what
                                         DiffusersVideoGenerator / genreason solve --lora read)
     README.md                           a model card: base model, data, recipe, validation
-    losses.jsonl                        loss and learning rate per optimizer step
+    losses.jsonl                        loss, learning rate and seconds since the run began (over
+                                        every sitting) per optimizer step; after a resume, as an
+                                        uninterrupted run's (rows past the checkpoint are redone)
     validation.jsonl / validation.png   held-out success (the referee) over training
     validation/step-*/                  a few validation videos
     checkpoints/step-*/                 LoRA + optimizer + LR schedule + RNG + step + data position
@@ -71,7 +73,9 @@ from gen_reason.train.checkpoint import (load_latest, rng_state, save_checkpoint
                                          truncate_log)
 from gen_reason.train.conditioning import ConditioningCache, Sample, load_samples  # noqa: E402
 from gen_reason.train.losses import EXPERTS, SCHEMES, NoiseSettings, objective_for, sample_generator  # noqa: E402
-from gen_reason.train.userinput import ArgumentParser, check_creatable, check_types, read_yaml_mapping  # noqa: E402
+from gen_reason.config import build, parse_value, read_yaml  # noqa: E402
+from gen_reason.errors import check_writable  # noqa: E402
+from gen_reason.train.userinput import ArgumentParser  # noqa: E402
 
 LORA_WEIGHTS = "pytorch_lora_weights.safetensors"
 MIXED_PRECISION = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -144,7 +148,7 @@ class LoraTrainConfig:
             raise UserError("no model given: set model in the config or pass --model PATH")
         if not self.data:
             raise UserError("no data given: set data in the config or pass --data DIR")
-        check_types(self)
+        build(type(self), self.to_dict())  # every field's type, checked as a config file's are
         positive = ["rank", "batch_size", "gradient_accumulation_steps", "epochs", "validation_count",
                     "checkpoints_keep", "log_every"]
         for name in positive:
@@ -198,12 +202,7 @@ def _coerce(name: str, value: Any) -> Any:
         return None if value.lower() in ("none", "null") and name == "split" else value
     if name == "target_modules" and not value.strip().startswith("["):
         return None if value.lower() in ("none", "null", "") else [v.strip() for v in value.split(",") if v.strip()]
-    import yaml
-
-    try:
-        return yaml.safe_load(value)
-    except yaml.YAMLError:
-        return value
+    return parse_value(value)
 
 
 def load_lora_config(path: str | os.PathLike | None = None, overrides: dict | None = None) -> LoraTrainConfig:
@@ -214,7 +213,9 @@ def load_lora_config(path: str | os.PathLike | None = None, overrides: dict | No
     """
     data: dict = {}
     if path is not None:
-        data = read_yaml_mapping(path)  # missing, unreadable, invalid, empty or not a mapping: one line
+        data = read_yaml(path)  # missing, unreadable, invalid or not a mapping: one line
+        if not data:
+            raise UserError(f"config {path} is empty; it must hold the run's settings")
     known = [f.name for f in dataclasses.fields(LoraTrainConfig)]
     overrides = {str(k).replace("-", "_"): v for k, v in (overrides or {}).items() if v is not None}
     for source, values in ((str(path), data), ("overrides", overrides)):
@@ -734,7 +735,7 @@ def train_lora(config: LoraTrainConfig, progress: bool = True, *, stop_after_ste
     if stop_after_steps is not None and stop_after_steps < 1:
         raise UserError(f"stop_after_steps must be >= 1; got {stop_after_steps}")
     config.output_dir = str(Path(config.output_dir).expanduser().resolve())
-    out = check_creatable(config.output_dir, "output folder")  # before anything loads; leaves nothing behind
+    out = check_writable(config.output_dir)  # before anything loads; leaves nothing behind
     config.model = str(resolve_model_path(config.model).resolve())  # a name such as `embedded`, or a folder
     config.data = str(Path(config.data).expanduser().resolve())
     samples = load_samples(config.data, config.split)
@@ -838,7 +839,7 @@ def train_lora(config: LoraTrainConfig, progress: bool = True, *, stop_after_ste
     bar = tqdm(total=max_steps, initial=step, desc="train lora" if config.lora else "fine-tune",
                disable=not (progress and is_main), dynamic_ncols=True)
     loss_value = latest.state.get("loss") if latest is not None else None
-    started = time.time()
+    started = time.time() - (float(latest.state.get("train_seconds", 0.0)) if latest is not None else 0.0)
     while step < last_step:
         micro_losses = []
         for _ in range(accumulation):
@@ -866,7 +867,7 @@ def train_lora(config: LoraTrainConfig, progress: bool = True, *, stop_after_ste
             accelerator.log({"train/loss": loss_value, "train/lr": lr}, step=step)
         if (config.checkpoint_every and step % config.checkpoint_every == 0) or step == max_steps:
             save_checkpoint(checkpoints, objects, {"step": step, "data_position": position, "loss": loss_value,
-                                                   "config": config.to_dict()},
+                                                   "train_seconds": time.time() - started, "config": config.to_dict()},
                             accelerator=accelerator, keep=config.checkpoints_keep)
         if config.validate_every and (step % config.validate_every == 0 or step == max_steps):
             validate()

@@ -160,12 +160,13 @@ def test_export_only_never_writes_into_the_package(tmp_path, monkeypatch, capsys
 # -- train lora ---------------------------------------------------------------------------------
 LORA_BASE = {"model": "m", "data": "d", "rank": 4}
 LORA_CASES = [
-    ("invalid-yaml", "rank: [4\n", [], "cannot parse"),
-    ("string-learning-rate", {"learning_rate": "fast"}, [], "learning_rate must be a number"),
-    ("string-learning-rate-flag", {}, ["--learning_rate", "fast"], "learning_rate must be a number"),
+    ("invalid-yaml", "rank: [4\n", [], "not valid YAML"),
+    ("string-learning-rate", {"learning_rate": "fast"}, [], "'learning_rate': Input should be a valid number"),
+    ("string-learning-rate-flag", {}, ["--learning_rate", "fast"], "'learning_rate': Input should be a valid number"),
+    ("float-rank", {"rank": 4.5}, [], "'rank': Input should be a valid integer"),
     ("empty-config", "", [], "empty"),
     ("list-config", "- rank\n", [], "mapping"),
-    ("binary-config", b"\xff\xfe\x00\x81" * 64, [], "cannot read"),
+    ("binary-config", b"\xff\xfe\x00\x81" * 64, [], "not a text file"),
     ("zero-rank", {"rank": 0}, [], "rank"),
     ("negative-max-steps", {}, ["--max_steps", "-1"], "max_steps"),
     ("unknown-key", {}, ["--rnak", "8"], "did you mean rank"),
