@@ -248,6 +248,19 @@ def test_training_refuses_another_size_for_cogvideox_5b_before_loading():
     diffusers_backend.check_fixed_size(REAL / "CogVideoX1.5-5B-I2V", 512, 512)  # any size
 
 
+def test_lora_training_on_cogvideox_5b_refuses_another_size_before_the_model_loads(tmp_path):
+    from gen_reason.datasets import DatasetSpec, make_dataset
+    from gen_reason.train.lora import load_lora_config, train_lora
+
+    data = make_dataset(DatasetSpec(task="maze/grid", n=1, num_frames=9, task_config={"cell_px": 4}),
+                        tmp_path / "data", workers=1, progress=False)
+    config = load_lora_config(None, dict(model=str(REAL / "CogVideoX-5b-I2V"), data=str(data),
+                                         output_dir=str(tmp_path / "out"), max_steps=1))
+    # The folder has no weights: reaching the load would say so instead.
+    with pytest.raises(UserError, match="generates only at 480x720"):
+        train_lora(config, progress=False)
+
+
 # -- attention ------------------------------------------------------------------------------
 class _AttentionRecorder:
     """Stands in for a pipeline: records which attention switch was thrown."""
