@@ -39,7 +39,7 @@ from diffusers import DDIMScheduler, DiffusionPipeline, UNet2DModel
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
-from gen_reason.models.families import Family, FamilyDefaults, Geometry
+from gen_reason.models.families import Family, FamilyDefaults, Geometry, Limits
 
 LORA_WEIGHTS = "pytorch_lora_weights.safetensors"  # the diffusers file name, also for the UNet's LoRA
 
@@ -52,12 +52,39 @@ class EmbeddedPipelineOutput(BaseOutput):
     frames: Any
 
 
+@dataclass(frozen=True)
+class EmbeddedLimits(Limits):
+    """:class:`Limits` plus the one size the embedded model generates at."""
+
+    model_size: tuple[int, int] | None = None
+
+
 class EmbeddedFamily(Family):
     """How :class:`~gen_reason.models.DiffusersVideoGenerator` drives the embedded pipeline.
 
     Pixel space: 3 latent channels, no spatial or temporal compression; the frame count
     is fixed by the UNet (other counts are resampled by the pipeline).
     """
+
+    attention_backends = ("sdpa",)  # the UNet's attention calls PyTorch SDPA itself
+    auto_attention = ()
+
+    def limits(self, configs: dict[str, dict]) -> Limits:
+        """Any first-frame size (images are padded or resized to the UNet's) and frame count
+        (resampled); the size it generates at is the UNet's (``sample_size``)."""
+        side = configs.get("unet", {}).get("sample_size")
+        side = side[0] if isinstance(side, (list, tuple)) else side
+        return EmbeddedLimits(size_multiple=1, frame_step=1, model_size=(int(side), int(side)) if side else None)
+
+    def check_request(self, limits: Limits, size: tuple[int, int] | None = None, num_frames: int | None = None) -> None:
+        """A generation size other than the UNet's is refused in one line (frame counts are resampled)."""
+        model_size = getattr(limits, "model_size", None)
+        if size is not None and model_size is not None and tuple(size) != tuple(model_size):
+            from gen_reason.errors import UserError
+
+            fixed = "x".join(str(side) for side in model_size)
+            raise UserError(f"the embedded model generates {fixed} videos only (its UNet's size); got "
+                            f"{size[0]}x{size[1]}: drop --size, or point --model at a diffusers model folder")
 
     def frame_step(self, pipe) -> int:
         return 1

@@ -141,6 +141,17 @@ class LoraTrainConfig:
     validation_seed: int = 0
     log_every: int = 1
     trackers: str = "none"  # none | tensorboard | wandb
+    # The model options every command shares (gen_reason.models.options; None: the default, or
+    # the memory planner's choice for the validation videos). Training keeps the model on its
+    # device, so offload is none or auto only.
+    size: str | None = None  # "HxW": height and width at once (height / width above win when set)
+    dtype: str | None = None  # the frozen weights' dtype (None: mixed_precision's)
+    device: str | None = None  # "cpu" forces the CPU; None: accelerate's choice
+    offload: str | None = None
+    vae_tiling: bool | str | None = None
+    attention: str | None = None
+    compile: bool = False  # torch.compile the transformer(s)
+    max_batch: int | str | None = None  # validation videos per call
 
     def validate(self) -> "LoraTrainConfig":
         """Raise :class:`UserError` naming the first bad field; return ``self``."""
@@ -172,6 +183,15 @@ class LoraTrainConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise UserError(f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
+        from gen_reason.models.options import MODEL_OPTIONS, check_model_options
+
+        model_options = check_model_options(**{name: getattr(self, name) for name in MODEL_OPTIONS})
+        if model_options.get("offload", "auto") not in ("auto", "none"):
+            raise UserError(f"offload {model_options['offload']} does not apply to training (the transformer trains on "
+                            "its device); use gradient_checkpointing or a smaller size to save memory")
+        if model_options.get("device") not in (None, "cpu", "cuda"):
+            raise UserError(f"device {self.device} is not for training: it runs on cpu or cuda, and accelerate picks the "
+                            "GPU (choose them with CUDA_VISIBLE_DEVICES or accelerate launch)")
         if self.target_modules is not None and (
             not isinstance(self.target_modules, list) or not all(isinstance(t, str) and t for t in self.target_modules)
         ):
@@ -191,7 +211,7 @@ class LoraTrainConfig:
 
 # Fields that hold text even when the value looks like a number or YAML ("1e-4" stays a float elsewhere).
 _TEXT_FIELDS = {"model", "data", "split", "output_dir", "lr_scheduler", "mixed_precision", "weighting_scheme",
-                "validation_split", "trackers", "experts"}
+                "validation_split", "trackers", "experts", "size", "dtype", "device", "offload", "attention"}
 
 
 def _coerce(name: str, value: Any) -> Any:
@@ -732,6 +752,12 @@ def train_lora(config: LoraTrainConfig, progress: bool = True, *, stop_after_ste
 
     config = dataclasses.replace(config)
     config.validate()
+    from gen_reason.models.options import MODEL_OPTIONS, check_model_options
+
+    model_options = check_model_options(**{name: getattr(config, name) for name in MODEL_OPTIONS})
+    if "size" in model_options:
+        config.height = config.height or model_options["size"][0]
+        config.width = config.width or model_options["size"][1]
     if stop_after_steps is not None and stop_after_steps < 1:
         raise UserError(f"stop_after_steps must be >= 1; got {stop_after_steps}")
     config.output_dir = str(Path(config.output_dir).expanduser().resolve())
@@ -752,11 +778,16 @@ def train_lora(config: LoraTrainConfig, progress: bool = True, *, stop_after_ste
         handlers.append(DistributedDataParallelKwargs(find_unused_parameters=True))
     accelerator = Accelerator(mixed_precision=config.mixed_precision,
                               gradient_accumulation_steps=config.gradient_accumulation_steps,
-                              log_with=tracker, project_dir=str(out / "logs"), cpu=_cpu_data_parallel(),
+                              log_with=tracker, project_dir=str(out / "logs"),
+                              cpu=_cpu_data_parallel() or model_options.get("device") == "cpu",
                               kwargs_handlers=handlers)
     is_main = accelerator.is_main_process
     weight_dtype = MIXED_PRECISION[config.mixed_precision]
-    generator = DiffusersVideoGenerator.from_pretrained(config.model, device=accelerator.device, dtype=weight_dtype)
+    if "dtype" in model_options:
+        weight_dtype = getattr(torch, model_options["dtype"])
+    generator = DiffusersVideoGenerator.from_pretrained(
+        config.model, device=accelerator.device, dtype=weight_dtype, offload="none",
+        **{k: v for k, v in model_options.items() if k in ("vae_tiling", "attention", "compile", "max_batch")})
     pipe, family = generator.pipeline, generator.family
     geometry = resolve_geometry(pipe, family, samples, config)
     objective = objective_for(pipe, family, geometry, config.noise, experts=config.experts)

@@ -187,3 +187,21 @@ def test_phase_sum_matches_the_measured_peak_of_a_whole_tiny_generation(tiny_mod
     with count_peak(*modules) as counter:
         generator.generate(image, "a red dot", seeds=[0, 1])
     assert estimate.peak == pytest.approx(counter.peak, rel=0.15)
+
+
+def test_from_pretrained_plans_for_the_free_memory_and_prints_its_choice(tiny_model_dir, monkeypatch, capsys):
+    """With a budget (a GPU's free memory; here given), loading picks the largest batch that fits and says so."""
+    from gen_reason.models import DiffusersVideoGenerator, testing
+
+    path = tiny_model_dir("wan2.1-i2v")
+    probe = DiffusersVideoGenerator.from_pretrained(path, steps=1, **testing.TINY_GEOMETRY["wan2.1-i2v"])
+    components = planner.pipeline_components(probe.pipeline)
+    workload = planner.workload_for(probe.pipeline, probe.family, probe._geometry(None, None), torch.float32,
+                                    torch.float32)
+    budget = planner.estimate(components, workload, batch=3).peak + 1
+    monkeypatch.setattr(planner, "device_budget", lambda device=None, gpu_memory_gib=None: budget)
+    generator = DiffusersVideoGenerator.from_pretrained(path, steps=1, **testing.TINY_GEOMETRY["wan2.1-i2v"])
+    assert (generator.max_batch, generator.plan.offload, generator.plan.vae_tiling) == (3, "none", False)
+    assert "memory plan: max_batch 3, offload none, VAE tiling off" in capsys.readouterr().err
+    forced = DiffusersVideoGenerator.from_pretrained(path, steps=1, max_batch=5, **testing.TINY_GEOMETRY["wan2.1-i2v"])
+    assert forced.max_batch == 5 and "does NOT fit" in forced.plan.describe()
