@@ -143,16 +143,10 @@ class Family:
         return f"{type(self).__name__}({self.name!r})"
 
     def limits(self, configs: dict[str, dict]) -> Limits:
-        """Size and frame rules from a folder's component configs (``{"vae": {...}, ...}``).
-
-        The plain rule: VAE compression (``scale_factor_spatial`` / ``_temporal``, as Wan's
-        VAE config names it) times the transformer's spatial patch.
-        """
-        vae, transformer = configs.get("vae", {}), configs.get("transformer", {})
-        patch = transformer.get("patch_size", 1)
-        patch = patch[-1] if isinstance(patch, (tuple, list)) else patch
-        spatial = int(vae.get("scale_factor_spatial", 8))
-        return Limits(size_multiple=spatial * int(patch or 1), frame_step=int(vae.get("scale_factor_temporal", 4)))
+        """Size and frame rules from a folder's component configs (``{"vae": {...}, ...}``),
+        before anything loads. A family that knows none takes any size and frame count here
+        (generation still rounds to what the loaded pipeline needs)."""
+        return Limits(size_multiple=1, frame_step=1)
 
     def check_request(self, limits: Limits, size: tuple[int, int] | None = None, num_frames: int | None = None) -> None:
         """Raise a one-line :class:`UserError` for a size or frame count this model cannot take."""
@@ -173,7 +167,8 @@ class Family:
             step = limits.frame_step
             if int(num_frames) < 1 or (int(num_frames) - 1) % step:
                 below = max(1, (int(num_frames) - 1) // step * step + 1)
-                raise UserError(f"{self.name} takes {step}k+1 frames (e.g. {below} or {below + step}); got {num_frames}")
+                raise UserError(f"{self.name} takes {step}k+1 frames (e.g. {below} or {below + step}); "
+                                f"got {num_frames}")
 
     def check_geometry(self, pipe, geometry: "Geometry") -> None:
         """Raise a one-line :class:`UserError` when a loaded model cannot run ``geometry``
@@ -299,6 +294,14 @@ class WanFamily(Family):
 
     def latent_channels(self, pipe) -> int:
         return int(pipe.vae.config.z_dim)
+
+    def limits(self, configs: dict[str, dict]) -> Limits:
+        # VAE compression (scale_factor_spatial / _temporal) times the transformer's spatial patch.
+        vae, transformer = configs.get("vae", {}), configs.get("transformer", {})
+        patch = transformer.get("patch_size", 1)
+        patch = patch[-1] if isinstance(patch, (tuple, list)) else patch
+        spatial = int(vae.get("scale_factor_spatial", 8))
+        return Limits(size_multiple=spatial * int(patch or 1), frame_step=int(vae.get("scale_factor_temporal", 4)))
 
     def configure(self, pipe, options: FamilyDefaults) -> None:
         if options.boundary_ratio is not None:
@@ -607,7 +610,8 @@ COGVIDEOX_I2V = CogVideoXFamily(
 )
 COGVIDEOX15_I2V = CogVideoXFamily(
     "cogvideox1.5-i2v",
-    # https://huggingface.co/THUDM/CogVideoX1.5-5B-I2V and https://huggingface.co/docs/diffusers/api/pipelines/cogvideox:
+    # https://huggingface.co/THUDM/CogVideoX1.5-5B-I2V and
+    # https://huggingface.co/docs/diffusers/api/pipelines/cogvideox:
     # 1360x768 (any width 768-1360, sides divisible by 16), 81 or 161 frames (16N+1) at 16 fps, 50 steps, guidance 6.
     FamilyDefaults(size=(768, 1360), num_frames=81, fps=16, steps=50, guidance=6.0, dynamic_cfg=False),
     frame_multiple=16,
