@@ -24,6 +24,7 @@ import importlib.util
 import inspect
 import json
 import math
+import sys
 import warnings
 from pathlib import Path
 from typing import Any, Sequence
@@ -91,6 +92,7 @@ class DiffusersVideoGenerator(VideoGenerator):
         self.family = family
         self.name = name
         self.max_batch = int(max_batch)
+        self.plan = None  # the memory planner's choice, when from_pretrained made one
         self.options = resolve_options(family, {**family.native_options(pipeline), **overrides})
         if self.options.flow_shift is not None:
             _set_flow_shift(pipeline, self.options.flow_shift)
@@ -108,7 +110,7 @@ class DiffusersVideoGenerator(VideoGenerator):
         lora: str | Path | Sequence[str | Path] | None = None,
         lora_scale: float | Sequence[float] = 1.0,
         cpu_offload: bool = False,
-        vae_tiling: bool = False,
+        vae_tiling: bool | str | None = None,
         compile: bool = False,
         attention: str = "auto",
         max_batch: int = 4,
@@ -129,6 +131,9 @@ class DiffusersVideoGenerator(VideoGenerator):
         ``overrides`` replace family defaults (:class:`FamilyDefaults`): ``size``,
         ``num_frames``, ``fps``, ``steps``, ``guidance``, ``negative_prompt``,
         ``flow_shift`` and the family's own options (``guidance_2``, ``dynamic_cfg``, ...).
+        ``offload`` / ``vae_tiling`` / ``max_batch`` left at ``None`` (or ``"auto"``) are
+        chosen by the memory planner (:mod:`gen_reason.models.planner`) from the device's
+        free memory; its choice is ``generator.plan`` and is printed on a GPU.
 
         Raises :class:`UserError` (one line) before anything loads when the folder is
         missing, is not a diffusers model, names an unsupported pipeline, lacks a listed
@@ -146,7 +151,13 @@ class DiffusersVideoGenerator(VideoGenerator):
         limits = family.limits(read_component_configs(path, model_index))
         family.check_request(limits, options.size if "size" in overrides else None, overrides.get("num_frames"))
         check_attention(family, attention)
-        offload = resolve_offload(offload, cpu_offload)
+        offload = None if offload in (None, "auto") and not cpu_offload else resolve_offload(offload, cpu_offload)
+        tiling = _planner_switch(vae_tiling)
+        if tiling and "vae" not in listed_components(model_index):
+            raise UserError(f"{path.name} has no VAE: vae_tiling does not apply to it")
+        max_batch = None if max_batch in (None, "auto") else int(max_batch)
+        if max_batch is not None and max_batch < 1:
+            raise UserError(f"max_batch must be at least 1, got {max_batch}")
         loras = [Path(item).expanduser() for item in _as_list(lora)]
         scales = list(lora_scale) if isinstance(lora_scale, (list, tuple)) else [lora_scale] * len(loras)
         if len(scales) != len(loras):
@@ -156,6 +167,9 @@ class DiffusersVideoGenerator(VideoGenerator):
                 raise UserError(f"LoRA not found: {lora_path}")
 
         device = resolve_device(device)
+        if offload not in (None, "none") and device.type != "cuda":
+            raise UserError(f"offload {offload} moves models between the CPU and a GPU; it needs a CUDA device, "
+                            f"not {device}")
         dtype = resolve_dtype(dtype, device)
         torch_dtype: Any = dtype
         if dtype != torch.float32 and family.fp32_components:
@@ -168,9 +182,15 @@ class DiffusersVideoGenerator(VideoGenerator):
             raise UserError(f"cannot load model {path}: {type(exc).__name__}: {_first_line(exc)}") from None
 
         name = path.name + "".join(f"+{item.stem}" for item in loras)
-        generator = cls(pipe, family, name=name, max_batch=max_batch, **overrides)
+        generator = cls(pipe, family, name=name, max_batch=max_batch or 1, **overrides)
         if loras:
             generator.set_loras(loras, scales)
+        from gen_reason.models.planner import plan_for
+
+        generator.plan = plan_for(generator, device, offload=offload, vae_tiling=tiling, max_batch=max_batch)
+        generator.max_batch, offload, vae_tiling = generator.plan.max_batch, generator.plan.offload, generator.plan.vae_tiling
+        if generator.plan.budget is not None:
+            print(f"genreason: {generator.plan.describe()}", file=sys.stderr)
 
         if offload == "model":
             pipe.enable_model_cpu_offload(device=device)
@@ -388,8 +408,7 @@ class DiffusersVideoGenerator(VideoGenerator):
     def _decode(self, latents: torch.Tensor, generator: torch.Generator | None, num_frames: int | None) -> Video:
         """One sample's canonical latents -> uint8 frames at the working size."""
         device = self.pipeline._execution_device
-        # [3, T, H, W] in [-1, 1]
-        video = self.family.decode(self.pipeline, latents.to(device), generator, self.options)[0]
+        video = self.family.decode(self.pipeline, latents.to(device), generator, self.options)[0]  # [3, T, H, W] in [-1, 1]
         # As diffusers' VideoProcessor does for output_type="np", without needing one.
         frames = (video.float() / 2 + 0.5).clamp(0, 1).permute(1, 2, 3, 0).cpu().numpy()
         frames = np.rint(frames * 255.0).astype(np.uint8)
@@ -693,8 +712,8 @@ def check_components(path: Path, model_index: dict) -> None:
                 f"component {name!r} in {path} has no .safetensors weights (only safetensors are loaded)"
             )
         if "Tokenizer" in class_name and not any((folder / file).is_file() for file in TOKENIZER_FILES):
-            raise UserError(f"tokenizer {name!r} in {path} has no vocabulary file "
-                            f"({' or '.join(TOKENIZER_FILES[:2])}); the download is incomplete")
+            raise UserError(f"tokenizer {name!r} in {path} has no vocabulary file ({' or '.join(TOKENIZER_FILES[:2])}); "
+                            "the download is incomplete")
 
 
 def read_component_configs(path: Path, model_index: dict) -> dict[str, dict]:
@@ -837,6 +856,20 @@ def check_attention(family: Family, attention: str) -> None:
 
 
 def resolve_offload(offload: str | None, cpu_offload: bool = False) -> str:
+def _planner_switch(value: bool | str | None) -> bool | None:
+    """``vae_tiling`` as the planner takes it: ``None`` (its choice), ``True`` or ``False``."""
+    if value is None or isinstance(value, bool):
+        return value
+    text = str(value).lower()
+    if text in ("auto",):
+        return None
+    if text in ("on", "true", "1", "yes"):
+        return True
+    if text in ("off", "false", "0", "no"):
+        return False
+    raise UserError(f"vae_tiling must be auto, on or off; got {value!r}")
+
+
     """``offload`` as one of :data:`OFFLOAD_MODES` (``cpu_offload=True`` means ``"model"``)."""
     if offload is None or offload is False:
         return "model" if cpu_offload else "none"
