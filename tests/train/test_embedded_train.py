@@ -107,6 +107,24 @@ def test_validation_writes_a_curve(tmp_path, tiny_config):
     assert (tmp_path / "run" / "validation.png").exists()
 
 
+def test_validation_killed_midway_is_redone_once(tmp_path, tiny_config):
+    """A sitting killed during a validation (checkpoint written, row not yet) redoes it on
+    rerun; rerunning a finished run adds no second row for the same step."""
+    import json
+
+    config = tiny_config(max_steps=3, validate_every_steps=2)
+    train_embedded(config, tmp_path / "run", progress=False, validate=True)
+    log = tmp_path / "run" / "validation.jsonl"
+    assert [json.loads(line)["step"] for line in log.read_text().splitlines()] == [2, 3]
+    train_embedded(config, tmp_path / "run", progress=False, validate=True)  # finished: nothing to add
+    assert [json.loads(line)["step"] for line in log.read_text().splitlines()] == [2, 3]
+    train_embedded(config, tmp_path / "cut", progress=False, validate=True, stop_after_steps=2)
+    (tmp_path / "cut" / "validation.jsonl").write_text("")  # killed before the row of step 2 was written
+    train_embedded(config, tmp_path / "cut", progress=False, validate=True)
+    rows = [json.loads(line) for line in (tmp_path / "cut" / "validation.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in rows] == [2, 3]
+
+
 def test_unknown_config_key_is_a_user_error(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("sizes: [3]\nsize_weights: [1.0]\nlearning_rat: 0.1\n")
