@@ -408,7 +408,8 @@ class DiffusersVideoGenerator(VideoGenerator):
     def _decode(self, latents: torch.Tensor, generator: torch.Generator | None, num_frames: int | None) -> Video:
         """One sample's canonical latents -> uint8 frames at the working size."""
         device = self.pipeline._execution_device
-        video = self.family.decode(self.pipeline, latents.to(device), generator, self.options)[0]  # [3, T, H, W] in [-1, 1]
+        # [3, T, H, W] in [-1, 1]
+        video = self.family.decode(self.pipeline, latents.to(device), generator, self.options)[0]
         # As diffusers' VideoProcessor does for output_type="np", without needing one.
         frames = (video.float() / 2 + 0.5).clamp(0, 1).permute(1, 2, 3, 0).cpu().numpy()
         frames = np.rint(frames * 255.0).astype(np.uint8)
@@ -712,8 +713,8 @@ def check_components(path: Path, model_index: dict) -> None:
                 f"component {name!r} in {path} has no .safetensors weights (only safetensors are loaded)"
             )
         if "Tokenizer" in class_name and not any((folder / file).is_file() for file in TOKENIZER_FILES):
-            raise UserError(f"tokenizer {name!r} in {path} has no vocabulary file ({' or '.join(TOKENIZER_FILES[:2])}); "
-                            "the download is incomplete")
+            raise UserError(f"tokenizer {name!r} in {path} has no vocabulary file "
+                            f"({' or '.join(TOKENIZER_FILES[:2])}); the download is incomplete")
 
 
 def read_component_configs(path: Path, model_index: dict) -> dict[str, dict]:
@@ -856,6 +857,16 @@ def check_attention(family: Family, attention: str) -> None:
 
 
 def resolve_offload(offload: str | None, cpu_offload: bool = False) -> str:
+    """``offload`` as one of :data:`OFFLOAD_MODES` (``cpu_offload=True`` means ``"model"``)."""
+    if offload is None or offload is False:
+        return "model" if cpu_offload else "none"
+    if offload is True:
+        return "model"
+    if str(offload) not in OFFLOAD_MODES:
+        raise UserError(f"unknown offload {offload!r}; choose one of {', '.join(OFFLOAD_MODES)}")
+    return str(offload)
+
+
 def _planner_switch(value: bool | str | None) -> bool | None:
     """``vae_tiling`` as the planner takes it: ``None`` (its choice), ``True`` or ``False``."""
     if value is None or isinstance(value, bool):
