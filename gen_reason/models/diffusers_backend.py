@@ -185,26 +185,14 @@ class DiffusersVideoGenerator(VideoGenerator):
         generator = cls(pipe, family, name=name, max_batch=max_batch or 1, **overrides)
         if loras:
             generator.set_loras(loras, scales)
-        from gen_reason.models.planner import plan_for
+        from gen_reason.models.planner import apply_placement, plan_for
 
         generator.plan = plan_for(generator, device, offload=offload, vae_tiling=tiling, max_batch=max_batch)
         generator.max_batch, offload, vae_tiling = generator.plan.max_batch, generator.plan.offload, generator.plan.vae_tiling
         if generator.plan.budget is not None:
             print(f"genreason: {generator.plan.describe()}", file=sys.stderr)
 
-        if offload == "model":
-            pipe.enable_model_cpu_offload(device=device)
-        elif offload == "sequential":
-            pipe.enable_sequential_cpu_offload(device=device)
-        elif offload == "group":
-            pipe.to(device)
-            for model in _transformers(pipe):
-                model.enable_group_offload(onload_device=device, offload_device=torch.device("cpu"),
-                                           offload_type="block_level", num_blocks_per_group=1)
-        else:
-            pipe.to(device)
-        if vae_tiling:
-            pipe.vae.enable_tiling()
+        apply_placement(pipe, device, offload, vae_tiling)
         _set_attention(pipe, family, attention, device)
         if compile:
             for model in _transformers(pipe):
