@@ -58,6 +58,31 @@ def test_a14b_loads_both_experts(tiny_generator):
     assert pipe.config.boundary_ratio == pytest.approx(0.9)
 
 
+def test_a14b_takes_boundary_ratio_and_a_second_guidance(tiny_model_dir, monkeypatch):
+    generator = DiffusersVideoGenerator.from_pretrained(
+        tiny_model_dir("wan2.2-i2v-a14b"), steps=2, boundary_ratio=0.5, guidance_2=1.5,
+        **testing.TINY_GEOMETRY["wan2.2-i2v-a14b"])
+    assert generator.pipeline.config.boundary_ratio == 0.5
+    seen = {}
+    original = type(generator.pipeline).__call__
+
+    def spy(self, *args, **kwargs):
+        seen.update(kwargs)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(generator.pipeline), "__call__", spy)
+    generator.generate(first_frame(), PROMPT, seeds=[0], output="latents")
+    assert seen["guidance_scale_2"] == 1.5
+
+
+def test_cogvideox_dynamic_cfg_reaches_the_pipeline(tiny_model_dir):
+    folder, geometry = tiny_model_dir("cogvideox-i2v"), testing.TINY_GEOMETRY["cogvideox-i2v"]
+    plain = DiffusersVideoGenerator.from_pretrained(folder, steps=2, **geometry)
+    dynamic = DiffusersVideoGenerator.from_pretrained(folder, steps=2, dynamic_cfg=True, **geometry)
+    latents = [g.generate(first_frame(), PROMPT, seeds=[1], output="latents")[0] for g in (plain, dynamic)]
+    assert not torch.allclose(latents[0], latents[1])  # the guidance scale now follows the step
+
+
 def test_missing_folder_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="model folder not found"):
         DiffusersVideoGenerator.from_pretrained(tmp_path / "nope")
