@@ -238,7 +238,10 @@ def score_draw(instance_or_spec, video, *, red_min: int = RED_MIN, red_margin: i
             video = frame_video(instance_or_spec, video)  # a stretched or letterboxed video: the puzzle's part
     except (ValueError, UserError) as exc:
         return Score.failure(f"cannot judge the video: {exc}", success=0.0, success_lenient=0.0)
-    video, _ = _undo_brightness_drift(video)  # frames that darken as a whole keep their red
+    # Frames that darken (or brighten) as a whole keep their red: drift undone against frame 0,
+    # looked for in every frame only when the last frame shows some (drift builds up).
+    if len(video) > 1 and np.any(_undo_brightness_drift(video[[0, -1]])[1] != 1.0):
+        video, _ = _undo_brightness_drift(video)
     t_count, h, w = video.shape[:3]
     h0, w0 = spec["image_size"]
     s = ((w / w0) * (h / h0)) ** 0.5
