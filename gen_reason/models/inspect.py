@@ -279,7 +279,9 @@ def inspect_model(path: str | Path, gpu_memory_gib: float | None = None, size: t
     from gen_reason.models.diffusers_backend import read_model_index
     from gen_reason.models.families import Geometry
 
-    path = Path(path).expanduser()
+    from gen_reason.models.loading import resolve_model_path
+
+    path = resolve_model_path(path)  # "embedded" names the shipped model
     model_index = read_model_index(path)
     problems, weights = check_files(path, model_index)
     try:
@@ -305,8 +307,9 @@ def inspect_model(path: str | Path, gpu_memory_gib: float | None = None, size: t
     workload = planner.workload_for(pipe, family, Geometry(frames, height, width), compute, meta.dtypes.get("vae"))
     budget = planner.device_budget(gpu_memory_gib=gpu)
     estimates = []
+    tilings = (False, True) if getattr(pipe, "vae", None) is not None else (False,)
     for offload in planner.OFFLOAD_ORDER:
-        for tiling in (False, True):
+        for tiling in tilings:
             one = planner.estimate(components, workload, batch=1, offload=offload, vae_tiling=tiling)
             chosen = planner.plan(components, workload, budget, offload=offload, vae_tiling=tiling)
             estimates.append({"offload": offload, "vae_tiling": tiling, "batch1_gib": round(one.peak_gib, 2),

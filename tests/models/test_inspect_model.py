@@ -149,3 +149,11 @@ def test_not_a_model_folder_is_one_line(tmp_path, capsys):
     assert code == 2 and len(err.strip().splitlines()) == 1 and "not found" in err
     code, _, err = _run(capsys, tmp_path, "--gpu-memory", "lots")
     assert code == 2 and len(err.strip().splitlines()) == 1
+
+
+def test_the_embedded_model_is_described_too(capsys):
+    code, out, err = _run(capsys, "embedded", "--json")
+    report = json.loads(out)
+    assert code == 0, err
+    assert (report["family"], report["weights"], report["default_size"]) == ("embedded", "complete", [32, 32])
+    assert {row["vae_tiling"] for row in report["estimates"]} == {False}  # no VAE to tile
