@@ -49,7 +49,7 @@ class ModelConfig:
     device: str | None = None
     dtype: str | None = None
     max_batch: int | str | None = None  # videos per model call; None or "auto": the planner's
-    size: str | None = None  # "HxW" in pixels, e.g. "480x832"
+    size: str | tuple[int, int] | None = None  # "HxW" in pixels, e.g. "480x832", or [480, 832]
     offload: str | None = None  # auto | none | model | sequential | group
     vae_tiling: bool | str | None = None  # auto | on | off
     attention: str | None = None  # auto, sdpa, or a diffusers attention backend
