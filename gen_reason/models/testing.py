@@ -422,7 +422,7 @@ def _random_on_cpu(cls, config: dict, dtype: torch.dtype):
             value = torch.ones(parameter.shape, dtype=dtype)
         else:
             value = torch.zeros(parameter.shape, dtype=dtype)
-        set_module_tensor_to_device(model, name, "cpu", value=value)
+        set_module_tensor_to_device(model, name, "cpu", value=value, dtype=dtype)
     return model.eval()
 
 
