@@ -36,8 +36,12 @@ def files(tmp_path_factory) -> dict[str, str]:
     assert main(["puzzle", "--task", "maze/sokoban", "--frames", "6", "--out", str(root / "sokoban")]) == 0
     assert main(["make-dataset", "--task", "maze/grid", "--n", "2", "--difficulty", "3x3", "--frames", "5",
                  "--workers", "1", "--quiet", "--out", str(root / "dataset")]) == 0
-    assert main(["make-dataset", "--format", "vrbench", "--task", "maze/grid", "--n", "1", "--workers", "1",
+    assert main(["make-dataset", "--format", "vrbench", "--task", "maze/grid", "--n", "2", "--workers", "1",
                  "--quiet", "--out", str(root / "levels")]) == 0
+    # Videos named after those levels but showing another task's puzzle.
+    (root / "wrong_videos").mkdir()
+    for name in ("easy_0001.mp4", "easy_0002.mp4"):
+        shutil.copy(root / "sokoban" / "solution.mp4", root / "wrong_videos" / name)
     instance = json.loads((root / "grid" / "instance.json").read_text())
     for key in ("solution", "prompt"):
         (root / f"no_{key}.json").write_text(json.dumps({k: v for k, v in instance.items() if k != key}))
@@ -156,6 +160,8 @@ ROWS = [
     ("score-file-as-out", ["score", "{grid/solution.mp4}", "--instance", "{grid/instance.json}", "--out",
                            "{a_file}/out"], "cannot write to"),
     ("score-unwritable-out", ["score", "{videos}", "--dataset", "{dataset}", "--out", UNWRITABLE], "cannot write to"),
+    ("score-vrbench-another-tasks-videos", ["score", "{wrong_videos}", "--vrbench", "{levels}", "--out", "{OUT}"],
+     "start with maze/sokoban puzzles, not the vrbench/maze"),
     ("score-unknown-kind", ["score", "{grid/solution.mp4}", "--instance", "{grid/instance.json}", "--kind", "vibes"],
      "--kind"),
     ("score-unknown-option", ["score", "{grid/solution.mp4}", "--instance", "{grid/instance.json}", "--bogus"],
@@ -168,6 +174,8 @@ ROWS = [
      "not found"),
     ("compare-not-levels", ["compare-referees", "--videos", "{LEVEL_VIDEOS}", "--levels", "{folder}"],
      "is not a VR-Bench folder"),
+    ("compare-another-tasks-videos", ["compare-referees", "--videos", "{wrong_videos}", "--levels", "{levels}",
+                                      "--out", "{OUT}"], "start with maze/sokoban puzzles, not the vrbench/maze"),
     ("compare-unknown-tracker", ["compare-referees", "--videos", "{LEVEL_VIDEOS}", "--levels", "{levels}",
                                  "--tracker", "kcf"], "--tracker"),
     ("compare-file-as-out", ["compare-referees", "--videos", "{LEVEL_VIDEOS}", "--levels", "{levels}", "--out",
@@ -346,6 +354,42 @@ def test_broken_model_outputs_are_fail_rows_not_errors(files, tmp_path, capsys):
     code, err = _call(["score", str(outputs / f"{records[1]['uid']}_truncated.mp4"), "--instance",
                        files["grid/instance.json"]], capsys)
     assert code == 0 and "Traceback" not in err, err
+
+
+def test_one_odd_video_in_a_folder_is_a_verdict_not_a_refusal(files, tmp_path, capsys):
+    """The pairing check refuses a folder only when its first videos all show another task:
+    a model's odd video among right ones is scored (and fails)."""
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    own = sorted(Path(files["LEVEL_VIDEOS"]).glob("*.mp4"))
+    shutil.copy(own[0], videos / own[0].name)
+    shutil.copy(files["sokoban/solution.mp4"], videos / own[1].name)
+    code, err = _call(["score", str(videos), "--vrbench", files["levels"]], capsys)
+    assert code == 0, err
+    rows = {Path(r["video"]).name: r for r in json.loads((videos / "scores" / "scores.json").read_text())}
+    assert rows[own[0].name]["success"] and not rows[own[1].name]["success"]
+
+
+FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "vrbench"
+
+
+@pytest.mark.skipif(not FIXTURES.is_dir(), reason="the VR-Bench fixture levels are not in this checkout")
+def test_vrbench_videos_of_another_game_are_refused(tmp_path, capsys):
+    """VR-Bench's own maze videos named after trap-field levels (a flat folder, as models
+    write them): refused in one line; the trap-field videos themselves are scored."""
+    levels = tmp_path / "levels"
+    levels.mkdir()
+    (levels / "trapfield").symlink_to(FIXTURES / "trapfield", target_is_directory=True)
+    maze_videos, own_videos = tmp_path / "maze_videos", tmp_path / "own_videos"
+    for folder, game in ((maze_videos, "maze"), (own_videos, "trapfield")):
+        folder.mkdir()
+        for video in (FIXTURES / game / "1" / "easy" / "videos").glob("*.mp4"):
+            shutil.copy(video, folder / video.name)
+    code, err = _call(["score", str(maze_videos), "--vrbench", str(levels)], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "not the vrbench/trapfield puzzles" in err, err
+    assert not (maze_videos / "scores").exists()
+    code, err = _call(["score", str(own_videos), "--vrbench", str(levels)], capsys)
+    assert code == 0, err
 
 
 def _degraded_first_frames(instance) -> dict[str, np.ndarray]:

@@ -156,7 +156,7 @@ def compare_referees(videos: str | os.PathLike, levels: str | os.PathLike, vrben
     ``out`` when given.
     """
     from gen_reason.interop.vrbench_read import find_levels, is_vrbench_folder, level_instance, list_videos, match_videos
-    from gen_reason.runs.scoring import score_video
+    from gen_reason.runs.scoring import check_pairing, score_video
 
     videos, levels = Path(videos), Path(levels)
     if not videos.exists():
@@ -169,18 +169,21 @@ def compare_referees(videos: str | os.PathLike, levels: str | os.PathLike, vrben
     if not matches:
         why = problems[0][1] if problems else "no videos"
         raise UserError(f"no video in {videos} is named after a VR-Bench level of {levels} ({why})")
-    out = Path(out) if out else None
-    if out:
-        writable_dir(out)  # before any scoring: a bad --out is one line, not a traceback at the end
-    theirs_by_job = run_vrbench_evaluator(repo, matches, tracker, out / "vrbench" if out else None) if repo else {}
     instances: dict = {}
-    rows = []
-    for i, (video, level) in enumerate(matches):
+    for _, level in matches:
         if level.key not in instances:
             try:
                 instances[level.key] = level_instance(level)
             except UserError as exc:
                 instances[level.key] = str(exc)
+    check_pairing([(instances[level.key], video) for video, level in matches
+                   if not isinstance(instances[level.key], str)], videos, levels)
+    out = Path(out) if out else None
+    if out:
+        writable_dir(out)  # before any scoring: a bad --out is one line, not a traceback at the end
+    theirs_by_job = run_vrbench_evaluator(repo, matches, tracker, out / "vrbench" if out else None) if repo else {}
+    rows = []
+    for i, (video, level) in enumerate(matches):
         instance = instances[level.key]
         skipped = instance if isinstance(instance, str) else None
         ours = None if skipped else _ours(score_video(instance, video, "reference"))

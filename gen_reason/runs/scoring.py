@@ -18,7 +18,11 @@ so an interrupted run started again scores only what is left (:func:`score_many`
 circled), for other tasks a filmstrip with the track. A video that cannot be read or
 judged is a recorded failure with the reason, never a traceback; a level the referee cannot
 read (a game it does not know) is a row marked ``skipped`` with the reason, left out of
-the success rate. A path that does not exist is a :class:`UserError`.
+the success rate. A path that does not exist, a file of the wrong kind, and a video paired
+with another task's puzzle (one video against an instance, or a folder whose first videos
+all start with another task's puzzle than the levels they are named after:
+:func:`task_shown`, :func:`check_pairing`) are a :class:`UserError`, before anything is
+written.
 """
 
 from __future__ import annotations
@@ -243,7 +247,7 @@ def task_shown(instance: Instance, frame) -> str | None:
     own = layout_distance(instance.first_frame, frame)
     if own <= 0.1:
         return None
-    mine = TASKS.canonical(instance.task)
+    mine = TASKS.canonical(instance.task) if instance.task in TASKS else None  # VR-Bench levels: none of ours
     for name in TASKS.names():
         if TASKS.canonical(name) == mine:
             continue
@@ -262,6 +266,49 @@ def _first_frame_of(task: str, seed: int, difficulty: str):
     return get_task(task).generate(seed, difficulty).first_frame
 
 
+def _bare(task: str) -> str:
+    return task.rsplit("-v", 1)[0]
+
+
+def _task_shown_by(instance: Instance, video) -> str | None:
+    """:func:`task_shown` for a decoded video (``None`` for a video with no frames), on the
+    part of its first frame where the referee finds the puzzle."""
+    from gen_reason.verifiers.framing import frame_video
+
+    if video is None or not len(video):
+        return None
+    try:  # where the puzzle lies in a video of another shape, as the referee finds it
+        first = frame_video(instance, video[:1])[0]
+    except UserError:
+        first = video[0]  # no placement shows this puzzle: compare the whole frame
+    return task_shown(instance, first)
+
+
+def check_pairing(pairs: list[tuple[Instance, Path]], videos: Path, levels: Path, per_task: int = 3) -> None:
+    """Refuse (:class:`UserError`) a folder of videos paired with levels of another task:
+    for each task among the levels, its first ``per_task`` readable videos all start with
+    another task's puzzle (:func:`task_shown`). One odd video among them is a verdict on
+    the model and leaves the folder to be scored."""
+    from gen_reason.video import read_video
+
+    by_task: dict[str, list] = {}
+    for instance, path in pairs:
+        by_task.setdefault(instance.task, []).append((instance, path))
+    for task, items in by_task.items():
+        shown = []
+        for instance, path in items:
+            try:
+                first = read_video(path, max_frames=1)
+            except UserError:
+                continue  # a broken video says nothing about the pairing
+            shown.append(_task_shown_by(instance, first))
+            if shown[-1] is None or len(shown) == per_task:
+                break
+        if shown and all(shown):
+            raise UserError(f"the videos in {videos} start with {_bare(shown[0])} puzzles, not the {_bare(task)} "
+                            f"puzzles of {levels} they are named after; are the two folders paired right?")
+
+
 def score_one(video: Path, instance_path: Path, kind: str = "reference", out: Path | None = None) -> dict:
     """Score one video file against the instance in ``instance_path``.
 
@@ -278,17 +325,10 @@ def score_one(video: Path, instance_path: Path, kind: str = "reference", out: Pa
         raise UserError(f"{video} is a folder; score a folder of videos with --dataset or --vrbench")
     verifier = verifier_for(instance.task, kind)
     decoded = _read(verifier, instance, video)
-    if decoded[0] is not None and len(decoded[0]):
-        from gen_reason.verifiers.framing import frame_video
-
-        try:  # where the puzzle lies in a video of another shape, as the referee finds it
-            first = frame_video(instance, decoded[0][:1])[0]
-        except UserError:
-            first = decoded[0][0]  # no placement shows this puzzle: compare the whole frame
-        other = task_shown(instance, first)
-        if other is not None:
-            raise UserError(f"{video} starts with a {other.rsplit('-v', 1)[0]} puzzle, not the "
-                            f"{instance.task.rsplit('-v', 1)[0]} puzzle of {instance_path}; score it against its own instance")
+    other = _task_shown_by(instance, decoded[0])
+    if other is not None:
+        raise UserError(f"{video} starts with a {_bare(other)} puzzle, not the {_bare(instance.task)} puzzle of "
+                        f"{instance_path}; score it against its own instance")
     if out:
         writable_dir(out)
     row = _judge(verifier, instance, video, decoded, out, None)
@@ -347,7 +387,6 @@ def score_vrbench(folder: Path, levels: Path, kind: str = "reference", out: Path
     if not matches and not ambiguous:
         raise UserError(f"no video in {folder} is named after a VR-Bench level of {levels} "
                         "(<difficulty>_<NNNN>[_*].mp4)")
-    out = writable_dir(out or (folder if folder.is_dir() else folder.parent) / "scores")
     base = folder if folder.is_dir() else folder.parent
     instances: dict = {}
     rows: list = []
@@ -366,6 +405,8 @@ def score_vrbench(folder: Path, levels: Path, kind: str = "reference", out: Path
         jobs.append((instance, video, "__".join(video.relative_to(base).with_suffix("").parts)))
         job_rows.append(len(rows))
         rows.append(level.key)  # its place in the table, filled in below
+    check_pairing([(instance, video) for instance, video, _ in jobs], folder, levels)
+    out = writable_dir(out or base / "scores")
     for place, row in zip(job_rows, score_many(jobs, kind, out)):
         rows[place] = {"level": rows[place], **row}
     for video, why in ambiguous:
