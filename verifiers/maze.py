@@ -70,6 +70,7 @@ class MazeRuleVerifier:
 
     name = "maze-rules"
     reference = False
+    reads_solution = False
 
     def score(self, instance, video) -> Score:
         """Track, map to the graph, check every rule; never raises on a bad video."""
@@ -133,6 +134,7 @@ class MazeReferenceVerifier(MazeRuleVerifier):
 
     name = "maze-reference"
     reference = True
+    reads_solution = True
 
     def __init__(self, pr_eps: float = M.DEFAULT_EPS, pr_samples: int = M.DEFAULT_SAMPLES) -> None:
         self.pr_eps = float(pr_eps)

@@ -44,13 +44,19 @@ def verifier_for(task: str, kind: str = "rule", **options: Any):
     """A verifier object with ``score(instance, video) -> Score`` for ``task``."""
     if kind not in KINDS:
         raise UserError(f"unknown verifier kind {kind!r}; choose rule or reference")
-    return VERIFIERS.get(f"{_family(task)}:{kind}")(**options)
+    key = f"{_family(task)}:{kind}"
+    cls = VERIFIERS.get(key)
+    if kind == "rule" and getattr(cls, "reads_solution", True):
+        raise UserError(f"verifier {key} ({getattr(cls, '__name__', cls)}) does not declare reads_solution = False: "
+                        "a rule verifier must judge from spec alone")
+    return cls(**options)
 
 
 class _FunctionVerifier:
     """Adapts a ``score_x(instance, video, **options)`` function to the verifier interface."""
 
     function: Callable
+    reads_solution = False  # the spec-only verdicts; a reference subclass says True
 
     def __init__(self, **options: Any) -> None:
         self.options = options
@@ -86,6 +92,8 @@ class TangramRuleVerifier(_FunctionVerifier):
 class TangramVerifier(_FunctionVerifier):
     """Tangram's reference verdict: the rule checks, and every piece's final pose against
     the stored solution."""
+
+    reads_solution = True
 
     @staticmethod
     def function(instance, video, **options):

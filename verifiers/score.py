@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -153,3 +153,19 @@ def _jsonable(obj):
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     return obj
+
+
+@runtime_checkable
+class Verifier(Protocol):
+    """The verifier contract: ``score(instance, video) -> Score``.
+
+    ``reads_solution`` says whether it looks at ``instance.solution``: a *rule* verifier
+    (registered as ``"<family>:rule"``) must not, so solvers may use it at test time
+    without steering by the answer; a *reference* verifier may (evaluation only).
+    """
+
+    reads_solution: bool
+
+    def score(self, instance: Any, video: Any) -> Score:
+        """The verdict on ``video`` as an answer to ``instance``."""
+        ...

@@ -12,7 +12,8 @@ import dataclasses
 import pytest
 
 from gen_reason.puzzles import TASKS, get_task
-from gen_reason.verifiers.registry import KINDS, verifier_for
+from gen_reason.verifiers.registry import KINDS, VERIFIERS, verifier_for
+from gen_reason.verifiers.score import Verifier
 
 SEEDS = (0, 1)
 
@@ -66,3 +67,13 @@ def test_a_static_video_never_succeeds(name):
         frames = len(instance.solution_video())
         static = instance.solution_video()[:1].repeat(frames, axis=0)
         assert not verifier.score(instance, static).success, f"{name} ({kind}) passed a static video"
+
+
+@pytest.mark.parametrize("key", VERIFIERS.names())
+def test_every_registered_verifier_keeps_the_contract(key):
+    """Each registered verifier is a Verifier; one registered as a rule verifier says it
+    never reads the solution (verifier_for refuses it otherwise)."""
+    verifier = VERIFIERS.get(key)()
+    assert isinstance(verifier, Verifier)
+    if key.endswith(":rule"):
+        assert verifier.reads_solution is False
