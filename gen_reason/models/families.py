@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from gen_reason.errors import UserError
 from gen_reason.registry import Registry
 
 #: ``_class_name`` in a model folder's ``model_index.json`` -> pipeline class.
@@ -150,8 +151,6 @@ class Family:
 
     def check_request(self, limits: Limits, size: tuple[int, int] | None = None, num_frames: int | None = None) -> None:
         """Raise a one-line :class:`UserError` for a size or frame count this model cannot take."""
-        from gen_reason.errors import UserError
-
         if size is not None:
             height, width = (int(side) for side in size)
             if limits.fixed_size is not None and (height, width) != tuple(limits.fixed_size):
@@ -514,12 +513,22 @@ class LTXConditionFamily(LTXFamily):
         # batch mates: during the call the VAE's encoding gives its mode, the same for all.
         from diffusers.models.modeling_outputs import AutoencoderKLOutput
 
+        from gen_reason.models.diffusers_backend import _shadow
+
         original = pipe.vae.encode
 
         def encode(*args, **kwargs):
             return AutoencoderKLOutput(latent_dist=_ModeOnly(original(*args, **kwargs).latent_dist))
 
-        return _Shadowing(pipe.vae, "encode", encode)
+        @contextlib.contextmanager
+        def mode_encoding():
+            restore = _shadow(pipe.vae, "encode", encode)
+            try:
+                yield
+            finally:
+                restore()
+
+        return mode_encoding()
 
     def x0_to_canonical(self, pipe, x0, latents, prepared):
         _, _, frames, height, width = latents.shape
@@ -541,27 +550,6 @@ class _ModeOnly:
 
     def mode(self) -> torch.Tensor:
         return self.distribution.mode()
-
-
-class _Shadowing:
-    """Sets ``owner.name`` for the length of a ``with`` block, then puts back what was there."""
-
-    def __init__(self, owner, name: str, replacement) -> None:
-        self.owner, self.name, self.replacement = owner, name, replacement
-
-    def __enter__(self):
-        self.previous = self.owner.__dict__.get(self.name, _MISSING)
-        setattr(self.owner, self.name, self.replacement)
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        if self.previous is _MISSING:
-            self.owner.__dict__.pop(self.name, None)
-        else:
-            setattr(self.owner, self.name, self.previous)
-
-
-_MISSING = object()
 
 
 # Defaults below follow each model's own documentation; the URL on each says where.
