@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # spinning OpenMP threads distort CPU timings (FIELD_NOTES)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # spinning OpenMP threads distort CPU timings
 
 import argparse  # noqa: E402
 import statistics  # noqa: E402

@@ -1,7 +1,7 @@
 """Referee throughput: frames/s of decoding alone vs decoding + scoring, and beside VR-Bench's.
 
 (a) On our ground-truth videos of every maze task and tangram, and on the VR-Bench fixture videos
-(``../shared/fixtures/vrbench``): frames/s of decoding alone, at full size (``read_video``)
+(the shared VR-Bench fixtures folder beside the repository): frames/s of decoding alone, at full size (``read_video``)
 and straight to the referee's working size (``track.read_work_video``: the decoder's
 scaler shrinks the frames so the agent is 8-16 px wide, full-size frames are never
 materialised); of that decode + the rule verifier and + the reference verifier, measured

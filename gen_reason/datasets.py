@@ -23,7 +23,7 @@ a unique temporary name and renamed into place; temporary files a killed run lef
 deleted when the next run takes the folder.
 
 This lives in ``gen_reason`` rather than ``puzzles`` because it writes MP4s, and only
-``gen_reason.video`` touches codecs (DESIGN.md §3); ``puzzles`` imports nothing of ours.
+``gen_reason.video`` touches codecs (docs/ARCHITECTURE.md); ``puzzles`` imports nothing of ours.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Video I/O: the only module that touches codecs (DESIGN.md §3).
+"""Video I/O: the only module that touches codecs (docs/ARCHITECTURE.md).
 
 A video is a ``numpy.ndarray`` of ``uint8`` with shape ``(T, H, W, 3)``, RGB. MP4 goes
 through PyAV (H.264, yuv420p), GIF through imageio/Pillow, PNG through OpenCV.

@@ -1,6 +1,6 @@
 """Test-time strategies (installed as ``gen_reason.solvers``): single, best-of-N, ensembles, closed loop.
 
-Every strategy implements DESIGN.md §3's contract, ``solve(instance, generator,
+Every strategy implements the solver contract (docs/ARCHITECTURE.md), ``solve(instance, generator,
 verifier, budget) -> Attempt``, and is registered by name in :data:`SOLVERS`::
 
     from gen_reason.solvers import Budget, get_solver

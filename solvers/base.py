@@ -1,4 +1,4 @@
-"""The solver contract (DESIGN.md §3): ``solve(instance, generator, verifier, budget) -> Attempt``.
+"""The solver contract (docs/ARCHITECTURE.md): ``solve(instance, generator, verifier, budget) -> Attempt``.
 
 A solver turns a video generator into a puzzle solver. Every strategy (one sample,
 best-of-N, latent ensembles, longer videos, prompt refinement, a closed loop) is a

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-# Spinning OpenMP threads make CPU torch ~25x slower on a busy 2-core box (FIELD_NOTES).
+# Spinning OpenMP threads make CPU torch ~25x slower on a busy 2-core box.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -16,7 +16,7 @@ SHARED = REPO.parent / "shared"
 
 @pytest.fixture(scope="session")
 def shared_fixtures() -> Path:
-    """``../shared/fixtures`` beside the repository, or skip when it is absent."""
+    """The shared fixtures folder beside the repository (``shared/fixtures``), or skip when it is absent."""
     path = SHARED / "fixtures"
     if not path.is_dir():
         pytest.skip(f"shared fixtures not found at {path} (they live beside the repository checkout)")

@@ -1,4 +1,4 @@
-"""One import root: puzzles/, solvers/, verifiers/ install as gen_reason.* (DESIGN.md §2)."""
+"""One import root: puzzles/, solvers/, verifiers/ install as gen_reason.* (docs/ARCHITECTURE.md)."""
 
 import subprocess
 import sys

@@ -1,6 +1,6 @@
 """Which verifier judges which task: ``verifier_for(task, kind)``.
 
-Two kinds, kept apart (DESIGN.md §3): ``"rule"`` verifiers read only ``instance.spec``
+Two kinds, kept apart (docs/ARCHITECTURE.md): ``"rule"`` verifiers read only ``instance.spec``
 (legal at test time: solvers may use them without leaking the answer); ``"reference"``
 verifiers also compare with ``instance.solution`` (evaluation only). Verifiers import
 lazily, so asking for the tangram verifier never loads the maze tracker.

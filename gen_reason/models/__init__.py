@@ -1,4 +1,4 @@
-"""Video generators: one class over diffusers image-to-video pipelines (DESIGN.md §3).
+"""Video generators: one class over diffusers image-to-video pipelines (docs/ARCHITECTURE.md).
 
 ``VideoGenerator`` and ``StepState`` (the contract) import no torch;
 ``DiffusersVideoGenerator``, ``PIPELINES`` and the families load torch and diffusers on

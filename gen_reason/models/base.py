@@ -1,4 +1,4 @@
-"""The video-generator contract (DESIGN.md §3) and the per-step state its hook sees.
+"""The video-generator contract (docs/ARCHITECTURE.md) and the per-step state its hook sees.
 
 This module imports no torch, so solvers and their tests can subclass
 :class:`VideoGenerator` (a fake that returns ground-truth videos, say) cheaply.

@@ -1,4 +1,4 @@
-"""The run store: a run is a folder (DESIGN.md §3).
+"""The run store: a run is a folder (docs/ARCHITECTURE.md).
 
     config.yaml            the resolved config (a rerun must match it)
     shards/<rank>.jsonl    results as they come, one line per instance x solver, per process

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 
 # OpenMP threads that spin while waiting make every step ~25x slower on a shared 2-core
-# machine (FIELD_NOTES); this must be set before torch is imported to take effect.
+# machine; this must be set before torch is imported to take effect.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import dataclasses  # noqa: E402

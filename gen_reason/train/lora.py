@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import os
 
-# Idle OpenMP threads spin on a busy CPU and slow every step many times over (FIELD_NOTES);
+# Idle OpenMP threads spin on a busy CPU and slow every step many times over;
 # this only takes effect before torch is imported (running as a module or under accelerate).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 

@@ -1,6 +1,6 @@
 """Shared pieces of the interop tests: the VR-Bench fixtures and cheats built from their videos.
 
-The fixtures are levels made by VR-Bench's own generator (``../shared/fixtures/vrbench``,
+The fixtures are levels made by VR-Bench's own generator (the shared VR-Bench fixtures folder beside the repository,
 see its README); each test module locates them and skips, with the reason, when absent.
 
 Cheats are made from a level's ground-truth video, since VR-Bench skins are textures we

@@ -2,7 +2,7 @@
 
 import os
 
-# Idle OpenMP threads spin on a busy 2-core machine and slow torch ~25x (FIELD_NOTES);
+# Idle OpenMP threads spin on a busy 2-core machine and slow torch ~25x;
 # this must be set before torch is imported.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 

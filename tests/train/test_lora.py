@@ -8,7 +8,7 @@ two-process run is in test_lora_multiprocess.py.
 import json
 import os
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch (FIELD_NOTES)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: idle OpenMP threads spin on a busy CPU
 
 import numpy as np
 import pytest

@@ -10,7 +10,7 @@ the data a 4-puzzle maze dataset. A run saves one diffusers LoRA per trained exp
 import json
 import os
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch (FIELD_NOTES)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: idle OpenMP threads spin on a busy CPU
 
 import numpy as np
 import pytest

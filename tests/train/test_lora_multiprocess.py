@@ -10,7 +10,7 @@ import shutil
 import subprocess
 import sys
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch (FIELD_NOTES)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: idle OpenMP threads spin on a busy CPU
 
 import pytest
 import yaml
