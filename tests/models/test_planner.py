@@ -165,8 +165,7 @@ def test_phase_sum_matches_the_measured_peak_of_a_whole_tiny_generation(tiny_mod
                                                         num_frames=frames, max_batch=2)
     pipe, family = generator.pipeline, generator.family
     geometry = generator._geometry(None, None)
-    plan = planner.plan_for(generator, "cpu", offload="none", vae_tiling=False, max_batch=2)
-    workload = plan.estimate and planner.workload_for(pipe, family, geometry, torch.float32, torch.float32)
+    workload = planner.workload_for(pipe, family, geometry, torch.float32, torch.float32)
 
     call, inputs = transformer_call(pipe, family, geometry, batch=1)
     peak, weights = _measure(pipe.transformer, call, inputs)
