@@ -461,6 +461,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if not getattr(args, "func", None):
+        if extra:  # `genreason --bogus`: a mistake, said in one line
+            parser.error(f"unrecognised argument {extra[0]!r}; give a command first")
         parser.print_help()
         return 2
     try:

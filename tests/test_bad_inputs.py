@@ -91,6 +91,7 @@ def files(tmp_path_factory) -> dict[str, str]:
 # (id, argv with {placeholders} naming `files` entries or {OUT}, a fresh path; a piece of the message)
 ROWS = [
     ("unknown-command", ["solv", "--task", "maze"], "invalid choice: 'solv'"),
+    ("option-before-command", ["--bogus"], "unrecognised argument '--bogus'; give a command first"),
     # tasks
     ("tasks-unknown-option", ["tasks", "--bogus"], "unrecognised argument '--bogus'"),
     ("tasks-stray-argument", ["tasks", "maze"], "unrecognised argument 'maze'"),
