@@ -67,3 +67,20 @@ def test_built_wheel_installs_in_fresh_venv(tmp_path):
             "and os.path.exists(os.path.join(root, 'puzzles', 'maze', 'grid.py')))")
     out = subprocess.run([str(py), "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert out.stdout.strip() == "True", out.stderr
+
+
+def test_the_code_cites_nothing_outside_the_repository():
+    """Comments and docstrings give their reasons in place or point at docs/, never at notes
+    that are not part of the project."""
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    pattern = re.compile(r"FIELD_NOTES|\.\./shared|DESIGN\.md")
+    found = [f"{path.relative_to(root)}:{n}" for folder in ("gen_reason", "puzzles", "solvers", "verifiers", "bench",
+                                                             "tests", "configs", "notebooks")
+             for path in (root / folder).rglob("*") if path.suffix in (".py", ".toml", ".yaml", ".md", ".ipynb")
+             for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1)
+             if pattern.search(line) and path.name != "test_packaging.py"]
+    found += [f"pyproject.toml:{n}" for n, line in enumerate((root / "pyproject.toml").read_text().splitlines(), 1)
+              if pattern.search(line)]
+    assert not found, f"cites outside the repository: {found[:10]}"
