@@ -300,6 +300,7 @@ E2E = [  # one folder per pipeline path; (size, frames) the smallest each takes
     ("Wan2.1-I2V-14B-480P-Diffusers", (16, 16), 5),
     ("Wan2.2-I2V-A14B-Diffusers", (16, 16), 5),
     ("CogVideoX1.5-5B-I2V", (16, 16), 17),
+    ("LTX-Video-0.9.0", (32, 32), 9),
     ("LTX-Video-0.9.1", (32, 32), 9),
     ("LTX-Video-0.9.7-dev", (32, 32), 9),
 ]
