@@ -191,7 +191,7 @@ def cmd_score(args, extra) -> int:
 
 def cmd_compare_referees(args, extra) -> int:
     """Our referee beside VR-Bench's lenient success (and VR-Bench's own evaluator, given a checkout)."""
-    from gen_reason.interop.compare import compare_referees, print_report
+    from gen_reason.runs.compare import compare_referees, print_report
 
     report = compare_referees(args.videos, args.levels, args.vrbench_repo, tracker=args.tracker, out=args.out)
     print_report(report)

@@ -1,6 +1,6 @@
 """``genreason compare-referees``: where our referee and VR-Bench's disagree, and why.
 
-For every video named after a VR-Bench level (:mod:`.vrbench_read`) the report holds:
+For every video named after a VR-Bench level (:mod:`gen_reason.interop.vrbench_read`) the report holds:
 
 - our strict success (the goal reached without breaking a rule), our lenient success
   (VR-Bench's SR: any tracked position inside the goal box, whatever the rules), our EM

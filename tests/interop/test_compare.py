@@ -18,7 +18,7 @@ import pytest
 
 from gen_reason.cli import main
 from gen_reason.errors import UserError
-from gen_reason.interop.compare import compare_referees, explain
+from gen_reason.runs.compare import compare_referees, explain
 from gen_reason.interop.vrbench_read import find_levels, level_instance
 from gen_reason.video import read_video, write_mp4
 
