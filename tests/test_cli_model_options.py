@@ -121,3 +121,11 @@ def test_the_embedded_model_runs_with_every_option_it_can_take(tmp_path, capsys)
     assert generator.max_batch == 3 and generator.default_size == (32, 32)
     assert (generator.plan.offload, generator.plan.vae_tiling) == ("none", False)
     assert set(generator.plan.forced) == {"max_batch", "offload", "vae_tiling"}
+
+
+def test_compile_reaches_the_embedded_models_unet():
+    """--compile compiles the denoiser (the transformer(s), or the embedded model's UNet); nothing runs here."""
+    from gen_reason.models.loading import load_generator
+
+    generator = load_generator("embedded", compile=True)
+    assert getattr(generator.pipeline.unet, "_compiled_call_impl", None) is not None

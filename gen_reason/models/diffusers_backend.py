@@ -195,7 +195,10 @@ class DiffusersVideoGenerator(VideoGenerator):
         apply_placement(pipe, device, offload, vae_tiling)
         _set_attention(pipe, family, attention, device)
         if compile:
-            for model in _transformers(pipe):
+            denoisers = _transformers(pipe) or [model for model in (getattr(pipe, "unet", None),) if model is not None]
+            if not denoisers:
+                raise UserError(f"{path.name} has no transformer or UNet to compile")
+            for model in denoisers:
                 model.compile()
         return generator
 
