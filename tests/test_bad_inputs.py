@@ -421,14 +421,20 @@ def _shown(instance, frame):
 
 
 def test_another_tasks_video_is_told_apart_from_a_poor_video_of_the_right_puzzle():
-    """The criterion of `score --instance`: no degraded video of the right puzzle is refused,
-    on any task; a first frame of another task is refused in all but a few pairings."""
+    """The criterion of `score --instance`: no degraded video of the right puzzle and no
+    blank frame (a model's failure) is refused, on any task; a first frame of another
+    task's puzzle (another seed, easy or hard) is refused in most pairings."""
     from gen_reason.puzzles import TASKS, get_task
 
     instances = {name: get_task(name).generate(0, "easy") for name in TASKS.names()}
-    wrongly_refused = [(name, how, _shown(inst, frame)) for name, inst in instances.items()
-                       for how, frame in _degraded_first_frames(inst).items() if _shown(inst, frame) is not None]
-    assert wrongly_refused == []
-    pairs = [(a, b) for a in instances for b in instances if a != b]
-    caught = [(a, b) for a, b in pairs if _shown(instances[a], instances[b].first_frame) is not None]
-    assert len(caught) >= 0.9 * len(pairs), sorted(set(pairs) - set(caught))
+    blank = {"black": np.zeros((240, 320, 3), np.uint8), "white": np.full((240, 320, 3), 255, np.uint8),
+             "gray": np.full((240, 320, 3), 128, np.uint8),
+             "noise": np.random.default_rng(0).integers(0, 256, (240, 320, 3), dtype=np.uint8)}
+    verdicts = {(name, how): _shown(inst, frame) for name, inst in instances.items()
+                for how, frame in {**_degraded_first_frames(inst), **blank}.items()}
+    assert {key: shown for key, shown in verdicts.items() if shown is not None} == {}
+    others = {(name, level): get_task(name).generate(5, level).first_frame
+              for name in TASKS.names() for level in ("easy", "hard")}
+    pairs = [(a, b) for a in instances for b in others if b[0] != a]
+    caught = [(a, b) for a, b in pairs if _shown(instances[a], others[b]) is not None]
+    assert len(caught) >= 0.75 * len(pairs), sorted(set(pairs) - set(caught))
