@@ -58,6 +58,9 @@ def files(tmp_path_factory) -> dict[str, str]:
     meta = (root / "cut_dataset" / "metadata.jsonl").read_text()
     (root / "cut_dataset" / "metadata.jsonl").write_text(meta[: len(meta) - 40])
     shutil.copytree(root / "dataset", root / "binary_dataset")
+    shutil.copytree(root / "dataset", root / "imageless_dataset")
+    for png in (root / "imageless_dataset").rglob("*.png"):
+        png.unlink()
     (root / "binary_dataset" / "metadata.jsonl").write_bytes(binary)
     # Videos named after the dataset's instances (score a folder).
     record = json.loads(meta.splitlines()[0])
@@ -156,6 +159,8 @@ ROWS = [
      "not a text file"),
     ("score-folder-as-video", ["score", "{folder}", "--instance", "{grid/instance.json}"], "is a folder"),
     ("score-file-as-videos", ["score", "{a_file}", "--dataset", "{dataset}"], "not a folder of videos"),
+    ("score-dataset-without-images", ["score", "{videos}", "--dataset", "{imageless_dataset}", "--out", "{OUT}"],
+     "metadata.jsonl line 1"),
     ("score-file-as-dataset", ["score", "{videos}", "--dataset", "{a_file}", "--out", "{OUT}"],
      "not a genreason dataset"),
     ("score-file-as-out", ["score", "{grid/solution.mp4}", "--instance", "{grid/instance.json}", "--out",
@@ -177,6 +182,8 @@ ROWS = [
      "is not a VR-Bench folder"),
     ("compare-another-tasks-videos", ["compare-referees", "--videos", "{wrong_videos}", "--levels", "{levels}",
                                       "--out", "{OUT}"], "start with maze/sokoban puzzles, not the vrbench/maze"),
+    ("compare-not-a-checkout", ["compare-referees", "--videos", "{LEVEL_VIDEOS}", "--levels", "{levels}",
+                                "--vrbench-repo", "{folder}", "--out", "{OUT}"], "is not a VR-Bench checkout"),
     ("compare-unknown-tracker", ["compare-referees", "--videos", "{LEVEL_VIDEOS}", "--levels", "{levels}",
                                  "--tracker", "kcf"], "--tracker"),
     ("compare-file-as-out", ["compare-referees", "--videos", "{LEVEL_VIDEOS}", "--levels", "{levels}", "--out",
