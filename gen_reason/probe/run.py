@@ -72,6 +72,25 @@ def _check_numbers(**values) -> None:
             raise UserError(f"{name} must be in {bounds}; got {value}")
 
 
+def _ints(value, low: int) -> bool:
+    return isinstance(value, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool) and v >= low
+                                                    for v in value)
+
+
+def _check_lists(*, pool, project_dim, intervention_steps, layers) -> None:
+    """One-line :class:`UserError` for a list option of the wrong shape, before the model loads
+    (layer names themselves can only be checked against the loaded model)."""
+    if not (_ints(pool, 1) and len(pool) == 3):
+        raise UserError(f"pool must be three integers >= 1 (frames, rows, columns); got {pool!r}")
+    if project_dim is not None and not _ints([project_dim], 1):
+        raise UserError(f"project_dim must be an integer >= 1 or null; got {project_dim!r}")
+    if intervention_steps is not None and not _ints(intervention_steps, 0):
+        raise UserError(f"intervention_steps must be a list of step indices >= 0; got {intervention_steps!r}")
+    if not (layers is None or isinstance(layers, str) or _ints([layers], 0)
+            or (isinstance(layers, (list, tuple)) and all(isinstance(v, str) or _ints([v], 0) for v in layers))):
+        raise UserError(f"layers must be 'all', a block name or index, or a list of them; got {layers!r}")
+
+
 def _seed_list(seeds: int | Sequence[int]) -> list[int]:
     if isinstance(seeds, (int, np.integer)):
         if seeds < 1:
@@ -175,6 +194,7 @@ def run_probe(
     _check_numbers(steps=steps, every=every, num_frames=num_frames, probe_frames=probe_frames, guidance=guidance,
                    decode_scale=decode_scale, early_fraction=early_fraction,
                    intervention_strength=intervention_strength)
+    _check_lists(pool=pool, project_dim=project_dim, intervention_steps=intervention_steps, layers=layers)
     from gen_reason.models.options import check_model_options
 
     model_options = check_model_options(size=size, dtype=dtype, device=device, offload=offload, vae_tiling=vae_tiling,
