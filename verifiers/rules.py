@@ -17,7 +17,7 @@ them so the first one (earliest frame) explains the verdict. Rules:
   allowance is a ``teleport`` when the straight jump itself is (or covers more than
   half of the shortest route), else a ``wall_crossing`` (a short jump that only a way
   through a wall explains). On trail skins (``spec["trail"]``: visited rooms stay
-  painted) a jump over 1.5 steps must also be explained by the trail
+  painted) a move over 1.5 steps must also be explained by the trail
   (:func:`trail_painted`): a path of legal moves through rooms painted in the frame the
   agent lands, at most half of the shortest route (at least 3 moves).
 - ``end_state_only``: the agent (the box) appears at the goal without walking (being
@@ -255,7 +255,7 @@ def walk_graph(positions: np.ndarray, graph: SpecGraph, start: int, name: str = 
     cap). The node path enters every node a legal move passed (the shortest open path
     between the positions), so a fast agent's path lists every node it went through.
     ``painted`` (``(T, N)`` bool, trail skins only): which nodes' rooms show the trail in
-    each frame; there a move longer than ``TELEPORT`` steps is legal only when a path of
+    each frame; there a move over ``TELEPORT`` steps (straight or along the way) is legal only when a path of
     legal moves through painted rooms joins the two places in at most ``max_bridge``
     moves (the trail is the evidence of the way taken).
     """
@@ -288,8 +288,9 @@ def walk_graph(positions: np.ndarray, graph: SpecGraph, start: int, name: str = 
     # needs the trail as evidence.
     verdicts = judge_moves(graph, pts, idx, (edge, along), route_px)
     if painted is not None:
+        way_len = graph.open_distance(edge[:-1], along[:-1], edge[1:], along[1:])
         for s, verdict in enumerate(verdicts):
-            if verdict is None and np.linalg.norm(pts[s + 1] - pts[s]) > TELEPORT * step:
+            if verdict is None and max(way_len[s], np.linalg.norm(pts[s + 1] - pts[s])) > TELEPORT * step:
                 k = int(idx[s + 1])
                 way = _trail_way(graph, _nodes_near(graph, pts[s]), _nodes_near(graph, pts[s + 1]), painted[k])
                 if way is None or len(way) - 1 > max_bridge:
@@ -423,10 +424,10 @@ def check_rules(track: Track, spec: dict, check_scene_changes: bool = True) -> R
     painted = trail_painted(track, spec) if not spec.get("box") else None
     route = graph.distances_from(int(spec["start"]), avoid_hazards=False).get(int(spec["goal"]), 0)
     start, goal = int(spec["start"]), int(spec["goal"])
-    if spec.get("box"):  # the box's route caps its moves; the agent's way round it is unknown
+    if spec.get("box"):  # the agent's fewest moves (pushes and walks) cap both objects' moves
         box_start = int(spec["box"]["start"])
-        box_route_px = graph.path_length(box_start, goal)
-        agent_route_px = None
+        moves = graph.push_moves(start, box_start, goal)
+        agent_route_px = box_route_px = moves * graph.step if moves else None
     else:
         agent_route_px = graph.path_length(start, goal)
     agent = walk_graph(agent_pos, graph, start, "agent", painted=painted,
@@ -442,6 +443,7 @@ def check_rules(track: Track, spec: dict, check_scene_changes: bool = True) -> R
         violations += box.violations
         violations += _visibility(track.box, "box", "box_vanished", None)
         violations += _box_interaction(agent_pos, box_pos, graph.step)
+        violations += _push_jumps(agent, box, graph, moves, goal)
         main = box
     else:
         main = agent
@@ -502,11 +504,37 @@ def _lands_near_goal(positions: np.ndarray, frame: int, graph: SpecGraph, goal: 
     return bool(np.linalg.norm(p - graph.nodes[goal]) <= 1.0 * graph.step)
 
 
+def _push_jumps(agent: ObjectPath, box: ObjectPath, graph: SpecGraph, route_moves: int | None,
+                goal: int) -> list[dict]:
+    """Sokoban: between two frames where the box changed node, the agent's fewest moves
+    that take the box there from the first frame's places (its pushes and the walks
+    between them, :meth:`MazeGraph.push_moves`) may not exceed half of the whole
+    solution's (``route_moves``; at least 2): ``box_teleport`` (``end_state_only`` once
+    the box lands on the goal)."""
+    if not route_moves:
+        return []
+    cap = max(SHORT_WAY, MOST_OF_ROUTE * route_moves)
+    prev = None
+    for k, (a, b) in enumerate(zip(agent.frame_nodes, box.frame_nodes)):
+        if a < 0 or b < 0:
+            continue
+        if prev is not None and b != prev[1]:
+            # Where the agent ends is left free: its node may lag the box's by a frame.
+            need = graph.push_moves(prev[0], prev[1], b, max_moves=int(cap) + 1)
+            if need is None or need > cap:
+                what = f"at least {int(cap) + 1}" if need is None else str(need)
+                return [{"rule": "box_teleport", "frame": k,
+                         "detail": f"the box went from node {prev[1]} to node {b} by frame {k}: {what} agent moves "
+                                   f"since the frame before, more than half of the {route_moves} the puzzle needs"}]
+        prev = (a, b)
+    return []
+
+
 def _box_interaction(agent_pos: np.ndarray, box_pos: np.ndarray, step: float) -> list[dict]:
     """Sokoban: the box moves only when pushed, and the agent never walks through it.
 
     ``box_unpushed``: the box moves (more than 0.1 step between seen frames) with the
-    agent more than 1.5 steps away. ``box_pulled``: it moves towards the agent's side
+    agent farther than 1.5 steps plus the agent's own move away, before and after. ``box_pulled``: it moves towards the agent's side
     (the move points against the agent-to-box direction both before and after it: a
     fast agent may walk round the box and push it, or push it and walk round it, between
     two frames). ``agent_through_box``: the agent's centre comes within half a step of
@@ -522,7 +550,11 @@ def _box_interaction(agent_pos: np.ndarray, box_pos: np.ndarray, step: float) ->
     behind = box_pos[idx[:-1]] - agent_pos[idx[:-1]]  # from the agent to the box, before the move
     behind_after = box_pos[idx[1:]] - agent_pos[idx[1:]]  # ... and after it
     gap = np.linalg.norm(agent_pos[idx[1:]] - box_pos[idx[1:]], axis=1)
-    unpushed = np.flatnonzero(moved & (gap > 1.5 * step))
+    # Between two frames a fast agent may push and walk on: the box is unpushed when the
+    # agent is farther from it, at both ends of the move, than 1.5 steps plus its own move.
+    walked = np.linalg.norm(np.diff(agent_pos[idx], axis=0), axis=1)
+    gap_before = np.linalg.norm(agent_pos[idx[:-1]] - box_pos[idx[:-1]], axis=1)
+    unpushed = np.flatnonzero(moved & (np.minimum(gap, gap_before) > 1.5 * step + walked))
     if len(unpushed):
         k = int(idx[unpushed[0] + 1])
         out.append({"rule": "box_unpushed", "frame": k,

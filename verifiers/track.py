@@ -41,6 +41,7 @@ _LEVELS = 1 << _BITS
 _FRAME_CHUNK = 32
 _WORK_AGENT_PX = 8.0  # least agent width the working copy is scaled to (it ends 8-16 px wide)
 _WORK_MAX_FACTOR = 4  # a working pixel is this many video pixels at most (position precision)
+_WORK_SPRITE_PX = 24.0  # least width of an object followed by its picture (track: sprite)
 
 AGENT, BOX = 1, 2
 
@@ -175,7 +176,10 @@ def working_factor(spec: dict, height: int, width: int) -> int:
     """
     spec_h, spec_w = spec["image_size"]
     agent_px = float(spec["agent"]["size_px"]) * min(width / spec_w, height / spec_h)
-    return int(min(_WORK_MAX_FACTOR, max(1, np.floor(agent_px / _WORK_AGENT_PX))))
+    # A sprite followed by its picture (``track: sprite``) keeps more of its detail.
+    sprite = any(o.get("track") == "sprite" for o in (spec["agent"], spec.get("box") or {}))
+    least = _WORK_SPRITE_PX if sprite else _WORK_AGENT_PX
+    return int(min(_WORK_MAX_FACTOR, max(1, np.floor(agent_px / least))))
 
 
 def read_work_video(path, spec: dict, whole_if_unfit: bool = False) -> np.ndarray:
@@ -552,10 +556,14 @@ def track_objects(video: np.ndarray | WorkVideo, spec: dict) -> Track:
     pixel_idx, pixel_label = _target_pixels(frames, lut)
     events: list[dict] = []
     results = {}
+    looks = {AGENT: spec["agent"], BOX: box or {}}
     for label in targets:
         start_w = work.to_work(starts[label])
         size_w = sizes[label] * work.mean_scale
         step_w = float(spec["step_px"]) * work.mean_scale
+        if looks[label].get("track") == "sprite":
+            results[label] = _follow_sprite(frames, start_w, size_w, step_w, work, _name(label), events)
+            continue
         idx = pixel_idx[pixel_label == label]
         # Scene pixels with this object's colour in frame 0 (away from the object) are
         # part of the picture, not the object: drop them in every frame.
@@ -710,6 +718,13 @@ def _follow(comps: list[tuple[np.ndarray, np.ndarray]], frames: np.ndarray, star
             positions[k] = found
             confidence[k] = conf * (0.5 if duplicated[k] else 1.0)
             prev = np.asarray(found, float)
+    # The colour's blob need not sit at the object's centre (a sprite's hair, a shirt):
+    # its offset from the known start in frame 0 is the object's, in every frame.
+    offset = positions[0] - start_w
+    if source[0] == "colour" and 0.05 * step_w < np.hypot(*offset) <= 0.5 * step_w:
+        positions -= offset
+        events.append({"frame": 0, "kind": "colour_offset", "object": name,
+                       "offset_px": [round(float(v), 1) for v in work.to_spec(start_w + offset) - work.to_spec(start_w)]})
     positions = work.to_spec(positions)  # working pixels -> spec pixels (NaN stays NaN)
     lost = np.flatnonzero(np.isnan(positions[:, 0]))
     if len(lost):
@@ -720,6 +735,66 @@ def _follow(comps: list[tuple[np.ndarray, np.ndarray]], frames: np.ndarray, star
         events.append({"frame": int(dup[0]), "kind": "duplicated", "object": name, "frames": int(len(dup)),
                        "detail": f"{name} duplicated at frame {int(dup[0])} ({len(dup)} frame(s) in all)"})
     return ObjectTrack(positions=positions, confidence=confidence, duplicated=duplicated, source=source, area0=area0)
+
+
+def _follow_sprite(frames: np.ndarray, start_w: np.ndarray, size_w: float, step_w: float, work: WorkVideo,
+                   name: str, events: list[dict], threshold: float = 0.5) -> ObjectTrack:
+    """Follow an object by its frame-0 image, for a sprite that has no colour of its own
+    (every colour of it also paints the scene: ``spec[...]["track"] == "sprite"``).
+
+    The template is the object's frame-0 patch; where the last frame shows the start
+    without the object, only the pixels that differ there (the sprite, not the floor
+    under it) are compared, so the sprite is still found over other floor (a goal).
+    Each frame is searched whole (normalised cross-correlation), so any speed is found;
+    the best match counts when it scores at least ``threshold`` and lies where the frame
+    differs from frame 0, or on the object's start.
+    """
+    t, h, w = frames.shape[:3]
+    r = max(2, int(np.ceil(0.5 * size_w)))
+    x, y = int(round(start_w[0])), int(round(start_w[1]))
+    x0, y0, x1, y1 = max(0, x - r), max(0, y - r), min(w, x + r + 1), min(h, y + r + 1)
+    template = np.ascontiguousarray(frames[0, y0:y1, x0:x1])
+    th, tw = template.shape[:2]
+    centre = np.array([x - x0, y - y0], float)  # the start within the template
+    changed = np.abs(template.astype(np.int16) - frames[-1, y0:y1, x0:x1].astype(np.int16)).max(-1) > 40
+    mask = None
+    if changed.mean() >= 0.2:  # the object left its start: compare the sprite's own pixels
+        mask = cv2.dilate(changed.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(np.float32)
+    positions = np.full((t, 2), np.nan)
+    confidence = np.zeros(t)
+    source = ["lost"] * t
+    if th < 3 or tw < 3 or th >= h or tw >= w:
+        events.append({"frame": 0, "kind": "not_found_at_start", "object": name})
+        return ObjectTrack(positions=work.to_spec(positions), confidence=confidence,
+                           duplicated=np.zeros(t, bool), source=source, area0=float(th * tw))
+    start_tl = np.array([x0, y0])
+    for k in range(t):
+        frame = frames[k]
+        scores = cv2.matchTemplate(frame, template, cv2.TM_CCOEFF_NORMED, mask=mask)
+        scores = np.nan_to_num(scores, nan=-1.0, posinf=-1.0, neginf=-1.0)
+        if k:
+            moved = (np.abs(frame.astype(np.int16) - frames[0].astype(np.int16)).max(-1) > 40).astype(np.float32)
+            moved_frac = cv2.boxFilter(moved, -1, (tw, th), normalize=True, anchor=(0, 0),
+                                       borderType=cv2.BORDER_CONSTANT)[: scores.shape[0], : scores.shape[1]]
+            ys, xs = np.mgrid[0: scores.shape[0], 0: scores.shape[1]]
+            at_start = np.hypot(xs - start_tl[0], ys - start_tl[1]) <= 0.3 * step_w
+            scores = np.where((moved_frac > 0.15) | at_start, scores, -1.0)
+        j = int(np.argmax(scores))
+        best = float(scores.flat[j])
+        if best >= threshold:
+            yy, xx = divmod(j, scores.shape[1])
+            positions[k] = (xx + centre[0], yy + centre[1])
+            confidence[k] = best
+            source[k] = "template"
+    if np.isnan(positions[0, 0]):
+        events.append({"frame": 0, "kind": "not_found_at_start", "object": name})
+    positions = work.to_spec(positions)
+    lost = np.flatnonzero(np.isnan(positions[:, 0]))
+    if len(lost):
+        events.append({"frame": int(lost[0]), "kind": "lost", "object": name, "frames": int(len(lost)),
+                       "detail": f"{name} lost at frame {int(lost[0])} ({len(lost)} frame(s) in all)"})
+    return ObjectTrack(positions=positions, confidence=confidence, duplicated=np.zeros(t, bool), source=source,
+                       area0=float(th * tw))
 
 
 def _template(first: np.ndarray, center: np.ndarray, size_w: float) -> np.ndarray | None:

@@ -101,19 +101,14 @@ def spec_from_state(state: dict, first_frame: np.ndarray) -> tuple[dict, dict]:
     spec["family"] = "maze"
     ents = state["entities"]
     spec["goal_box"] = _bbox(ents["goal"]["bbox"])
-    px = ents["player"]["pixel_pos"]
-    agent_colour = _median_colour(first_frame, px["x"], px["y"], 0.12 * ents["player"]["bbox"]["width"])
-    spec["agent"] = {"color": agent_colour, "icon": "vrbench",
-                     "size_px": _blob_size(first_frame, ents["player"]["bbox"], agent_colour)}
+    spec["agent"] = _sprite(first_frame, ents["player"])
     gx, gy = ents["goal"]["pixel_pos"]["x"], ents["goal"]["pixel_pos"]["y"]
     if game == "maze3d":  # the ball's place over the goal is background: measure the goal cube's top
         gx, gy = spec["goal_face_px"]
     spec["colors"] = {"goal": _median_colour(first_frame, gx, gy, 0.12 * ents["goal"]["bbox"]["width"])}
     if game == "sokoban":
-        b = ents["boxes"][0]
-        box_colour = _median_colour(first_frame, b["pixel_pos"]["x"], b["pixel_pos"]["y"], 0.12 * b["bbox"]["width"])
-        spec["box"]["color"] = box_colour
-        spec["box"]["size_px"] = _blob_size(first_frame, b["bbox"], box_colour)
+        box = _sprite(first_frame, ents["boxes"][0], avoid=[spec["agent"]["color"]])
+        spec["box"].update({k: v for k, v in box.items() if k != "icon"})
     return spec, solution
 
 
@@ -443,6 +438,54 @@ def _median_colour(img: np.ndarray, x: float, y: float, radius: float) -> list[i
     r = max(1, int(round(radius)))
     patch = img[max(0, int(y) - r): int(y) + r + 1, max(0, int(x) - r): int(x) + r + 1].reshape(-1, 3)
     return [int(v) for v in np.median(patch, axis=0)]
+
+
+def _sprite(img: np.ndarray, entity: dict, avoid: list | None = None, tolerance: float = 40.0) -> dict:
+    """How an entity (player, box) looks in the first frame, whatever its skin: the colour
+    the tracker follows, the size of that colour's blob and the sprite's extent.
+
+    VR-Bench skins are textures: a sprite of several colours, some of which the floor or
+    walls share. The colours inside the entity's box are clustered (k-means), and the
+    tracked colour is the cluster with the largest share of the sprite among those (almost)
+    absent from the rest of the picture, so it marks the entity and nothing else; a
+    sprite without such a colour falls back to the cluster rarest outside it. ``avoid``:
+    colours already taken (the player's, for the box). ``size_px`` is the diameter of a
+    disk with that colour's area in the box (what the tracker measures), ``extent_px``
+    the sprite's width (the state's box): the scene check leaves that much around it.
+    """
+    import cv2
+
+    x0, y0, x1, y1 = _bbox(entity["bbox"])
+    h, w = img.shape[:2]
+    x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
+    inner = img[y0:y1, x0:x1].reshape(-1, 3).astype(np.float32)
+    outside = np.ones((h, w), bool)
+    pad = max(2, (x1 - x0) // 8)
+    outside[max(0, y0 - pad):y1 + pad, max(0, x0 - pad):x1 + pad] = False
+    rest = img[outside][::3].astype(np.float32)
+    k = min(6, max(1, len(inner) // 20))
+    criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 1.0)
+    cv2.setRNGSeed(0)
+    _, labels, centres = cv2.kmeans(inner, k, None, criteria, 3, cv2.KMEANS_PP_CENTERS)
+    best, best_key = None, None
+    for j, c in enumerate(centres):
+        share = float(np.mean(labels.ravel() == j))
+        near_in = np.linalg.norm(inner - c, axis=1) < tolerance
+        near_out = float(np.mean(np.linalg.norm(rest - c, axis=1) < tolerance)) if len(rest) else 0.0
+        taken = any(np.linalg.norm(c - np.asarray(a, float)) < 2 * tolerance for a in (avoid or []))
+        if share < 0.04 or taken:
+            continue
+        # Its own colour: rare outside (under 0.2 % of the picture) and a solid share of the sprite.
+        if near_out < 0.002 and near_in.mean() >= 0.15 and (best_key is None or near_in.mean() > best_key):
+            best, best_key = c, float(near_in.mean())
+    extent = float(max(entity["bbox"]["width"], entity["bbox"]["height"]))
+    if best is None:  # no colour of its own: the tracker follows the sprite's picture
+        px = entity["pixel_pos"]
+        colour = _median_colour(img, px["x"], px["y"], 0.12 * entity["bbox"]["width"])
+        return {"color": colour, "icon": "vrbench", "size_px": 0.8 * extent, "extent_px": extent, "track": "sprite"}
+    colour = [int(round(float(v))) for v in best]
+    return {"color": colour, "icon": "vrbench", "size_px": _blob_size(img, entity["bbox"], colour, tolerance),
+            "extent_px": extent}
 
 
 def _blob_size(img: np.ndarray, bbox: dict, colour: list[int], tolerance: float = 60.0) -> float:

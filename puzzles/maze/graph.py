@@ -172,6 +172,52 @@ class MazeGraph:
             path.append(int(pred[a, path[-1]]))
         return path[::-1]
 
+    def push_moves(self, agent: int, box: int, target: int, goal_agent: int | None = None,
+                   max_moves: int | None = None, limit: int = 200_000) -> int | None:
+        """Fewest agent moves that push a box from ``box`` onto ``target`` (sokoban), with
+        the agent ending on ``goal_agent`` when given: the agent walks the edges and pushes
+        the box one node on in the direction it walks (the box's next node is the
+        neighbour straight ahead). Breadth-first over (agent, box) places; ``None`` when it
+        cannot be done (in ``max_moves``, or within ``limit`` places)."""
+        ahead = self._straight_ahead()
+        seen = {(agent, box)}
+        queue = deque([(agent, box, 0)])
+        while queue:
+            a, b, d = queue.popleft()
+            if b == target and (goal_agent is None or a == goal_agent):
+                return d
+            if max_moves is not None and d >= max_moves:
+                continue
+            for v in self.adj[a]:
+                nb = b
+                if v == b:
+                    nb = ahead.get((a, b), -1)
+                    if nb < 0:
+                        continue
+                if (v, nb) not in seen:
+                    if len(seen) >= limit:
+                        return None
+                    seen.add((v, nb))
+                    queue.append((v, nb, d + 1))
+        return None
+
+    def _straight_ahead(self) -> dict[tuple[int, int], int]:
+        """For each move ``u -> v``, the neighbour of ``v`` straight on (within 0.2 of a hop
+        of ``2 v - u``), where one exists (computed once)."""
+        if getattr(self, "_ahead", None) is not None:
+            return self._ahead
+        out = {}
+        for u in range(len(self.nodes)):
+            for v in self.adj[u]:
+                want = 2 * self.nodes[v] - self.nodes[u]
+                hop = np.linalg.norm(self.nodes[v] - self.nodes[u])
+                for w in self.adj[v]:
+                    if w != u and np.linalg.norm(self.nodes[w] - want) <= 0.2 * hop:
+                        out[(u, v)] = w
+                        break
+        self._ahead = out
+        return out
+
     # ------------------------------------------------------------------ geometry
     def nearest_node(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Index and distance of the nearest node to each point ``(n, 2)``."""

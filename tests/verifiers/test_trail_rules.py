@@ -169,4 +169,4 @@ def test_redraw_reasons_say_what_changed():
     drawn[3:, y - 3: y + 3, x: x + 1] = spec["colors"]["wall"]  # a new wall across a room still ahead
     drawn[3:, y - 1: y + 1, x - 3: x + 3] = spec["colors"]["wall"]
     score = RULES.score(inst, drawn)
-    assert not score.success and score.reason.endswith("walls drawn"), score.reason
+    assert not score.success and score.trace["first_violation"]["detail"].endswith("walls drawn"), score.reason
