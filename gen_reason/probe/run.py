@@ -1,8 +1,11 @@
 """The ``probe`` job: step probe, interventions and layer probe on one task and model, written to a folder.
 
-``genreason probe --task maze --model embedded --out DIR`` runs :func:`run_probe`. The
-folder it writes:
+``genreason probe --task maze --model embedded --out DIR`` runs :func:`run_probe` on a
+:class:`ProbeConfig`, in steps: load (model and puzzles), step probe, layer probe,
+interventions, then the figures, tensors and summary. The folder it writes:
 
+- ``config.yaml``: the resolved :class:`ProbeConfig` (difficulty and frame count filled in
+  from the model where not given).
 - ``summary.json``: settings, the emergence curve (referee metrics of x0 by step, the
   share of samples already on their final path, commit steps), exploration (distinct
   candidate paths in early steps and across seeds), the layer x step probe accuracies,
@@ -24,6 +27,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -108,54 +112,17 @@ def _is_maze(instance) -> bool:
         and "path" in instance.solution
 
 
-def run_probe(
-    task: str = "maze",
-    model: str | None = "embedded",
-    out: str | Path = "out/probe",
-    *,
-    generator=None,
-    difficulty: str | None = None,
-    instances: int = 8,
-    first_instance_seed: int = FIRST_INSTANCE_SEED,
-    seeds: int | Sequence[int] = 4,
-    steps: int | None = None,
-    every: int = 4,
-    num_frames: int | None = None,
-    guidance: float | None = None,
-    verifier: str = "reference",
-    decode_scale: float = 1.0,
-    layers: Sequence[str] | str | None = None,
-    layer_probe: bool = True,
-    pool: Sequence[int] = (4, 8, 8),
-    project_dim: int | None = 256,
-    probe_frames: int = 4,
-    agent_targets: str = "generated",
-    interventions: bool = True,
-    intervention_steps: Sequence[int] | None = None,
-    intervention_strength: float = 1.0,
-    early_fraction: float = 0.5,
-    save_x0: str = "first",
-    task_config: dict | None = None,
-    lora: str | None = None,
-    device: str | None = None,
-    progress: bool = True,
-    size=None,
-    dtype: str | None = None,
-    offload: str | None = None,
-    vae_tiling=None,
-    attention: str | None = None,
-    compile: bool | None = None,
-    max_batch=None,
-) -> dict:
-    """Probe ``model`` on ``instances`` puzzles of ``task`` and write figures, tensors and ``summary.json`` to ``out``.
+@dataclass
+class ProbeConfig:
+    """Every setting of one probe run (``genreason probe`` flags, ``--probe.FIELD VALUE``, or
+    :func:`run_probe`'s keyword arguments); built and checked by :func:`gen_reason.config.build`.
 
-    Args:
+    Fields:
         task: a registered task name (``maze`` = ``maze/grid``).
-        model: ``"embedded"`` or a local diffusers model folder (ignored when ``generator``
-            is given). A model folder's ``genreason.json`` supplies the puzzle settings
+        model: ``"embedded"`` or a local diffusers model folder (ignored when a generator
+            is passed in). A model folder's ``genreason.json`` supplies the puzzle settings
             it was trained on (task config, difficulty, frame count).
         out: the output folder (created).
-        generator: an already loaded :class:`~gen_reason.models.DiffusersVideoGenerator`.
         difficulty: puzzle difficulty (default: the model's, else ``easy``).
         instances: how many puzzles (seeds ``first_instance_seed + i``: held-out ones).
         seeds: sampling seeds per puzzle (an int ``n`` means ``0..n-1``), generated in batches.
@@ -177,75 +144,191 @@ def run_probe(
         early_fraction: steps before this share of the schedule count as "early" for exploration.
         save_x0: ``"first"`` (x0 latents of the first instance), ``"all"`` or ``"none"``.
         task_config: task options over the model's own (skin, sizes, ...).
-        lora, device: passed to the model loader.
-        size, dtype, offload, vae_tiling, attention, compile, max_batch: the model options
-            every command shares (:mod:`gen_reason.models.options`; ``None``: the model's
-            default or the memory planner's choice), checked before anything loads.
-        progress: show a progress bar.
+        lora: a LoRA folder for the model loader.
+        size, dtype, device, offload, vae_tiling, attention, compile, max_batch: the model
+            options every command shares (:mod:`gen_reason.models.options`; ``None``: the
+            model's default or the memory planner's choice), checked before anything loads.
+    """
+
+    task: str = "maze"
+    model: str | None = "embedded"
+    out: str = "out/probe"
+    difficulty: str | None = None
+    instances: int = 8
+    first_instance_seed: int = FIRST_INSTANCE_SEED
+    seeds: int | list[int] = 4
+    steps: int | None = None
+    every: int = 4
+    num_frames: int | None = None
+    guidance: float | None = None
+    verifier: str = "reference"
+    decode_scale: float = 1.0
+    layers: list[str | int] | str | None = None
+    layer_probe: bool = True
+    pool: tuple[int, ...] = (4, 8, 8)
+    project_dim: int | None = 256
+    probe_frames: int = 4
+    agent_targets: str = "generated"
+    interventions: bool = True
+    intervention_steps: list[int] | None = None
+    intervention_strength: float = 1.0
+    early_fraction: float = 0.5
+    save_x0: str = "first"
+    task_config: dict[str, Any] | None = None
+    lora: str | None = None
+    size: Any = None
+    dtype: Any = None
+    device: Any = None
+    offload: Any = None
+    vae_tiling: Any = None
+    attention: Any = None
+    compile: Any = None
+    max_batch: Any = None
+
+    def __post_init__(self) -> None:
+        if self.agent_targets not in ("generated", "solution"):
+            raise UserError(f"agent_targets must be generated or solution; got {self.agent_targets!r}")
+        if self.save_x0 not in ("first", "all", "none"):
+            raise UserError(f"save_x0 must be first, all or none; got {self.save_x0!r}")
+        if int(self.instances) < 1:
+            raise UserError(f"instances must be at least 1, got {self.instances}")
+        _check_numbers(steps=self.steps, every=self.every, num_frames=self.num_frames,
+                       probe_frames=self.probe_frames, guidance=self.guidance, decode_scale=self.decode_scale,
+                       early_fraction=self.early_fraction, intervention_strength=self.intervention_strength)
+        _check_lists(pool=self.pool, project_dim=self.project_dim, intervention_steps=self.intervention_steps,
+                     layers=self.layers)
+
+    def model_options(self) -> dict[str, Any]:
+        """The model options given (size, dtype, ...), checked and normalised."""
+        from gen_reason.models.options import MODEL_OPTIONS, check_model_options
+
+        return check_model_options(**{name: getattr(self, name) for name in MODEL_OPTIONS})
+
+    def seed_list(self) -> list[int]:
+        """The sampling seeds (an int ``n`` means ``0..n-1``)."""
+        return _seed_list(self.seeds)
+
+
+@dataclass
+class _Loaded:
+    """What the load step hands on: the model, the puzzles and the settings resolved from the model."""
+
+    generator: Any
+    puzzles: list
+    referee: Any
+    seeds: list[int]
+    difficulty: str
+    num_frames: int | None
+    out: Path
+
+
+@dataclass
+class _Probed:
+    """The step probe's results (one per puzzle) and the layer recorder that ran beside it."""
+
+    results: list
+    recorder: LayerRecorder | None
+
+
+def run_probe(task: str = "maze", model: str | None = "embedded", out: str | Path = "out/probe", *,
+              generator=None, progress: bool = True, **options: Any) -> dict:
+    """Probe ``model`` on puzzles of ``task`` and write figures, tensors, ``config.yaml`` and
+    ``summary.json`` to ``out``.
+
+    ``options`` are the other :class:`ProbeConfig` fields (``instances``, ``seeds``, ``every``,
+    ``layer_probe``, ...); an unknown or bad one is a one-line :class:`UserError`.
+    ``generator``: an already loaded :class:`~gen_reason.models.DiffusersVideoGenerator`
+    (``model`` is then only a name); ``progress``: show a progress bar.
 
     Returns the summary dict (also written to ``out/summary.json``).
     """
-    if agent_targets not in ("generated", "solution"):
-        raise UserError(f"agent_targets must be generated or solution; got {agent_targets!r}")
-    if save_x0 not in ("first", "all", "none"):
-        raise UserError(f"save_x0 must be first, all or none; got {save_x0!r}")
-    if int(instances) < 1:
-        raise UserError(f"instances must be at least 1, got {instances}")
-    _check_numbers(steps=steps, every=every, num_frames=num_frames, probe_frames=probe_frames, guidance=guidance,
-                   decode_scale=decode_scale, early_fraction=early_fraction,
-                   intervention_strength=intervention_strength)
-    _check_lists(pool=pool, project_dim=project_dim, intervention_steps=intervention_steps, layers=layers)
-    from gen_reason.models.options import check_model_options
+    from gen_reason.config import build
 
-    model_options = check_model_options(size=size, dtype=dtype, device=device, offload=offload, vae_tiling=vae_tiling,
-                                        attention=attention, compile=compile, max_batch=max_batch)
-    seed_list = _seed_list(seeds)
+    config = build(ProbeConfig, {"task": task, "model": model, "out": out, **options}, what="probe")
+    return run_probe_config(config, generator=generator, progress=progress)
+
+
+def run_probe_config(config: ProbeConfig, *, generator=None, progress: bool = True) -> dict:
+    """:func:`run_probe` on a built :class:`ProbeConfig`: load, step probe, layer probe,
+    interventions, then the figures, tensors and summary."""
+    model_options = config.model_options()
+    seeds = config.seed_list()
     started = time.perf_counter()
-    out = check_writable(out)  # made below, once the model and the task have proved valid
+    loaded = _load(config, generator, seeds, model_options)
+    probed = _step_probe(config, loaded, progress)
+    after_steps = time.perf_counter()
+    layer_result, layer_summary = _layer_probe(config, loaded, probed)
+    after_layers = time.perf_counter()
+    sweep = _intervene(config, loaded, probed.results)
+    after_interventions = time.perf_counter()
+    curve = emergence(probed.results)
+    files = _write_outputs(loaded.out, probed.results, curve, layer_result, sweep, probed.recorder, config.save_x0)
+    seconds = {"layer_probes": round(after_layers - after_steps, 3),
+               "interventions": round(after_interventions - after_layers, 3)}
+    return _summarise(config, loaded, probed, curve, layer_summary, sweep, files, started, seconds)
 
+
+def _load(config: ProbeConfig, generator, seeds: list[int], model_options: dict) -> _Loaded:
+    """Check the output folder and the model, make the puzzles, load the generator; the
+    folder is made (with ``config.yaml``) only once all of them proved valid."""
+    from gen_reason.models.loading import check_model, load_generator, task_for_model
+
+    out = check_writable(config.out)
     if generator is None:
-        from gen_reason.models.loading import check_model
-
-        check_model(model, lora)
-    defaults = model_task_defaults(generator, model)
-    difficulty = difficulty or defaults.get("difficulty", "easy")
+        check_model(config.model, config.lora)
+    defaults = model_task_defaults(generator, config.model)
+    difficulty = config.difficulty or defaults.get("difficulty", "easy")
     # The model's general puzzle settings, then its per-difficulty geometry, then the caller's
     # (the convention of genreason.json, as genreason solve and eval read it); checked
     # before the model loads.
-    from gen_reason.models.loading import task_for_model
-
-    task_obj = task_for_model(defaults, task, difficulty, task_config, model=model)
-    puzzles = [task_obj.generate(int(first_instance_seed) + i, difficulty) for i in range(int(instances))]
-    referee = resolve_verifier(verifier, puzzles[0].task)
+    task_obj = task_for_model(defaults, config.task, difficulty, config.task_config, model=config.model)
+    puzzles = [task_obj.generate(int(config.first_instance_seed) + i, difficulty) for i in range(int(config.instances))]
+    referee = resolve_verifier(config.verifier, puzzles[0].task)
     if generator is None:
-        from gen_reason.models.loading import load_generator
-
-        generator = load_generator(model, lora=lora, num_frames=defaults.get("num_frames"), **model_options)
+        generator = load_generator(config.model, lora=config.lora, num_frames=defaults.get("num_frames"),
+                                   **model_options)
     if not hasattr(generator, "decode_latents") or not hasattr(generator, "pipeline"):
         raise UserError(f"the probe needs a diffusers generator (with decode_latents); got {type(generator).__name__}")
+    num_frames = config.num_frames
     if num_frames is None:
         # The model's own frame count: its genreason.json, else a pipeline with a fixed one (embedded).
         fixed = getattr(generator.pipeline, "num_frames", None)
         num_frames = defaults.get("num_frames") or (fixed if isinstance(fixed, int) else None)
     writable_dir(out)
-    generate_options = {"steps": steps, "num_frames": num_frames, "guidance": guidance}
+    _write_config(out, config, difficulty=difficulty, num_frames=num_frames)
+    return _Loaded(generator, puzzles, referee, seeds, difficulty, num_frames, out)
 
-    do_layers = layer_probe and _is_maze(puzzles[0]) and len(puzzles) >= 2
-    recorder = LayerRecorder(generator, layers, every=every, pool=pool, project_dim=project_dim) if layer_probe else None
+
+def _write_config(out: Path, config: ProbeConfig, **resolved: Any) -> None:
+    """``out/config.yaml``: the config with the settings the model supplied filled in."""
+    from gen_reason.config import dump_yaml
+    from gen_reason.models.options import MODEL_OPTIONS
+
+    plain = (str, int, float, bool, list, tuple, type(None))
+    objects = {name: str(getattr(config, name)) for name in MODEL_OPTIONS  # a torch dtype or device from Python
+               if not isinstance(getattr(config, name), plain)}
+    (out / "config.yaml").write_text(dump_yaml(replace(config, **resolved, **objects, out=str(out))))
+
+
+def _step_probe(config: ProbeConfig, loaded: _Loaded, progress: bool) -> _Probed:
+    """Generate every puzzle's seeds, decoding and scoring x0 every ``config.every`` steps;
+    the layer recorder (when asked for) pools the hooked blocks' features meanwhile."""
+    recorder = (LayerRecorder(loaded.generator, config.layers, every=config.every, pool=config.pool,
+                              project_dim=config.project_dim) if config.layer_probe else None)
     results = []
-    bar = _progress(puzzles, progress, "probe")
     try:
         if recorder is not None:
             recorder.__enter__()
-        for index, instance in enumerate(bar):
+        for index, instance in enumerate(_progress(loaded.puzzles, progress, "probe")):
             if recorder is not None:
                 recorder.mark_instance(index)
             # Videos and latents of the first instance feed the figures; later ones only their scores.
             result = run_step_probe(
-                generator, instance, seed_list, every=every, num_steps=steps, num_frames=num_frames,
-                guidance=guidance, verifier=referee, decode_scale=decode_scale,
-                hooks=[recorder] if recorder is not None else [],
-                keep_videos=index == 0, keep_x0=save_x0 == "all" or (save_x0 == "first" and index == 0),
+                loaded.generator, instance, loaded.seeds, every=config.every, num_steps=config.steps,
+                num_frames=loaded.num_frames, guidance=config.guidance, verifier=loaded.referee,
+                decode_scale=config.decode_scale, hooks=[recorder] if recorder is not None else [],
+                keep_videos=index == 0,
+                keep_x0=config.save_x0 == "all" or (config.save_x0 == "first" and index == 0),
             )
             if index > 0:
                 result.final_videos = []
@@ -253,67 +336,77 @@ def run_probe(
     finally:
         if recorder is not None:
             recorder.remove()
-    probed = time.perf_counter()
+    return _Probed(results, recorder)
 
-    curve = emergence(results)
-    explored = exploration(results, early_fraction=early_fraction)
+
+def _layer_probe(config: ProbeConfig, loaded: _Loaded, probed: _Probed) -> tuple[Any, dict[str, Any]]:
+    """Fit the per-layer linear probes on the recorded features (maze tasks with at least two
+    puzzles); returns the result (``None`` when skipped) and its summary."""
+    recorder, results = probed.recorder, probed.results
+    if recorder is None:
+        return None, {"skipped": "layer_probe=False"}
+    if not (_is_maze(loaded.puzzles[0]) and len(loaded.puzzles) >= 2):
+        return None, {"skipped": "linear probes need a maze task and at least two instances"}
     video_frames = len(results[0].final_videos[0])  # the first instance keeps its videos
+    # Recorder samples run instance by instance, seeds in order: sample s is seed s % n of its instance.
+    targets = []
+    for s in range(len(recorder.seeds)):
+        instance_index, seed_index = recorder.instance_of_sample[s], s % len(loaded.seeds)
+        positions = None
+        if config.agent_targets == "generated":
+            positions = results[instance_index].final_scores[seed_index].trace.get("agent_positions") or []
+        targets.append(maze_targets(loaded.generator, loaded.puzzles[instance_index], video_frames,
+                                    config.probe_frames, positions))
+    layer_result = fit_layer_probes(recorder, targets)
+    return layer_result, layer_result.to_dict()
 
-    layer_result = None
-    layer_summary: dict[str, Any] = {"skipped": "layer_probe=False"} if not layer_probe else {}
-    if recorder is not None and do_layers:
-        # Recorder samples run instance by instance, seeds in order: sample s is seed s % n of its instance.
-        targets = []
-        for s in range(len(recorder.seeds)):
-            instance_index, seed_index = recorder.instance_of_sample[s], s % len(seed_list)
-            positions = None
-            if agent_targets == "generated":
-                positions = results[instance_index].final_scores[seed_index].trace.get("agent_positions") or []
-            targets.append(maze_targets(generator, puzzles[instance_index], video_frames, probe_frames, positions))
-        layer_result = fit_layer_probes(recorder, targets)
-        layer_summary = layer_result.to_dict()
-    elif recorder is not None:
-        layer_summary = {"skipped": "linear probes need a maze task and at least two instances"}
-    layered = time.perf_counter()
 
-    sweep: list[dict] = []
-    if interventions:
-        num_steps = results[0].num_steps
-        chosen = (sorted({int(s) for s in intervention_steps}) if intervention_steps is not None
-                  else sorted({int(round(s)) for s in np.linspace(0, max(0, num_steps - 2), min(6, num_steps))}))
-        kinds = ("noise", "swap") if len(seed_list) >= 2 else ("noise",)
-        first = results[0]
-        sweep = intervention_sweep(
-            generator, first.instance, seed_list, chosen, kinds=kinds, strength=intervention_strength,
-            verifier=referee, baseline=(first.final_videos, first.final_scores), **generate_options,
-        )
-    intervened = time.perf_counter()
+def _intervene(config: ProbeConfig, loaded: _Loaded, results: list) -> list[dict]:
+    """The noise (and, with two seeds or more, swap) interventions on the first puzzle."""
+    if not config.interventions:
+        return []
+    num_steps = results[0].num_steps
+    chosen = (sorted({int(s) for s in config.intervention_steps}) if config.intervention_steps is not None
+              else sorted({int(round(s)) for s in np.linspace(0, max(0, num_steps - 2), min(6, num_steps))}))
+    kinds = ("noise", "swap") if len(loaded.seeds) >= 2 else ("noise",)
+    first = results[0]
+    return intervention_sweep(
+        loaded.generator, first.instance, loaded.seeds, chosen, kinds=kinds, strength=config.intervention_strength,
+        verifier=loaded.referee, baseline=(first.final_videos, first.final_scores),
+        steps=config.steps, num_frames=loaded.num_frames, guidance=config.guidance,
+    )
 
-    files = _write_outputs(out, results, curve, layer_result, sweep, recorder, save_x0)
+
+def _summarise(config: ProbeConfig, loaded: _Loaded, probed: _Probed, curve: dict, layer_summary: dict,
+               sweep: list[dict], files: dict, started: float, seconds: dict) -> dict:
+    """The summary dict (``curve``: the emergence curve), written to ``summary.json``."""
+    results, recorder, generator, puzzles = probed.results, probed.recorder, loaded.generator, loaded.puzzles
     finals = [score for r in results for score in r.final_scores]
     summary = {
         "task": puzzles[0].task,
-        "model": getattr(generator, "name", str(model)),
+        "model": getattr(generator, "name", str(config.model)),
         "family": getattr(getattr(generator, "family", None), "name", None),
         "prediction_type": getattr(generator, "prediction_type", None),
-        "difficulty": difficulty,
+        "difficulty": loaded.difficulty,
         "instances": [p.uid for p in puzzles],
         "image_size": list(puzzles[0].first_frame.shape[:2]),
-        "seeds": seed_list,
+        "seeds": loaded.seeds,
         "num_steps": results[0].num_steps,
-        "num_frames": video_frames,
-        "settings": {"every": every, "decode_scale": decode_scale, "verifier": getattr(referee, "name", verifier),
-                     "guidance": guidance, "pool": list(pool), "project_dim": project_dim,
+        "num_frames": len(results[0].final_videos[0]),  # the first instance keeps its videos
+        "settings": {"every": config.every, "decode_scale": config.decode_scale,
+                     "verifier": getattr(loaded.referee, "name", config.verifier),
+                     "guidance": config.guidance, "pool": list(config.pool), "project_dim": config.project_dim,
                      "layers": recorder.layers if recorder is not None else [],
-                     "agent_targets": agent_targets, "probe_frames": probe_frames,
-                     "intervention_strength": intervention_strength, "early_fraction": early_fraction},
+                     "agent_targets": config.agent_targets, "probe_frames": config.probe_frames,
+                     "intervention_strength": config.intervention_strength,
+                     "early_fraction": config.early_fraction},
         "final": {
             "success": _mean([s.success for s in finals]),
             "metrics": {name: _mean([s.metrics.get(name, math.nan) for s in finals])
                         for name in curve["metrics"]},
         },
         "emergence": curve,
-        "exploration": explored,
+        "exploration": exploration(results, early_fraction=config.early_fraction),
         "layer_probe": layer_summary,
         "interventions": sweep,
         "seconds": {
@@ -321,12 +414,11 @@ def run_probe(
             "generate": round(sum(r.seconds["generate"] for r in results), 3),
             "decode": round(sum(r.seconds["decode"] for r in results), 3),
             "score": round(sum(r.seconds["score"] for r in results), 3),
-            "layer_probes": round(layered - probed, 3),
-            "interventions": round(intervened - layered, 3),
+            **seconds,
         },
         "files": files,
     }
-    (out / "summary.json").write_text(json.dumps(_clean(summary), indent=1, sort_keys=False) + "\n")
+    (loaded.out / "summary.json").write_text(json.dumps(_clean(summary), indent=1, sort_keys=False) + "\n")
     return _clean(summary)
 
 

@@ -9,7 +9,9 @@ import pytest
 from safetensors import safe_open
 
 from gen_reason.errors import UserError
+from gen_reason.config import load
 from gen_reason.probe import run_probe
+from gen_reason.probe.run import ProbeConfig
 
 TINY_MAZES = {"skin": "tiny", "wall_style": "thin", "trail": True, "cell_px": 4, "wall_px": 1, "margin": 0}
 
@@ -25,6 +27,10 @@ def test_run_probe_writes_every_output(tiny_generator, tmp_path):
     assert len(list((out / "filmstrips").glob("*.png"))) == 2
     written = json.loads((out / "summary.json").read_text())
     assert written == summary
+    # The resolved config: the given settings, and the model's frame count filled in; it builds again.
+    config = load(ProbeConfig, out / "config.yaml")
+    assert (config.instances, config.seeds, config.every, config.difficulty) == (3, 2, 2, "3x3")
+    assert config.task_config == TINY_MAZES and config.intervention_steps == [0, 2] and config.num_frames == 8
     assert summary["num_steps"] == 4 and summary["emergence"]["steps"] == [0, 2, 3]
     assert summary["instances"] == [f"maze-grid-v1_3x3_{1_000_000 + i}" for i in range(3)]
     assert set(summary["emergence"]) >= {"metrics", "final_agreement", "commit_steps", "mean_commit_step"}
@@ -82,6 +88,8 @@ def test_a_model_folder_supplies_its_puzzle_settings(tiny_generator, tmp_path):
     ({"instances": 0}, "instances must be at least 1"),
     ({"seeds": 0}, "seeds must be at least 1"),
     ({"every": 0}, "every must be at least 1"),
+    ({"evry": 2}, "unknown probe key 'evry'; did you mean every"),
+    ({"instances": "few"}, "probe key 'instances'"),
 ])
 def test_bad_options_are_user_errors(tiny_generator, tmp_path, options, message):
     with pytest.raises(UserError, match=message):
