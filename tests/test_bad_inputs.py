@@ -383,6 +383,21 @@ def test_one_odd_video_in_a_folder_is_a_verdict_not_a_refusal(files, tmp_path, c
     assert rows[own[0].name]["success"] and not rows[own[1].name]["success"]
 
 
+def test_broken_videos_named_after_levels_are_fail_rows(files, tmp_path, capsys):
+    """The pairing check skips what it cannot read: broken videos against VR-Bench levels
+    are FAIL rows with their reason, not a refusal and not a traceback."""
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    own = sorted(Path(files["LEVEL_VIDEOS"]).glob("*.mp4"))
+    (videos / own[0].name).write_bytes(b"")
+    data = own[1].read_bytes()
+    (videos / own[1].name).write_bytes(data[: len(data) // 3])
+    code, err = _call(["score", str(videos), "--vrbench", files["levels"]], capsys)
+    assert code == 0, err
+    rows = json.loads((videos / "scores" / "scores.json").read_text())
+    assert len(rows) == 2 and all(not row["success"] and row["reason"] for row in rows), rows
+
+
 FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "vrbench"
 
 
