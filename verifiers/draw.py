@@ -179,6 +179,17 @@ def _reason(final: dict, violation: dict | None) -> str:
     return ""
 
 
+def _final_ok(final: dict) -> bool:
+    """VideoThinkBench's verdict on the final frame: no red on walls, red leaves and joins both dots."""
+    return bool(final["walls_ok"] and final["touches_start"] and final["touches_end"] and final["connected"])
+
+
+def _final_metrics(final: dict) -> dict[str, float]:
+    """The final-frame rules as metrics, in the order both scorers report them."""
+    return {"touches_start": float(final["touches_start"]), "touches_end": float(final["touches_end"]),
+            "connected": float(final["connected"]), "wall_touch_px": float(final["wall_touch_px"])}
+
+
 def score_draw_image(spec, image: np.ndarray, *, red_min: int = RED_MIN, red_margin: int = RED_MARGIN,
                      wall_tolerance_px: float = 1.0, max_wall_touch_px: int = 0, dot_core: float = 0.6) -> Score:
     """Judge one final image (VideoThinkBench style): no red on walls, red touches and joins both dots.
@@ -195,17 +206,10 @@ def score_draw_image(spec, image: np.ndarray, *, red_min: int = RED_MIN, red_mar
     wall_core = wall_core_mask(spec, image.shape[:2], wall_tolerance_px)
     final = _final_frame_rules(spec, red_mask(image, red_min, red_margin), wall_core, dot_core=dot_core,
                                max_wall_touch_px=max_wall_touch_px)
-    success = final["walls_ok"] and final["touches_start"] and final["touches_end"] and final["connected"]
-    metrics = {
-        "success": float(success),
-        "touches_start": float(final["touches_start"]),
-        "touches_end": float(final["touches_end"]),
-        "connected": float(final["connected"]),
-        "wall_touch_px": float(final["wall_touch_px"]),
-        "red_px": float(final["red_px"]),
-        "red_components": float(final["red_components"]),
-    }
-    return Score(success=bool(success), metrics=metrics, trace={"final": final}, reason=_reason(final, None))
+    success = _final_ok(final)
+    metrics = {"success": float(success), **_final_metrics(final),
+               "red_px": float(final["red_px"]), "red_components": float(final["red_components"])}
+    return Score(success=success, metrics=metrics, trace={"final": final}, reason=_reason(final, None))
 
 
 def score_draw(instance_or_spec, video, *, red_min: int = RED_MIN, red_margin: int = RED_MARGIN,
@@ -233,27 +237,63 @@ def score_draw(instance_or_spec, video, *, red_min: int = RED_MIN, red_margin: i
     """
     spec = getattr(instance_or_spec, "spec", instance_or_spec)
     try:
-        video = as_video(video)
-        if hasattr(instance_or_spec, "first_frame"):
-            video = frame_video(instance_or_spec, video)  # a stretched or letterboxed video: the puzzle's part
+        video = _read_video(instance_or_spec, video)
     except (ValueError, UserError) as exc:
         return Score.failure(f"cannot judge the video: {exc}", success=0.0, success_lenient=0.0)
+    t_count, h, w = video.shape[:3]
+    h0, w0 = spec["image_size"]
+    s = ((w / w0) * (h / h0)) ** 0.5  # the video's scale against the puzzle's
+    if erase_min_px is None:
+        erase_min_px = 2.0 * (spec["draw"]["line_width"] * s) ** 2
+    wall_core = wall_core_mask(spec, (h, w), wall_tolerance_px)
+    parts = _measure_frames(video, wall_core, red_min, red_margin)
+    wall_touch = [n for part in parts for n in part.wall_touch]
+    red_px = [n for part in parts for n in part.red_px]
+    erased, too_many = _erased_px(parts, erase_min_px, erase_fraction)
+    jump_share = _jump_shares(spec, red_px, s)
+    violation = _first_violation(jump_share, wall_touch, erased, too_many, max_jump_fraction=max_jump_fraction,
+                                 max_wall_touch_px=max_wall_touch_px)
+    final = _final_frame_rules(spec, parts[-1].reds.view(bool)[-1], wall_core, dot_core=dot_core,
+                               max_wall_touch_px=max_wall_touch_px)
+    final_ok = _final_ok(final)
+    success = bool(final_ok and violation is None)
+    metrics = {
+        "success": float(success),
+        "success_lenient": float(final_ok),
+        **_final_metrics(final),
+        "max_wall_touch_px": float(max(wall_touch)),
+        "max_erased_px": float(max(erased)),
+        "max_drawn_in_one_frame": float(jump_share.max()),
+        "first_violation_frame": float(violation["frame"]) if violation else -1.0,
+        "red_px": float(final["red_px"]),
+        "red_components": float(final["red_components"]),
+    }
+    trace = {"wall_touch_px": wall_touch, "erased_px": erased, "red_px": red_px, "first_violation": violation,
+             "final": final}
+    return Score(success=success, metrics=metrics, trace=trace, reason=_reason(final, violation))
+
+
+def _read_video(instance_or_spec, video) -> np.ndarray:
+    """The video as uint8 frames: the puzzle's part of a stretched or letterboxed one (given
+    an instance), with any brightness drift undone against frame 0. Raises ``ValueError`` /
+    :class:`UserError` for a video that cannot be judged."""
+    video = as_video(video)
+    if hasattr(instance_or_spec, "first_frame"):
+        video = frame_video(instance_or_spec, video)
     # Frames that darken (or brighten) as a whole keep their red: drift undone against frame 0,
     # looked for in every frame only when the last frame shows some (drift builds up).
     if len(video) > 1 and np.any(_undo_brightness_drift(video[[0, -1]])[1] != 1.0):
         video, _ = _undo_brightness_drift(video)
-    t_count, h, w = video.shape[:3]
-    h0, w0 = spec["image_size"]
-    s = ((w / w0) * (h / h0)) ** 0.5
-    if erase_min_px is None:
-        erase_min_px = 2.0 * (spec["draw"]["line_width"] * s) ** 2
-    wall_core = wall_core_mask(spec, (h, w), wall_tolerance_px)
+    return video
+
+
+def _measure_frames(video: np.ndarray, wall_core: np.ndarray, red_min: int, red_margin: int) -> list[_Chunk]:
+    """Per frame, in one chunk of frames per core (OpenCV on uint8 planes, the chunk's
+    frames as one tall image for the red test and the erosion): red on the wall core,
+    red pixels, and what each frame adds to the drawn area."""
     core = wall_core.view(np.uint8)
 
-    # Per frame, in one chunk of frames per core (OpenCV on uint8 planes, the chunk's
-    # frames as one tall image for the red test and the erosion): red on the wall core,
-    # red pixels, and what each frame adds to the drawn area.
-    def masks(lo: int, hi: int):
+    def masks(lo: int, hi: int) -> _Chunk:
         reds = red_mask(video[lo:hi], red_min, red_margin).view(np.uint8)
         eroded = _morph_frames(reds.view(bool), cv2.erode, True).view(np.uint8)
         touch = [cv2.countNonZero(cv2.bitwise_and(red, core)) for red in reds]
@@ -263,15 +303,18 @@ def score_draw(instance_or_spec, video, *, red_min: int = RED_MIN, red_margin: i
             cv2.bitwise_or(added, mask, dst=added)
         return _Chunk(reds, eroded, touch, count, added)
 
-    parts = map_chunks(masks, t_count)
-    wall_touch = [n for part in parts for n in part.wall_touch]
-    red_px = [n for part in parts for n in part.red_px]
+    return map_chunks(masks, len(video))
 
-    # Drawn red stays: frame t against everything drawn before it. Each chunk starts from
-    # what the chunks before it drew, so the chunks run side by side again. Only pixels
-    # drawn and not red now can be erased, so the dilation runs only for frames that
-    # have some (rarely, as red stays); the drawn area is counted only when the erased
-    # pixels exceed ``erase_min_px`` (below it there is no violation whatever the area).
+
+def _erased_px(parts: list[_Chunk], erase_min_px: float, erase_fraction: float) -> tuple[list[int], list[bool]]:
+    """Drawn red stays: per frame, the pixels drawn before it and no longer red, and whether
+    that many break the rule.
+
+    Each chunk starts from what the chunks before it drew, so the chunks run side by side
+    again. Only pixels drawn and not red now can be erased, so the dilation runs only for
+    frames that have some (rarely, as red stays); the drawn area is counted only when the
+    erased pixels exceed ``erase_min_px`` (below it there is no violation whatever the area).
+    """
     starts = [parts[0].eroded[0]]
     for part in parts[:-1]:
         starts.append(cv2.bitwise_or(starts[-1], part.added))
@@ -295,52 +338,32 @@ def score_draw(instance_or_spec, video, *, red_min: int = RED_MIN, red_margin: i
     for lost_px, flags in (run for chunk in runs for run in chunk):
         erased += lost_px
         too_many += flags
-    # Drawn, not pasted: the red each frame adds (beyond the most red any earlier frame
-    # showed, so compression flicker adds nothing) against all the red the video adds.
+    return erased, too_many
+
+
+def _jump_shares(spec: dict, red_px: list[int], s: float) -> np.ndarray:
+    """Drawn, not pasted: the share of all the red the video adds that each frame adds
+    (beyond the most red any earlier frame showed, so compression flicker adds nothing);
+    zeros unless the video adds at least two cells of line (a lone moving dot is the erase
+    rule's business, not a pasted path). ``s``: the video's scale against the puzzle's."""
     added = np.diff(np.maximum.accumulate(np.asarray(red_px, float)), prepend=float(red_px[0]))
     path_px = float(added.sum())
-    # Judged once the video adds at least two cells of line (a lone moving dot is the
-    # erase rule's business, not a pasted path).
     line = spec["draw"]["line_width"] * s
     min_path_px = 2.0 * float(spec.get("step_px", 4 * spec["draw"]["line_width"])) * s * line
-    jump_share = added / path_px if path_px >= min_path_px else np.zeros(t_count)
-    violation = None
-    for t in range(t_count):
-        if jump_share[t] > max_jump_fraction:
-            violation = {"frame": t, "rule": "drawn_at_once",
-                         "message": f"{jump_share[t]:.0%} of the path appears at once in frame {t}: "
-                                    "a path must be drawn, not pasted"}
-        elif wall_touch[t] > max_wall_touch_px:
-            violation = {"frame": t, "rule": "wall", "message": f"red on a wall in frame {t} ({wall_touch[t]} px)"}
-        elif too_many[t]:
-            violation = {"frame": t, "rule": "erased",
-                         "message": f"drawn red disappears in frame {t} ({erased[t]} px erased)"}
-        if violation is not None:
-            break
-    reds = parts[-1].reds.view(bool)
+    return added / path_px if path_px >= min_path_px else np.zeros(len(red_px))
 
-    final = _final_frame_rules(spec, reds[-1], wall_core, dot_core=dot_core, max_wall_touch_px=max_wall_touch_px)
-    final_ok = final["walls_ok"] and final["touches_start"] and final["touches_end"] and final["connected"]
-    success = bool(final_ok and violation is None)
-    metrics = {
-        "success": float(success),
-        "success_lenient": float(final_ok),
-        "touches_start": float(final["touches_start"]),
-        "touches_end": float(final["touches_end"]),
-        "connected": float(final["connected"]),
-        "wall_touch_px": float(final["wall_touch_px"]),
-        "max_wall_touch_px": float(max(wall_touch)),
-        "max_erased_px": float(max(erased)),
-        "max_drawn_in_one_frame": float(jump_share.max()),
-        "first_violation_frame": float(violation["frame"]) if violation else -1.0,
-        "red_px": float(final["red_px"]),
-        "red_components": float(final["red_components"]),
-    }
-    trace = {
-        "wall_touch_px": wall_touch,
-        "erased_px": erased,
-        "red_px": red_px,
-        "first_violation": violation,
-        "final": final,
-    }
-    return Score(success=success, metrics=metrics, trace=trace, reason=_reason(final, violation))
+
+def _first_violation(jump_share: np.ndarray, wall_touch: list[int], erased: list[int], too_many: list[bool], *,
+                     max_jump_fraction: float, max_wall_touch_px: int) -> dict | None:
+    """The first frame that pastes the path, puts red on a wall or erases drawn red (``None``: none)."""
+    for t in range(len(wall_touch)):
+        if jump_share[t] > max_jump_fraction:
+            return {"frame": t, "rule": "drawn_at_once",
+                    "message": f"{jump_share[t]:.0%} of the path appears at once in frame {t}: "
+                               "a path must be drawn, not pasted"}
+        if wall_touch[t] > max_wall_touch_px:
+            return {"frame": t, "rule": "wall", "message": f"red on a wall in frame {t} ({wall_touch[t]} px)"}
+        if too_many[t]:
+            return {"frame": t, "rule": "erased",
+                    "message": f"drawn red disappears in frame {t} ({erased[t]} px erased)"}
+    return None
