@@ -535,9 +535,9 @@ def _box_interaction(agent_pos: np.ndarray, box_pos: np.ndarray, step: float) ->
 
     ``box_unpushed``: the box moves (more than 0.1 step between seen frames) with the
     agent farther than 1.5 steps plus the agent's own move away, before and after. ``box_pulled``: it moves towards the agent's side
-    (the move points against the agent-to-box direction both before and after it: a
-    fast agent may walk round the box and push it, or push it and walk round it, between
-    two frames). ``agent_through_box``: the agent's centre comes within half a step of
+    (the move points against the agent-to-box direction both before and after it, the
+    agent moving at most 1.5 steps: a faster agent may walk round the box and push it
+    between two frames, which :func:`_push_jumps` judges by the pushes it needs). ``agent_through_box``: the agent's centre comes within half a step of
     the box's for 2+ frames.
     """
     both = ~np.isnan(agent_pos[:, 0]) & ~np.isnan(box_pos[:, 0])
@@ -560,7 +560,7 @@ def _box_interaction(agent_pos: np.ndarray, box_pos: np.ndarray, step: float) ->
         out.append({"rule": "box_unpushed", "frame": k,
                     "detail": f"the box moved at frame {k} with the agent {gap[unpushed[0]] / step:.1f} steps away"})
     pulled = np.flatnonzero(moved & (gap <= 1.5 * step) & ((moves * behind).sum(1) < 0)
-                            & ((moves * behind_after).sum(1) < 0))
+                            & ((moves * behind_after).sum(1) < 0) & (walked <= TELEPORT * step))
     if len(pulled):
         k = int(idx[pulled[0] + 1])
         out.append({"rule": "box_pulled", "frame": k, "detail": f"the box moved towards the agent at frame {k} "

@@ -101,13 +101,13 @@ def spec_from_state(state: dict, first_frame: np.ndarray) -> tuple[dict, dict]:
     spec["family"] = "maze"
     ents = state["entities"]
     spec["goal_box"] = _bbox(ents["goal"]["bbox"])
-    spec["agent"] = _sprite(first_frame, ents["player"])
+    spec["agent"] = _sprite(first_frame, ents["player"], goal=ents["goal"])
     gx, gy = ents["goal"]["pixel_pos"]["x"], ents["goal"]["pixel_pos"]["y"]
     if game == "maze3d":  # the ball's place over the goal is background: measure the goal cube's top
         gx, gy = spec["goal_face_px"]
     spec["colors"] = {"goal": _median_colour(first_frame, gx, gy, 0.12 * ents["goal"]["bbox"]["width"])}
     if game == "sokoban":
-        box = _sprite(first_frame, ents["boxes"][0], avoid=[spec["agent"]["color"]])
+        box = _sprite(first_frame, ents["boxes"][0], avoid=[spec["agent"]["color"]], goal=ents["goal"])
         spec["box"].update({k: v for k, v in box.items() if k != "icon"})
     return spec, solution
 
@@ -440,7 +440,8 @@ def _median_colour(img: np.ndarray, x: float, y: float, radius: float) -> list[i
     return [int(v) for v in np.median(patch, axis=0)]
 
 
-def _sprite(img: np.ndarray, entity: dict, avoid: list | None = None, tolerance: float = 40.0) -> dict:
+def _sprite(img: np.ndarray, entity: dict, avoid: list | None = None, goal: dict | None = None,
+            tolerance: float = 40.0) -> dict:
     """How an entity (player, box) looks in the first frame, whatever its skin: the colour
     the tracker follows, the size of that colour's blob and the sprite's extent.
 
@@ -449,7 +450,8 @@ def _sprite(img: np.ndarray, entity: dict, avoid: list | None = None, tolerance:
     tracked colour is the cluster with the largest share of the sprite among those (almost)
     absent from the rest of the picture, so it marks the entity and nothing else; a
     sprite without such a colour falls back to the cluster rarest outside it. ``avoid``:
-    colours already taken (the player's, for the box). ``size_px`` is the diameter of a
+    colours already taken (the player's, for the box); ``goal``: the goal entity, where the
+    entity ends up, whose picture must not share the colour either. ``size_px`` is the diameter of a
     disk with that colour's area in the box (what the tracker measures), ``extent_px``
     the sprite's width (the state's box): the scene check leaves that much around it.
     """
@@ -463,6 +465,10 @@ def _sprite(img: np.ndarray, entity: dict, avoid: list | None = None, tolerance:
     pad = max(2, (x1 - x0) // 8)
     outside[max(0, y0 - pad):y1 + pad, max(0, x0 - pad):x1 + pad] = False
     rest = img[outside][::3].astype(np.float32)
+    goal_px = np.zeros((0, 3), np.float32)
+    if goal is not None:
+        gx0, gy0, gx1, gy1 = _bbox(goal["bbox"])
+        goal_px = img[max(0, gy0):max(0, gy1), max(0, gx0):max(0, gx1)].reshape(-1, 3).astype(np.float32)
     k = min(6, max(1, len(inner) // 20))
     criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 1.0)
     cv2.setRNGSeed(0)
@@ -476,7 +482,8 @@ def _sprite(img: np.ndarray, entity: dict, avoid: list | None = None, tolerance:
         if share < 0.04 or taken:
             continue
         # Its own colour: rare outside (under 0.2 % of the picture) and a solid share of the sprite.
-        if near_out < 0.002 and near_in.mean() >= 0.15 and (best_key is None or near_in.mean() > best_key):
+        on_goal = float(np.mean(np.linalg.norm(goal_px - c, axis=1) < tolerance)) if len(goal_px) else 0.0
+        if near_out < 0.002 and on_goal < 0.02 and near_in.mean() >= 0.15 and (best_key is None or near_in.mean() > best_key):
             best, best_key = c, float(near_in.mean())
     extent = float(max(entity["bbox"]["width"], entity["bbox"]["height"]))
     if best is None:  # no colour of its own: the tracker follows the sprite's picture
