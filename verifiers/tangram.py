@@ -1,6 +1,6 @@
 """The pixel referee of ``tangram``: find every piece by its colour, follow it, compare its pose.
 
-Two verdicts (DESIGN: a rule verifier reads ``spec`` alone):
+Two verdicts (a rule verifier reads ``spec`` alone):
 
 - **rule** (:func:`score_tangram_rules`, from ``spec`` only: the pieces' shapes, colours
   and start poses, the target silhouette): the first frame shows the pieces where the
@@ -386,6 +386,37 @@ def _rule_trace(spec: dict, judged: dict, video: np.ndarray) -> dict:
             "image_size": list(spec["image_size"])}
 
 
+def _read_video(instance, video) -> np.ndarray | Score:
+    """The video's frames showing the puzzle (the puzzle's part of a stretched or
+    letterboxed video), or the failure :class:`Score` for one that cannot be judged."""
+    try:
+        return frame_video(instance, as_video(video))
+    except (ValueError, UserError) as exc:
+        return Score.failure(f"cannot judge the video: {exc}", success=0.0, success_lenient=0.0)
+
+
+def _verdict_metrics(spec: dict, judged: dict, *, success: bool, final_ok: bool, placed: int) -> dict[str, float]:
+    """The metrics both verdicts report: success, the final frame's pieces and silhouette,
+    and the motion rules broken."""
+    found, violations = judged["found"], judged["violations"]
+    return {
+        "success": float(success),
+        "success_lenient": float(final_ok),
+        "silhouette_iou": float(judged["iou"]),
+        "pieces_placed": float(placed),
+        "pieces_placed_frac": placed / len(spec["pieces"]),
+        "pieces_missing": float(sum(e["status"] == "missing" for e in found.values())),
+        "pieces_shape_changed": float(sum(e["status"] == "shape_changed" for e in found.values())),
+        "starts_right": float(not any(v["rule"] == "wrong_start" for v in violations)),
+        "num_teleports": float(sum(v["rule"] == "teleport" for v in violations)),
+        "first_violation_frame": float(violations[0]["frame"]) if violations else -1.0,
+    }
+
+
+def _violation_reason(violation: dict) -> str:
+    return f"{violation['rule']} at frame {violation['frame']}: {violation['detail']}"
+
+
 def score_tangram_rules(instance, video, **options) -> Score:
     """The *rule* verdict on a tangram video, from ``instance.spec`` alone (never the
     stored solution): see the module docstring. Options (defaults in ``_DEFAULTS``):
@@ -401,33 +432,21 @@ def score_tangram_rules(instance, video, **options) -> Score:
     """
     spec = instance.spec
     opts = {**_DEFAULTS, **options}
-    try:
-        video = frame_video(instance, as_video(video))  # a stretched or letterboxed video: the puzzle's part
-    except (ValueError, UserError) as exc:
-        return Score.failure(f"cannot judge the video: {exc}", success=0.0, success_lenient=0.0)
+    video = _read_video(instance, video)
+    if isinstance(video, Score):
+        return video
     judged = _judge_rules(spec, video, opts)
-    found, on = judged["found"], judged["on_silhouette"]
+    found, on, violations = judged["found"], judged["on_silhouette"], judged["violations"]
     final_ok = all(on.values()) and judged["iou"] >= opts["min_iou"]
-    violations = judged["violations"]
     success = final_ok and not violations
-    n = len(spec["pieces"])
-    placed = sum(on.values())
-    metrics = {
-        "success": float(success), "success_lenient": float(final_ok), "silhouette_iou": judged["iou"],
-        "pieces_placed": float(placed), "pieces_placed_frac": placed / n,
-        "pieces_missing": float(sum(e["status"] == "missing" for e in found.values())),
-        "pieces_shape_changed": float(sum(e["status"] == "shape_changed" for e in found.values())),
-        "starts_right": float(not any(v["rule"] == "wrong_start" for v in violations)),
-        "num_teleports": float(sum(v["rule"] == "teleport" for v in violations)),
-        "first_violation_frame": float(violations[0]["frame"]) if violations else -1.0,
-    }
+    metrics = _verdict_metrics(spec, judged, success=success, final_ok=final_ok, placed=sum(on.values()))
     trace = _rule_trace(spec, judged, video)
     trace["pieces"] = {name: {k: (round(v, 3) if isinstance(v, float) else v) for k, v in e.items()}
                        for name, e in found.items()}
     if success:
         reason = ""
     elif violations:
-        reason = f"{violations[0]['rule']} at frame {violations[0]['frame']}: {violations[0]['detail']}"
+        reason = _violation_reason(violations[0])
     else:
         off = [name for name, ok in on.items() if not ok]
         reason = "; ".join(f"{name} {_off_reason(found[name])}" for name in off) if off else \
@@ -462,25 +481,54 @@ def score_tangram(instance, video, *, position_tolerance: float = 0.35, rotation
     """
     spec = instance.spec
     opts = {**_DEFAULTS, **options}
-    try:
-        video = frame_video(instance, as_video(video))  # a stretched or letterboxed video: the puzzle's part
-    except (ValueError, UserError) as exc:
-        return Score.failure(f"cannot judge the video: {exc}", success=0.0, success_lenient=0.0)
+    video = _read_video(instance, video)
+    if isinstance(video, Score):
+        return video
     judged = _judge_rules(spec, video, opts)
-    unit = float(spec["unit_px"])
     targets = {p["piece"]: p for p in instance.solution["pieces"]}
-    found = judged["found"]
+    assigned = _assign_identical_pieces(spec, judged["found"], targets)
+    poses = _judge_poses(spec, judged["found"], targets, assigned, position_tolerance=position_tolerance,
+                         rotation_tolerance_deg=rotation_tolerance_deg)
+    iou, violations, failed = judged["iou"], judged["violations"], poses["failed"]
+    final_ok = poses["placed"] == len(spec["pieces"]) and iou >= opts["min_iou"]
+    success = final_ok and not violations
+    pos_errors, finite_rot = poses["position_errors"], [r for r in poses["rotation_errors"] if math.isfinite(r)]
+    metrics = {**poses["metrics"], **_verdict_metrics(spec, judged, success=success, final_ok=final_ok,
+                                                      placed=poses["placed"])}
+    metrics.update({
+        "mean_position_error": float(np.mean(pos_errors)) if pos_errors else math.nan,
+        "max_position_error": float(np.max(pos_errors)) if pos_errors else math.nan,
+        "max_rotation_error_deg": float(max(finite_rot)) if finite_rot else math.nan,
+    })
+    if success:
+        reason = ""
+    elif failed:
+        reason = "; ".join(f"{name} {poses['pieces'][name]['why']}" for name in failed)
+    elif not final_ok:
+        reason = f"the pieces cover the silhouette with IoU {iou:.3f} < {opts['min_iou']}"
+    else:
+        reason = _violation_reason(violations[0])
+    trace = _rule_trace(spec, judged, video)
+    trace.update({"pieces": poses["pieces"], "failed_pieces": failed, "swapped": poses["swapped"]})
+    return Score(success=bool(success), metrics=metrics, trace=trace, reason=reason)
 
-    def errors(piece: dict, entry: dict, target: dict) -> tuple[float, float]:
-        if entry["status"] == "missing":
-            return math.inf, math.inf
-        pos = math.hypot(entry["x"] - target["x"], entry["y"] - target["y"]) / unit
-        rot = rotation_error(entry["rotation_deg"], target["rotation_deg"], piece["symmetry_deg"])
-        if piece.get("chiral") and bool(entry["flip"]) != bool(target.get("flip", False)):
-            rot = math.inf  # the mirror image cannot be reached by sliding and turning
-        return pos, rot
 
-    # Identical pieces may trade places: pick each group's cheapest assignment.
+def _pose_errors(piece: dict, entry: dict, target: dict, unit: float) -> tuple[float, float]:
+    """A found piece's position error (units) and rotation error (degrees) against ``target``;
+    infinite for a missing piece, and the rotation for a chiral piece on the wrong mirror side."""
+    if entry["status"] == "missing":
+        return math.inf, math.inf
+    pos = math.hypot(entry["x"] - target["x"], entry["y"] - target["y"]) / unit
+    rot = rotation_error(entry["rotation_deg"], target["rotation_deg"], piece["symmetry_deg"])
+    if piece.get("chiral") and bool(entry["flip"]) != bool(target.get("flip", False)):
+        rot = math.inf  # the mirror image cannot be reached by sliding and turning
+    return pos, rot
+
+
+def _assign_identical_pieces(spec: dict, found: dict, targets: dict) -> dict[str, str]:
+    """Each piece's target: identical pieces may trade places, so each group of one shape
+    takes its cheapest assignment (``position_error + rotation_error / 90``)."""
+    unit = float(spec["unit_px"])
     by_shape: dict[str, list[dict]] = {}
     for piece in spec["pieces"]:
         by_shape.setdefault(piece["shape"], []).append(piece)
@@ -491,28 +539,32 @@ def score_tangram(instance, video, *, position_tolerance: float = 0.35, rotation
         for perm in permutations(names):
             cost = 0.0
             for piece, target_name in zip(group, perm):
-                pos, rot = errors(piece, found[piece["name"]], targets[target_name])
+                pos, rot = _pose_errors(piece, found[piece["name"]], targets[target_name], unit)
                 cost += min(pos, 1e6) + min(rot, 1e6) / 90.0
             if best is None or cost < best[0] - 1e-9:
                 best = (cost, perm)
         assigned.update(zip(names, best[1]))
+    return assigned
 
+
+def _judge_poses(spec: dict, found: dict, targets: dict, assigned: dict[str, str], *, position_tolerance: float,
+                 rotation_tolerance_deg: float) -> dict:
+    """Every piece's final pose against its assigned target: the per-piece metrics and
+    trace entries, the pieces placed and failed, swapped pairs, and the errors of the
+    pieces found."""
+    unit = float(spec["unit_px"])
     metrics: dict[str, float] = {}
     trace_pieces, failed, swapped = {}, [], []
     pos_errors, rot_errors = [], []
-    placed = missing = changed = 0
+    placed = 0
     for piece in spec["pieces"]:
         name = piece["name"]
         entry = found[name]
         target_name = assigned[name]
         if target_name != name:
             swapped.append([name, target_name])
-        pos, rot = errors(piece, entry, targets[target_name])
+        pos, rot = _pose_errors(piece, entry, targets[target_name], unit)
         ok = entry["status"] == "found" and pos <= position_tolerance and rot <= rotation_tolerance_deg
-        if entry["status"] == "missing":
-            missing += 1
-        elif entry["status"] == "shape_changed":
-            changed += 1
         if entry["status"] != "found" or ok:
             why = "" if ok else _off_reason(entry)
         else:
@@ -530,36 +582,5 @@ def score_tangram(instance, video, *, position_tolerance: float = 0.35, rotation
         trace_pieces[name] = {**{k: (round(v, 3) if isinstance(v, float) else v) for k, v in entry.items()},
                               "target": target_name, "position_error": pos if math.isfinite(pos) else None,
                               "rotation_error": rot if math.isfinite(rot) else None, "placed": ok, "why": why}
-
-    iou = judged["iou"]
-    violations = judged["violations"]
-    n = len(spec["pieces"])
-    final_ok = placed == n and iou >= opts["min_iou"]
-    success = final_ok and not violations
-    finite_rot = [r for r in rot_errors if math.isfinite(r)]
-    metrics.update({
-        "success": float(success),
-        "success_lenient": float(final_ok),
-        "silhouette_iou": float(iou),
-        "pieces_placed": float(placed),
-        "pieces_placed_frac": placed / n,
-        "pieces_missing": float(missing),
-        "pieces_shape_changed": float(changed),
-        "starts_right": float(not any(v["rule"] == "wrong_start" for v in violations)),
-        "num_teleports": float(sum(v["rule"] == "teleport" for v in violations)),
-        "first_violation_frame": float(violations[0]["frame"]) if violations else -1.0,
-        "mean_position_error": float(np.mean(pos_errors)) if pos_errors else math.nan,
-        "max_position_error": float(np.max(pos_errors)) if pos_errors else math.nan,
-        "max_rotation_error_deg": float(max(finite_rot)) if finite_rot else math.nan,
-    })
-    if success:
-        reason = ""
-    elif failed:
-        reason = "; ".join(f"{name} {trace_pieces[name]['why']}" for name in failed)
-    elif not final_ok:
-        reason = f"the pieces cover the silhouette with IoU {iou:.3f} < {opts['min_iou']}"
-    else:
-        reason = f"{violations[0]['rule']} at frame {violations[0]['frame']}: {violations[0]['detail']}"
-    trace = _rule_trace(spec, judged, video)
-    trace.update({"pieces": trace_pieces, "failed_pieces": failed, "swapped": swapped})
-    return Score(success=bool(success), metrics=metrics, trace=trace, reason=reason)
+    return {"metrics": metrics, "pieces": trace_pieces, "failed": failed, "swapped": swapped, "placed": placed,
+            "position_errors": pos_errors, "rotation_errors": rot_errors}
