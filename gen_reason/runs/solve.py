@@ -93,59 +93,91 @@ def solve(task: str = "maze", *, difficulty: str | None = None, seed: int | None
     ``side_by_side.gif`` (generated | ground truth, with the extracted track drawn),
     ``puzzle.png``, ``score.json``. ``out=None`` writes nothing.
     """
-    from gen_reason.models.loading import load_generator, model_task_defaults, resolve_model_path, task_for_model
-    from gen_reason.solvers.registry import get_solver
-    from gen_reason.verifiers.registry import verifier_for
-    from gen_reason.video import side_by_side, write_gif, write_image, write_mp4
-
     from gen_reason.models.options import check_model_options
 
     model_options = check_model_options(size=size, dtype=dtype, device=device, offload=offload, vae_tiling=vae_tiling,
                                         attention=attention, compile=compile, max_batch=max_batch)
+    _check_before_work(frames=frames, steps=steps, model=model, lora=lora, out=out, generator=generator)
+    started = time.perf_counter()
+    instance, defaults = _make_instance(task, difficulty, seed, task_config, model, generator)
+    vlm, solver_params = solver_vlm(solver, vlm, solver_params or {})
+    from gen_reason.solvers.registry import get_solver
+
+    solver_obj = get_solver(solver, vlm=vlm, **solver_params)
+    if generator is None:
+        from gen_reason.models.loading import load_generator
+
+        num_frames = frames if frames is not None else defaults.get("num_frames")
+        generator = load_generator(model, lora=lora, steps=steps, num_frames=num_frames, **model_options)
+    result = _solve_and_referee(instance, solver_obj, generator, started)
+    if out is not None:
+        result.files = _write_files(Path(out), result, fps=getattr(generator, "fps", 8))
+    return result
+
+
+def _check_before_work(*, frames, steps, model, lora, out, generator) -> None:
+    """One-line errors for a bad count, a missing model or LoRA, or an unwritable ``out``,
+    before anything is made (the generation takes a while)."""
     for name, value in (("frames", frames), ("steps", steps)):
         if value is not None and (not isinstance(value, int) or value < 1):
             raise UserError(f"{name} must be a positive integer; got {value!r}")
     if generator is None:
         from gen_reason.models.loading import check_model
 
-        check_model(model, lora)  # a missing model or LoRA: one line before anything is made
+        check_model(model, lora)
     if out is not None:
-        check_writable(out)  # before the generation, which takes a while
-    started = time.perf_counter()
+        check_writable(out)
+
+
+def _make_instance(task: str, difficulty: str | None, seed: int | None, task_config: dict | None, model: str,
+                   generator) -> tuple[Instance, dict]:
+    """The puzzle (a fresh random seed when ``seed`` is None) with the model folder's
+    puzzle settings under the caller's, and those settings (none for a generator in hand)."""
+    from gen_reason.models.loading import model_task_defaults, resolve_model_path, task_for_model
+
     defaults = model_task_defaults(resolve_model_path(model)) if generator is None else {}
     difficulty = difficulty or defaults.get("difficulty", "easy")
     task_obj = task_for_model(defaults, task, difficulty, task_config, model=model)
     seed = random.SystemRandom().randrange(1_000_000, 2**31) if seed is None else seed
-    instance = task_obj.generate(seed, difficulty)
-    vlm, solver_params = solver_vlm(solver, vlm, solver_params or {})
-    solver_obj = get_solver(solver, vlm=vlm, **solver_params)
-    if generator is None:
-        num_frames = frames if frames is not None else defaults.get("num_frames")
-        generator = load_generator(model, lora=lora, steps=steps, num_frames=num_frames, **model_options)
+    return task_obj.generate(seed, difficulty), defaults
+
+
+def _solve_and_referee(instance: Instance, solver_obj, generator, started: float) -> SolveResult:
+    """The solver's attempt (it may consult the rule verifier) and both verdicts on its video:
+    the rule one the solver saw for the chosen candidate (else the reference), the reference one."""
+    from gen_reason.verifiers.registry import verifier_for
+
     attempt = solver_obj.solve(instance, generator, verifier_for(instance.task, "rule"), None)
     reference = verifier_for(instance.task, "reference").score(instance, attempt.video)
-    rule = next((c.score for c in attempt.candidates if c.video is attempt.video), None) if hasattr(attempt, "candidates") else None
-    result = SolveResult(instance, attempt, rule or reference, reference, seconds=time.perf_counter() - started)
-    if out is not None:
-        out = Path(out)
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise UserError(f"cannot write to {out}: {exc.strerror or exc}") from None
-        video = attempt.video
-        truth = instance.solution_video(len(video))
-        tracked = draw_track(video, reference.to_dict()["trace"], instance.spec["image_size"])
-        result.files = {
-            "video": str(write_mp4(out / "generated.mp4", video, fps=getattr(generator, "fps", 8))),
-            "side_by_side": str(write_gif(out / "side_by_side.gif", upscale(side_by_side(tracked, truth)), fps=4)),
-            "puzzle": str(write_image(out / "puzzle.png", upscale(instance.first_frame[None])[0])),
-            "score": str(out / "score.json"),
-        }
-        (out / "score.json").write_text(json.dumps({
-            "instance": instance.to_dict(), "reference": reference.to_dict(),
-            "attempt": attempt.to_dict() if hasattr(attempt, "to_dict") else {},
-            "seconds": result.seconds}, indent=1, sort_keys=True))
-    return result
+    rule = next((c.score for c in attempt.candidates if c.video is attempt.video), None) \
+        if hasattr(attempt, "candidates") else None
+    return SolveResult(instance, attempt, rule or reference, reference, seconds=time.perf_counter() - started)
+
+
+def _write_files(out: Path, result: SolveResult, fps: int) -> dict[str, str]:
+    """``generated.mp4``, ``side_by_side.gif`` (the tracked video | the ground truth),
+    ``puzzle.png`` and ``score.json`` in ``out``; returns their paths."""
+    from gen_reason.video import side_by_side, write_gif, write_image, write_mp4
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot write to {out}: {exc.strerror or exc}") from None
+    instance, attempt, reference = result.instance, result.attempt, result.reference_score
+    video = attempt.video
+    truth = instance.solution_video(len(video))
+    tracked = draw_track(video, reference.to_dict()["trace"], instance.spec["image_size"])
+    files = {
+        "video": str(write_mp4(out / "generated.mp4", video, fps=fps)),
+        "side_by_side": str(write_gif(out / "side_by_side.gif", upscale(side_by_side(tracked, truth)), fps=4)),
+        "puzzle": str(write_image(out / "puzzle.png", upscale(instance.first_frame[None])[0])),
+        "score": str(out / "score.json"),
+    }
+    (out / "score.json").write_text(json.dumps({
+        "instance": instance.to_dict(), "reference": reference.to_dict(),
+        "attempt": attempt.to_dict() if hasattr(attempt, "to_dict") else {},
+        "seconds": result.seconds}, indent=1, sort_keys=True))
+    return files
 
 
 #: Line colours of the tracks :func:`draw_track` draws (RGB), each over a black outline.
