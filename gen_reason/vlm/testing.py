@@ -92,6 +92,101 @@ class ScriptedServerURL(str):
     gets: list[str]
 
 
+class _Script:
+    """A scripted server's state: the answers it has left, and its records of every request
+    (shared by the handler threads, under one lock)."""
+
+    def __init__(self, answers, model: str, models: Sequence[str] | None) -> None:
+        self.answers = answers if callable(answers) else list(answers)
+        self.model = model
+        self.listed = [model] if models is None else list(models)
+        self.requests: list[dict] = []
+        self.headers: list[dict] = []
+        self.paths: list[str] = []
+        self.gets: list[str] = []
+        self.lock = threading.Lock()
+        self.position = 0
+
+    def record(self, name: str, item) -> None:
+        """Append ``item`` to the record ``name`` (requests, headers, paths or gets)."""
+        with self.lock:
+            getattr(self, name).append(item)
+
+    def next_item(self, body: dict):
+        """The next scripted answer (500 with a message once the script runs out)."""
+        with self.lock:
+            if callable(self.answers):
+                return self.answers(body)
+            if self.position >= len(self.answers):
+                return 500, {"error": {"message": "the scripted server ran out of answers"}}
+            self.position += 1
+            return self.answers[self.position - 1]
+
+
+def _completion(body: dict, raw: bytes, text: str, number: int, model: str) -> dict:
+    """An OpenAI ``chat.completion`` body answering ``text``, with a rough token count."""
+    return {
+        "id": f"chatcmpl-{number}", "object": "chat.completion", "created": 0,
+        "model": body.get("model", model),
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": len(raw) // 4, "completion_tokens": len(text.split()),
+                  "total_tokens": len(raw) // 4 + len(text.split())},
+    }
+
+
+class _ScriptedHandler(BaseHTTPRequestHandler):
+    """``GET /v1/models`` and ``POST /v1/chat/completions`` answered from the server's :class:`_Script`."""
+
+    protocol_version = "HTTP/1.1"
+
+    @property
+    def script(self) -> _Script:
+        """The state of the server this request came to."""
+        return self.server.script
+
+    def log_message(self, *args):  # keep test output clean
+        pass
+
+    def _send(self, status: int, body) -> None:
+        data = (json.dumps(body) if not isinstance(body, str) else body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):
+        """The model list, or 404."""
+        self.script.record("gets", self.path)
+        if self.path.rstrip("/") == "/v1/models":
+            self._send(200, {"object": "list", "data": [{"id": name, "object": "model"} for name in self.script.listed]})
+        else:
+            self._send(404, {"error": {"message": f"no route {self.path}"}})
+
+    def do_POST(self):
+        """The next scripted answer to a chat request (recorded), or 404 / 400."""
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length)
+        self.script.record("paths", self.path)
+        if self.path.rstrip("/") != "/v1/chat/completions":
+            self._send(404, {"error": {"message": f"no route {self.path}"}})
+            return
+        try:
+            body = json.loads(raw)
+        except json.JSONDecodeError:
+            self._send(400, {"error": {"message": "request body is not JSON"}})
+            return
+        with self.script.lock:
+            self.script.requests.append(body)
+            self.script.headers.append(dict(self.headers.items()))
+            number = len(self.script.requests)
+        item = self.script.next_item(body)
+        if isinstance(item, tuple):
+            self._send(int(item[0]), item[1])
+            return
+        self._send(200, _completion(body, raw, str(item), number, self.script.model))
+
+
 @contextlib.contextmanager
 def serve_scripted_openai(answers, *, model: str = "scripted-vlm",
                           models: Sequence[str] | None = None) -> Iterator[ScriptedServerURL]:
@@ -105,87 +200,16 @@ def serve_scripted_openai(answers, *, model: str = "scripted-vlm",
     out the server answers 500. ``GET /v1/models`` lists ``model`` (or ``models``, several
     names or none); ``.gets`` records the path of every GET.
     """
-    script = answers if callable(answers) else list(answers)
-    requests: list[dict] = []
-    headers: list[dict] = []
-    paths: list[str] = []
-    gets: list[str] = []
-    listed = [model] if models is None else list(models)
-    lock = threading.Lock()
-    position = [0]
-
-    def next_item(body: dict):
-        with lock:
-            if callable(script):
-                return script(body)
-            if position[0] >= len(script):
-                return 500, {"error": {"message": "the scripted server ran out of answers"}}
-            position[0] += 1
-            return script[position[0] - 1]
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args):  # keep test output clean
-            pass
-
-        def _send(self, status: int, body) -> None:
-            data = (json.dumps(body) if not isinstance(body, str) else body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def do_GET(self):
-            with lock:
-                gets.append(self.path)
-            if self.path.rstrip("/") == "/v1/models":
-                self._send(200, {"object": "list", "data": [{"id": name, "object": "model"} for name in listed]})
-            else:
-                self._send(404, {"error": {"message": f"no route {self.path}"}})
-
-        def do_POST(self):
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length)
-            with lock:
-                paths.append(self.path)
-            if self.path.rstrip("/") != "/v1/chat/completions":
-                self._send(404, {"error": {"message": f"no route {self.path}"}})
-                return
-            try:
-                body = json.loads(raw)
-            except json.JSONDecodeError:
-                self._send(400, {"error": {"message": "request body is not JSON"}})
-                return
-            with lock:
-                requests.append(body)
-                headers.append(dict(self.headers.items()))
-            item = next_item(body)
-            if isinstance(item, tuple):
-                self._send(int(item[0]), item[1])
-                return
-            text = str(item)
-            self._send(200, {
-                "id": f"chatcmpl-{len(requests)}", "object": "chat.completion", "created": 0,
-                "model": body.get("model", model),
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                             "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": len(raw) // 4, "completion_tokens": len(text.split()),
-                          "total_tokens": len(raw) // 4 + len(text.split())},
-            })
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    script = _Script(answers, model, models)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _ScriptedHandler)
     server.daemon_threads = True
+    server.script = script
     # A short poll interval: shutdown() waits up to one interval, once per test.
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02},
                               name="scripted-openai", daemon=True)
     thread.start()
     url = ScriptedServerURL(f"http://127.0.0.1:{server.server_address[1]}/v1")
-    url.requests = requests
-    url.headers = headers
-    url.paths = paths
-    url.gets = gets
+    url.requests, url.headers, url.paths, url.gets = script.requests, script.headers, script.paths, script.gets
     try:
         yield url
     finally:
