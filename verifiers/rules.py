@@ -624,7 +624,8 @@ def check_scene(track: Track, spec: dict, agent_path: ObjectPath | None = None, 
     t, h, w = frames.shape[:3]
     scale = work.mean_scale
     step_w = float(spec["step_px"]) * scale
-    agent_r = 0.5 * float(spec["agent"]["size_px"]) * scale * 1.5 + 3
+    # The object's picture may reach past its tracked colour (a sprite: ``extent_px``).
+    agent_r = 0.5 * max(float(spec["agent"]["size_px"]), float(spec["agent"].get("extent_px", 0))) * scale * 1.5 + 3
     sample = np.unique(np.linspace(1, t - 1, num=min(t - 1, 24)).round().astype(int)) if t > 1 else []
     if len(sample) == 0:
         return []
@@ -633,7 +634,8 @@ def check_scene(track: Track, spec: dict, agent_path: ObjectPath | None = None, 
     nodes_w = work.to_work(nodes)
     objects = [(track.agent.positions, nodes_w[int(spec["start"])], agent_r)]
     if spec.get("box") and track.box is not None:
-        box_r = 0.5 * float(spec["box"].get("size_px", spec["step_px"])) * scale * 1.5 + 3
+        box_r = 0.5 * max(float(spec["box"].get("size_px", spec["step_px"])),
+                          float(spec["box"].get("extent_px", 0))) * scale * 1.5 + 3
         objects.append((track.box.positions, nodes_w[int(spec["box"]["start"])], box_r))
     # Per object: its working positions and, per frame, the frame whose position shows it:
     # the frame itself, or where it was last seen before a frame where it is lost (-1: never yet).

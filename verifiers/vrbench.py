@@ -460,7 +460,9 @@ def _sprite(img: np.ndarray, entity: dict, avoid: list | None = None, goal: dict
     x0, y0, x1, y1 = _bbox(entity["bbox"])
     h, w = img.shape[:2]
     x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
-    inner = img[y0:y1, x0:x1].reshape(-1, 3).astype(np.float32)
+    # The sprite's middle: a marker drawn under it (a start tile) shows round its edges.
+    mx, my = (x1 - x0) // 5, (y1 - y0) // 5
+    inner = img[y0 + my:y1 - my, x0 + mx:x1 - mx].reshape(-1, 3).astype(np.float32)
     outside = np.ones((h, w), bool)
     pad = max(2, (x1 - x0) // 8)
     outside[max(0, y0 - pad):y1 + pad, max(0, x0 - pad):x1 + pad] = False
