@@ -277,24 +277,11 @@ def run_step_probe(
     generated = clock()
     if pin_first_frame is None:
         pin_first_frame = pins_first_frame(generator)
-    image_size = tuple(instance.first_frame.shape[:2])
     referee = resolve_verifier(verifier, instance.task) if score else None
     final_scores = [referee.score(instance, video) for video in finals] if referee is not None else []
-    step_videos: list[dict[int, np.ndarray]] = [{} for _ in seeds]
-    step_scores: list[dict[int, Any]] = [{} for _ in seeds]
-    decode_seconds = 0.0
-    # One video at a time: decoded x0 videos of a large model are big, and only the
-    # scores need to outlive the loop unless the caller keeps the videos.
-    for sample, by_step in enumerate(probe.x0):
-        for step, x0 in by_step.items():
-            tick = clock()
-            video = decode_x0(generator, x0, probe.num_frames, image_size, decode_scale=decode_scale,
-                              first_frame=finals[sample][0] if pin_first_frame else None)
-            decode_seconds += clock() - tick
-            if keep_videos:
-                step_videos[sample][step] = video
-            if referee is not None:
-                step_scores[sample][step] = referee.score(instance, video)
+    step_videos, step_scores, decode_seconds = _decode_and_score(
+        generator, probe, instance, referee, [video[0] for video in finals] if pin_first_frame else None,
+        samples=len(seeds), decode_scale=decode_scale, keep_videos=keep_videos, clock=clock)
     finished = clock()
     return StepProbeResult(
         instance=instance, seeds=seeds, steps=probe.recorded_steps, num_steps=int(probe.num_steps or 0),
@@ -303,6 +290,30 @@ def run_step_probe(
         seconds={"generate": generated - started, "decode": decode_seconds,
                  "score": finished - generated - decode_seconds},
     )
+
+
+def _decode_and_score(generator, probe: StepProbe, instance, referee, first_frames: list[np.ndarray] | None, *,
+                      samples: int, decode_scale: float, keep_videos: bool,
+                      clock: Callable[[], float]) -> tuple[list[dict[int, np.ndarray]], list[dict[int, Any]], float]:
+    """Decode every x0 ``probe`` kept and score it with ``referee`` (``None``: no scores), one
+    video at a time: decoded x0 videos of a large model are big, and only the scores need to
+    outlive the loop unless ``keep_videos``. ``samples``: how many videos were generated. Returns the step videos, the step scores and
+    the seconds spent decoding."""
+    image_size = tuple(instance.first_frame.shape[:2])
+    step_videos: list[dict[int, np.ndarray]] = [{} for _ in range(samples)]
+    step_scores: list[dict[int, Any]] = [{} for _ in range(samples)]
+    decode_seconds = 0.0
+    for sample, by_step in enumerate(probe.x0):
+        for step, x0 in by_step.items():
+            tick = clock()
+            video = decode_x0(generator, x0, probe.num_frames, image_size, decode_scale=decode_scale,
+                              first_frame=None if first_frames is None else first_frames[sample])
+            decode_seconds += clock() - tick
+            if keep_videos:
+                step_videos[sample][step] = video
+            if referee is not None:
+                step_scores[sample][step] = referee.score(instance, video)
+    return step_videos, step_scores, decode_seconds
 
 
 # -- what the scores say ------------------------------------------------------------------
