@@ -346,59 +346,72 @@ class EmbeddedVideoPipeline(DiffusionPipeline):
         """
         if image is None:
             raise ValueError("EmbeddedVideoPipeline needs an image (the puzzle's first frame)")
-        images = list(image) if isinstance(image, (list, tuple)) else [image]
         for name in callback_on_step_end_tensor_inputs:
             if name not in self._callback_tensor_inputs:
                 raise ValueError(f"callback tensor {name!r} is not one of {self._callback_tensor_inputs}")
-        device = self._execution_device
-        converted = [self._to_model_image(img) for img in images]
-        condition = torch.stack([c for c, _ in converted]).repeat_interleave(num_videos_per_prompt, dim=0)
-        sizes = [s for _, s in converted for _ in range(num_videos_per_prompt)]
-        condition = condition.to(device)
-        batch = condition.shape[0]
-        if isinstance(generator, list) and len(generator) != batch:
-            raise ValueError(f"got {len(generator)} generators for {batch} videos; give one per video")
-
-        if latents is None:
-            latents = self.prepare_latents(batch, generator=generator, device=device)
-        else:
-            latents = latents.to(device=device, dtype=torch.float32)
-        latents = latents * self.scheduler.init_noise_sigma
-
+        images = list(image) if isinstance(image, (list, tuple)) else [image]
+        condition, sizes = self._conditions(images, num_videos_per_prompt)
+        latents = self._initial_latents(condition.shape[0], latents, generator)
         # (a folder saved before these settings existed loads with __init__'s defaults)
         num_inference_steps = self.config.default_steps if num_inference_steps is None else num_inference_steps
         eta = self.config.default_eta if eta is None else eta
         if eta < 0:
             raise ValueError(f"eta must be >= 0 (0: deterministic DDIM, 1: DDPM-like); got {eta}")
-        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        latents = self._denoise(latents, condition, num_inference_steps, eta=eta, generator=generator,
+                                callback=callback_on_step_end, callback_inputs=callback_on_step_end_tensor_inputs)
+        # The first frame is the given image, exactly (the model only approximates it).
+        latents = latents.clone()
+        latents[:, :, 0] = condition.to(latents.dtype)
+        self.maybe_free_model_hooks()
+        frames = self._output(latents, output_type, sizes, num_frames or self.num_frames)
+        if not return_dict:
+            return (frames,)
+        return EmbeddedPipelineOutput(frames=frames)
+
+    def _conditions(self, images: list, per_image: int) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+        """The first frames at the model's size on its device (``per_image`` copies of each),
+        and each video's output size."""
+        converted = [self._to_model_image(img) for img in images]
+        condition = torch.stack([c for c, _ in converted]).repeat_interleave(per_image, dim=0)
+        sizes = [s for _, s in converted for _ in range(per_image)]
+        return condition.to(self._execution_device), sizes
+
+    def _initial_latents(self, batch: int, latents: torch.Tensor | None, generator) -> torch.Tensor:
+        """The starting noise: drawn from ``generator`` (one per video when a list) unless given,
+        scaled by the scheduler's initial sigma."""
+        if isinstance(generator, list) and len(generator) != batch:
+            raise ValueError(f"got {len(generator)} generators for {batch} videos; give one per video")
+        device = self._execution_device
+        if latents is None:
+            latents = self.prepare_latents(batch, generator=generator, device=device)
+        else:
+            latents = latents.to(device=device, dtype=torch.float32)
+        return latents * self.scheduler.init_noise_sigma
+
+    def _denoise(self, latents: torch.Tensor, condition: torch.Tensor, num_inference_steps: int, *, eta: float,
+                 generator, callback: Callable | None, callback_inputs: Sequence[str]) -> torch.Tensor:
+        """The DDIM loop, calling ``callback`` after each step (a returned ``latents`` replaces them)."""
+        self.scheduler.set_timesteps(num_inference_steps, device=self._execution_device)
         timesteps = self.scheduler.timesteps
         self._num_timesteps = len(timesteps)
         for i, t in enumerate(self.progress_bar(timesteps)):
             step = self.denoise_step(latents, condition, t, eta=eta, generator=generator)
             latents = step.prev_sample
-            if callback_on_step_end is not None:
+            if callback is not None:
                 available = {"latents": latents, "pred_original_sample": step.pred_original_sample}
-                callback_kwargs = {name: available[name] for name in callback_on_step_end_tensor_inputs}
-                returned = callback_on_step_end(self, i, t, callback_kwargs) or {}
+                returned = callback(self, i, t, {name: available[name] for name in callback_inputs}) or {}
                 latents = returned.get("latents", latents)
+        return latents
 
-        # The first frame is the given image, exactly (the model only approximates it).
-        latents = latents.clone()
-        latents[:, :, 0] = condition.to(latents.dtype)
-        self.maybe_free_model_hooks()
-
+    def _output(self, latents: torch.Tensor, output_type: str, sizes: list[tuple[int, int]], num_frames: int):
+        """The final latents as ``output_type`` asks (see :meth:`__call__`)."""
         if output_type == "latent":
-            frames = latents
-        elif output_type == "pt":
-            video = self.decode_latents(latents)
-            frames = ((video + 1) / 2).permute(0, 2, 1, 3, 4)
-        elif output_type == "np":
-            frames = self._to_output_frames(self.decode_latents(latents), sizes, num_frames or self.num_frames)
-        else:
-            raise ValueError(f"output_type must be 'np', 'pt' or 'latent'; got {output_type!r}")
-        if not return_dict:
-            return (frames,)
-        return EmbeddedPipelineOutput(frames=frames)
+            return latents
+        if output_type == "pt":
+            return ((self.decode_latents(latents) + 1) / 2).permute(0, 2, 1, 3, 4)
+        if output_type == "np":
+            return self._to_output_frames(self.decode_latents(latents), sizes, num_frames)
+        raise ValueError(f"output_type must be 'np', 'pt' or 'latent'; got {output_type!r}")
 
 
 def ddim_variance(scheduler: DDIMScheduler, timestep: int) -> tuple[float, float]:
