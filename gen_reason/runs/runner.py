@@ -159,26 +159,16 @@ def run_eval(config: EvalConfig, *, generator=None, progress: bool = True, shard
 
 def _run_eval(config: EvalConfig, generator, progress: bool, shard: Shard | None, poll_seconds: float,
               stores: list) -> Path:
-    """:func:`run_eval`'s work; the store it opens goes into ``stores`` (closed by the caller)."""
+    """:func:`run_eval`'s work, in steps: check the config and make the solvers and puzzles,
+    open the run folder, load the model when something is left to do, solve and record each
+    (puzzle, solver) pair of this shard, then merge. The store it opens goes into
+    ``stores`` (closed by the caller)."""
     from gen_reason.solvers.base import Budget
-    from gen_reason.solvers.registry import get_solver
-    from gen_reason.verifiers.registry import verifier_for
-    from gen_reason.video import write_mp4
 
     shard = shard or Shard.detect()
-    vlm = None
-    if config.vlm:
-        from gen_reason.vlm import load_vlm
-
-        vlm = load_vlm(config.vlm)
-    solvers = [(spec.key, get_solver(spec.name, vlm=vlm, **spec.params)) for spec in config.solvers]
-    if len({key for key, _ in solvers}) != len(solvers):
-        raise UserError("two solvers share a label; give each a distinct `label`")
+    solvers = _make_solvers(config)
     budget = Budget.from_dict(config.budget) if config.budget else None
-    instances = list(iter_instances(config, model_defaults(config) if generator is None else None))
-    if not instances:
-        where = f"split {config.data.split!r} of " if config.data.split else ""
-        raise UserError(f"the config selects no puzzles ({where}data.dataset {config.data.dataset} is empty)")
+    instances = _select_instances(config, generator)
     if generator is None and not (Path(config.out) / "config.yaml").exists():
         # A new run: a missing model is one line before the folder exists (a finished run
         # may be reread without its model, which it never loads).
@@ -197,47 +187,12 @@ def _run_eval(config: EvalConfig, generator, progress: bool, shard: Shard | None
         if (i * len(solvers) + j) % shard.world_size == shard.rank and result_key(instance, key) not in done
     ]
     if todo and generator is None:
-        from gen_reason.models.loading import load_generator
-
-        m = config.model
-        generator = load_generator(m.path, lora=m.lora, lora_scale=m.lora_scale if m.lora else None, steps=m.steps,
-                                   guidance=m.guidance, num_frames=m.num_frames,
-                                   **{**m.model_options(), "device": m.device or shard.default_device()})
-    verifiers: dict[tuple[str, str], object] = {}
-
-    def verifier(task: str, kind: str):
-        if (task, kind) not in verifiers:
-            verifiers[(task, kind)] = verifier_for(task, kind)
-        return verifiers[(task, kind)]
-
+        generator = _load_eval_generator(config, shard)
+    verifier = _verifier_cache()
     from tqdm.auto import tqdm
 
     for i, j, instance, key, solver in tqdm(todo, desc="eval", unit="item", disable=not progress):
-        started = time.perf_counter()
-        attempt = solver.solve(instance, generator, verifier(instance.task, config.verifier), budget,
-                               reference=verifier(instance.task, "reference"))
-        reference = verifier(instance.task, "reference").score(instance, attempt.video)
-        record = {
-            "key": result_key(instance, key),
-            "order": [i, j],
-            "task": instance.task,
-            "difficulty": instance.difficulty,
-            "seed": instance.seed,
-            "uid": instance.uid,
-            "solver": key,
-            "model": getattr(generator, "name", "?"),
-            "success": bool(reference.success),
-            "metrics": reference.to_dict()["metrics"],
-            "reason": reference.reason,
-            "attempt": attempt.to_dict(),
-            "reference_trace": reference.to_dict()["trace"],
-            "seconds": round(time.perf_counter() - started, 3),
-        }
-        if config.save_videos:
-            path = store.video_path(record["key"])
-            write_mp4(path, attempt.video, fps=getattr(generator, "fps", 8))
-            record["video"] = str(path.relative_to(store.root))
-        store.append(record)
+        store.append(_solve_one(config, store, generator, verifier, budget, i, j, instance, key, solver))
     everything = {result_key(instance, key) for instance in instances for key, _ in solvers}
     if shard.world_size > 1:
         if shard.rank != 0:
@@ -246,6 +201,88 @@ def _run_eval(config: EvalConfig, generator, progress: bool, shard: Shard | None
     if everything <= store.done_keys():
         store.merge()
     return store.root
+
+
+def _make_solvers(config: EvalConfig) -> list[tuple[str, object]]:
+    """``(label, solver)`` for each solver of the config (with the config's VLM, if any)."""
+    from gen_reason.solvers.registry import get_solver
+
+    vlm = None
+    if config.vlm:
+        from gen_reason.vlm import load_vlm
+
+        vlm = load_vlm(config.vlm)
+    solvers = [(spec.key, get_solver(spec.name, vlm=vlm, **spec.params)) for spec in config.solvers]
+    if len({key for key, _ in solvers}) != len(solvers):
+        raise UserError("two solvers share a label; give each a distinct `label`")
+    return solvers
+
+
+def _select_instances(config: EvalConfig, generator) -> list:
+    """The config's puzzles (with the model folder's puzzle settings when no generator is
+    given); a selection of none is a :class:`UserError`."""
+    instances = list(iter_instances(config, model_defaults(config) if generator is None else None))
+    if not instances:
+        where = f"split {config.data.split!r} of " if config.data.split else ""
+        raise UserError(f"the config selects no puzzles ({where}data.dataset {config.data.dataset} is empty)")
+    return instances
+
+
+def _load_eval_generator(config: EvalConfig, shard: Shard):
+    """The config's model, on this shard's device unless the config names one."""
+    from gen_reason.models.loading import load_generator
+
+    m = config.model
+    return load_generator(m.path, lora=m.lora, lora_scale=m.lora_scale if m.lora else None, steps=m.steps,
+                          guidance=m.guidance, num_frames=m.num_frames,
+                          **{**m.model_options(), "device": m.device or shard.default_device()})
+
+
+def _verifier_cache():
+    """``verifier(task, kind)``: :func:`~gen_reason.verifiers.registry.verifier_for`, each made once."""
+    from gen_reason.verifiers.registry import verifier_for
+
+    verifiers: dict[tuple[str, str], object] = {}
+
+    def verifier(task: str, kind: str):
+        if (task, kind) not in verifiers:
+            verifiers[(task, kind)] = verifier_for(task, kind)
+        return verifiers[(task, kind)]
+
+    return verifier
+
+
+def _solve_one(config: EvalConfig, store: RunStore, generator, verifier, budget, i: int, j: int, instance, key: str,
+               solver) -> dict:
+    """Solve puzzle ``i`` with solver ``j`` (labelled ``key``), judge the answer with the
+    reference verifier, and return its result row (its video written when the config saves videos)."""
+    from gen_reason.video import write_mp4
+
+    started = time.perf_counter()
+    attempt = solver.solve(instance, generator, verifier(instance.task, config.verifier), budget,
+                           reference=verifier(instance.task, "reference"))
+    reference = verifier(instance.task, "reference").score(instance, attempt.video)
+    record = {
+        "key": result_key(instance, key),
+        "order": [i, j],
+        "task": instance.task,
+        "difficulty": instance.difficulty,
+        "seed": instance.seed,
+        "uid": instance.uid,
+        "solver": key,
+        "model": getattr(generator, "name", "?"),
+        "success": bool(reference.success),
+        "metrics": reference.to_dict()["metrics"],
+        "reason": reference.reason,
+        "attempt": attempt.to_dict(),
+        "reference_trace": reference.to_dict()["trace"],
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    if config.save_videos:
+        path = store.video_path(record["key"])
+        write_mp4(path, attempt.video, fps=getattr(generator, "fps", 8))
+        record["video"] = str(path.relative_to(store.root))
+    return record
 
 
 def _wait_for_all_shards(store: RunStore, keys: set[str], poll_seconds: float, progress: bool) -> None:
