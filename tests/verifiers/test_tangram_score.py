@@ -204,7 +204,7 @@ def test_segmentation_equals_the_exact_nearest_colour():
 
 
 def test_piece_masks_and_poses_equal_the_whole_frame_calls():
-    from gen_reason.verifiers.tangram import _KERNEL3, _largest_component, _piece_mask, _pose_ious, estimate_pose
+    from gen_reason.verifiers.tangram_pieces import _KERNEL3, _largest_component, _piece_mask, _pose_ious, estimate_pose
 
     rng = np.random.default_rng(1)
     for seed, difficulty in ((1, "easy"), (2, "hard")):
