@@ -443,10 +443,22 @@ class Tangram(Task):
         raise RuntimeError(f"no {difficulty} tangram silhouette found in {MAX_ATTEMPTS} attempts")
 
     def _generate(self, rng: random.Random, difficulty: str, seed: int) -> Instance:
-        cfg = self.config
+        step = _ROTATION_STEP[difficulty]
+        poses_units, outline_units, world = self._target_in_units(rng, difficulty, step)
+        unit, (targets, starts, silhouette) = self._fit_layout(rng, difficulty, poses_units, outline_units, world,
+                                                               step)
+        spec = self._spec(unit, starts, silhouette)
+        solution = {"pieces": [{"piece": name, **targets[name]} for name, _ in PIECES]}
+        first = self._draw(self.scene(spec), spec, solution, 0.0)
+        return self.make_instance(seed=seed, difficulty=difficulty, prompt=PROMPT, first_frame=first,
+                                  solution=solution, spec=spec)
+
+    def _target_in_units(self, rng: random.Random, difficulty: str, step: int) -> tuple[dict, list, np.ndarray]:
+        """A random silhouette of the seven pieces, turned (by a multiple of ``step``) and maybe
+        mirrored about its area centroid: each piece's pose ``(x, y, rotation, flip)`` in units,
+        the silhouette's outline loops, and every piece's vertices (all in units)."""
         shape_of = dict(PIECES)
         unit_poses = self._silhouette(rng, difficulty)
-        step = _ROTATION_STEP[difficulty]
         turn = float(step * rng.randrange(360 // step))
         mirror = rng.random() < 0.5
 
@@ -471,9 +483,15 @@ class Tangram(Task):
             c = rot @ c
             poses_units[name] = (float(c[0]), float(c[1]), r + turn, flip)
         world = np.concatenate([piece_vertices(shape_of[n], *poses_units[n]) for n, _ in PIECES])
-        span = world.max(axis=0) - world.min(axis=0)
+        return poses_units, outline_units, world
 
-        palette = self.palette()
+    def _fit_layout(self, rng: random.Random, difficulty: str, poses_units: dict, outline_units: list,
+                    world: np.ndarray, step: int) -> tuple[float, tuple]:
+        """The largest unit (pixels, at most ``max_unit_px``, shrinking by 10% while the
+        pieces do not fit) at which :meth:`_place` lays out the target and the start poses;
+        a :class:`UserError` below ``min_unit_px``."""
+        cfg = self.config
+        span = world.max(axis=0) - world.min(axis=0)
         unit = min(cfg.max_unit_px, 0.40 * cfg.width / span[0], 0.62 * cfg.height / span[1])
         while True:
             if unit < cfg.min_unit_px:
@@ -484,10 +502,15 @@ class Tangram(Task):
             unit = round(unit, 4)  # the spec stores it rounded; place with exactly that value
             layout = self._place(rng, poses_units, outline_units, world, unit, step)
             if layout is not None:
-                break
+                return unit, layout
             unit *= 0.9
-        targets, starts, silhouette = layout
-        spec = {
+
+    def _spec(self, unit: float, starts: dict, silhouette: list) -> dict:
+        """The instance's spec: canvas, unit, every piece (shape, colour, vertices, area,
+        symmetry, start pose), the target silhouette and the colours."""
+        cfg = self.config
+        palette = self.palette()
+        return {
             "family": "tangram",
             "image_size": [cfg.height, cfg.width],
             "unit_px": unit,
@@ -502,10 +525,6 @@ class Tangram(Task):
             "colors": {"background": list(palette.background), "silhouette": list(palette.silhouette)},
             "layout": {"silhouette": silhouette, "start": [starts[name] for name, _ in PIECES]},
         }
-        solution = {"pieces": [{"piece": name, **targets[name]} for name, _ in PIECES]}
-        first = self._draw(self.scene(spec), spec, solution, 0.0)
-        return self.make_instance(seed=seed, difficulty=difficulty, prompt=PROMPT, first_frame=first,
-                                  solution=solution, spec=spec)
 
     def _place(self, rng: random.Random, poses_units: dict, outline_units: list, world: np.ndarray, unit: float,
                step: int):
