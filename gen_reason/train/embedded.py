@@ -29,6 +29,7 @@ import random  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
+from functools import partial  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any, Callable, Sequence  # noqa: E402
 
@@ -37,8 +38,11 @@ import torch  # noqa: E402
 
 from gen_reason.errors import UserError  # noqa: E402
 from gen_reason.models.embedded import EmbeddedVideoPipeline, make_scheduler, make_unet, pad_image, stack_frames  # noqa: E402
-from gen_reason.train.checkpoint import load_state, save_state, truncate_log  # noqa: E402
+from gen_reason.train.checkpoint import load_state, save_state  # noqa: E402
 from gen_reason.train.data import PAD_COLOR, MazeVideoData, batch_loader, held_out_instances  # noqa: E402
+from gen_reason.train.loop import (FunctionSchedule, LoopSettings, Progress, Trainer, append_row,  # noqa: E402
+                                   has_row, start_logs)
+from gen_reason.train.losses import DenoisingObjective, diffusion_loss  # noqa: E402,F401 (diffusion_loss: public here too)
 from gen_reason.config import build, read_yaml  # noqa: E402
 from gen_reason.errors import check_writable  # noqa: E402
 from gen_reason.train.userinput import ArgumentParser  # noqa: E402
@@ -256,19 +260,6 @@ def load_checkpoint(run_dir: str | Path) -> dict | None:
     return None
 
 
-def _has_row(path: Path, step: int) -> bool:
-    """Whether JSON-lines log ``path`` has a row for ``step``."""
-    if not path.is_file():
-        return False
-    for line in path.read_text().splitlines():
-        try:
-            if json.loads(line).get("step") == step:
-                return True
-        except (ValueError, AttributeError):
-            continue
-    return False
-
-
 def _plot_validation(run_dir: Path) -> None:
     import matplotlib
 
@@ -291,28 +282,6 @@ def _plot_validation(run_dir: Path) -> None:
     fig.tight_layout()
     fig.savefig(run_dir / "validation.png", dpi=100)
     plt.close(fig)
-
-
-def diffusion_loss(unet, noise_scheduler, video: torch.Tensor, condition: torch.Tensor,
-                   generator: torch.Generator) -> torch.Tensor:
-    """MSE of the scheduler's prediction target on ``video`` ``[B, 3, F, R, R]`` given its first
-    frame ``condition`` ``[B, 3, R, R]``: the clean video, ``v`` or the noise, as
-    ``noise_scheduler.config.prediction_type`` says. Timesteps are uniform over the
-    training schedule; noise and timesteps come from ``generator``.
-    """
-    noise = torch.randn(video.shape, generator=generator).to(video.device)
-    timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (video.shape[0],),
-                              generator=generator).to(video.device)
-    noisy = noise_scheduler.add_noise(video, noise, timesteps)
-    kind = noise_scheduler.config.prediction_type
-    if kind == "sample":
-        target = video
-    elif kind == "v_prediction":
-        target = noise_scheduler.get_velocity(video, noise, timesteps)
-    else:
-        target = noise
-    prediction = unet(torch.cat([stack_frames(noisy), condition], dim=1), timesteps).sample
-    return torch.nn.functional.mse_loss(prediction.float(), stack_frames(target))
 
 
 #: Config fields a resumed sitting may change without changing what the run computes.
@@ -352,6 +321,94 @@ def _step_generator(seed: int, step: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, step]).generate_state(1)[0]))
 
 
+# -- the pieces the training loop (gen_reason.train.loop) takes from this trainer ---------------
+class EmbeddedCheckpoint:
+    """The embedded run's checkpoint: one ``checkpoint.safetensors`` (model, EMA, optimizer,
+    random states, step, seconds, the open loss window), replaced atomically."""
+
+    def __init__(self, path: Path, config: EmbeddedTrainConfig) -> None:
+        self.path, self.config = path, config
+
+    def save(self, trainer: Trainer, progress: Progress) -> None:
+        """Write the checkpoint of ``trainer`` at ``progress``."""
+        save_checkpoint(self.path, {
+            "config": self.config.to_dict(), "step": progress.step, "train_seconds": progress.train_seconds,
+            "unet": trainer.unwrapped.state_dict(), "ema": trainer.ema.state_dict(),
+            "optimizer": trainer.optimizer.state_dict(),
+            "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(), "python_rng": random.getstate(),
+            "loss_window": list(progress.window),
+        })
+
+    @staticmethod
+    def restore(trainer: Trainer, state: dict) -> Progress:
+        """Put a loaded checkpoint ``state`` back into ``trainer``; where the run stands."""
+        trainer.unwrapped.load_state_dict(state["unet"])
+        trainer.ema.load_state_dict(state["ema"])
+        trainer.ema.to(trainer.accelerator.device)
+        trainer.optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        np.random.set_state(state["numpy_rng"])
+        random.setstate(state["python_rng"])
+        step = int(state["step"])
+        trainer.lr_scheduler.load_state_dict({"step": step})
+        return Progress(step=step, position=step, train_seconds=float(state["train_seconds"]),
+                        window=[float(x) for x in state.get("loss_window", [])])
+
+
+def rendered_batches(config: EmbeddedTrainConfig, first_step: int, last_step: int, device):
+    """``data(position) -> (batch, generator)`` for the loop: freshly rendered maze videos (a
+    worker renders ahead), and the step's noise generator. Positions come in order."""
+    loader = iter(batch_loader(config.data, config.batch_size, first_step, last_step, config.data_workers,
+                               config.fresh_per_step, config.pool_size))
+
+    def data(position: int):
+        batch = next(loader)
+        batch = {"video": batch["video"].to(device), "condition": batch["condition"].to(device)}
+        return batch, _step_generator(config.seed, position)
+
+    return data
+
+
+def build_unet(config: EmbeddedTrainConfig, resuming: bool):
+    """The UNet to train: fresh (seeded), or from ``init_from`` when a run starts from earlier weights."""
+    unet = config.build_unet()
+    if config.init_from and not resuming:
+        try:
+            unet.load_state_dict(initial_weights(config.init_from))
+        except RuntimeError as exc:  # missing/unexpected keys or other shapes: another model's weights
+            raise UserError(f"init_from {config.init_from} does not fit this config's UNet "
+                            f"({str(exc).splitlines()[0]})") from None
+    return unet
+
+
+def validation_step(config: EmbeddedTrainConfig, trainer: Trainer, run_dir: Path):
+    """``validate(step)`` for the loop: the EMA weights sample held-out mazes, the referee
+    scores them; a row in ``validation.jsonl`` and the redrawn ``validation.png``."""
+    from tqdm.auto import tqdm
+
+    referee_name, referee = load_referee()
+
+    def validate(step: int) -> None:
+        eval_unet = config.build_unet()
+        trainer.ema.copy_to(eval_unet.parameters())
+        eval_unet.eval()
+        started = time.time()
+        success = validate_model(eval_unet, config, referee)
+        append_row(run_dir / "validation.jsonl", {
+            "step": step, "train_minutes": round(trainer.progress.train_seconds / 60, 2), "success": success,
+            "sampling_steps": config.validation_steps, "eta": config.validation_eta, "count": config.validation_count,
+            "referee": referee_name, "seconds": round(time.time() - started, 1)})
+        _plot_validation(run_dir)
+        tqdm.write(f"validation at step {step}: {success} ({referee_name})")
+
+    return validate
+
+
+def loss_row(step: int, window: list[float], lr: float, progress: Progress) -> dict:
+    """A row of ``losses.jsonl``: the mean loss since the last row, the step's learning rate, minutes trained."""
+    return {"step": step, "loss": float(np.mean(window)), "lr": lr, "train_minutes": round(progress.train_seconds / 60, 2)}
+
+
 # -- training -------------------------------------------------------------------------------
 def train_embedded(config: EmbeddedTrainConfig, out_dir: str | Path, resume: bool = True, progress: bool = True,
                    validate: bool = True, stop_after_steps: int | None = None) -> dict[str, Any]:
@@ -361,154 +418,50 @@ def train_embedded(config: EmbeddedTrainConfig, out_dir: str | Path, resume: boo
     changing the run itself (the LR schedule still spans ``max_steps``), as a kill would.
     """
     from accelerate import Accelerator
-    from diffusers.training_utils import EMAModel
-    from tqdm.auto import tqdm
-    import yaml
 
+    # Everything a user can get wrong is checked before the run folder is touched.
     config.validate()
     if stop_after_steps is not None and stop_after_steps < 1:
         raise UserError(f"stop_after_steps must be >= 1; got {stop_after_steps}")
     run_dir = Path(out_dir)
-    ckpt_path = run_dir / CHECKPOINT
-    # Everything a user can get wrong is checked before the run folder is touched.
     state = load_checkpoint(run_dir) if resume else None
     if state is not None:
         check_resumable(state["config"], config, int(state["step"]))
     torch.set_num_threads(config.threads)
     torch.set_flush_denormal(True)
-    unet = config.build_unet()
-    if config.init_from and state is None:
-        try:
-            unet.load_state_dict(initial_weights(config.init_from))
-        except RuntimeError as exc:  # missing/unexpected keys or other shapes: another model's weights
-            raise UserError(f"init_from {config.init_from} does not fit this config's UNet "
-                            f"({str(exc).splitlines()[0]})") from None
+    unet = build_unet(config, resuming=state is not None)
     check_writable(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+
     accelerator = Accelerator(mixed_precision=config.mixed_precision)
     # mkldnn convolutions run ~10 % faster on channels-last tensors (measured on 2 CPU cores).
     unet = unet.to(memory_format=torch.channels_last)
-    ema = EMAModel(unet.parameters(), decay=config.ema_decay)
-    optimizer = torch.optim.AdamW(unet.parameters(), lr=config.learning_rate,
-                                  betas=(config.adam_beta1, config.adam_beta2), weight_decay=config.weight_decay)
-    noise_scheduler = make_scheduler(config.num_train_timesteps, config.prediction_type)
+    trainer = Trainer(accelerator, unet, unet.parameters(), learning_rate=config.learning_rate,
+                      betas=(config.adam_beta1, config.adam_beta2), weight_decay=config.weight_decay,
+                      schedule=lambda optimizer: FunctionSchedule(optimizer, partial(learning_rate_at, config)),
+                      ema_decay=config.ema_decay)
+    store = EmbeddedCheckpoint(run_dir / CHECKPOINT, config)
+    trainer.progress = EmbeddedCheckpoint.restore(trainer, state) if state is not None else Progress()
+    start_logs(run_dir, config.to_dict(), trainer.progress.step if state is not None else None)
 
-    step, train_seconds = 0, 0.0
-    window: list[float] = []  # losses since the last row of losses.jsonl
-    if state is not None:
-        unet.load_state_dict(state["unet"])
-        ema.load_state_dict(state["ema"])
-        optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["torch_rng"])
-        np.random.set_state(state["numpy_rng"])
-        random.setstate(state["python_rng"])
-        step, train_seconds = int(state["step"]), float(state["train_seconds"])
-        window = [float(x) for x in state.get("loss_window", [])]
-    # Rows past the checkpoint (or, starting over, every row) belong to steps that are run again.
-    for log in ("losses.jsonl", "validation.jsonl"):
-        truncate_log(run_dir / log, step)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
-    unet, optimizer = accelerator.prepare(unet, optimizer)
-    ema.to(accelerator.device)
-
-    def checkpoint() -> None:
-        save_checkpoint(ckpt_path, {
-            "config": config.to_dict(), "step": step, "train_seconds": train_seconds,
-            "unet": accelerator.unwrap_model(unet).state_dict(), "ema": ema.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(), "python_rng": random.getstate(),
-            "loss_window": list(window),
-        })
-
-    referee_name, referee = load_referee() if validate else ("", None)
-
-    def run_validation() -> None:
-        eval_unet = config.build_unet()
-        ema.copy_to(eval_unet.parameters())
-        eval_unet.eval()
-        started = time.time()
-        success = validate_model(eval_unet, config, referee)
-        row = {"step": step, "train_minutes": round(train_seconds / 60, 2), "success": success,
-               "sampling_steps": config.validation_steps, "eta": config.validation_eta, "count": config.validation_count,
-               "referee": referee_name, "seconds": round(time.time() - started, 1)}
-        with open(run_dir / "validation.jsonl", "a") as fh:
-            fh.write(json.dumps(row) + "\n")
-        _plot_validation(run_dir)
-        tqdm.write(f"validation at step {step}: {success} ({referee_name})")
-
+    step = trainer.progress.step
     last_step = config.max_steps if stop_after_steps is None else min(config.max_steps, stop_after_steps)
-    loader = batch_loader(config.data, config.batch_size, step, last_step, config.data_workers,
-                          config.fresh_per_step, config.pool_size)
-    bar = tqdm(total=config.max_steps, initial=step, disable=not progress, dynamic_ncols=True,
-               mininterval=1.0 if sys.stderr.isatty() else 30.0, desc="embedded")
-    last_checkpoint = time.time()
-    # A polite kill (SIGTERM, Ctrl-C) ends the sitting after the current step, checkpointed.
-    stop_requested = []
-    previous_handlers = {}
-    import signal
-    import threading
+    settings = LoopSettings(
+        max_steps=config.max_steps, last_step=last_step, max_grad_norm=config.max_grad_norm, autocast=True,
+        log_every=config.log_every_steps, checkpoint_minutes=config.checkpoint_minutes,
+        checkpoint_before_validation=True, checkpoint_when_sitting_ends=True, save_on_interrupt=True,
+        validate_every=config.validate_every_steps, desc="embedded", progress=progress)
 
-    if threading.current_thread() is threading.main_thread():
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            previous_handlers[signum] = signal.signal(signum, lambda *_: stop_requested.append(True))
-    if validate and step and step % config.validate_every_steps == 0 and \
-            not _has_row(run_dir / "validation.jsonl", step):
-        run_validation()  # the last sitting was killed during this validation
-    loss_value = float("nan")
-    unet.train()
-    in_step = False  # True while a step changes the weights: a failure then leaves no consistent state to save
-    try:
-        for batch in loader:
-            in_step = True
-            started = time.time()
-            video = batch["video"].to(accelerator.device)
-            condition = batch["condition"].to(accelerator.device)
-            for group in optimizer.param_groups:
-                group["lr"] = learning_rate_at(config, step)
-            with accelerator.autocast():
-                loss = diffusion_loss(unet, noise_scheduler, video, condition, _step_generator(config.seed, step))
-            accelerator.backward(loss)
-            accelerator.clip_grad_norm_(unet.parameters(), config.max_grad_norm)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            ema.step(unet.parameters())
-            step += 1
-            in_step = False
-            train_seconds += time.time() - started
-            loss_value = float(loss.detach())
-            window.append(loss_value)
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss_value:.4f}", refresh=False)
-            if step % config.log_every_steps == 0:
-                with open(run_dir / "losses.jsonl", "a") as fh:
-                    fh.write(json.dumps({"step": step, "loss": float(np.mean(window)), "lr": learning_rate_at(config, step - 1),
-                                         "train_minutes": round(train_seconds / 60, 2)}) + "\n")
-                window.clear()
-            if time.time() - last_checkpoint >= 60 * config.checkpoint_minutes:
-                checkpoint()
-                last_checkpoint = time.time()
-            if validate and step % config.validate_every_steps == 0:
-                checkpoint()  # a validation takes a while: never lose the steps before it
-                last_checkpoint = time.time()
-                run_validation()
-            if stop_requested:
-                tqdm.write(f"stopping at step {step} (signal); rerun the same command to resume")
-                break
-    except Exception:
-        # The data worker died (killed, out of memory) or bookkeeping failed: keep every
-        # finished step, then let the error through. The next run resumes from here.
-        if not in_step:
-            checkpoint()
-        raise
-    finally:
-        for signum, handler in previous_handlers.items():
-            signal.signal(signum, handler)
-    bar.close()
-    checkpoint()
-    if validate and not stop_requested and step == config.max_steps and step % config.validate_every_steps \
-            and not _has_row(run_dir / "validation.jsonl", step):
-        run_validation()
-    return {"step": step, "loss": loss_value, "train_seconds": train_seconds}
+    def interrupted_validation(at: int) -> bool:  # a sitting killed during its checkpoint's validation redoes it
+        return bool(at and at % config.validate_every_steps == 0 and not has_row(run_dir / "validation.jsonl", at))
+
+    done = trainer.run(settings, trainer.progress, rendered_batches(config, step, last_step, accelerator.device),
+                       DenoisingObjective(make_scheduler(config.num_train_timesteps, config.prediction_type)),
+                       store, run_dir / "losses.jsonl", loss_row,
+                       validate=validation_step(config, trainer, run_dir) if validate else None,
+                       validate_now=interrupted_validation)
+    return {"step": done.step, "loss": float("nan") if done.loss is None else done.loss,
+            "train_seconds": done.train_seconds}
 
 
 def initial_weights(source: str | Path) -> dict:

@@ -69,8 +69,8 @@ import torch  # noqa: E402
 
 from gen_reason.errors import UserError  # noqa: E402
 from gen_reason.models.families import Geometry  # noqa: E402
-from gen_reason.train.checkpoint import (load_latest, rng_state, save_checkpoint, set_rng_state,  # noqa: E402
-                                         truncate_log)
+from gen_reason.train.checkpoint import load_latest, rng_state, save_checkpoint, set_rng_state  # noqa: E402
+from gen_reason.train.loop import LoopSettings, Progress, Trainer, start_logs  # noqa: E402
 from gen_reason.train.conditioning import ConditioningCache, Sample, load_samples  # noqa: E402
 from gen_reason.train.losses import EXPERTS, SCHEMES, NoiseSettings, objective_for, sample_generator  # noqa: E402
 from gen_reason.config import build, parse_value, read_yaml  # noqa: E402
@@ -735,25 +735,96 @@ def _cpu_data_parallel() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not has_gpu
 
 
+# -- the pieces the training loop (gen_reason.train.loop) takes from this trainer ---------------
+class LoraCheckpoints:
+    """A fine-tuning run's checkpoints: ``checkpoints/step-*/`` folders (the trainable
+    parameters, optimizer, LR schedule, each process's random states, and ``state.json``
+    with the step, data position, loss, seconds and config), the newest few kept."""
+
+    def __init__(self, out: Path, config: LoraTrainConfig, model: torch.nn.Module, accelerator) -> None:
+        self.root, self.config, self.accelerator = out / "checkpoints", config, accelerator
+        self.trainable = TrainableState(model)
+
+    def _objects(self, trainer: Trainer) -> dict:
+        return {"trainable": self.trainable, "optimizer": trainer.optimizer, "lr_scheduler": trainer.lr_scheduler}
+
+    def save(self, trainer: Trainer, progress: Progress) -> None:
+        """Write the checkpoint of ``trainer`` at ``progress`` (every process calls it)."""
+        save_checkpoint(self.root, self._objects(trainer),
+                        {"step": progress.step, "data_position": progress.position, "loss": progress.loss,
+                         "train_seconds": progress.elapsed, "config": self.config.to_dict()},
+                        accelerator=self.accelerator, keep=self.config.checkpoints_keep)
+
+    def restore(self, trainer: Trainer) -> Progress | None:
+        """Put the newest checkpoint back into ``trainer`` (``None``: there is none, or ``resume: false``)."""
+        latest = load_latest(self.root) if self.config.resume else None
+        if latest is None:
+            return None
+        check_resumable(latest.state["config"], self.config)
+        latest.restore(self._objects(trainer), accelerator=self.accelerator)
+        return Progress(step=latest.step, position=int(latest.state["data_position"]), loss=latest.state.get("loss"),
+                        wall_seconds=float(latest.state.get("train_seconds", 0.0)))
+
+    def discard(self) -> None:
+        """A fresh start: nothing of an earlier run in this folder may mix into this one."""
+        import shutil
+
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def dataset_batches(cache: ConditioningCache, order: "DataOrder", device):
+    """``data(position) -> (batch, generators)`` for the loop: this process's samples at a data
+    position, from the encode-once cache, and one noise generator per sample."""
+
+    def data(position: int):
+        return cache.batch(order.indices(position), device), order.generators(position)
+
+    return data
+
+
+def validation_step(config: LoraTrainConfig, trainer: Trainer, pipe, family, geometry: Geometry, out: Path,
+                    cache: ConditioningCache, offload: bool):
+    """``validate(step)`` for the loop: held-out puzzles generated with the current weights and
+    scored by the referee on the main process (the others wait); the training's random
+    streams and the cache's device placement are left as they were."""
+    accelerator = trainer.accelerator
+    validator = None
+    if config.validate_every and accelerator.is_main_process:
+        dataset_puzzles = {row.get("canonical_hash") for row in _read_jsonl(Path(config.data) / "metadata.jsonl")}
+        validator = Validator(config, pipe, family, geometry, out, dataset_puzzles - {None})
+
+    def validate(step: int) -> None:
+        if validator is not None:
+            saved = rng_state()  # generation must not move the training's random streams
+            trainer.unwrapped.eval()
+            if offload:
+                cache.move_idle(accelerator.device)
+            row = validator.run(step)
+            if offload:
+                cache.move_idle("cpu")
+            trainer.unwrapped.train()
+            set_rng_state(saved)
+            if trainer.tracker:
+                accelerator.log({f"validation/{k}": v for k, v in {"success": row["success"], **row["metrics"]}.items()
+                                 if v is not None}, step=step)
+        accelerator.wait_for_everyone()
+
+    return validate
+
+
+def loss_row(step: int, window: list[float], lr: float, progress: Progress) -> dict:
+    """A row of ``losses.jsonl``: the step's loss and learning rate, seconds since the run began."""
+    return {"step": step, "loss": progress.loss, "lr": lr, "seconds": round(progress.elapsed, 3)}
+
+
 # -- the run ------------------------------------------------------------------------------------
-def train_lora(config: LoraTrainConfig, progress: bool = True, *, stop_after_steps: int | None = None) -> Path:
-    """Train (or resume) the run ``config`` describes; return the output folder.
-
-    ``stop_after_steps`` ends this sitting after that many optimizer steps in total,
-    without final outputs, as a kill would (for tests of resumption).
-    """
-    from accelerate import Accelerator
-    from accelerate.utils import set_seed
-    from diffusers.optimization import get_scheduler
-    from tqdm.auto import tqdm
-
-    from gen_reason.models.diffusers_backend import DiffusersVideoGenerator, check_fixed_size
+def resolve_config(config: LoraTrainConfig, stop_after_steps: int | None) -> tuple[LoraTrainConfig, dict]:
+    """A checked copy of ``config`` with absolute paths (the model name resolved) and its model options."""
     from gen_reason.models.loading import resolve_model_path
+    from gen_reason.models.options import MODEL_OPTIONS, check_model_options
 
     config = dataclasses.replace(config)
     config.validate()
-    from gen_reason.models.options import MODEL_OPTIONS, check_model_options
-
     model_options = check_model_options(**{name: getattr(config, name) for name in MODEL_OPTIONS})
     if "size" in model_options:
         config.height = config.height or model_options["size"][0]
@@ -761,14 +832,15 @@ def train_lora(config: LoraTrainConfig, progress: bool = True, *, stop_after_ste
     if stop_after_steps is not None and stop_after_steps < 1:
         raise UserError(f"stop_after_steps must be >= 1; got {stop_after_steps}")
     config.output_dir = str(Path(config.output_dir).expanduser().resolve())
-    out = check_writable(config.output_dir)  # before anything loads; leaves nothing behind
+    check_writable(config.output_dir)  # before anything loads; leaves nothing behind
     config.model = str(resolve_model_path(config.model).resolve())  # a name such as `embedded`, or a folder
     config.data = str(Path(config.data).expanduser().resolve())
-    samples = load_samples(config.data, config.split)
-    tracker = _check_trackers(config.trackers)
-    # A model that runs at one size only (CogVideoX-5b-I2V) refuses any other before it loads.
-    check_fixed_size(config.model, config.height or samples[0].first_frame.shape[0],
-                     config.width or samples[0].first_frame.shape[1])
+    return config, model_options
+
+
+def make_accelerator(config: LoraTrainConfig, model_options: dict, tracker: str | None):
+    """The run's accelerator: mixed precision, accumulation, trackers, gloo on a CPU-only machine."""
+    from accelerate import Accelerator
 
     handlers = []
     if config.experts == "both" and _has_two_experts(Path(config.model)):
@@ -776,62 +848,71 @@ def train_lora(config: LoraTrainConfig, progress: bool = True, *, stop_after_ste
 
         # A process's micro-batch may route every sample to one expert; the other's adapter is then unused.
         handlers.append(DistributedDataParallelKwargs(find_unused_parameters=True))
-    accelerator = Accelerator(mixed_precision=config.mixed_precision,
-                              gradient_accumulation_steps=config.gradient_accumulation_steps,
-                              log_with=tracker, project_dir=str(out / "logs"),
-                              cpu=_cpu_data_parallel() or model_options.get("device") == "cpu",
-                              kwargs_handlers=handlers)
-    is_main = accelerator.is_main_process
+    return Accelerator(mixed_precision=config.mixed_precision,
+                       gradient_accumulation_steps=config.gradient_accumulation_steps,
+                       log_with=tracker, project_dir=str(Path(config.output_dir) / "logs"),
+                       cpu=_cpu_data_parallel() or model_options.get("device") == "cpu",
+                       kwargs_handlers=handlers)
+
+
+def load_pipeline(config: LoraTrainConfig, model_options: dict, accelerator):
+    """The pipeline on the accelerator's device in the frozen weights' dtype, and its family."""
+    from gen_reason.models.diffusers_backend import DiffusersVideoGenerator
+
     weight_dtype = MIXED_PRECISION[config.mixed_precision]
     if "dtype" in model_options:
         weight_dtype = getattr(torch, model_options["dtype"])
     generator = DiffusersVideoGenerator.from_pretrained(
         config.model, device=accelerator.device, dtype=weight_dtype, offload="none",
         **{k: v for k, v in model_options.items() if k in ("vae_tiling", "attention", "compile", "max_batch")})
-    pipe, family = generator.pipeline, generator.family
+    return generator.pipeline, generator.family
+
+
+def train_lora(config: LoraTrainConfig, progress: bool = True, *, stop_after_steps: int | None = None) -> Path:
+    """Train (or resume) the run ``config`` describes; return the output folder.
+
+    ``stop_after_steps`` ends this sitting after that many optimizer steps in total,
+    without final outputs, as a kill would (for tests of resumption).
+    """
+    from accelerate.utils import set_seed
+    from diffusers.optimization import get_scheduler
+
+    from gen_reason.models.diffusers_backend import check_fixed_size
+
+    # Everything a user can get wrong is checked before the model loads.
+    config, model_options = resolve_config(config, stop_after_steps)
+    out = Path(config.output_dir)
+    samples = load_samples(config.data, config.split)
+    tracker = _check_trackers(config.trackers)
+    # A model that runs at one size only (CogVideoX-5b-I2V) refuses any other before it loads.
+    check_fixed_size(config.model, config.height or samples[0].first_frame.shape[0],
+                     config.width or samples[0].first_frame.shape[1])
+
+    accelerator = make_accelerator(config, model_options, tracker)
+    is_main = accelerator.is_main_process
+    pipe, family = load_pipeline(config, model_options, accelerator)
     geometry = resolve_geometry(pipe, family, samples, config)
     objective = objective_for(pipe, family, geometry, config.noise, experts=config.experts)
-
-    model = objective.model
     lora_config, targets = make_trainable(pipe, objective, config)
     # Dropout differs per process (as data-parallel training should); everything else is seeded per sample.
     set_seed(config.seed, device_specific=True)
-
     order = DataOrder(len(samples), config.batch_size, accelerator.num_processes, accelerator.process_index,
                       config.seed)
     max_steps = total_steps(config, order)
-    accumulation = config.gradient_accumulation_steps
-    parameters = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, betas=(config.adam_beta1, config.adam_beta2),
-                                  eps=config.adam_epsilon, weight_decay=config.weight_decay)
-    # Stepped by us once per optimizer step (not prepared: accelerate would step it once per process).
-    lr_scheduler = get_scheduler(config.lr_scheduler, optimizer=optimizer, num_warmup_steps=config.lr_warmup_steps,
-                                 num_training_steps=max_steps)
-    wrapped, optimizer = accelerator.prepare(model, optimizer)
-
-    checkpoints = out / "checkpoints"
-    objects = {"trainable": TrainableState(model), "optimizer": optimizer, "lr_scheduler": lr_scheduler}
-    step, position = 0, 0
-    latest = load_latest(checkpoints) if config.resume else None
-    if latest is not None:
-        check_resumable(latest.state["config"], config)
-        latest.restore(objects, accelerator=accelerator)
-        step, position = latest.step, int(latest.state["data_position"])
-        if is_main:  # rows of steps after the checkpoint were lost with the kill; they are redone
-            for name in ("losses.jsonl", "validation.jsonl"):
-                truncate_log(out / name, step)
-    elif is_main:
-        import shutil
-
-        # A fresh start: nothing of an earlier run in this folder may mix into this one.
-        shutil.rmtree(checkpoints, ignore_errors=True)
-        for name in ("losses.jsonl", "validation.jsonl"):
-            (out / name).unlink(missing_ok=True)
-    if is_main:
-        import yaml
-
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    model = objective.model
+    trainer = Trainer(accelerator, model, [p for p in model.parameters() if p.requires_grad],
+                      learning_rate=config.learning_rate, betas=(config.adam_beta1, config.adam_beta2),
+                      eps=config.adam_epsilon, weight_decay=config.weight_decay,
+                      schedule=lambda optimizer: get_scheduler(config.lr_scheduler, optimizer=optimizer,
+                                                               num_warmup_steps=config.lr_warmup_steps,
+                                                               num_training_steps=max_steps),
+                      tracker=tracker)
+    store = LoraCheckpoints(out, config, model, accelerator)
+    resumed = store.restore(trainer)
+    if is_main:  # resuming, rows of steps after the checkpoint were lost with the kill; they are redone
+        if resumed is None:
+            store.discard()
+        start_logs(out, config.to_dict(), None if resumed is None else resumed.step)
     if tracker:
         flat = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in config.to_dict().items()}
         accelerator.init_trackers("genreason-lora", config=flat)
@@ -843,74 +924,24 @@ def train_lora(config: LoraTrainConfig, progress: bool = True, *, stop_after_ste
     if offload:
         cache.move_idle("cpu")  # encoders whose outputs are all cached leave the accelerator
 
-    validator = None
-    if config.validate_every and is_main:
-        dataset_puzzles = {row.get("canonical_hash") for row in _read_jsonl(Path(config.data) / "metadata.jsonl")}
-        validator = Validator(config, pipe, family, geometry, out, dataset_puzzles - {None})
-
-    def validate() -> None:
-        if validator is not None:
-            saved = rng_state()  # generation must not move the training's random streams
-            model.eval()
-            if offload:
-                cache.move_idle(accelerator.device)
-            row = validator.run(step)
-            if offload:
-                cache.move_idle("cpu")
-            model.train()
-            set_rng_state(saved)
-            if tracker:
-                accelerator.log({f"validation/{k}": v for k, v in {"success": row["success"], **row["metrics"]}.items()
-                                 if v is not None}, step=step)
-        accelerator.wait_for_everyone()
-
-    last_step = max_steps if stop_after_steps is None else min(max_steps, stop_after_steps)
-    if step == 0 and last_step > 0:
-        validate()  # the untrained baseline opens the curve
-    bar = tqdm(total=max_steps, initial=step, desc="train lora" if config.lora else "fine-tune",
-               disable=not (progress and is_main), dynamic_ncols=True)
-    loss_value = latest.state.get("loss") if latest is not None else None
-    started = time.time() - (float(latest.state.get("train_seconds", 0.0)) if latest is not None else 0.0)
-    while step < last_step:
-        micro_losses = []
-        for _ in range(accumulation):
-            batch = cache.batch(order.indices(position), accelerator.device)
-            with accelerator.accumulate(wrapped):
-                loss = objective.loss(wrapped, batch, order.generators(position))
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and config.max_grad_norm > 0:
-                    accelerator.clip_grad_norm_(parameters, config.max_grad_norm)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-            micro_losses.append(loss.detach().float())
-            position += 1
-        lr = lr_scheduler.get_last_lr()[0]
-        lr_scheduler.step()
-        step += 1
-        loss_value = float(accelerator.reduce(torch.stack(micro_losses).mean(), reduction="mean"))
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss_value:.4f}", refresh=False)
-        if is_main and (step % config.log_every == 0 or step == max_steps):
-            with open(out / "losses.jsonl", "a") as fh:
-                fh.write(json.dumps({"step": step, "loss": loss_value, "lr": lr,
-                                     "seconds": round(time.time() - started, 3)}) + "\n")
-        if tracker:
-            accelerator.log({"train/loss": loss_value, "train/lr": lr}, step=step)
-        if (config.checkpoint_every and step % config.checkpoint_every == 0) or step == max_steps:
-            save_checkpoint(checkpoints, objects, {"step": step, "data_position": position, "loss": loss_value,
-                                                   "train_seconds": time.time() - started, "config": config.to_dict()},
-                            accelerator=accelerator, keep=config.checkpoints_keep)
-        if config.validate_every and (step % config.validate_every == 0 or step == max_steps):
-            validate()
-    bar.close()
-    if step < max_steps:  # a sitting cut short: the checkpoints carry the run on
+    settings = LoopSettings(
+        max_steps=max_steps, last_step=max_steps if stop_after_steps is None else min(max_steps, stop_after_steps),
+        accumulation=config.gradient_accumulation_steps, max_grad_norm=config.max_grad_norm,
+        log_every=config.log_every, log_last=True, checkpoint_every=config.checkpoint_every,
+        validate_every=config.validate_every, desc="train lora" if config.lora else "fine-tune",
+        progress=progress)
+    done = trainer.run(settings, resumed or Progress(), dataset_batches(cache, order, accelerator.device), objective,
+                       store, out / "losses.jsonl" if is_main else None, loss_row,
+                       validate=validation_step(config, trainer, pipe, family, geometry, out, cache, offload),
+                       validate_now=lambda step: step == 0)  # the untrained baseline opens the curve
+    if done.step < max_steps:  # a sitting cut short: the checkpoints carry the run on
         accelerator.end_training()
         return out
 
     accelerator.wait_for_everyone()
     if is_main:
-        save_outputs(out, pipe, objective, accelerator.unwrap_model(wrapped), lora_config)
-        write_model_card(out, config, family.name, geometry, step, len(samples), loss_value, targets)
+        save_outputs(out, pipe, objective, trainer.unwrapped, lora_config)
+        write_model_card(out, config, family.name, geometry, done.step, len(samples), done.loss, targets)
         plot_curves(out)
     accelerator.wait_for_everyone()
     accelerator.end_training()

@@ -648,6 +648,50 @@ class EmbeddedObjective(Objective):
         return masked_mse(prediction, stack_frames(target))
 
 
+def diffusion_loss(unet, noise_scheduler, video: torch.Tensor, condition: torch.Tensor,
+                   generator: torch.Generator) -> torch.Tensor:
+    """MSE of the scheduler's prediction target on ``video`` ``[B, 3, F, R, R]`` given its first
+    frame ``condition`` ``[B, 3, R, R]``: the clean video, ``v`` or the noise, as
+    ``noise_scheduler.config.prediction_type`` says. Timesteps are uniform over the
+    training schedule; noise and timesteps come from ``generator``.
+    """
+    from gen_reason.models.embedded import stack_frames
+
+    noise = torch.randn(video.shape, generator=generator).to(video.device)
+    timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (video.shape[0],),
+                              generator=generator).to(video.device)
+    noisy = noise_scheduler.add_noise(video, noise, timesteps)
+    kind = noise_scheduler.config.prediction_type
+    if kind == "sample":
+        target = video
+    elif kind == "v_prediction":
+        target = noise_scheduler.get_velocity(video, noise, timesteps)
+    else:
+        target = noise
+    prediction = unet(torch.cat([stack_frames(noisy), condition], dim=1), timesteps).sample
+    return torch.nn.functional.mse_loss(prediction.float(), stack_frames(target))
+
+
+class DenoisingObjective:
+    """The embedded model trained from scratch (``genreason train embedded``): rendered maze
+    videos in pixel space, one noise generator per step (a pure function of the seed and
+    step, drawn for the whole batch), the loss :func:`diffusion_loss`.
+
+    Unlike :class:`EmbeddedObjective` (LoRA on the exported pipeline, one generator per
+    sample of a dataset), its batches come straight from the renderer, so a run's numbers
+    stay those of every earlier embedded training.
+    """
+
+    name = "embedded-denoising"
+
+    def __init__(self, noise_scheduler) -> None:
+        self.noise_scheduler = noise_scheduler
+
+    def loss(self, model, batch: dict[str, torch.Tensor], generator: torch.Generator) -> torch.Tensor:
+        """The loss of a batch ``{"video", "condition"}`` with the step's noise ``generator``."""
+        return diffusion_loss(model, self.noise_scheduler, batch["video"], batch["condition"], generator)
+
+
 def objective_for(pipe, family: Family, geometry: Geometry, noise: NoiseSettings | None = None,
                   experts: str = "both") -> Objective:
     """The objective for a loaded pipeline, or a :class:`UserError` for a family we cannot train.
