@@ -19,6 +19,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 
@@ -160,15 +161,12 @@ class OpenAICompatibleVLM(VLM):
                         f"choose one with {self.base_url}#MODEL")
 
     def _request_with_retries(self, url: str, body: bytes | None) -> dict:
-        """POST ``body`` (or GET when ``None``) to ``url`` and parse the JSON reply, with retries."""
-        headers = {"Accept": "application/json"}
-        if body is not None:
-            headers["Content-Type"] = "application/json"
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
+        """POST ``body`` (or GET when ``None``) to ``url`` and parse the JSON reply, with retries
+        (backing off exponentially) on what may pass: busy or failing servers, timeouts,
+        dropped and refused connections."""
         listing = body is None
-        problem = ""
-        unreachable = False
+        headers = self._headers(json_body=not listing)
+        problem, unreachable = "", False
         for attempt in range(self.max_retries + 1):
             if attempt:
                 time.sleep(self.retry_backoff * 2 ** (attempt - 1))
@@ -177,47 +175,70 @@ class OpenAICompatibleVLM(VLM):
                 with urllib.request.urlopen(request, timeout=self.timeout) as response:
                     payload = response.read()
             except urllib.error.HTTPError as error:
-                detail = _error_detail(error)
-                if error.code in (401, 403):
-                    raise UserError(f"the VLM server at {self.base_url} rejected the request "
-                                    f"(HTTP {error.code}: {detail}); check the API key") from None
-                if error.code == 404 and listing:
-                    raise UserError(f"the VLM server at {self.base_url} has no /models ({detail}); check that the "
-                                    "URL is the API root (e.g. http://host:8000/v1), or give the model name as "
-                                    "URL#MODEL") from None
-                if error.code == 404:
-                    raise UserError(f"the VLM server at {self.base_url} answered 404 for model {self.model!r} "
-                                    f"({detail}); check the model name and that the URL ends with /v1") from None
-                problem = f"HTTP {error.code}: {detail}"
-                if error.code not in _RETRYABLE_STATUS and listing:
-                    raise UserError(f"the VLM server at {self.base_url} refused to list its models ({problem})") from None
-                if error.code not in _RETRYABLE_STATUS:
-                    raise VLMFailure(f"the VLM server at {self.base_url} refused the request ({problem})") from None
-                unreachable = False
+                problem, unreachable = self._retryable_http_error(error, listing), False
                 continue
-            except (TimeoutError, socket.timeout):
-                problem, unreachable = f"no answer within {self.timeout:g} s", False
+            except (TimeoutError, socket.timeout, urllib.error.URLError, ConnectionError, http.client.HTTPException,
+                    OSError) as error:
+                problem, unreachable = self._transport_problem(error)
                 continue
-            except urllib.error.URLError as error:
-                reason = error.reason
-                if isinstance(reason, (TimeoutError, socket.timeout)):
-                    problem, unreachable = f"no answer within {self.timeout:g} s", False
-                else:
-                    # Refused, unknown host, unreachable network: probably a wrong URL or a
-                    # server still starting, so worth the retries before blaming the user.
-                    problem, unreachable = f"{reason}", True
-                continue
-            except (ConnectionError, http.client.HTTPException, OSError) as error:
-                problem, unreachable = f"connection dropped ({type(error).__name__}: {error})", False
-                continue
-            try:
-                return json.loads(payload)
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                if listing:
-                    raise UserError(f"the server at {url} did not answer with JSON; is {self.base_url} "
-                                    "an OpenAI-compatible API root?") from None
-                raise VLMFailure(f"the server at {url} did not answer with JSON "
-                                 f"(is this an OpenAI-compatible API?): {payload[:120]!r}") from None
+            return self._parse_reply(payload, url, listing)
+        self._give_up(problem, unreachable, listing)
+
+    def _headers(self, *, json_body: bool) -> dict[str, str]:
+        headers = {"Accept": "application/json"}
+        if json_body:
+            headers["Content-Type"] = "application/json"
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        return headers
+
+    def _retryable_http_error(self, error: urllib.error.HTTPError, listing: bool) -> str:
+        """What went wrong, for an HTTP error worth retrying; a one-line :class:`UserError`
+        (bad key, wrong URL or model) or :class:`VLMFailure` (a refusal) for any other."""
+        detail = _error_detail(error)
+        if error.code in (401, 403):
+            raise UserError(f"the VLM server at {self.base_url} rejected the request "
+                            f"(HTTP {error.code}: {detail}); check the API key") from None
+        if error.code == 404 and listing:
+            raise UserError(f"the VLM server at {self.base_url} has no /models ({detail}); check that the "
+                            "URL is the API root (e.g. http://host:8000/v1), or give the model name as "
+                            "URL#MODEL") from None
+        if error.code == 404:
+            raise UserError(f"the VLM server at {self.base_url} answered 404 for model {self.model!r} "
+                            f"({detail}); check the model name and that the URL ends with /v1") from None
+        problem = f"HTTP {error.code}: {detail}"
+        if error.code not in _RETRYABLE_STATUS and listing:
+            raise UserError(f"the VLM server at {self.base_url} refused to list its models ({problem})") from None
+        if error.code not in _RETRYABLE_STATUS:
+            raise VLMFailure(f"the VLM server at {self.base_url} refused the request ({problem})") from None
+        return problem
+
+    def _transport_problem(self, error: BaseException) -> tuple[str, bool]:
+        """``(what went wrong, whether the server looks unreachable)`` for a failure below HTTP."""
+        if isinstance(error, (TimeoutError, socket.timeout)):
+            return f"no answer within {self.timeout:g} s", False
+        if isinstance(error, urllib.error.URLError):
+            if isinstance(error.reason, (TimeoutError, socket.timeout)):
+                return f"no answer within {self.timeout:g} s", False
+            # Refused, unknown host, unreachable network: probably a wrong URL or a
+            # server still starting, so worth the retries before blaming the user.
+            return f"{error.reason}", True
+        return f"connection dropped ({type(error).__name__}: {error})", False
+
+    def _parse_reply(self, payload: bytes, url: str, listing: bool) -> dict:
+        """The reply's JSON; a reply that is not JSON is a wrong URL (listing) or a failure."""
+        try:
+            return json.loads(payload)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            if listing:
+                raise UserError(f"the server at {url} did not answer with JSON; is {self.base_url} "
+                                "an OpenAI-compatible API root?") from None
+            raise VLMFailure(f"the server at {url} did not answer with JSON "
+                             f"(is this an OpenAI-compatible API?): {payload[:120]!r}") from None
+
+    def _give_up(self, problem: str, unreachable: bool, listing: bool) -> NoReturn:
+        """Raise the error for a request every retry failed: the server looks down, would not
+        list its models, or kept failing."""
         attempts = self.max_retries + 1
         if unreachable:
             raise UserError(f"cannot reach the VLM server at {self.base_url} ({problem}); is it running?")
