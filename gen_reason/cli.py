@@ -12,6 +12,7 @@ import json
 import sys
 from pathlib import Path
 
+from gen_reason.config import ArgumentParser
 from gen_reason.errors import UserError, writable_dir
 from gen_reason.models.options import add_model_arguments
 
@@ -26,15 +27,6 @@ def parse_dotted(extra: list[str], sections: tuple[str, ...]) -> dict[str, dict]
     from gen_reason.config import nest, parse_flags
 
     return {section: {} for section in sections} | nest(parse_flags(extra, sections))
-
-
-class _OneLineParser(argparse.ArgumentParser):
-    """An argument parser whose errors are one line on stderr and exit code 2 (argparse's
-    own print the usage first); subcommand parsers inherit it."""
-
-    def error(self, message: str):
-        """Print ``PROG: error: MESSAGE (see --help)`` and exit with code 2."""
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _int_in(low: int, high: int | None = None):
@@ -309,7 +301,7 @@ def cmd_train(args, extra) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
-    parser = _OneLineParser(
+    parser = ArgumentParser(
         prog="genreason",
         description="Reasoning via video generation: make puzzles, generate solution videos, referee them.",
         epilog="Dotted flags override config fields, e.g. --task.skin dark --task.wall_style thin.",
@@ -461,13 +453,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``genreason`` console script."""
     parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    if not getattr(args, "func", None):
-        if extra:  # `genreason --bogus`: a mistake, said in one line
-            parser.error(f"unrecognised argument {extra[0]!r}; give a command first")
-        parser.print_help()
-        return 2
     try:
+        args, extra = parser.parse_known_args(argv)
+        if not getattr(args, "func", None):
+            if extra:  # `genreason --bogus`: a mistake, said in one line
+                parser.error(f"unrecognised argument {extra[0]!r}; give a command first")
+            parser.print_help()
+            return 2
         if extra and not getattr(args, "dotted", False):
             raise UserError(f"unrecognised argument {extra[0]!r} (see genreason {args.command} --help)")
         return int(args.func(args, extra) or 0)

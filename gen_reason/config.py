@@ -16,6 +16,7 @@ Every error is a :class:`~gen_reason.errors.UserError` (one line, exit code 2 in
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import difflib
 import json
@@ -59,6 +60,16 @@ def parse_yaml(text: str) -> Any:
 
 
 # -- the flag grammar ---------------------------------------------------------------------------
+class ArgumentParser(argparse.ArgumentParser):
+    """``argparse.ArgumentParser`` whose mistakes raise :class:`UserError` (the command
+    prints it as one line and exits 2) instead of printing a usage block; subcommand
+    parsers made from it inherit that. Every command of ours parses with it."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        """Raise instead of printing the usage and exiting."""
+        raise UserError(f"{message} (see {self.prog} --help)")
+
+
 def parse_value(text: str) -> Any:
     """A flag's value as a YAML scalar or flow collection: ``30``, ``1e-4``, ``true``, ``null``, ``[a, b]``."""
     import yaml

@@ -339,7 +339,7 @@ def test_argparse_errors_name_the_subcommand(capsys):
     """One line that says which command and where to look, not argparse's usage block."""
     code, err = _call(["make-dataset", "--n", "2", "--workers", "0", "--out", "x"], capsys)
     assert code == 2
-    assert err.strip() == ("genreason make-dataset: error: argument --workers: expected an integer >= 1, got 0 "
+    assert err.strip() == ("genreason: error: argument --workers: expected an integer >= 1, got 0 "
                            "(see genreason make-dataset --help)")
 
 
