@@ -745,10 +745,24 @@ def _follow_sprite(frames: np.ndarray, start_w: np.ndarray, size_w: float, step_
     The template is the object's frame-0 patch; where the last frame shows the start
     without the object, only the pixels that differ there (the sprite, not the floor
     under it) are compared, so the sprite is still found over other floor (a goal).
-    Each frame is searched whole (normalised cross-correlation), so any speed is found;
-    the best match counts when it scores at least ``threshold`` and lies where the frame
-    differs from frame 0, or on the object's start.
+    Each frame is searched near the last place, and whole when that finds nothing
+    (normalised cross-correlation), so any speed is found; the best match counts when it
+    scores at least ``threshold`` and lies where the frame differs from frame 0, or on
+    the object's start. A sprite wider than ``_WORK_SPRITE_PX`` is matched on a copy
+    shrunk to that width (the same verdicts, a fraction of the cost).
     """
+    shrink_by = int(size_w // _WORK_SPRITE_PX)
+    if shrink_by > 1:
+        small = np.stack([cv2.resize(f, None, fx=1 / shrink_by, fy=1 / shrink_by, interpolation=cv2.INTER_AREA)
+                          for f in frames])
+        to_small = (np.asarray(start_w, float) - (shrink_by - 1) / 2) / shrink_by
+        inner = WorkVideo(frames=small, scale=work.scale, source_size=work.source_size)
+        found = _follow_sprite(small, to_small, size_w / shrink_by, step_w / shrink_by, inner, name, events,
+                               threshold)
+        # Back to working pixels: a small pixel's centre i is working pixel shrink_by * i + (shrink_by - 1) / 2.
+        small_xy = inner.to_work(found.positions)
+        found.positions = work.to_spec(small_xy * shrink_by + (shrink_by - 1) / 2)
+        return found
     t, h, w = frames.shape[:3]
     r = max(2, int(np.ceil(0.5 * size_w)))
     x, y = int(round(start_w[0])), int(round(start_w[1]))
@@ -767,25 +781,45 @@ def _follow_sprite(frames: np.ndarray, start_w: np.ndarray, size_w: float, step_
         events.append({"frame": 0, "kind": "not_found_at_start", "object": name})
         return ObjectTrack(positions=work.to_spec(positions), confidence=confidence,
                            duplicated=np.zeros(t, bool), source=source, area0=float(th * tw))
-    start_tl = np.array([x0, y0])
-    for k in range(t):
-        frame = frames[k]
-        scores = cv2.matchTemplate(frame, template, cv2.TM_CCOEFF_NORMED, mask=mask)
+    start_tl = np.array([x0, y0], float)
+
+    def search(k: int, lo: np.ndarray, hi: np.ndarray) -> tuple[float, np.ndarray]:
+        """Best gated match of frame ``k`` with its top-left corner in ``[lo, hi)``."""
+        wx0, wy0 = int(max(0, lo[0])), int(max(0, lo[1]))
+        wx1, wy1 = int(min(w, hi[0] + tw)), int(min(h, hi[1] + th))
+        if wx1 - wx0 < tw or wy1 - wy0 < th:
+            return -1.0, start_tl
+        window = frames[k, wy0:wy1, wx0:wx1]
+        scores = cv2.matchTemplate(window, template, cv2.TM_CCOEFF_NORMED, mask=mask)
         scores = np.nan_to_num(scores, nan=-1.0, posinf=-1.0, neginf=-1.0)
         if k:
-            moved = (np.abs(frame.astype(np.int16) - frames[0].astype(np.int16)).max(-1) > 40).astype(np.float32)
+            moved = (np.abs(window.astype(np.int16) - frames[0, wy0:wy1, wx0:wx1].astype(np.int16)).max(-1)
+                     > 40).astype(np.float32)
             moved_frac = cv2.boxFilter(moved, -1, (tw, th), normalize=True, anchor=(0, 0),
                                        borderType=cv2.BORDER_CONSTANT)[: scores.shape[0], : scores.shape[1]]
             ys, xs = np.mgrid[0: scores.shape[0], 0: scores.shape[1]]
-            at_start = np.hypot(xs - start_tl[0], ys - start_tl[1]) <= 0.3 * step_w
+            at_start = np.hypot(xs + wx0 - start_tl[0], ys + wy0 - start_tl[1]) <= 0.3 * step_w
             scores = np.where((moved_frac > 0.15) | at_start, scores, -1.0)
         j = int(np.argmax(scores))
-        best = float(scores.flat[j])
+        yy, xx = divmod(j, scores.shape[1])
+        return float(scores.flat[j]), np.array([wx0 + xx, wy0 + yy], float)
+
+    # Near the last place first (within a step, or 3 times the fastest move so far over
+    # the frames since), the whole frame when that finds nothing: any speed, at the cost
+    # of a small window on most frames.
+    prev, prev_k, fastest = start_tl, 0, 0.0
+    for k in range(t):
+        reach = max(1.0 * step_w, 3.0 * fastest * (k - prev_k))
+        best, corner = search(k, prev - reach, prev + reach + 1)
+        if best < threshold:
+            best, corner = search(k, np.zeros(2), np.array([w, h], float))
         if best >= threshold:
-            yy, xx = divmod(j, scores.shape[1])
-            positions[k] = (xx + centre[0], yy + centre[1])
+            positions[k] = corner + centre
             confidence[k] = best
             source[k] = "template"
+            if k > prev_k:
+                fastest = max(fastest, float(np.hypot(*(corner - prev))) / (k - prev_k))
+            prev, prev_k = corner, k
     if np.isnan(positions[0, 0]):
         events.append({"frame": 0, "kind": "not_found_at_start", "object": name})
     positions = work.to_spec(positions)
