@@ -17,6 +17,11 @@ The tracker starts from the object's known position in ``spec`` and combines thr
 
 A frame where nothing is found is reported as lost (``None``), never guessed.
 
+An object whose spec says ``"track": "sprite"`` (a textured sprite with no colour of its
+own, e.g. some VR-Bench skins) is followed by its frame-0 picture alone
+(:func:`_follow_sprite`): normalised cross-correlation near its last place, else over
+the whole frame, on the sprite's own pixels.
+
 Work happens on a copy downscaled by an integer factor (at most 4) so the agent is
 8-16 px wide (large videos are cheap to score; :func:`read_work_video` even decodes a file straight to
 that size); positions are returned in the spec's pixel coordinates whatever the video size.

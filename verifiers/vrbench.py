@@ -35,9 +35,11 @@ whose ``spec`` follows the maze-family contract (``gen_reason.puzzles.maze``) an
   colour is measured. The solution is ``metadata.path`` (walks of two cubes, ladders of
   three), one node per cube.
 
-Colours and the agent's size are measured on the first frame (the state does not hold
-them): VR-Bench skins are textures, so the agent colour is the median colour at its
-centre.
+How the player and the box look is measured on the first frame (the state does not hold
+it), whatever the skin (:func:`_sprite`): VR-Bench skins are textured sprites, so the
+tracked colour is one the sprite has and the rest of the picture (goal included) lacks;
+a sprite with no such colour is followed by its picture instead (``"track": "sprite"``,
+see :mod:`.track`). ``extent_px`` is the sprite's width.
 """
 
 from __future__ import annotations
