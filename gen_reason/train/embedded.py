@@ -9,6 +9,11 @@ run is bit-identical to an uninterrupted one: each batch and each step's noise a
 functions of ``(seed, step)``. The logs end up as an uninterrupted run's too: rows of
 steps after the checkpoint (written before a kill) are dropped on resume and written again.
 
+The steps run in the one training loop (:class:`gen_reason.train.loop.Trainer`, shared with
+LoRA and full fine-tuning); this module gives it what is the embedded model's own: the UNet,
+rendered batches, the denoising objective (:class:`~gen_reason.train.losses.DenoisingObjective`),
+the learning-rate curve, the checkpoint file, validation, and the exported pipeline.
+
 Run it as a module so the thread settings come before torch is imported::
 
     python -m gen_reason.train.embedded --config configs/embedded_maze.yaml --out runs/embedded

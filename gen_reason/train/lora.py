@@ -34,6 +34,11 @@ One run is one folder (``output_dir``)::
     validation/step-*/                  a few validation videos
     checkpoints/step-*/                 LoRA + optimizer + LR schedule + RNG + step + data position
 
+The steps run in the one training loop (:class:`gen_reason.train.loop.Trainer`, shared with
+the embedded model's trainer); this module gives it the pipeline and its trainable
+parameters, the dataset's batches, the family's objective, the checkpoint folders,
+validation and the saved weights.
+
 Rerunning the same command resumes from the newest checkpoint, and the resumed run ends
 with the weights an uninterrupted run would have: each sample's noise and timestep are
 pure functions of (seed, data position, batch slot), the epoch order of (seed, epoch),
@@ -980,12 +985,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data", help="dataset folder made by genreason make-dataset")
     parser.add_argument("--out", dest="output_dir", help="run folder (output_dir)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--stop-after-steps", type=int, default=None,
+                        help="end this sitting after this many optimizer steps (rerun the command to resume)")
     try:
         args, rest = parser.parse_known_args(argv)
         overrides = parse_overrides(rest)
         overrides.update({k: v for k, v in (("model", args.model), ("data", args.data),
                                             ("output_dir", args.output_dir)) if v})
-        out = train_lora(load_lora_config(args.config, overrides), progress=not args.quiet)
+        out = train_lora(load_lora_config(args.config, overrides), progress=not args.quiet,
+                         stop_after_steps=args.stop_after_steps)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
