@@ -160,13 +160,29 @@ def read_video(path: str | os.PathLike, max_frames: int | None = None, downscale
     if path.is_dir():
         return _shrink_each(as_video([read_image(p) for p in _png_frames(path)[:max_frames]]), downscale)
     if path.suffix.lower() == ".gif":
-        import imageio.v3 as iio
+        return _shrink_each(_read_gif(path, max_frames), downscale)
+    video, count = _decode(path, max_frames, downscale)
+    if not count:
+        raise UserError(f"video {path} has no frames")
+    # A header that promised many more frames than came would leave a mostly empty buffer.
+    return video[:count] if count > 0.75 * len(video) else video[:count].copy()
 
-        try:
-            frames = iio.imread(path, index=None, mode="RGB")
-        except Exception as exc:  # imageio raises many types for a broken file
-            raise UserError(f"cannot read video {path}: {exc}") from None
-        return _shrink_each(as_video(frames[:max_frames] if max_frames else frames), downscale)
+
+def _read_gif(path: Path, max_frames: int | None) -> Video:
+    """A GIF's frames (the first ``max_frames``) as RGB."""
+    import imageio.v3 as iio
+
+    try:
+        frames = iio.imread(path, index=None, mode="RGB")
+    except Exception as exc:  # imageio raises many types for a broken file
+        raise UserError(f"cannot read video {path}: {exc}") from None
+    return as_video(frames[:max_frames] if max_frames else frames)
+
+
+def _decode(path: Path, max_frames: int | None, downscale: int) -> tuple[np.ndarray | None, int]:
+    """Decode a video file's first stream with PyAV, each frame shrunk by ``downscale`` as it
+    is converted to RGB, into one preallocated array: ``(array, frames decoded)`` (the
+    array may be longer than the count; ``None`` when no frame came)."""
     import av
     from av.video.reformatter import VideoReformatter
 
@@ -208,10 +224,7 @@ def read_video(path: str | os.PathLike, max_frames: int | None = None, downscale
         raise
     except Exception as exc:  # PyAV raises InvalidDataError, OSError, ...
         raise UserError(f"cannot read video {path}: {exc}") from None
-    if not count:
-        raise UserError(f"video {path} has no frames")
-    # A header that promised many more frames than came would leave a mostly empty buffer.
-    return video[:count] if count > 0.75 * len(video) else video[:count].copy()
+    return video, count
 
 
 def _shrink_each(video: Video, downscale: int) -> Video:
