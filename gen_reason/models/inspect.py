@@ -276,23 +276,11 @@ def inspect_model(path: str | Path, gpu_memory_gib: float | None = None, size: t
     ``size`` / ``num_frames``: the video to plan for (default: the model's).
     """
     from gen_reason.models import planner
-    from gen_reason.models.diffusers_backend import read_model_index
     from gen_reason.models.families import Geometry
-
     from gen_reason.models.loading import resolve_model_path
 
     path = resolve_model_path(path)  # "embedded" names the shipped model
-    model_index = read_model_index(path)
-    problems, weights = check_files(path, model_index)
-    try:
-        meta = build_meta(path)
-        # a folder that lacks a listed part may not even describe itself: say what is missing instead
-        meta.family.limits(meta.configs)
-        meta.family.latent_shape(meta.pipeline, Geometry(1, 64, 64))
-    except (UserError, AttributeError, TypeError, KeyError, ValueError):
-        if problems:
-            raise IncompleteModel(problems) from None
-        raise
+    model_index, problems, weights, meta = _read_folder(path)
     family, pipe = meta.family, meta.pipeline
     limits = family.limits(meta.configs)
     defaults = family.defaults
@@ -306,16 +294,8 @@ def inspect_model(path: str | Path, gpu_memory_gib: float | None = None, size: t
     compute = meta.dtypes.get("transformer") or next(iter(meta.dtypes.values()), None)
     workload = planner.workload_for(pipe, family, Geometry(frames, height, width), compute, meta.dtypes.get("vae"))
     budget = planner.device_budget(gpu_memory_gib=gpu)
-    estimates = []
-    tilings = (False, True) if getattr(pipe, "vae", None) is not None else (False,)
-    for offload in planner.OFFLOAD_ORDER:
-        for tiling in tilings:
-            one = planner.estimate(components, workload, batch=1, offload=offload, vae_tiling=tiling)
-            chosen = planner.plan(components, workload, budget, offload=offload, vae_tiling=tiling)
-            estimates.append({"offload": offload, "vae_tiling": tiling, "batch1_gib": round(one.peak_gib, 2),
-                              "phases_gib": {k: round(v / 2**30, 2) for k, v in one.phases.items()},
-                              "max_batch": chosen.max_batch if chosen.fits else 0,
-                              "max_batch_gib": round(chosen.estimate.peak_gib, 2) if chosen.fits else None})
+    estimates = _estimates(components, workload, budget, tilings=(False, True) if getattr(pipe, "vae", None) is not None
+                           else (False,))
     choice = planner.plan(components, workload, budget)
     resident = planner.estimate(components, workload, batch=1)
     return ModelReport(
@@ -330,6 +310,44 @@ def inspect_model(path: str | Path, gpu_memory_gib: float | None = None, size: t
               "peak_gib": round(choice.estimate.peak_gib, 2), "fits": choice.fits, "line": choice.describe()},
         peak_gib=round(resident.peak_gib, 2), calibrated=workload.calibrated,
     )
+
+
+def _read_folder(path: Path) -> tuple[dict, list[str], dict, Any]:
+    """The folder's ``model_index.json``, its file problems, its weight files and its
+    description (:func:`build_meta`); :class:`IncompleteModel` when a folder with missing
+    or broken files cannot even describe itself."""
+    from gen_reason.models.diffusers_backend import read_model_index
+    from gen_reason.models.families import Geometry
+
+    model_index = read_model_index(path)
+    problems, weights = check_files(path, model_index)
+    try:
+        meta = build_meta(path)
+        # a folder that lacks a listed part may not even describe itself: say what is missing instead
+        meta.family.limits(meta.configs)
+        meta.family.latent_shape(meta.pipeline, Geometry(1, 64, 64))
+    except (UserError, AttributeError, TypeError, KeyError, ValueError):
+        if problems:
+            raise IncompleteModel(problems) from None
+        raise
+    return model_index, problems, weights, meta
+
+
+def _estimates(components, workload, budget, *, tilings: tuple[bool, ...]) -> list[dict]:
+    """The peak memory of one video and the most videos that fit ``budget``, for every
+    offload mode and VAE tiling."""
+    from gen_reason.models import planner
+
+    estimates = []
+    for offload in planner.OFFLOAD_ORDER:
+        for tiling in tilings:
+            one = planner.estimate(components, workload, batch=1, offload=offload, vae_tiling=tiling)
+            chosen = planner.plan(components, workload, budget, offload=offload, vae_tiling=tiling)
+            estimates.append({"offload": offload, "vae_tiling": tiling, "batch1_gib": round(one.peak_gib, 2),
+                              "phases_gib": {k: round(v / 2**30, 2) for k, v in one.phases.items()},
+                              "max_batch": chosen.max_batch if chosen.fits else 0,
+                              "max_batch_gib": round(chosen.estimate.peak_gib, 2) if chosen.fits else None})
+    return estimates
 
 
 def format_report(report: ModelReport) -> str:
