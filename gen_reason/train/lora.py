@@ -60,29 +60,27 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import dataclasses  # noqa: E402
-import json  # noqa: E402
 import math  # noqa: E402
 import sys  # noqa: E402
-import time  # noqa: E402
-import warnings  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any, Sequence  # noqa: E402
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from gen_reason.errors import UserError  # noqa: E402
 from gen_reason.models.families import Geometry  # noqa: E402
 from gen_reason.train.checkpoint import load_latest, rng_state, save_checkpoint, set_rng_state  # noqa: E402
 from gen_reason.train.loop import LoopSettings, Progress, Trainer, start_logs  # noqa: E402
+from gen_reason.train.outputs import (LORA_WEIGHTS, load_embedded_lora, save_embedded_lora,  # noqa: E402,F401
+                                      save_expert_loras, save_outputs, write_model_card)
+from gen_reason.train.validation import Validator, plot_curves, read_jsonl, validation_instances  # noqa: E402,F401
 from gen_reason.train.conditioning import ConditioningCache, Sample, load_samples  # noqa: E402
 from gen_reason.train.losses import EXPERTS, SCHEMES, NoiseSettings, objective_for, sample_generator  # noqa: E402
 from gen_reason.config import build, parse_value, read_yaml  # noqa: E402
 from gen_reason.errors import check_writable  # noqa: E402
 from gen_reason.train.userinput import ArgumentParser  # noqa: E402
 
-LORA_WEIGHTS = "pytorch_lora_weights.safetensors"
 MIXED_PRECISION = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 TRACKERS = ("none", "tensorboard", "wandb")
 LR_SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial")
@@ -427,290 +425,6 @@ def total_steps(config: LoraTrainConfig, order: DataOrder) -> int:
     return max(1, config.epochs * order.per_epoch // config.gradient_accumulation_steps)
 
 
-# -- validation ---------------------------------------------------------------------------------
-def validation_instances(data_dir: Path, split: str, count: int, exclude: set[str]) -> list:
-    """``count`` held-out puzzles: the dataset's ``split``, else new seeds of its task (none trained on)."""
-    from gen_reason.datasets import iter_dataset
-
-    instances = [instance for instance, _ in iter_dataset(data_dir, split)][:count]
-    if len(instances) >= count:
-        return instances
-    manifest_path = data_dir / "dataset.json"
-    if not manifest_path.is_file():
-        return instances
-    from gen_reason.puzzles import get_task
-
-    manifest = json.loads(manifest_path.read_text())
-    task = get_task(manifest["task"], **manifest.get("task_config", {}))
-    difficulties = manifest.get("difficulties") or ["easy"]
-    seed = int(manifest.get("seed", 0)) + int(manifest.get("n", 0))
-    seen = set(exclude) | {i.canonical_hash for i in instances}
-    for offset in range(50 * count):
-        if len(instances) >= count:
-            break
-        instance = task.generate(seed + offset, difficulties[offset % len(difficulties)])
-        if instance.canonical_hash not in seen:
-            seen.add(instance.canonical_hash)
-            instances.append(instance)
-    return instances
-
-
-class Validator:
-    """Generates held-out puzzles with the current weights and scores them with the referee."""
-
-    def __init__(self, config: LoraTrainConfig, pipe, family, geometry: Geometry, out: Path,
-                 train_hashes: set[str]) -> None:
-        from gen_reason.models.diffusers_backend import DiffusersVideoGenerator
-
-        self.out, self.geometry = out, geometry
-        self.instances = validation_instances(Path(config.data), config.validation_split, config.validation_count,
-                                              train_hashes)
-        self.seed = config.validation_seed
-        options: dict[str, Any] = {}
-        if type(pipe).__name__ != "EmbeddedVideoPipeline":
-            options.update(size=(geometry.height, geometry.width), num_frames=geometry.num_frames)
-        if config.validation_steps is not None:
-            options["steps"] = config.validation_steps
-        if config.validation_guidance is not None:
-            options["guidance"] = config.validation_guidance
-        self.generator = DiffusersVideoGenerator(pipe, family, name="training", **options)
-        self.referees, self.problem = {}, None
-        try:
-            from gen_reason.verifiers.registry import verifier_for
-
-            for instance in self.instances:
-                if instance.task not in self.referees:
-                    self.referees[instance.task] = verifier_for(instance.task, "reference")
-        except (ImportError, AttributeError, UserError) as exc:
-            self.problem = f"validation videos are generated but not scored: the referee is unavailable ({exc})"
-            warnings.warn(self.problem, stacklevel=2)
-        if not self.instances:
-            self.problem = f"no validation puzzles found in {config.data}"
-            warnings.warn(self.problem, stacklevel=2)
-
-    def run(self, step: int, keep_videos: int = 2) -> dict:
-        """Score every validation puzzle at ``step``; append a row to validation.jsonl and redraw the plot."""
-        from gen_reason.video import write_mp4
-
-        started = time.time()
-        successes, metrics = [], {}
-        folder = self.out / "validation" / f"step-{step:09d}"
-        for index, instance in enumerate(self.instances):
-            video = self.generator.generate(instance.first_frame, instance.prompt,
-                                            num_frames=self.geometry.num_frames, seeds=[self.seed])[0]
-            if index < keep_videos:
-                folder.mkdir(parents=True, exist_ok=True)
-                write_mp4(folder / f"{instance.uid}.mp4", video, fps=self.generator.fps)
-            referee = self.referees.get(instance.task)
-            if referee is None:
-                continue
-            score = referee.score(instance, video)
-            successes.append(float(bool(score.success)))
-            for key, value in score.metrics.items():
-                if isinstance(value, (int, float)) and math.isfinite(float(value)):
-                    metrics.setdefault(key, []).append(float(value))
-        row = {"step": step, "count": len(self.instances), "seconds": round(time.time() - started, 2),
-               "success": float(np.mean(successes)) if successes else None,
-               "metrics": {key: float(np.mean(values)) for key, values in sorted(metrics.items())}}
-        if self.problem:
-            row["note"] = self.problem
-        with open(self.out / "validation.jsonl", "a") as fh:
-            fh.write(json.dumps(row) + "\n")
-        plot_curves(self.out)
-        return row
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def plot_curves(out: Path) -> Path | None:
-    """Draw ``validation.png``: training loss and held-out success / metrics against the step."""
-    losses, rows = _read_jsonl(out / "losses.jsonl"), _read_jsonl(out / "validation.jsonl")
-    if not losses and not rows:
-        return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (loss_ax, val_ax) = plt.subplots(1, 2, figsize=(10, 4))
-    if losses:
-        loss_ax.plot([r["step"] for r in losses], [r["loss"] for r in losses], lw=0.8)
-    loss_ax.set_xlabel("optimizer step")
-    loss_ax.set_ylabel("training loss")
-    loss_ax.grid(alpha=0.3)
-    scored = [r for r in rows if r.get("success") is not None]
-    if scored:
-        val_ax.plot([r["step"] for r in scored], [r["success"] for r in scored], marker="o", label="success")
-        for key in ("exact_match", "precision_rate"):
-            points = [(r["step"], r["metrics"][key]) for r in scored if key in r.get("metrics", {})]
-            if points:
-                val_ax.plot(*zip(*points), marker=".", label=key)
-        val_ax.legend(fontsize=8)
-    val_ax.set_ylim(-0.02, 1.02)
-    val_ax.set_xlabel("optimizer step")
-    val_ax.set_ylabel("held-out (reference referee)")
-    val_ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path = out / "validation.png"
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
-
-
-# -- outputs ------------------------------------------------------------------------------------
-def save_embedded_lora(directory: Path, layers: dict[str, torch.Tensor], lora_config) -> Path:
-    """Save the embedded model's UNet LoRA (``unet.``-prefixed peft keys, its LoRA config in the metadata)."""
-    from safetensors.torch import save_file
-
-    settings = {"r": lora_config.r, "lora_alpha": lora_config.lora_alpha, "lora_dropout": lora_config.lora_dropout,
-                "target_modules": sorted(lora_config.target_modules)}
-    path = directory / LORA_WEIGHTS
-    save_file({f"unet.{k}": v.detach().cpu().contiguous() for k, v in layers.items()}, str(path),
-              metadata={"lora_config": json.dumps(settings)})
-    return path
-
-
-def load_embedded_lora(pipe, path: str | os.PathLike, adapter_name: str = "default") -> None:
-    """Put a LoRA saved by :func:`save_embedded_lora` into an ``EmbeddedVideoPipeline``'s UNet
-    (the pipeline's own ``load_lora_weights``, kept here for callers of the trainer)."""
-    pipe.load_lora_weights(path, adapter_name=adapter_name)
-
-
-def save_outputs(out: Path, pipe, objective, model, lora_config) -> Path:
-    """Write the trained weights: the LoRA (diffusers format) or, for full fine-tuning, the model folder.
-
-    On a two-expert pipeline (Wan 2.2 A14B) each trained expert's LoRA goes to its own
-    file (:func:`save_expert_loras`); the high-noise one, if trained, is the return value.
-    """
-    if lora_config is None:
-        pipe.save_pretrained(out, safe_serialization=True)
-        return out
-    from peft.utils import get_peft_model_state_dict
-
-    if getattr(pipe, "transformer_2", None) is not None:
-        return save_expert_loras(out, pipe, objective.trained_modules)
-    layers = get_peft_model_state_dict(model)
-    if objective.name == "embedded":
-        return save_embedded_lora(out, layers, lora_config)
-    metadata = model.peft_config["default"].to_dict() if hasattr(model, "peft_config") else None
-    type(pipe).save_lora_weights(out, transformer_lora_layers=layers, safe_serialization=True,
-                                 transformer_lora_adapter_metadata=metadata)
-    return out / LORA_WEIGHTS
-
-
-def save_expert_loras(out: Path, pipe, experts: dict[str, torch.nn.Module]) -> Path:
-    """Save each Wan 2.2 A14B expert's LoRA as its own diffusers LoRA file, and the manifest saying whose is whose.
-
-    diffusers names every Wan LoRA key ``transformer.*`` and loads one file into one
-    expert (``load_into_transformer_2=True`` picks the second), so two experts with
-    their own adapters need two files: ``out/pytorch_lora_weights.safetensors``
-    (``transformer``, high noise: what ``pipe.load_lora_weights(out)`` reads) and
-    ``out/transformer_2/pytorch_lora_weights.safetensors`` (``transformer_2``). A file
-    of an expert not trained this time is removed, so the folder never mixes runs.
-    """
-    from peft.utils import get_peft_model_state_dict
-
-    from gen_reason.models.diffusers_backend import EXPERT_LORA_FILES, EXPERT_LORA_MANIFEST
-
-    manifest: dict[str, Any] = {"pipeline": type(pipe).__name__,
-                                "boundary_ratio": pipe.config.get("boundary_ratio")}
-    for name, relative in EXPERT_LORA_FILES.items():
-        file = out / relative
-        model = experts.get(name)
-        if model is None:
-            file.unlink(missing_ok=True)
-            manifest[name] = None
-            continue
-        metadata = model.peft_config["default"].to_dict()
-        type(pipe).save_lora_weights(file.parent, transformer_lora_layers=get_peft_model_state_dict(model),
-                                     safe_serialization=True, transformer_lora_adapter_metadata=metadata,
-                                     weight_name=file.name)
-        manifest[name] = relative
-    (out / EXPERT_LORA_MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
-    return out / EXPERT_LORA_FILES["transformer"] if "transformer" in experts else out / EXPERT_LORA_MANIFEST
-
-
-def write_model_card(out: Path, config: LoraTrainConfig, family_name: str, geometry: Geometry, steps: int,
-                     num_samples: int, final_loss: float | None, targets: Sequence[str] | None) -> Path:
-    """``README.md``: what was trained on what, how, with what held-out result, and how to use it."""
-    rows = [r for r in _read_jsonl(out / "validation.jsonl") if r.get("success") is not None]
-    validation = "no validation was run"
-    if rows:
-        first, last = rows[0], rows[-1]
-        validation = (f"held-out success {first['success']:.1%} at step {first['step']} -> {last['success']:.1%} "
-                      f"at step {last['step']} ({last['count']} puzzles, reference referee); see validation.png")
-    kind = f"LoRA rank {config.rank}, alpha {config.alpha or config.rank}" if config.lora else "full fine-tune"
-    if family_name == "wan2.2-i2v-a14b":
-        kind += {"both": " on both experts", "high": " on the high-noise expert (transformer)",
-                 "low": " on the low-noise expert (transformer_2)"}[config.experts]
-    if config.lora and family_name == "embedded":
-        usage = (
-            "```python\n"
-            "from gen_reason.models import DiffusersVideoGenerator\n"
-            "from gen_reason.train.lora import load_embedded_lora\n"
-            f"generator = DiffusersVideoGenerator.from_pretrained({config.model!r})\n"
-            f"load_embedded_lora(generator.pipeline, {str(out)!r})\n"
-            "```"
-        )
-    elif config.lora and family_name == "wan2.2-i2v-a14b":
-        usage = (
-            "```python\n"
-            "from gen_reason.models import DiffusersVideoGenerator\n"
-            f"generator = DiffusersVideoGenerator.from_pretrained({config.model!r}, lora={str(out)!r})\n"
-            "```\n\n"
-            f"or `genreason solve --model {config.model} --lora {out}`: each expert gets its own LoRA "
-            f"(experts trained: {config.experts}; `lora_experts.json` says which file is whose). In diffusers:\n\n"
-            "```python\n"
-            + (f"pipe.load_lora_weights({str(out)!r}, adapter_name='puzzles')  # transformer (high noise)\n"
-               if config.experts in ("both", "high") else "")
-            + (f"pipe.load_lora_weights({str(out / 'transformer_2')!r}, adapter_name='puzzles',\n"
-               "                        load_into_transformer_2=True)  # transformer_2 (low noise)\n"
-               if config.experts in ("both", "low") else "")
-            + "```"
-        )
-    elif config.lora:
-        usage = (
-            "```python\n"
-            "from gen_reason.models import DiffusersVideoGenerator\n"
-            f"generator = DiffusersVideoGenerator.from_pretrained({config.model!r}, lora={str(out)!r})\n"
-            "```\n\n"
-            f"or `genreason solve --model {config.model} --lora {out}`; in diffusers, "
-            f"`pipe.load_lora_weights({str(out)!r})`."
-        )
-    else:
-        usage = f"`DiffusersVideoGenerator.from_pretrained({str(out)!r})` (this folder is a diffusers model folder)."
-    text = f"""---
-library_name: diffusers
-base_model: {config.model}
-tags: [genreason, image-to-video, {'lora' if config.lora else 'full-finetune'}, puzzles]
----
-
-# {Path(config.model).name} fine-tuned on {Path(config.data).name}
-
-- base model: `{config.model}` ({family_name})
-- data: `{config.data}` split `{config.split}`, {num_samples} videos, trained at {geometry.num_frames} frames
-  of {geometry.height}x{geometry.width}
-- recipe: {kind}{f', targets {", ".join(targets)}' if targets else ''}; lr {config.learning_rate:g}
-  ({config.lr_scheduler}), {steps} optimizer steps of {config.batch_size} x processes x
-  {config.gradient_accumulation_steps} samples, mixed precision {config.mixed_precision}, seed {config.seed}
-- final training loss: {'n/a' if final_loss is None else f'{final_loss:.4f}'}
-- validation: {validation}
-
-Made by `genreason train lora` (gen_reason.train.lora); `config.yaml` holds every setting.
-
-## Use
-
-{usage}
-"""
-    path = out / "README.md"
-    path.write_text(text)
-    return path
-
-
 def _check_trackers(trackers: str) -> str | None:
     if trackers == "none":
         return None
@@ -795,7 +509,7 @@ def validation_step(config: LoraTrainConfig, trainer: Trainer, pipe, family, geo
     accelerator = trainer.accelerator
     validator = None
     if config.validate_every and accelerator.is_main_process:
-        dataset_puzzles = {row.get("canonical_hash") for row in _read_jsonl(Path(config.data) / "metadata.jsonl")}
+        dataset_puzzles = {row.get("canonical_hash") for row in read_jsonl(Path(config.data) / "metadata.jsonl")}
         validator = Validator(config, pipe, family, geometry, out, dataset_puzzles - {None})
 
     def validate(step: int) -> None:
