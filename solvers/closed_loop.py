@@ -114,6 +114,18 @@ def first_violation_frame(score: Score) -> int | None:
     return None
 
 
+@dataclass
+class _Loop:
+    """The closed loop's working state: the video so far (``pieces``, joined at the end), its
+    last frame, what each step did, and the candidate whose video is exactly the joined
+    video (``None`` once a rejected clip's legal part is kept)."""
+
+    pieces: list[np.ndarray]
+    current: np.ndarray
+    history: list[dict] = field(default_factory=list)
+    last_accepted: int | None = None
+
+
 class ClosedLoop(Solver):
     """Plan an action, make a clip, judge it, keep or regenerate; join the accepted clips."""
 
@@ -132,66 +144,70 @@ class ClosedLoop(Solver):
             )
 
     def _solve(self, context: SolveContext) -> tuple[int, dict]:
-        config = self.config
-        pieces: list[np.ndarray] = [context.instance.first_frame[None]]
-        current = context.instance.first_frame
-        history: list[dict] = []
+        loop = _Loop([context.instance.first_frame[None]], context.instance.first_frame)
         stopped = "step limit"
-        last_accepted: int | None = None  # candidate whose video is exactly the joined video
-        for step in range(config.max_steps):
+        for step in range(self.config.max_steps):
             try:
-                plan = self._plan(context, current, history, step)
+                plan = self._plan(context, loop.current, loop.history, step)
             except BudgetExhausted as exc:
                 stopped = f"budget: {exc}"
                 break
             if plan.get("task_complete") is True:
                 stopped = "planner: task complete"
                 break
-            suggestion, accepted, start = "", False, current
-            for attempt in range(config.attempts_per_step):
-                prompt = clip_prompt(context.prompt, plan["instruction"], suggestion)
-                seed = config.seed + step * config.attempts_per_step + attempt
-                try:
-                    clip, verdict = self._try_clip(context, pieces, start, prompt, seed, plan, step, attempt)
-                except BudgetExhausted as exc:
-                    stopped = f"budget: {exc}"
-                    break
-                if verdict.accepted:
-                    pieces.append(clip[1:])
-                    current, accepted = clip[-1], True
-                    last_accepted = len(context.candidates) - 1
-                    history.append({"step": step, "instruction": plan["instruction"], "outcome": "accepted"})
-                    break
-                history.append(
-                    {"step": step, "instruction": plan["instruction"], "outcome": "rejected", "suggestion": verdict.suggestion}
-                )
-                suggestion = verdict.suggestion
-                if config.resume == "last-good" and verdict.last_good > 0:
-                    # Keep the legal part of the rejected clip and try again from its end.
-                    pieces.append(clip[1 : verdict.last_good + 1])
-                    current = start = clip[verdict.last_good]
-                    last_accepted = None
-            if stopped.startswith("budget"):
-                break
-            if not accepted:
-                stopped = "failed attempts"
-                break
-            if context.candidates[last_accepted].score.success:
-                stopped = "done"
+            why = self._step(context, loop, plan, step)
+            if why is not None:
+                stopped = why
                 break
         if not context.candidates:
             raise UserError(f"the budget does not cover one clip ({context.cost(1).nfe} NFE): {stopped}")
-        if last_accepted is not None:
-            joined = context.candidates[last_accepted]
-            context.add_candidate(joined.video, seed=None, prompt=context.prompt, score=joined.score, role="joined")
-        else:
-            context.add_candidate(np.concatenate(pieces, axis=0), seed=None, prompt=context.prompt, role="joined")
+        self._add_joined(context, loop)
         return len(context.candidates) - 1, {
             "stopped": stopped,
-            "steps": len({item["step"] for item in history}),
-            "history": history,
+            "steps": len({item["step"] for item in loop.history}),
+            "history": loop.history,
             "vlm_failures": context.vlm_failures,
         }
+
+    def _step(self, context: SolveContext, loop: "_Loop", plan: dict, step: int) -> str | None:
+        """Up to ``attempts_per_step`` clips for the plan's instruction, each judged; an accepted
+        clip joins the video, a rejected one leaves its legal part when ``resume`` is
+        ``last-good``. Returns why the loop stops (``None``: plan the next step)."""
+        config = self.config
+        suggestion, start = "", loop.current
+        for attempt in range(config.attempts_per_step):
+            prompt = clip_prompt(context.prompt, plan["instruction"], suggestion)
+            seed = config.seed + step * config.attempts_per_step + attempt
+            try:
+                clip, verdict = self._try_clip(context, loop.pieces, start, prompt, seed, plan, step, attempt)
+            except BudgetExhausted as exc:
+                return f"budget: {exc}"
+            if verdict.accepted:
+                loop.pieces.append(clip[1:])
+                loop.current = clip[-1]
+                loop.last_accepted = len(context.candidates) - 1
+                loop.history.append({"step": step, "instruction": plan["instruction"], "outcome": "accepted"})
+                return "done" if context.candidates[loop.last_accepted].score.success else None
+            loop.history.append(
+                {"step": step, "instruction": plan["instruction"], "outcome": "rejected", "suggestion": verdict.suggestion}
+            )
+            suggestion = verdict.suggestion
+            if config.resume == "last-good" and verdict.last_good > 0:
+                # Keep the legal part of the rejected clip and try again from its end.
+                loop.pieces.append(clip[1 : verdict.last_good + 1])
+                loop.current = start = clip[verdict.last_good]
+                loop.last_accepted = None
+        return "failed attempts"
+
+    @staticmethod
+    def _add_joined(context: SolveContext, loop: "_Loop") -> None:
+        """The answer: the joined video, as a candidate of its own (the last accepted clip's
+        score when its video is exactly the joined one)."""
+        if loop.last_accepted is not None:
+            joined = context.candidates[loop.last_accepted]
+            context.add_candidate(joined.video, seed=None, prompt=context.prompt, score=joined.score, role="joined")
+        else:
+            context.add_candidate(np.concatenate(loop.pieces, axis=0), seed=None, prompt=context.prompt, role="joined")
 
     def _try_clip(self, context: SolveContext, pieces: list[np.ndarray], start: np.ndarray, prompt: str, seed: int,
                   plan: dict, step: int, attempt: int) -> tuple[np.ndarray, Verdict]:
