@@ -36,15 +36,17 @@ import time  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from functools import partial  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Any, Callable, Sequence  # noqa: E402
+from typing import Any, Sequence  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from gen_reason.errors import UserError  # noqa: E402
-from gen_reason.models.embedded import EmbeddedVideoPipeline, make_scheduler, make_unet, pad_image, stack_frames  # noqa: E402
+from gen_reason.models.embedded import EmbeddedVideoPipeline, make_scheduler, make_unet  # noqa: E402
 from gen_reason.train.checkpoint import load_state, save_state  # noqa: E402
-from gen_reason.train.data import PAD_COLOR, MazeVideoData, batch_loader, held_out_instances  # noqa: E402
+from gen_reason.train.data import PAD_COLOR, MazeVideoData, batch_loader  # noqa: E402
+from gen_reason.train.validation import (fallback_maze_check, generate_videos, load_referee,  # noqa: E402,F401
+                                         plot_embedded_validation, validate_model)
 from gen_reason.train.loop import (FunctionSchedule, LoopSettings, Progress, Trainer, append_row,  # noqa: E402
                                    has_row, start_logs)
 from gen_reason.train.losses import DenoisingObjective, diffusion_loss  # noqa: E402,F401 (diffusion_loss: public here too)
@@ -166,86 +168,6 @@ class EmbeddedTrainConfig:
                          self.attention_levels, self.attention_head_dim, self.norm_num_groups)
 
 
-# -- the referee ---------------------------------------------------------------------------
-def load_referee() -> tuple[str, Callable]:
-    """``(name, score)`` where ``score(instance, video) -> (success, metrics)``.
-
-    The project's rule verifier when it is installed; otherwise a clearly labelled
-    stand-in (:func:`fallback_maze_check`).
-    """
-    try:
-        from gen_reason.verifiers.maze import MazeRuleVerifier
-    except ImportError:
-        return "fallback-agent-track (not the project referee)", fallback_maze_check
-    verifier = MazeRuleVerifier()
-
-    def score(instance, video):
-        result = verifier.score(instance, video)
-        return bool(result.success), dict(result.metrics)
-
-    return "gen_reason.verifiers.maze.MazeRuleVerifier", score
-
-
-def fallback_maze_check(instance, video: np.ndarray) -> tuple[bool, dict]:
-    """A simple stand-in referee: track the agent colour, snap to nodes, check moves and goal.
-
-    Success when the agent is visible in every frame, each frame-to-frame move spans at
-    most as many legal moves as the ground truth's fastest frame-to-frame move plus one,
-    and the last position is the goal. Used only until the project referee exists.
-    """
-    from gen_reason.puzzles.maze.grid import adjacency, graph_distance
-
-    spec = instance.spec
-    nodes = np.asarray(spec["nodes"], float)
-    agent = np.asarray(spec["agent"]["color"], float)
-    adj = adjacency(spec)
-    positions = []
-    for frame in np.asarray(video):
-        mask = np.abs(frame.astype(float) - agent).sum(axis=2) < 120
-        if not mask.any():
-            return False, {"success": 0.0}
-        ys, xs = np.nonzero(mask)
-        centre = np.array([xs.mean() + 0.5, ys.mean() + 0.5])
-        positions.append(int(np.argmin(((nodes - centre) ** 2).sum(axis=1))))
-    moves = max(1, graph_distance(spec, spec["start"], spec["goal"]))
-    max_jump = math.ceil(moves / max(1, len(positions) - 1)) + 1
-    for a, b in zip(positions, positions[1:]):
-        if a != b and b not in adj[a] and graph_distance(spec, a, b) > max_jump:
-            return False, {"success": 0.0}
-    return positions[-1] == spec["goal"], {"success": float(positions[-1] == spec["goal"])}
-
-
-# -- generation helpers shared by validation and evaluation ---------------------------------
-def generate_videos(pipe: EmbeddedVideoPipeline, instances: Sequence, seeds: Sequence[int], steps: int,
-                    batch_size: int = 64, eta: float | None = None) -> list[np.ndarray]:
-    """One uint8 video per (instance, seed) pair, batched; seed ``s`` -> ``torch.Generator().manual_seed(s)``
-    (its initial noise and, with ``eta > 0``, every step's noise); ``eta`` None: the pipeline's default."""
-    options = {} if eta is None else {"eta": float(eta)}
-    videos: list[np.ndarray] = []
-    pairs = list(zip(instances, seeds))
-    for start in range(0, len(pairs), batch_size):
-        chunk = pairs[start:start + batch_size]
-        images = [inst.first_frame for inst, _ in chunk]
-        generators = [torch.Generator().manual_seed(int(seed)) for _, seed in chunk]
-        frames = pipe(image=images, generator=generators, num_inference_steps=steps, output_type="np", **options).frames
-        videos.extend((np.asarray(f, np.float32) * 255).round().astype(np.uint8) for f in frames)
-    return videos
-
-
-def validate_model(unet, config: EmbeddedTrainConfig, referee: Callable) -> dict[str, float]:
-    """Held-out single-sample success per validation size (sample seed 0 for every puzzle)."""
-    pipe = EmbeddedVideoPipeline(unet=unet, scheduler=make_scheduler(config.num_train_timesteps, config.prediction_type),
-                                 pad_color=PAD_COLOR)
-    pipe.set_progress_bar_config(disable=True)
-    results = {}
-    for rooms in config.validation_sizes:
-        instances = held_out_instances(rooms, config.validation_count, config.resolution)
-        videos = generate_videos(pipe, instances, [0] * len(instances), config.validation_steps,
-                                 eta=config.validation_eta)
-        results[f"{rooms}x{rooms}"] = float(np.mean([referee(i, v)[0] for i, v in zip(instances, videos)]))
-    return results
-
-
 # -- checkpoints ------------------------------------------------------------------------------
 def save_checkpoint(path: Path, state: dict) -> None:
     """Write ``state`` to ``path`` atomically (a kill mid-write leaves the previous checkpoint)."""
@@ -263,30 +185,6 @@ def load_checkpoint(run_dir: str | Path) -> dict | None:
         raise UserError(f"{run_dir} holds a {OLD_CHECKPOINT} written by an older genreason (a pickle, which is "
                         "never loaded); start over with --no-resume or use a new --out folder")
     return None
-
-
-def _plot_validation(run_dir: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = [json.loads(line) for line in (run_dir / "validation.jsonl").read_text().splitlines() if line.strip()]
-    if not rows:
-        return
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for size in sorted({k for r in rows for k in r["success"]}):
-        pts = [(r["step"], r["success"][size]) for r in rows if size in r["success"]]
-        ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], marker="o", label=f"{size} held-out")
-    ax.set_xlabel("training step")
-    ax.set_ylabel(f"single-sample success % ({rows[-1]['sampling_steps']} DDIM steps)")
-    ax.set_title(f"embedded model validation ({rows[-1]['referee']})", fontsize=8)
-    ax.set_ylim(0, 100)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(run_dir / "validation.png", dpi=100)
-    plt.close(fig)
 
 
 #: Config fields a resumed sitting may change without changing what the run computes.
@@ -403,7 +301,7 @@ def validation_step(config: EmbeddedTrainConfig, trainer: Trainer, run_dir: Path
             "step": step, "train_minutes": round(trainer.progress.train_seconds / 60, 2), "success": success,
             "sampling_steps": config.validation_steps, "eta": config.validation_eta, "count": config.validation_count,
             "referee": referee_name, "seconds": round(time.time() - started, 1)})
-        _plot_validation(run_dir)
+        plot_embedded_validation(run_dir)
         tqdm.write(f"validation at step {step}: {success} ({referee_name})")
 
     return validate

@@ -1,6 +1,8 @@
-"""Validation of a fine-tuning run: held-out puzzles generated with the current weights and
-scored by the referee (``validation.jsonl``, ``validation/step-*/``), and the curves of a
-run folder (``validation.png``)."""
+"""Validation during training: held-out puzzles generated with the current weights and
+scored by the referee, a row per validation in ``validation.jsonl``, the curves in
+``validation.png``. A fine-tuning run (:class:`Validator`) takes its puzzles from the
+dataset's held-out split; the embedded model's (:func:`validate_model`) renders held-out
+mazes of each validation size."""
 
 from __future__ import annotations
 
@@ -9,14 +11,18 @@ import math
 import time
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
+import torch
 
 from gen_reason.errors import UserError
+from gen_reason.models.embedded import EmbeddedVideoPipeline, make_scheduler
 from gen_reason.models.families import Geometry
+from gen_reason.train.data import PAD_COLOR, held_out_instances
 
 if TYPE_CHECKING:
+    from gen_reason.train.embedded import EmbeddedTrainConfig
     from gen_reason.train.lora import LoraTrainConfig
 
 
@@ -152,3 +158,108 @@ def plot_curves(out: Path) -> Path | None:
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
+
+
+# -- the embedded model's validation: its referee ---------------------------------------------------------------------------
+def load_referee() -> tuple[str, Callable]:
+    """``(name, score)`` where ``score(instance, video) -> (success, metrics)``.
+
+    The project's rule verifier when it is installed; otherwise a clearly labelled
+    stand-in (:func:`fallback_maze_check`).
+    """
+    try:
+        from gen_reason.verifiers.maze import MazeRuleVerifier
+    except ImportError:
+        return "fallback-agent-track (not the project referee)", fallback_maze_check
+    verifier = MazeRuleVerifier()
+
+    def score(instance, video):
+        result = verifier.score(instance, video)
+        return bool(result.success), dict(result.metrics)
+
+    return "gen_reason.verifiers.maze.MazeRuleVerifier", score
+
+
+def fallback_maze_check(instance, video: np.ndarray) -> tuple[bool, dict]:
+    """A simple stand-in referee: track the agent colour, snap to nodes, check moves and goal.
+
+    Success when the agent is visible in every frame, each frame-to-frame move spans at
+    most as many legal moves as the ground truth's fastest frame-to-frame move plus one,
+    and the last position is the goal. Used only until the project referee exists.
+    """
+    from gen_reason.puzzles.maze.grid import adjacency, graph_distance
+
+    spec = instance.spec
+    nodes = np.asarray(spec["nodes"], float)
+    agent = np.asarray(spec["agent"]["color"], float)
+    adj = adjacency(spec)
+    positions = []
+    for frame in np.asarray(video):
+        mask = np.abs(frame.astype(float) - agent).sum(axis=2) < 120
+        if not mask.any():
+            return False, {"success": 0.0}
+        ys, xs = np.nonzero(mask)
+        centre = np.array([xs.mean() + 0.5, ys.mean() + 0.5])
+        positions.append(int(np.argmin(((nodes - centre) ** 2).sum(axis=1))))
+    moves = max(1, graph_distance(spec, spec["start"], spec["goal"]))
+    max_jump = math.ceil(moves / max(1, len(positions) - 1)) + 1
+    for a, b in zip(positions, positions[1:]):
+        if a != b and b not in adj[a] and graph_distance(spec, a, b) > max_jump:
+            return False, {"success": 0.0}
+    return positions[-1] == spec["goal"], {"success": float(positions[-1] == spec["goal"])}
+
+
+# -- generation helpers shared by validation and evaluation ---------------------------------
+def generate_videos(pipe: EmbeddedVideoPipeline, instances: Sequence, seeds: Sequence[int], steps: int,
+                    batch_size: int = 64, eta: float | None = None) -> list[np.ndarray]:
+    """One uint8 video per (instance, seed) pair, batched; seed ``s`` -> ``torch.Generator().manual_seed(s)``
+    (its initial noise and, with ``eta > 0``, every step's noise); ``eta`` None: the pipeline's default."""
+    options = {} if eta is None else {"eta": float(eta)}
+    videos: list[np.ndarray] = []
+    pairs = list(zip(instances, seeds))
+    for start in range(0, len(pairs), batch_size):
+        chunk = pairs[start:start + batch_size]
+        images = [inst.first_frame for inst, _ in chunk]
+        generators = [torch.Generator().manual_seed(int(seed)) for _, seed in chunk]
+        frames = pipe(image=images, generator=generators, num_inference_steps=steps, output_type="np", **options).frames
+        videos.extend((np.asarray(f, np.float32) * 255).round().astype(np.uint8) for f in frames)
+    return videos
+
+
+def validate_model(unet, config: "EmbeddedTrainConfig", referee: Callable) -> dict[str, float]:
+    """Held-out single-sample success per validation size (sample seed 0 for every puzzle)."""
+    pipe = EmbeddedVideoPipeline(unet=unet, scheduler=make_scheduler(config.num_train_timesteps, config.prediction_type),
+                                 pad_color=PAD_COLOR)
+    pipe.set_progress_bar_config(disable=True)
+    results = {}
+    for rooms in config.validation_sizes:
+        instances = held_out_instances(rooms, config.validation_count, config.resolution)
+        videos = generate_videos(pipe, instances, [0] * len(instances), config.validation_steps,
+                                 eta=config.validation_eta)
+        results[f"{rooms}x{rooms}"] = float(np.mean([referee(i, v)[0] for i, v in zip(instances, videos)]))
+    return results
+
+
+def plot_embedded_validation(run_dir: Path) -> None:
+    """Draw an embedded run's ``validation.png``: held-out success per maze size against the step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(line) for line in (run_dir / "validation.jsonl").read_text().splitlines() if line.strip()]
+    if not rows:
+        return
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for size in sorted({k for r in rows for k in r["success"]}):
+        pts = [(r["step"], r["success"][size]) for r in rows if size in r["success"]]
+        ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], marker="o", label=f"{size} held-out")
+    ax.set_xlabel("training step")
+    ax.set_ylabel(f"single-sample success % ({rows[-1]['sampling_steps']} DDIM steps)")
+    ax.set_title(f"embedded model validation ({rows[-1]['referee']})", fontsize=8)
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(run_dir / "validation.png", dpi=100)
+    plt.close(fig)
