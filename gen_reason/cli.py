@@ -307,10 +307,20 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Dotted flags override config fields, e.g. --task.skin dark --task.wall_style thin.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for add in (_add_tasks, _add_puzzle, _add_make_dataset, _add_solve, _add_score, _add_compare_referees, _add_eval,
+                _add_probe, _add_train, _add_inspect_model, _add_report):
+        add(sub)
+    return parser
 
+
+def _add_tasks(sub) -> None:
+    """Add ``genreason tasks`` and its flags to the subcommands ``sub``."""
     p = sub.add_parser("tasks", help="list the puzzle tasks")
     p.set_defaults(func=cmd_tasks)
 
+
+def _add_puzzle(sub) -> None:
+    """Add ``genreason puzzle`` and its flags to the subcommands ``sub``."""
     p = sub.add_parser("puzzle", help="make one puzzle and write its image and ground-truth video",
                        description="Make one puzzle; writes puzzle.png, solution.mp4/.gif, a filmstrip and instance.json.")
     p.add_argument("--task", default="maze/grid", help="task name (see `genreason tasks`); default maze/grid")
@@ -320,6 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="output folder (default out/puzzle/<uid>)")
     p.set_defaults(func=cmd_puzzle, dotted=True)
 
+
+def _add_make_dataset(sub) -> None:
+    """Add ``genreason make-dataset`` and its flags to the subcommands ``sub``."""
     p = sub.add_parser("make-dataset", help="write a reproducible dataset of puzzles",
                        description="Write first-frame PNGs, solution MP4s, metadata.jsonl and metadata.csv. "
                                    "Parallel, resumable, byte-identical for the same arguments.")
@@ -344,6 +357,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_make_dataset, dotted=True)
 
+
+def _add_solve(sub) -> None:
+    """Add ``genreason solve`` and its flags to the subcommands ``sub``."""
     p = sub.add_parser("solve", help="solve one puzzle with a video model and referee the video",
                        description="Make a puzzle, generate the video of its solution, score it, write "
                                    "generated.mp4, side_by_side.gif, puzzle.png and score.json.")
@@ -364,6 +380,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_arguments(p)
     p.set_defaults(func=cmd_solve, dotted=True)
 
+
+def _add_score(sub) -> None:
+    """Add ``genreason score`` and its flags to the subcommands ``sub``."""
     p = sub.add_parser("score", help="referee generated videos",
                        description="Score one video against an instance JSON, or a folder of videos against a "
                                    "dataset (files named <uid>*.mp4) or VR-Bench levels (files named "
@@ -378,6 +397,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="where scores.json and debug strips go")
     p.set_defaults(func=cmd_score)
 
+
+def _add_compare_referees(sub) -> None:
+    """Add ``genreason compare-referees`` and its flags to the subcommands ``sub``."""
     p = sub.add_parser("compare-referees", help="where our referee and VR-Bench's disagree, and why",
                        description="Score videos named after VR-Bench levels with our referee and report strict "
                                    "success beside VR-Bench's lenient success; with --vrbench-repo, also run "
@@ -390,6 +412,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="where compare.json goes")
     p.set_defaults(func=cmd_compare_referees)
 
+
+def _add_eval(sub) -> None:
+    """Add ``genreason eval`` and its flags to the subcommands ``sub``."""
     p = sub.add_parser("eval", help="run an evaluation (resumable)",
                        description="Run instances x solvers from a YAML config; every field can be overridden "
                                    "(--data.n 50 --model.steps 30). Rerunning the same config resumes. Several "
@@ -402,6 +427,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_eval, dotted=True)
 
+
+def _add_probe(sub) -> None:
+    """Add ``genreason probe`` and its flags to the subcommands ``sub``."""
     p = sub.add_parser("probe", help="chain-of-steps probe: what the model 'thinks' at every step and layer",
                        description="Decode the predicted clean video at every denoising step, score it with the "
                                    "referee (emergence curve), measure exploration across seeds, run "
@@ -421,6 +449,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_arguments(p)
     p.set_defaults(func=cmd_probe, dotted=True)
 
+
+def _add_train(sub) -> None:
+    """Add ``genreason train`` and its flags to the subcommands ``sub``."""
     p = sub.add_parser("train", help="train the embedded model or a LoRA (resumable)",
                        description="`genreason train embedded --config configs/embedded_maze.yaml` or "
                                    "`genreason train lora --model PATH --data DIR --config configs/lora_wan.yaml`; "
@@ -430,6 +461,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("rest", nargs=argparse.REMAINDER, help="the trainer's own flags")
     p.set_defaults(func=cmd_train, dotted=True)
 
+
+def _add_inspect_model(sub) -> None:
+    """Add ``genreason inspect-model`` and its flags to the subcommands ``sub``."""
     p = sub.add_parser("inspect-model", help="what a model folder is, whether it is complete, what memory it needs",
                        description="Read a diffusers model folder's configs (no weights needed): family, pipeline, "
                                    "components and the dtype each loads in, default size and frames, missing or "
@@ -443,11 +477,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=None, help="plan for this many frames (default: the model's)")
     p.set_defaults(func=cmd_inspect_model)
 
+
+def _add_report(sub) -> None:
+    """Add ``genreason report`` and its flags to the subcommands ``sub``."""
     p = sub.add_parser("report", help="write the report of one or more runs")
     p.add_argument("runs", nargs="+", help="run folders")
     p.add_argument("--out", default=None, help="report folder (default: the run folder, or ./report for several)")
     p.set_defaults(func=cmd_report)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
