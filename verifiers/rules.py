@@ -217,8 +217,9 @@ def judge_moves(graph: SpecGraph, pts: np.ndarray, frames: np.ndarray, located: 
     speed = np.where(np.isfinite(open_len), open_len, np.inf) / gaps
     moving = np.flatnonzero((open_len > MOVING * step) & np.isfinite(open_len))
     cap = MOST_OF_ROUTE * route_px if route_px is not None and 0 < route_px < np.inf else np.inf
-    out: list[tuple[str, str] | None] = []
-    for i in range(n - 1):
+    out: list[tuple[str, str] | None] = [None] * (n - 1)
+    # A short way (the usual move) is legal whatever the pace: only longer ones are weighed.
+    for i in np.flatnonzero((open_len > SHORT_WAY * step) | (open_len > cap)):
         before = moving[moving < i]
         after = moving[moving > i]
         local = max(speed[before[-1]] if len(before) else 0.0, speed[after[0]] if len(after) else 0.0)
@@ -227,21 +228,20 @@ def judge_moves(graph: SpecGraph, pts: np.ndarray, frames: np.ndarray, located: 
         typical = float(np.median(speed[others])) if len(others) and length > SHORT_WAY * step else 0.0
         by_pace = PACE * max(typical, local) * gaps[i]
         if length <= max(SHORT_WAY * step, by_pace) and length <= cap:
-            out.append(None)
             continue
         a, b = int(frames[i]), int(frames[i + 1])
         allowed = max(TELEPORT * step, by_pace)
         way = f"{length / step:.1f} steps along open paths" if np.isfinite(length) else "no open path"
         if straight[i] > cap:
-            out.append(("teleport", f"jumped {straight[i] / step:.1f} steps ({way}) between frames {a} and {b}: "
-                                    f"most of the route ({route_px / step:.1f} steps) at once"))
+            out[i] = ("teleport", f"jumped {straight[i] / step:.1f} steps ({way}) between frames {a} and {b}: "
+                                  f"most of the route ({route_px / step:.1f} steps) at once")
         elif straight[i] > allowed:
-            out.append(("teleport", f"jumped {straight[i] / step:.1f} steps ({way}) between frames {a} and {b}, "
-                                    f"more than its pace allows ({allowed / step:.1f} steps)"))
+            out[i] = ("teleport", f"jumped {straight[i] / step:.1f} steps ({way}) between frames {a} and {b}, "
+                                  f"more than its pace allows ({allowed / step:.1f} steps)")
         else:
             limit = min(max(SHORT_WAY * step, by_pace), cap)
-            out.append(("wall_crossing", f"moved {straight[i] / step:.1f} steps between frames {a} and {b}, but "
-                                         f"{way} (at most {limit / step:.1f} allowed): through a wall"))
+            out[i] = ("wall_crossing", f"moved {straight[i] / step:.1f} steps between frames {a} and {b}, but "
+                                       f"{way} (at most {limit / step:.1f} allowed): through a wall")
     return out
 
 
