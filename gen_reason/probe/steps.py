@@ -139,6 +139,15 @@ def decode_x0(generator, x0: torch.Tensor, num_frames: int | None, image_size: t
             latents, scale_factor=(1.0, decode_scale, decode_scale), mode="trilinear", align_corners=False
         )
     frames = generator.decode_latents(latents, num_frames=num_frames)[0]
+    if decode_scale < 1:
+        # Back to the working size a full decode gives (pixels per latent cell times the
+        # latent grid), so the family fits it to the image as it fits a full decode (the
+        # embedded model crops its padding rather than resizing).
+        import cv2
+
+        per_row, per_col = frames.shape[1] / latents.shape[-2], frames.shape[2] / latents.shape[-1]
+        size = (int(round(per_col * x0.shape[-1])), int(round(per_row * x0.shape[-2])))
+        frames = np.stack([cv2.resize(frame, size, interpolation=cv2.INTER_LINEAR) for frame in frames])
     frames = generator.family.fit_to_image(generator.pipeline, frames, tuple(image_size))
     if first_frame is not None:
         frames = frames.copy()
