@@ -54,7 +54,7 @@ _LAZY = {
     "run_intervention": "gen_reason.probe.interventions",
     "LayerRecorder": "gen_reason.probe.layers",
     "denoiser_blocks": "gen_reason.probe.layers",
-    "fit_layer_probes": "gen_reason.probe.layers",
+    "fit_layer_probes": "gen_reason.probe.readout",
     "run_probe": "gen_reason.probe.run",
 }
 

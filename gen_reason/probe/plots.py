@@ -148,7 +148,7 @@ def emergence_plot(path: str | Path, curve: dict, interventions: Sequence[dict] 
 
 
 def layer_probe_heatmaps(path: str | Path, result) -> Path:
-    """The layer x step probe-accuracy heatmaps of a :class:`~gen_reason.probe.layers.LayerProbeResult`, side by side."""
+    """The layer x step probe-accuracy heatmaps of a :class:`~gen_reason.probe.readout.LayerProbeResult`, side by side."""
     plt = _pyplot()
     questions = list(result.accuracy)
     fig_w = max(4.0, 0.4 * len(result.steps) + 3.0)

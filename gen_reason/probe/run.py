@@ -37,7 +37,8 @@ import torch
 from gen_reason.errors import UserError, check_writable, writable_dir
 from gen_reason.probe.config import ProbeConfig
 from gen_reason.probe.interventions import intervention_sweep
-from gen_reason.probe.layers import LayerRecorder, fit_layer_probes, maze_targets
+from gen_reason.probe.layers import LayerRecorder
+from gen_reason.probe.readout import fit_layer_probes, maze_targets
 from gen_reason.probe.steps import emergence, exploration, resolve_verifier, run_step_probe
 
 
