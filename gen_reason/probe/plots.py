@@ -102,7 +102,7 @@ def heatmap(path: str | Path, matrix: np.ndarray, row_labels: Sequence, column_l
 
 
 def step_metric_heatmap(path: str | Path, curve: dict) -> Path:
-    """The step x metric heatmap of an :func:`~gen_reason.probe.steps.emergence` curve (metrics as rows)."""
+    """The step x metric heatmap of an :func:`~gen_reason.probe.emergence.emergence` curve (metrics as rows)."""
     extra = [name for name in ("final_agreement", "final_similarity") if name in curve]
     names = list(curve["metrics"]) + extra
     matrix = np.array([curve["metrics"][n] for n in curve["metrics"]] + [curve[n] for n in extra], dtype=float)

@@ -39,7 +39,8 @@ from gen_reason.probe.config import ProbeConfig
 from gen_reason.probe.interventions import intervention_sweep
 from gen_reason.probe.layers import LayerRecorder
 from gen_reason.probe.readout import fit_layer_probes, maze_targets
-from gen_reason.probe.steps import emergence, exploration, resolve_verifier, run_step_probe
+from gen_reason.probe.emergence import emergence, exploration
+from gen_reason.probe.steps import resolve_verifier, run_step_probe
 
 
 def model_task_defaults(generator, model) -> dict:
