@@ -90,7 +90,7 @@ class EmbeddedTrainConfig:
     adam_beta1: float = 0.9
     adam_beta2: float = 0.99
     weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
+    max_grad_norm: float = 1.0  # 0: no clipping (as fine-tuning's)
     ema_decay: float = 0.999
     seed: int = 0
     init_from: str | None = None  # a second stage starts from these weights: a run folder or its checkpoint.safetensors (its EMA), or an exported pipeline folder

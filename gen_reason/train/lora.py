@@ -587,6 +587,48 @@ def load_pipeline(config: LoraTrainConfig, model_options: dict, accelerator):
     return generator.pipeline, generator.family
 
 
+def make_trainer(config: LoraTrainConfig, model: torch.nn.Module, accelerator, max_steps: int,
+                 tracker: str | None) -> Trainer:
+    """The loop's trainer over ``model``'s trainable parameters: AdamW and the config's LR schedule."""
+    from diffusers.optimization import get_scheduler
+
+    return Trainer(accelerator, model, [p for p in model.parameters() if p.requires_grad],
+                   learning_rate=config.learning_rate, betas=(config.adam_beta1, config.adam_beta2),
+                   eps=config.adam_epsilon, weight_decay=config.weight_decay,
+                   schedule=lambda optimizer: get_scheduler(config.lr_scheduler, optimizer=optimizer,
+                                                            num_warmup_steps=config.lr_warmup_steps,
+                                                            num_training_steps=max_steps),
+                   tracker=tracker)
+
+
+def start_run(config: LoraTrainConfig, trainer: Trainer, store: LoraCheckpoints) -> Progress:
+    """Resume from the newest checkpoint or start over; the run folder's logs and config to match;
+    the trackers started. Returns where the run stands."""
+    accelerator = trainer.accelerator
+    resumed = store.restore(trainer)
+    if accelerator.is_main_process:  # resuming, rows of steps after the checkpoint were lost with the kill
+        if resumed is None:
+            store.discard()
+        start_logs(Path(config.output_dir), config.to_dict(), None if resumed is None else resumed.step)
+    if trainer.tracker:
+        flat = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in config.to_dict().items()}
+        accelerator.init_trackers("genreason-lora", config=flat)
+    return resumed or Progress()
+
+
+def fill_cache(config: LoraTrainConfig, objective, samples: Sequence[Sample], accelerator,
+               progress: bool) -> tuple[ConditioningCache, bool]:
+    """Encode the dataset once (what the config caches); ``(cache, offload)``, where ``offload``
+    says the encoders whose outputs are all cached wait on the CPU (a GPU run)."""
+    cache = ConditioningCache(objective, samples, cache_conditioning=config.cache_conditioning,
+                              cache_latents=config.cache_latents, seed=config.seed)
+    cache.fill(progress=progress and accelerator.is_main_process)
+    offload = accelerator.device.type != "cpu"
+    if offload:
+        cache.move_idle("cpu")
+    return cache, offload
+
+
 def train_lora(config: LoraTrainConfig, progress: bool = True, *, stop_after_steps: int | None = None) -> Path:
     """Train (or resume) the run ``config`` describes; return the output folder.
 
@@ -594,7 +636,6 @@ def train_lora(config: LoraTrainConfig, progress: bool = True, *, stop_after_ste
     without final outputs, as a kill would (for tests of resumption).
     """
     from accelerate.utils import set_seed
-    from diffusers.optimization import get_scheduler
 
     from gen_reason.models.diffusers_backend import check_fixed_size
 
@@ -608,7 +649,6 @@ def train_lora(config: LoraTrainConfig, progress: bool = True, *, stop_after_ste
                      config.width or samples[0].first_frame.shape[1])
 
     accelerator = make_accelerator(config, model_options, tracker)
-    is_main = accelerator.is_main_process
     pipe, family = load_pipeline(config, model_options, accelerator)
     geometry = resolve_geometry(pipe, family, samples, config)
     objective = objective_for(pipe, family, geometry, config.noise, experts=config.experts)
@@ -618,30 +658,10 @@ def train_lora(config: LoraTrainConfig, progress: bool = True, *, stop_after_ste
     order = DataOrder(len(samples), config.batch_size, accelerator.num_processes, accelerator.process_index,
                       config.seed)
     max_steps = total_steps(config, order)
-    model = objective.model
-    trainer = Trainer(accelerator, model, [p for p in model.parameters() if p.requires_grad],
-                      learning_rate=config.learning_rate, betas=(config.adam_beta1, config.adam_beta2),
-                      eps=config.adam_epsilon, weight_decay=config.weight_decay,
-                      schedule=lambda optimizer: get_scheduler(config.lr_scheduler, optimizer=optimizer,
-                                                               num_warmup_steps=config.lr_warmup_steps,
-                                                               num_training_steps=max_steps),
-                      tracker=tracker)
-    store = LoraCheckpoints(out, config, model, accelerator)
-    resumed = store.restore(trainer)
-    if is_main:  # resuming, rows of steps after the checkpoint were lost with the kill; they are redone
-        if resumed is None:
-            store.discard()
-        start_logs(out, config.to_dict(), None if resumed is None else resumed.step)
-    if tracker:
-        flat = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in config.to_dict().items()}
-        accelerator.init_trackers("genreason-lora", config=flat)
-
-    cache = ConditioningCache(objective, samples, cache_conditioning=config.cache_conditioning,
-                              cache_latents=config.cache_latents, seed=config.seed)
-    cache.fill(progress=progress and is_main)
-    offload = accelerator.device.type != "cpu"
-    if offload:
-        cache.move_idle("cpu")  # encoders whose outputs are all cached leave the accelerator
+    trainer = make_trainer(config, objective.model, accelerator, max_steps, tracker)
+    store = LoraCheckpoints(out, config, objective.model, accelerator)
+    start = start_run(config, trainer, store)
+    cache, offload = fill_cache(config, objective, samples, accelerator, progress)
 
     settings = LoopSettings(
         max_steps=max_steps, last_step=max_steps if stop_after_steps is None else min(max_steps, stop_after_steps),
@@ -649,20 +669,17 @@ def train_lora(config: LoraTrainConfig, progress: bool = True, *, stop_after_ste
         log_every=config.log_every, log_last=True, checkpoint_every=config.checkpoint_every,
         validate_every=config.validate_every, desc="train lora" if config.lora else "fine-tune",
         progress=progress)
-    done = trainer.run(settings, resumed or Progress(), dataset_batches(cache, order, accelerator.device), objective,
-                       store, out / "losses.jsonl" if is_main else None, loss_row,
+    done = trainer.run(settings, start, dataset_batches(cache, order, accelerator.device), objective,
+                       store, out / "losses.jsonl" if accelerator.is_main_process else None, loss_row,
                        validate=validation_step(config, trainer, pipe, family, geometry, out, cache, offload),
                        validate_now=lambda step: step == 0)  # the untrained baseline opens the curve
-    if done.step < max_steps:  # a sitting cut short: the checkpoints carry the run on
-        accelerator.end_training()
-        return out
-
-    accelerator.wait_for_everyone()
-    if is_main:
-        save_outputs(out, pipe, objective, trainer.unwrapped, lora_config)
-        write_model_card(out, config, family.name, geometry, done.step, len(samples), done.loss, targets)
-        plot_curves(out)
-    accelerator.wait_for_everyone()
+    if done.step >= max_steps:  # else a sitting cut short: the checkpoints carry the run on
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            save_outputs(out, pipe, objective, trainer.unwrapped, lora_config)
+            write_model_card(out, config, family.name, geometry, done.step, len(samples), done.loss, targets)
+            plot_curves(out)
+        accelerator.wait_for_everyone()
     accelerator.end_training()
     return out
 
