@@ -292,6 +292,27 @@ def make_layout(shape: str, size: tuple[int, ...], cell: float, margin: float) -
 
 
 # -- carving and solving ---------------------------------------------------------------
+def _walls(layout, neighbours: dict, tree: list) -> list[list[float]]:
+    """Every cell edge that is not a passage, as ``[x0, y0, x1, y1]`` (rounded)."""
+    open_edges = {edge for pair in tree for edge in neighbours[pair]}
+    walls = []
+    for edge in sorted(layout.edge_owners(), key=lambda e: sorted(e)):
+        if edge not in open_edges:
+            (x0, y0), (x1, y1) = (layout.points[k] for k in sorted(edge))
+            walls.append([_r(x0), _r(y0), _r(x1), _r(y1)])
+    return walls
+
+
+def _polyline(layout, neighbours: dict, path: list[int]) -> list[list[float]]:
+    """The solution line: cell centres joined through the doors between them (rounded)."""
+    polyline = [list(map(_r, layout.centers[path[0]]))]
+    for a, b in zip(path, path[1:]):
+        pair = (min(a, b), max(a, b))
+        polyline.append(list(map(_r, door_point(layout, neighbours[pair]))))
+        polyline.append(list(map(_r, layout.centers[b])))
+    return polyline
+
+
 def spanning_tree(num_cells: int, pairs: list[tuple[int, int]], rng: random.Random,
                   algorithm: str) -> list[tuple[int, int]]:
     """A random spanning tree of the cell graph (the open passages of a perfect maze)."""
@@ -446,7 +467,18 @@ class DrawMaze(Task):
         size = self.size_of(difficulty)
         layout = make_layout(cfg.shape, size, float(cfg.cell_px), float(cfg.resolved_margin))
         neighbours = layout.neighbours()
-        n = len(layout.centers)
+        tree, start, goal = self._passages(rng, len(layout.centers), neighbours)
+        path = _path(len(layout.centers), tree, start, goal)
+        spec = self._spec(layout, size, tree, start, goal, _walls(layout, neighbours, tree))
+        solution = {"path": path, "polyline": _polyline(layout, neighbours, path)}
+        prompt = PROMPT.format(shape=_SHAPE_WORDS[cfg.shape])
+        return self.make_instance(seed=seed, difficulty=difficulty, prompt=prompt,
+                                  first_frame=self.scene(spec), solution=solution, spec=spec)
+
+    def _passages(self, rng: random.Random, n: int, neighbours: dict) -> tuple[list, int, int]:
+        """A random spanning tree of the ``n`` cells (the passages), and the start and goal
+        cells as ``goal_placement`` asks."""
+        cfg = self.config
         tree = spanning_tree(n, sorted(neighbours), rng, cfg.algorithm)
         if cfg.goal_placement == "diameter":
             start = _farthest(n, tree, rng.randrange(n))
@@ -455,27 +487,18 @@ class DrawMaze(Task):
             start = rng.randrange(n)
             goal = _farthest(n, tree, start) if cfg.goal_placement == "farthest" else rng.choice(
                 [c for c in range(n) if c != start])
-        path = _path(n, tree, start, goal)
+        return tree, start, goal
 
-        open_edges = {edge for pair in tree for edge in neighbours[pair]}
-        walls = []
-        for edge in sorted(layout.edge_owners(), key=lambda e: sorted(e)):
-            if edge not in open_edges:
-                (x0, y0), (x1, y1) = (layout.points[k] for k in sorted(edge))
-                walls.append([_r(x0), _r(y0), _r(x1), _r(y1)])
-        doors = {pair: door_point(layout, neighbours[pair]) for pair in tree}
-        polyline = [list(map(_r, layout.centers[path[0]]))]
-        for a, b in zip(path, path[1:]):
-            polyline.append(list(map(_r, doors[(min(a, b), max(a, b))])))
-            polyline.append(list(map(_r, layout.centers[b])))
-
+    def _spec(self, layout, size, tree: list, start: int, goal: int, walls: list) -> dict:
+        """The maze spec (the maze family's contract) with the ``draw`` section: dots, walls, widths."""
+        cfg = self.config
         palette = self.palette()
         line_width = cfg.resolved_line_width
         dot_radius = cfg.resolved_dot_radius
         nodes = [[_r(x), _r(y)] for x, y in layout.centers]
         gx, gy = nodes[goal]
         box_half = dot_radius * 1.5
-        spec = {
+        return {
             "family": "maze",
             "image_size": list(layout.image_size),
             "layout": {"shape": cfg.shape, "size": list(size), "passages": [list(p) for p in tree],
@@ -497,10 +520,6 @@ class DrawMaze(Task):
                      "dot_colors": [list(PEN_RED), list(GOAL_RED)], "line_width": line_width,
                      "wall_px": cfg.wall_px, "walls": walls},
         }
-        solution = {"path": path, "polyline": polyline}
-        prompt = PROMPT.format(shape=_SHAPE_WORDS[cfg.shape])
-        return self.make_instance(seed=seed, difficulty=difficulty, prompt=prompt,
-                                  first_frame=self.scene(spec), solution=solution, spec=spec)
 
     # rendering --------------------------------------------------------------------
     def scene(self, spec: dict) -> np.ndarray:
