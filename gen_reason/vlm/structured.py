@@ -133,22 +133,9 @@ def chat_json(
         except VLMFailure as failure:
             raise VLMFailure(failure.reason, raw_answers + failure.raw_answers) from failure
         raw_answers.append(answer)
-        try:
-            obj, note = _find_json_object(answer)
-        except ValueError as error:
-            problem = str(error)
-        else:
-            try:
-                check_required(obj, required)
-                if validate is not None:
-                    verdict = validate(obj)
-                    if isinstance(verdict, str) and verdict:
-                        raise ValueError(verdict)
-                    if verdict is False:
-                        raise ValueError("the answer failed validation")
-                return obj
-            except (ValueError, TypeError, KeyError) as error:
-                problem = _describe(error) + (f" (the answer also holds {note})" if note else "")
+        obj, problem = _usable_object(answer, required, validate)
+        if obj is not None:
+            return obj
         conversation = conversation + [
             {"role": "assistant", "content": answer},
             {"role": "user", "content": (
@@ -157,6 +144,27 @@ def chat_json(
         ]
     attempts = retries + 1
     raise VLMFailure(f"no valid JSON answer after {attempts} attempt{'s' * (attempts > 1)}: {problem}", raw_answers)
+
+
+def _usable_object(answer: str, required: dict[str, type] | None,
+                   validate: Callable[[dict], Any] | None) -> tuple[dict | None, str]:
+    """``(the answer's JSON object, "")`` when it passes ``required`` and ``validate``, else
+    ``(None, what is wrong)`` in words the model is told on a retry."""
+    try:
+        obj, note = _find_json_object(answer)
+    except ValueError as error:
+        return None, str(error)
+    try:
+        check_required(obj, required)
+        if validate is not None:
+            verdict = validate(obj)
+            if isinstance(verdict, str) and verdict:
+                raise ValueError(verdict)
+            if verdict is False:
+                raise ValueError("the answer failed validation")
+        return obj, ""
+    except (ValueError, TypeError, KeyError) as error:
+        return None, _describe(error) + (f" (the answer also holds {note})" if note else "")
 
 
 def _describe(error: Exception) -> str:
