@@ -95,3 +95,24 @@ def test_bad_options_are_user_errors(tiny_generator, tmp_path, options, message)
     with pytest.raises(UserError, match=message):
         run_probe("maze", None, tmp_path, generator=tiny_generator("embedded"), difficulty="3x3",
                   task_config=TINY_MAZES, progress=False, **options)
+
+
+def test_the_command_line_writes_what_its_flags_set_into_config_yaml(tiny_generator, tmp_path, capsys):
+    from gen_reason.cli import main
+
+    folder = tmp_path / "model"
+    tiny_generator("embedded").pipeline.save_pretrained(folder, safe_serialization=True)
+    (folder / "genreason.json").write_text(json.dumps({
+        "difficulty": "3x3", "num_frames": 8, "task_config": {"skin": "tiny", "wall_style": "thin", "trail": True},
+        "task_config_by_difficulty": {"3x3": {"cell_px": 4, "wall_px": 1, "margin": 0}},
+    }))
+    out = tmp_path / "probe"
+    code = main(["probe", "--model", str(folder), "--instances", "1", "--seeds", "1", "--steps", "2", "--no-layers",
+                 "--no-interventions", "--probe.save_x0", "none", "--probe.early_fraction", "0.25",
+                 "--task.skin", "tiny", "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    config = load(ProbeConfig, out / "config.yaml")
+    assert (config.model, config.instances, config.seeds, config.steps) == (str(folder), 1, 1, 2)
+    assert (config.layer_probe, config.interventions, config.save_x0, config.early_fraction) == (False, False, "none", 0.25)
+    assert config.task_config == {"skin": "tiny"} and (config.difficulty, config.num_frames) == ("3x3", 8)
+    assert json.loads((out / "summary.json").read_text())["settings"]["early_fraction"] == 0.25
