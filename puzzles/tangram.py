@@ -249,12 +249,19 @@ class Tangram(Task):
                step: int):
         """Target poses (pixels), scattered start poses and the silhouette outline; ``None``
         when the pieces cannot be scattered at this ``unit`` scale."""
+        targets, silhouette, offset = self._targets(rng, poses_units, outline_units, world, unit)
+        starts = self._scatter(rng, targets, world, unit, offset, step)
+        return None if starts is None else (targets, starts, silhouette)
+
+    def _targets(self, rng: random.Random, poses_units: dict, outline_units: list, world: np.ndarray,
+                 unit: float) -> tuple[dict, list, np.ndarray]:
+        """The target poses and the silhouette outline in pixels: the silhouette centred on the
+        canvas (jittered by a quarter unit); also the offset (pixels) of the unit origin."""
         cfg = self.config
-        w, h = cfg.width, cfg.height
         lo, hi = world.min(axis=0), world.max(axis=0)
         jitter = 0.25 * unit
         jitter_xy = (rng.uniform(-jitter, jitter), rng.uniform(-jitter, jitter))
-        offset = np.array([w / 2, h / 2]) - (lo + hi) / 2 * unit + jitter_xy
+        offset = np.array([cfg.width / 2, cfg.height / 2]) - (lo + hi) / 2 * unit + jitter_xy
         targets = {}
         for name, shape in PIECES:
             x, y, r, flip = poses_units[name]
@@ -264,9 +271,17 @@ class Tangram(Task):
                              "flip": flip}
         silhouette = [[[round(float(a * unit + offset[0]), 3), round(float(b * unit + offset[1]), 3)] for a, b in poly]
                       for poly in outline_units]
+        return targets, silhouette, offset
 
-        # Scatter: rejection sampling on an occupancy raster (silhouette box and placed
-        # pieces, each grown by gap_px); largest pieces first, as they are hardest to fit.
+    def _scatter(self, rng: random.Random, targets: dict, world: np.ndarray, unit: float, offset: np.ndarray,
+                 step: int) -> dict | None:
+        """Start poses around the silhouette (rotations in multiples of ``step``, each piece's
+        target mirror side): rejection sampling on an occupancy raster (the silhouette's box
+        and the placed pieces, each grown by ``gap_px``), largest pieces first, as they are
+        hardest to fit; ``None`` when a piece does not fit."""
+        cfg = self.config
+        w, h = cfg.width, cfg.height
+        lo, hi = world.min(axis=0), world.max(axis=0)
         occupied = np.zeros((h, w), np.uint8)
         g = cfg.gap_px
         bx0, by0 = (lo * unit + offset).astype(int) - 2 * g
@@ -300,7 +315,7 @@ class Tangram(Task):
                     break
             else:
                 return None
-        return targets, starts, silhouette
+        return starts
 
     # rendering --------------------------------------------------------------------
     def scene(self, spec: dict) -> np.ndarray:
