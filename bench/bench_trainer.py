@@ -24,6 +24,7 @@ import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
+import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -45,11 +46,13 @@ def module_at(ref: str, name: str, folder: Path):
     return module
 
 
-def embedded_steps_per_s(trainer, out: Path, steps: int) -> float:
-    """Steps/s of ``steps`` training steps from configs/embedded_maze.yaml (the trainer's own step time)."""
+def embedded_steps_per_s(trainer, out: Path, steps: int) -> tuple[float, float]:
+    """Steps/s of ``steps`` training steps from configs/embedded_maze.yaml (the trainer's own step time),
+    and this process's CPU seconds for the whole call (set-up included; the data worker's not)."""
     config = trainer.EmbeddedTrainConfig.from_yaml(ROOT / "configs" / "embedded_maze.yaml")
+    cpu = time.process_time()
     result = trainer.train_embedded(config, out, progress=False, validate=False, stop_after_steps=steps)
-    return steps / result["train_seconds"]
+    return steps / result["train_seconds"], time.process_time() - cpu
 
 
 def main() -> None:
@@ -72,8 +75,9 @@ def main() -> None:
     from gen_reason.train import embedded, lora
 
     torch.set_num_threads(min(2, os.cpu_count() or 1))
-    figures: dict[str, dict[str, list[float]]] = {"embedded steps/s": {"old": [], "new": []},
-                                                  "LoRA samples/s": {"old": [], "new": []}}
+    figures: dict[str, dict[str, list[float]]] = {
+        what: {"old": [], "new": []}
+        for what in ("embedded steps/s", "embedded run, CPU s", "LoRA samples/s", "LoRA run, CPU s")}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         trainers = {"new": (embedded, lora)}
@@ -82,14 +86,20 @@ def main() -> None:
         data = make_dataset(DatasetSpec(task="maze/grid", n=16, num_frames=9, task_config={"cell_px": 4}),
                             root / "data", workers=1, progress=False)
         model = testing.save_tiny_pipeline("wan2.1-i2v", root / "wan")
-        for round_ in range(args.rounds):
+        for round_ in range(-1, args.rounds):  # round -1 warms up (imports, first allocations): not counted
             for name in versions if round_ % 2 == 0 else versions[::-1]:
                 embedded_trainer, lora_trainer = trainers[name]
-                rate = embedded_steps_per_s(embedded_trainer, root / f"e-{name}-{round_}", args.embedded_steps)
-                figures["embedded steps/s"][name].append(rate)
+                rate, embedded_cpu = embedded_steps_per_s(embedded_trainer, root / f"e-{name}-{round_}",
+                                                          args.embedded_steps)
+                cpu = time.process_time()
                 result = run(MODES["everything cached"], model, data, root / f"l-{name}-{round_}", args.lora_steps,
                              4, 32, 9, trainer=lora_trainer)
-                figures["LoRA samples/s"][name].append(result["samples_per_s"])
+                lora_cpu = time.process_time() - cpu
+                if round_ < 0:
+                    continue
+                for what, value in (("embedded steps/s", rate), ("embedded run, CPU s", embedded_cpu),
+                                    ("LoRA samples/s", result["samples_per_s"]), ("LoRA run, CPU s", lora_cpu)):
+                    figures[what][name].append(value)
                 print(round_, name, f"embedded {rate:.3f} steps/s, LoRA {result['samples_per_s']:.2f} samples/s",
                       flush=True)
 
@@ -103,11 +113,14 @@ def main() -> None:
                      ", ".join(f"{r:.2f}" for r in ratios)])
     body = (
         f"The trainers of commit `{args.ref}` (two trainers, each with its own loop) against the current ones (one "
-        f"loop, gen_reason/train/loop.py), alternating in one process, {args.rounds} rounds. Embedded: "
+        f"loop, gen_reason/train/loop.py), alternating in one process, {args.rounds} rounds after one uncounted "
+        "warm-up round. Embedded: "
         f"{args.embedded_steps} steps from configs/embedded_maze.yaml (batch 32, 8 frames of 32x32), over the "
         f"trainer's step time. LoRA: bench/bench_lora.py's everything-cached run, {args.lora_steps} steps of batch 4, "
-        "over the training loop. Medians; the ratio is new / old, pair by pair.\n\n"
-        + table(["throughput", "old (median)", "new (median)", "new / old (median)", "per round"], rows)
+        "over the training loop. CPU s: this process's CPU time for the whole run (set-up included), less "
+        "sensitive than wall time to other work on the machine; lower is better. Medians; the ratio is new / old, "
+        "pair by pair.\n\n"
+        + table(["figure", "old (median)", "new (median)", "new / old (median)", "per round"], rows)
         + "\n\nThe per-round ratios show the machine's noise: a difference smaller than their spread is not a "
         "difference. The loop adds no work per step (the embedded run's weights are bit-identical: "
         "tests/train/check_same_weights.py)."
