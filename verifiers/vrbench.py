@@ -481,7 +481,7 @@ def _sprite(img: np.ndarray, entity: dict, avoid: list | None = None, goal: dict
     for j, c in enumerate(centres):
         share = float(np.mean(labels.ravel() == j))
         near_in = np.linalg.norm(inner - c, axis=1) < tolerance
-        near_out = float(np.mean(np.linalg.norm(rest - c, axis=1) < tolerance)) if len(rest) else 0.0
+        near_out = float(np.mean(np.linalg.norm(rest - c, axis=1) < 1.5 * tolerance)) if len(rest) else 0.0
         taken = any(np.linalg.norm(c - np.asarray(a, float)) < 2 * tolerance for a in (avoid or []))
         if share < 0.04 or taken:
             continue
