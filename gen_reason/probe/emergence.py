@@ -67,7 +67,7 @@ def emergence(results: Sequence[StepProbeResult], metrics: Sequence[str] = EMERG
             _nanmean([r.step_scores[i][step].metrics.get(name, math.nan) for r in results for i in range(len(r.seeds))])
             for step in steps
         ]
-    agreement, similarity, distinct, commits = [], [], [], []
+    agreement, similarity, distinct = [], [], []
     for step in steps:
         pairs = [(node_path(r.step_scores[i][step]), node_path(r.final_scores[i]))
                  for r in results for i in range(len(r.seeds))]
@@ -75,15 +75,7 @@ def emergence(results: Sequence[StepProbeResult], metrics: Sequence[str] = EMERG
         similarity.append(float(np.mean([path_similarity(path, final) for path, final in pairs])) if pairs else math.nan)
         distinct.append(float(np.mean([len({tuple(node_path(r.step_scores[i][step])) for i in range(len(r.seeds))})
                                        for r in results])))
-    for r in results:
-        for i in range(len(r.seeds)):
-            final = node_path(r.final_scores[i])
-            commit = steps[-1]
-            for step in reversed(steps):
-                if node_path(r.step_scores[i][step]) != final:
-                    break
-                commit = step
-            commits.append(commit)
+    commits = [_commit_step(r, i, steps) for r in results for i in range(len(r.seeds))]
     return {
         "steps": list(steps),
         "num_steps": num_steps,
@@ -96,6 +88,18 @@ def emergence(results: Sequence[StepProbeResult], metrics: Sequence[str] = EMERG
         "mean_commit_step": float(np.mean(commits)),
         "mean_commit_fraction": float(np.mean(commits)) / max(1, num_steps - 1),
     }
+
+
+def _commit_step(result: StepProbeResult, sample: int, steps: Sequence[int]) -> int:
+    """The first kept step from which ``sample``'s node path equals its final path at every
+    later kept step (the last step when it never does before)."""
+    final = node_path(result.final_scores[sample])
+    commit = steps[-1]
+    for step in reversed(steps):
+        if node_path(result.step_scores[sample][step]) != final:
+            break
+        commit = step
+    return commit
 
 
 def exploration(results: Sequence[StepProbeResult], early_fraction: float = 0.5, top: int = 5) -> dict:
