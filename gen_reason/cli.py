@@ -368,7 +368,9 @@ def _add_solve(sub) -> None:
     p.add_argument("--seed", type=_seed, default=None, help="instance seed (default: a fresh random one)")
     p.add_argument("--model", default="embedded", help="'embedded' (shipped) or a local diffusers model folder")
     p.add_argument("--lora", default=None, help="a LoRA folder to load on top of the model")
-    p.add_argument("--solver", default="single", help="single, best-of-n, latent-ensemble, visual-tts, videotpo, closed-loop")
+    from gen_reason.solvers.registry import solver_names  # the registry, plugins included: no copied list
+
+    p.add_argument("--solver", default="single", help=f"one of {', '.join(solver_names())} (default single)")
     p.add_argument("--vlm", default=None, metavar="URL_OR_FOLDER",
                    help="the VLM of videotpo, closed-loop and best-of-n's selector: an OpenAI-compatible server "
                         "(vLLM, SGLang, llama.cpp: http://host:8000[/v1][#MODEL]; the model is asked of /v1/models) "
@@ -393,7 +395,9 @@ def _add_score(sub) -> None:
     p.add_argument("--dataset", default=None, help="dataset folder the videos answer")
     p.add_argument("--vrbench", default=None, metavar="DIR",
                    help="VR-Bench levels the videos answer (<game>/<skin>/<difficulty>/{states,images,videos})")
-    p.add_argument("--kind", default="reference", choices=["reference", "rule"])
+    from gen_reason.verifiers.registry import KINDS
+
+    p.add_argument("--kind", default="reference", choices=list(KINDS))
     p.add_argument("--out", default=None, help="where scores.json and debug strips go")
     p.set_defaults(func=cmd_score)
 
