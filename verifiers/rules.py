@@ -187,7 +187,7 @@ def _runs(flags: np.ndarray, min_len: int) -> list[tuple[int, int]]:
 
 
 def judge_moves(graph: SpecGraph, pts: np.ndarray, frames: np.ndarray, located: tuple[np.ndarray, np.ndarray],
-                route_px: float | None = None) -> list[tuple[str, str] | None]:
+                route_px: float | None = None, paced: bool = True) -> list[tuple[str, str] | None]:
     """Whether each move between consecutive seen frames is plausible, whatever the speed.
 
     ``pts`` ``(n, 2)`` seen positions at ``frames``; ``located`` their edge and position
@@ -198,6 +198,9 @@ def judge_moves(graph: SpecGraph, pts: np.ndarray, frames: np.ndarray, located: 
     itself left out), so a fast agent, paused, repeated or slowed frames and frames held
     at the end change nothing, while one jump among steady frames stands out. A move over
     more than ``MOST_OF_ROUTE`` of ``route_px`` is never plausible.
+
+    ``paced=False`` (the sokoban box, which moves only in bursts of pushes) leaves out the
+    pace: only the route cap applies (the pushes a box move needs are judged apart).
 
     Returns per move ``None`` (legal) or ``(rule, detail)``: ``teleport`` when the straight
     jump itself is beyond the allowance (``TELEPORT`` steps or the pace's) or covers most
@@ -226,7 +229,7 @@ def judge_moves(graph: SpecGraph, pts: np.ndarray, frames: np.ndarray, located: 
         length = open_len[i]
         others = moving[moving != i]
         typical = float(np.median(speed[others])) if len(others) and length > SHORT_WAY * step else 0.0
-        by_pace = PACE * max(typical, local) * gaps[i]
+        by_pace = PACE * max(typical, local) * gaps[i] if paced else np.inf
         if length <= max(SHORT_WAY * step, by_pace) and length <= cap:
             continue
         a, b = int(frames[i]), int(frames[i + 1])
@@ -239,7 +242,7 @@ def judge_moves(graph: SpecGraph, pts: np.ndarray, frames: np.ndarray, located: 
             out[i] = ("teleport", f"jumped {straight[i] / step:.1f} steps ({way}) between frames {a} and {b}, "
                                   f"more than its pace allows ({allowed / step:.1f} steps)")
         else:
-            limit = min(max(SHORT_WAY * step, by_pace), cap)
+            limit = min(max(SHORT_WAY * step, by_pace), cap)  # finite: an unpaced move fails only the cap
             out[i] = ("wall_crossing", f"moved {straight[i] / step:.1f} steps between frames {a} and {b}, but "
                                        f"{way} (at most {limit / step:.1f} allowed): through a wall")
     return out
@@ -247,7 +250,7 @@ def judge_moves(graph: SpecGraph, pts: np.ndarray, frames: np.ndarray, located: 
 
 def walk_graph(positions: np.ndarray, graph: SpecGraph, start: int, name: str = "agent",
                prefix: str = "", painted: np.ndarray | None = None, max_bridge: int = 3,
-               route_px: float | None = None) -> ObjectPath:
+               route_px: float | None = None, paced: bool = True) -> ObjectPath:
     """Map positions ``(T, 2)`` (NaN where lost) to nodes and check the movement rules.
 
     Each move between consecutive seen frames is judged by :func:`judge_moves` (speed
@@ -286,7 +289,7 @@ def walk_graph(positions: np.ndarray, graph: SpecGraph, start: int, name: str = 
                                      f"for {n} frame(s)"})
     # Moves between consecutive seen frames (speed invariant); on trail skins a long one
     # needs the trail as evidence.
-    verdicts = judge_moves(graph, pts, idx, (edge, along), route_px)
+    verdicts = judge_moves(graph, pts, idx, (edge, along), route_px, paced)
     if painted is not None:
         way_len = graph.open_distance(edge[:-1], along[:-1], edge[1:], along[1:])
         for s, verdict in enumerate(verdicts):
@@ -439,7 +442,7 @@ def check_rules(track: Track, spec: dict, check_scene_changes: bool = True) -> R
     goal = int(spec["goal"])
     if spec.get("box") and track.box is not None:
         box_pos = track.box.positions
-        box = walk_graph(box_pos, graph, box_start, "box", prefix="box_", route_px=box_route_px)
+        box = walk_graph(box_pos, graph, box_start, "box", prefix="box_", route_px=box_route_px, paced=False)
         violations += box.violations
         violations += _visibility(track.box, "box", "box_vanished", None)
         violations += _box_interaction(agent_pos, box_pos, graph.step)
