@@ -38,17 +38,27 @@ def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
     """Write ``data`` (text or bytes) to ``path`` under a unique temporary name, then rename
     it into place; the temporary file is removed again if the write fails."""
     path = Path(path)
-    tmp = temp_path(path)
-    try:
+    with replacing(path) as tmp:
         if isinstance(data, bytes):
             tmp.write_bytes(data)
         else:
             tmp.write_text(data)
+    return path
+
+
+@contextmanager
+def replacing(path: str | os.PathLike) -> Iterator[Path]:
+    """``with replacing(path) as tmp:`` write ``tmp`` (a :func:`temp_path` of ``path``) any
+    way you like; on leaving the block it is renamed onto ``path`` (atomic), and removed
+    instead if the block failed. Every atomic write of ours goes through here."""
+    path = Path(path)
+    tmp = temp_path(path)
+    try:
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return path
 
 
 def remove_stale_temps(folder: str | os.PathLike) -> int:

@@ -75,7 +75,7 @@ def write_mp4(path: str | os.PathLike, video: Video, fps: float = 16, crf: int =
     """
     import av
 
-    from gen_reason.folders import temp_path
+    from gen_reason.folders import replacing
 
     video = as_video(video)
     path = Path(path)
@@ -86,8 +86,7 @@ def write_mp4(path: str | os.PathLike, video: Video, fps: float = 16, crf: int =
     options = {"crf": "0" if lossless else str(crf), "preset": preset, "threads": "1", "flags": "+bitexact"}
     if x264_params():
         options["x264-params"] = x264_params()
-    tmp = temp_path(path)
-    try:
+    with replacing(path) as tmp:
         with av.open(str(tmp), mode="w", format="mp4", options={"fflags": "+bitexact"}) as container:
             stream = container.add_stream("libx264rgb" if lossless else "libx264", rate=int(round(fps)))
             stream.width = video.shape[2]
@@ -100,10 +99,6 @@ def write_mp4(path: str | os.PathLike, video: Video, fps: float = 16, crf: int =
                     container.mux(packet)
             for packet in stream.encode():
                 container.mux(packet)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return path
 
 
