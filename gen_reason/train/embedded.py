@@ -47,8 +47,8 @@ from gen_reason.train.checkpoint import load_state, save_state  # noqa: E402
 from gen_reason.train.data import PAD_COLOR, MazeVideoData, batch_loader  # noqa: E402
 from gen_reason.train.validation import (fallback_maze_check, generate_videos, load_referee,  # noqa: E402,F401
                                          plot_embedded_validation, validate_model)
-from gen_reason.train.loop import (FunctionSchedule, LoopSettings, Progress, Trainer, append_row,  # noqa: E402
-                                   has_row, start_logs)
+from gen_reason.train.loop import (TRACKERS, FunctionSchedule, LoopSettings, Progress, Trainer,  # noqa: E402
+                                   append_row, check_tracker, has_row, start_logs, start_trackers)
 from gen_reason.train.losses import DenoisingObjective, diffusion_loss  # noqa: E402,F401 (diffusion_loss: public here too)
 from gen_reason.config import build, read_yaml  # noqa: E402
 from gen_reason.errors import check_writable  # noqa: E402
@@ -96,6 +96,7 @@ class EmbeddedTrainConfig:
     init_from: str | None = None  # a second stage starts from these weights: a run folder or its checkpoint.safetensors (its EMA), or an exported pipeline folder
     mixed_precision: str = "no"
     threads: int = 2
+    trackers: str = "none"  # none | tensorboard | wandb (accelerate's): loss, learning rate and validation
     # bookkeeping
     checkpoint_minutes: float = 3.0
     log_every_steps: int = 50
@@ -138,6 +139,8 @@ class EmbeddedTrainConfig:
             raise UserError("sizes must be >= 2 rooms and size_weights >= 0 with a positive sum")
         if self.mixed_precision not in ("no", "fp16", "bf16"):
             raise UserError(f"mixed_precision must be no, fp16 or bf16; got {self.mixed_precision!r}")
+        if self.trackers not in TRACKERS:
+            raise UserError(f"trackers must be one of {', '.join(TRACKERS)}; got {self.trackers!r}")
 
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: dict | None = None) -> "EmbeddedTrainConfig":
@@ -188,7 +191,7 @@ def load_checkpoint(run_dir: str | Path) -> dict | None:
 
 
 #: Config fields a resumed sitting may change without changing what the run computes.
-RESUMABLE_CHANGES = {"max_steps", "checkpoint_minutes", "log_every_steps", "validate_every_steps",
+RESUMABLE_CHANGES = {"max_steps", "checkpoint_minutes", "log_every_steps", "validate_every_steps", "trackers",
                      "validation_sizes", "validation_count", "validation_steps", "validation_eta", "data_workers",
                      "sample_steps", "sample_eta"}
 
@@ -302,6 +305,8 @@ def validation_step(config: EmbeddedTrainConfig, trainer: Trainer, run_dir: Path
             "sampling_steps": config.validation_steps, "eta": config.validation_eta, "count": config.validation_count,
             "referee": referee_name, "seconds": round(time.time() - started, 1)})
         plot_embedded_validation(run_dir)
+        if trainer.tracker:
+            trainer.accelerator.log({f"validation/success_{size}": value for size, value in success.items()}, step=step)
         tqdm.write(f"validation at step {step}: {success} ({referee_name})")
 
     return validate
@@ -330,22 +335,25 @@ def train_embedded(config: EmbeddedTrainConfig, out_dir: str | Path, resume: boo
     state = load_checkpoint(run_dir) if resume else None
     if state is not None:
         check_resumable(state["config"], config, int(state["step"]))
+    tracker = check_tracker(config.trackers)
     torch.set_num_threads(config.threads)
     torch.set_flush_denormal(True)
     unet = build_unet(config, resuming=state is not None)
     check_writable(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
 
-    accelerator = Accelerator(mixed_precision=config.mixed_precision)
+    accelerator = Accelerator(mixed_precision=config.mixed_precision, log_with=tracker,
+                              project_dir=str(run_dir / "logs") if tracker else None)
     # mkldnn convolutions run ~10 % faster on channels-last tensors (measured on 2 CPU cores).
     unet = unet.to(memory_format=torch.channels_last)
     trainer = Trainer(accelerator, unet, unet.parameters(), learning_rate=config.learning_rate,
                       betas=(config.adam_beta1, config.adam_beta2), weight_decay=config.weight_decay,
                       schedule=lambda optimizer: FunctionSchedule(optimizer, partial(learning_rate_at, config)),
-                      ema_decay=config.ema_decay)
+                      ema_decay=config.ema_decay, tracker=tracker)
     store = EmbeddedCheckpoint(run_dir / CHECKPOINT, config)
     trainer.progress = EmbeddedCheckpoint.restore(trainer, state) if state is not None else Progress()
     start_logs(run_dir, config.to_dict(), trainer.progress.step if state is not None else None)
+    start_trackers(accelerator, "genreason-embedded", config.to_dict())
 
     step = trainer.progress.step
     last_step = config.max_steps if stop_after_steps is None else min(config.max_steps, stop_after_steps)
@@ -363,6 +371,8 @@ def train_embedded(config: EmbeddedTrainConfig, out_dir: str | Path, resume: boo
                        store, run_dir / "losses.jsonl", loss_row,
                        validate=validation_step(config, trainer, run_dir) if validate else None,
                        validate_now=interrupted_validation)
+    if tracker:
+        accelerator.end_training()
     return {"step": done.step, "loss": float("nan") if done.loss is None else done.loss,
             "train_seconds": done.train_seconds}
 

@@ -36,6 +36,8 @@ import torch
 from gen_reason.train.checkpoint import truncate_log
 
 LOGS = ("losses.jsonl", "validation.jsonl")
+#: What ``trackers`` may name (accelerate's trackers; ``none``: the logs in the run folder only).
+TRACKERS = ("none", "tensorboard", "wandb")
 
 
 @dataclass
@@ -123,6 +125,30 @@ class FunctionSchedule:
     def load_state_dict(self, state: dict) -> None:
         """Go to step ``state["step"]``."""
         self.current = int(state["step"])
+
+
+def check_tracker(trackers: str) -> str | None:
+    """The accelerate tracker a config names (``None`` for ``none``); a :class:`UserError` when
+    it is unknown or its package is not installed (checked before anything is written)."""
+    from gen_reason.errors import UserError
+
+    if trackers not in TRACKERS:
+        raise UserError(f"trackers must be one of {', '.join(TRACKERS)}; got {trackers!r}")
+    if trackers == "none":
+        return None
+    import importlib.util
+
+    modules = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",)}[trackers]
+    if not any(importlib.util.find_spec(module) for module in modules):
+        raise UserError(f"trackers: {trackers} needs the {modules[0]} package (pip install {modules[0]})")
+    return trackers
+
+
+def start_trackers(accelerator, name: str, config: dict) -> None:
+    """Start the accelerator's trackers (if any) with the run's config, flattened to scalars."""
+    if accelerator.log_with:
+        flat = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in config.items()}
+        accelerator.init_trackers(name, config=flat)
 
 
 def append_row(path: Path, row: dict) -> None:

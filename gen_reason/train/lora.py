@@ -71,7 +71,8 @@ import torch  # noqa: E402
 from gen_reason.errors import UserError  # noqa: E402
 from gen_reason.models.families import Geometry  # noqa: E402
 from gen_reason.train.checkpoint import load_latest, rng_state, save_checkpoint, set_rng_state  # noqa: E402
-from gen_reason.train.loop import LoopSettings, Progress, Trainer, start_logs  # noqa: E402
+from gen_reason.train.loop import (TRACKERS, LoopSettings, Progress, Trainer, check_tracker,  # noqa: E402
+                                   start_logs, start_trackers)
 from gen_reason.train.outputs import (LORA_WEIGHTS, load_embedded_lora, save_embedded_lora,  # noqa: E402,F401
                                       save_expert_loras, save_outputs, write_model_card)
 from gen_reason.train.validation import Validator, plot_curves, read_jsonl, validation_instances  # noqa: E402,F401
@@ -82,7 +83,6 @@ from gen_reason.errors import check_writable  # noqa: E402
 from gen_reason.train.userinput import ArgumentParser  # noqa: E402
 
 MIXED_PRECISION = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-TRACKERS = ("none", "tensorboard", "wandb")
 LR_SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial")
 
 
@@ -425,17 +425,6 @@ def total_steps(config: LoraTrainConfig, order: DataOrder) -> int:
     return max(1, config.epochs * order.per_epoch // config.gradient_accumulation_steps)
 
 
-def _check_trackers(trackers: str) -> str | None:
-    if trackers == "none":
-        return None
-    import importlib.util
-
-    modules = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",)}[trackers]
-    if not any(importlib.util.find_spec(module) for module in modules):
-        raise UserError(f"trackers: {trackers} needs the {modules[0]} package (pip install {modules[0]})")
-    return trackers
-
-
 def _has_two_experts(model: Path) -> bool:
     """Whether the model folder is a two-expert pipeline (Wan 2.2 A14B: a ``transformer_2``)."""
     from gen_reason.models.diffusers_backend import read_model_index
@@ -610,9 +599,7 @@ def start_run(config: LoraTrainConfig, trainer: Trainer, store: LoraCheckpoints)
         if resumed is None:
             store.discard()
         start_logs(Path(config.output_dir), config.to_dict(), None if resumed is None else resumed.step)
-    if trainer.tracker:
-        flat = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in config.to_dict().items()}
-        accelerator.init_trackers("genreason-lora", config=flat)
+    start_trackers(accelerator, "genreason-lora", config.to_dict())
     return resumed or Progress()
 
 
@@ -643,7 +630,7 @@ def train_lora(config: LoraTrainConfig, progress: bool = True, *, stop_after_ste
     config, model_options = resolve_config(config, stop_after_steps)
     out = Path(config.output_dir)
     samples = load_samples(config.data, config.split)
-    tracker = _check_trackers(config.trackers)
+    tracker = check_tracker(config.trackers)
     # A model that runs at one size only (CogVideoX-5b-I2V) refuses any other before it loads.
     check_fixed_size(config.model, config.height or samples[0].first_frame.shape[0],
                      config.width or samples[0].first_frame.shape[1])

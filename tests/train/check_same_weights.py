@@ -16,6 +16,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
+import dataclasses  # noqa: E402
 import importlib.util  # noqa: E402
 import json  # noqa: E402
 import subprocess  # noqa: E402
@@ -78,6 +79,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         old = old_trainer(args.ref, tmp)
+        old_fields = {f.name for f in dataclasses.fields(old.EmbeddedTrainConfig)}
         states, logs = [], []
         for name, module in (("old", old), ("new", new)):
             # log_every_steps only decides when rows are written (a resumable change): one row per step here.
@@ -86,6 +88,8 @@ def main() -> int:
             module.train_embedded(config, run, progress=False, validate=False, stop_after_steps=args.steps)
             state = load_state(run / "checkpoint.safetensors")
             state.pop("train_seconds")
+            # The config is the input, not a result (a field added since then, e.g. trackers, only adds a key).
+            state["config"] = {k: v for k, v in state["config"].items() if k in old_fields}
             states.append(flatten("", state, {}))
             logs.append([{k: v for k, v in json.loads(line).items() if k != "train_minutes"}
                          for line in (run / "losses.jsonl").read_text().splitlines()])

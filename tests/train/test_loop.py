@@ -7,7 +7,8 @@ import json
 import pytest
 import torch
 
-from gen_reason.train.loop import FunctionSchedule, LoopSettings, Progress, Trainer, start_logs
+from gen_reason.errors import UserError
+from gen_reason.train.loop import FunctionSchedule, LoopSettings, Progress, Trainer, check_tracker, start_logs
 
 
 class Regression:
@@ -119,3 +120,14 @@ def test_function_schedule_sets_the_rate_before_each_step():
     assert optimizer.param_groups[0]["lr"] == 13.0
     schedule.step()
     assert schedule.state_dict() == {"step": 4} and optimizer.param_groups[0]["lr"] == 13.0
+
+
+def test_a_tracker_is_checked_before_anything_runs(monkeypatch):
+    import importlib.util
+
+    assert check_tracker("none") is None
+    with pytest.raises(UserError, match="one of none, tensorboard, wandb"):
+        check_tracker("mlflow")
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)  # as on a machine without wandb
+    with pytest.raises(UserError, match="pip install wandb"):
+        check_tracker("wandb")

@@ -86,6 +86,7 @@ EMBEDDED_CASES = [
     ("bool-batch", {"batch_size": True}, None, [], "'batch_size': Input should be a valid integer"),
     ("float-steps", {"max_steps": 2.5}, None, [], "max_steps"),
     ("unknown-key", {"learning_rat": 0.1}, None, [], "learning_rat"),
+    ("unknown-tracker", {"trackers": "mlflow"}, None, [], "trackers must be one of none, tensorboard, wandb"),
     ("empty-config", "", None, [], "empty"),
     ("comment-only-config", "# nothing yet\n", None, [], "empty"),
     ("list-config", "- 1\n- 2\n", None, [], "mapping"),
