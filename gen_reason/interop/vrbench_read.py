@@ -153,6 +153,20 @@ def find_levels(folder: str | Path, split: str | None = None) -> list[VRBenchLev
     return sorted(levels, key=lambda lv: lv.key)
 
 
+def level_instances(matches) -> dict:
+    """``{level key: Instance}`` for every level in ``matches`` (``(video, level)`` pairs from
+    :func:`match_videos`), read once each; a level that cannot be read maps to the one-line
+    reason instead (its videos are then reported as skipped, not scored)."""
+    instances: dict = {}
+    for _, level in matches:
+        if level.key not in instances:
+            try:
+                instances[level.key] = level_instance(level)
+            except UserError as exc:
+                instances[level.key] = str(exc)
+    return instances
+
+
 def level_instance(level: VRBenchLevel) -> Instance:
     """The :class:`Instance` of one level (raises :class:`UserError` for a level it cannot read)."""
     from gen_reason.verifiers.vrbench import load_level

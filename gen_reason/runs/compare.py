@@ -155,7 +155,7 @@ def compare_referees(videos: str | os.PathLike, levels: str | os.PathLike, vrben
     Writes ``compare.json`` (and VR-Bench's trajectory images under ``vrbench/``) into
     ``out`` when given.
     """
-    from gen_reason.interop.vrbench_read import find_levels, is_vrbench_folder, level_instance, list_videos, match_videos
+    from gen_reason.interop.vrbench_read import find_levels, is_vrbench_folder, level_instances, list_videos, match_videos
     from gen_reason.runs.scoring import check_pairing, score_video
 
     videos, levels = Path(videos), Path(levels)
@@ -169,13 +169,7 @@ def compare_referees(videos: str | os.PathLike, levels: str | os.PathLike, vrben
     if not matches:
         why = problems[0][1] if problems else "no videos"
         raise UserError(f"no video in {videos} is named after a VR-Bench level of {levels} ({why})")
-    instances: dict = {}
-    for _, level in matches:
-        if level.key not in instances:
-            try:
-                instances[level.key] = level_instance(level)
-            except UserError as exc:
-                instances[level.key] = str(exc)
+    instances = level_instances(matches)
     check_pairing([(instances[level.key], video) for video, level in matches
                    if not isinstance(instances[level.key], str)], videos, levels)
     out = Path(out) if out else None

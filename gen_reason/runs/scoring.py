@@ -387,7 +387,7 @@ def score_vrbench(folder: Path, levels: Path, kind: str = "reference", out: Path
     Videos named after no level are ignored; ambiguous ones are recorded failures; levels
     the referee does not support are ``skipped`` rows (see the module docstring).
     """
-    from gen_reason.interop.vrbench_read import find_levels, is_vrbench_folder, level_instance, list_videos, match_videos
+    from gen_reason.interop.vrbench_read import find_levels, is_vrbench_folder, level_instances, list_videos, match_videos
 
     if not folder.exists():
         raise UserError(f"not a folder of videos: {folder}")
@@ -402,15 +402,10 @@ def score_vrbench(folder: Path, levels: Path, kind: str = "reference", out: Path
         raise UserError(f"no video in {folder} is named after a VR-Bench level of {levels} "
                         "(<difficulty>_<NNNN>[_*].mp4)")
     base = folder if folder.is_dir() else folder.parent
-    instances: dict = {}
+    instances = level_instances(matches)
     rows: list = []
     jobs, job_rows = [], []
     for video, level in matches:
-        if level.key not in instances:
-            try:
-                instances[level.key] = level_instance(level)
-            except UserError as exc:
-                instances[level.key] = str(exc)
         instance = instances[level.key]
         if isinstance(instance, str):
             rows.append({"video": str(video), "level": level.key, "task": f"vrbench/{level.game}",
