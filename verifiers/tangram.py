@@ -194,6 +194,16 @@ def _verdict_metrics(spec: dict, judged: dict, *, success: bool, final_ok: bool,
     }
 
 
+def _read_and_judge(instance, video, opts: dict):
+    """``(video, judged rules)`` for both verdicts: the video located and read as the
+    referee reads it, then the spec-only rule checks; ``(failure Score, None)`` when the
+    video cannot be judged."""
+    video = _read_video(instance, video)
+    if isinstance(video, Score):
+        return video, None
+    return video, _judge_rules(instance.spec, video, opts)
+
+
 def _violation_reason(violation: dict) -> str:
     return f"{violation['rule']} at frame {violation['frame']}: {violation['detail']}"
 
@@ -211,12 +221,10 @@ def score_tangram_rules(instance, video, **options) -> Score:
     ``pieces_missing``, ``pieces_shape_changed``, ``starts_right``, ``num_teleports``,
     ``first_violation_frame`` (-1 when none).
     """
-    spec = instance.spec
-    opts = {**_DEFAULTS, **options}
-    video = _read_video(instance, video)
-    if isinstance(video, Score):
+    spec, opts = instance.spec, {**_DEFAULTS, **options}
+    video, judged = _read_and_judge(instance, video, opts)
+    if judged is None:
         return video
-    judged = _judge_rules(spec, video, opts)
     found, on, violations = judged["found"], judged["on_silhouette"], judged["violations"]
     final_ok = all(on.values()) and judged["iou"] >= opts["min_iou"]
     success = final_ok and not violations
@@ -260,12 +268,10 @@ def score_tangram(instance, video, *, position_tolerance: float = 0.35, rotation
     ``failed_pieces``, any swapped identical pieces, the per-frame piece positions and the
     rules broken.
     """
-    spec = instance.spec
-    opts = {**_DEFAULTS, **options}
-    video = _read_video(instance, video)
-    if isinstance(video, Score):
+    spec, opts = instance.spec, {**_DEFAULTS, **options}
+    video, judged = _read_and_judge(instance, video, opts)
+    if judged is None:
         return video
-    judged = _judge_rules(spec, video, opts)
     targets = {p["piece"]: p for p in instance.solution["pieces"]}
     assigned = _assign_identical_pieces(spec, judged["found"], targets)
     poses = _judge_poses(spec, judged["found"], targets, assigned, position_tolerance=position_tolerance,
