@@ -111,6 +111,7 @@ class LoraTrainConfig:
     adam_epsilon: float = 1e-8
     weight_decay: float = 1e-4
     max_grad_norm: float = 1.0  # 0: no clipping
+    ema_decay: float | None = None  # keep an EMA of the trained weights and save it at the end (None: no EMA)
     epochs: int = 5
     max_steps: int | None = None  # optimizer steps; None: epochs over the data
     batch_size: int = 1  # per process
@@ -179,6 +180,8 @@ class LoraTrainConfig:
             raise UserError(f"learning_rate must be a finite number > 0; got {self.learning_rate}")
         if not 0 <= self.dropout < 1:
             raise UserError(f"dropout must be in [0, 1); got {self.dropout}")
+        if self.ema_decay is not None and not 0 <= self.ema_decay < 1:
+            raise UserError(f"ema_decay must be in [0, 1) or null; got {self.ema_decay}")
         if self.alpha is not None and not self.alpha > 0:
             raise UserError(f"alpha must be > 0 or null; got {self.alpha}")
         choices = {"mixed_precision": tuple(MIXED_PRECISION), "trackers": TRACKERS,
@@ -454,7 +457,10 @@ class LoraCheckpoints:
         self.trainable = TrainableState(model)
 
     def _objects(self, trainer: Trainer) -> dict:
-        return {"trainable": self.trainable, "optimizer": trainer.optimizer, "lr_scheduler": trainer.lr_scheduler}
+        objects = {"trainable": self.trainable, "optimizer": trainer.optimizer, "lr_scheduler": trainer.lr_scheduler}
+        if trainer.ema is not None:
+            objects["ema"] = trainer.ema
+        return objects
 
     def save(self, trainer: Trainer, progress: Progress) -> None:
         """Write the checkpoint of ``trainer`` at ``progress`` (every process calls it)."""
@@ -470,6 +476,8 @@ class LoraCheckpoints:
             return None
         check_resumable(latest.state["config"], self.config)
         latest.restore(self._objects(trainer), accelerator=self.accelerator)
+        if trainer.ema is not None:
+            trainer.ema.to(self.accelerator.device)  # loaded on the CPU
         return Progress(step=latest.step, position=int(latest.state["data_position"]), loss=latest.state.get("loss"),
                         wall_seconds=float(latest.state.get("train_seconds", 0.0)))
 
@@ -587,7 +595,7 @@ def make_trainer(config: LoraTrainConfig, model: torch.nn.Module, accelerator, m
                    schedule=lambda optimizer: get_scheduler(config.lr_scheduler, optimizer=optimizer,
                                                             num_warmup_steps=config.lr_warmup_steps,
                                                             num_training_steps=max_steps),
-                   tracker=tracker)
+                   ema_decay=config.ema_decay, tracker=tracker)
 
 
 def start_run(config: LoraTrainConfig, trainer: Trainer, store: LoraCheckpoints) -> Progress:
@@ -661,6 +669,8 @@ def train_lora(config: LoraTrainConfig, progress: bool = True, *, stop_after_ste
                        validate=validation_step(config, trainer, pipe, family, geometry, out, cache, offload),
                        validate_now=lambda step: step == 0)  # the untrained baseline opens the curve
     if done.step >= max_steps:  # else a sitting cut short: the checkpoints carry the run on
+        if trainer.ema is not None:
+            trainer.ema.copy_to(trainer.parameters)  # the averaged weights are the ones saved
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
             save_outputs(out, pipe, objective, trainer.unwrapped, lora_config)

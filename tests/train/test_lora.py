@@ -120,6 +120,26 @@ def test_resume_after_interruption_reproduces_the_uninterrupted_run(tiny_model, 
     assert losses_of(cut) == pytest.approx(losses_of(whole), abs=1e-6)
 
 
+def test_ema_weights_are_saved_and_resume_exactly(tiny_model, dataset, tmp_path):
+    """With ema_decay the saved LoRA is the EMA of the weights (not the last ones), and a resumed run
+    (its EMA restored from the checkpoint) saves what an uninterrupted one does."""
+    from safetensors.torch import load_file
+
+    kind = "wan2.1-i2v"
+    settings = dict(max_steps=4, checkpoint_every=2, learning_rate=1e-2)
+    plain = train_lora(config_for(kind, tiny_model(kind), dataset, tmp_path / "plain", **settings), progress=False)
+    whole = train_lora(config_for(kind, tiny_model(kind), dataset, tmp_path / "whole", ema_decay=0.5, **settings),
+                       progress=False)
+    cut_config = config_for(kind, tiny_model(kind), dataset, tmp_path / "cut", ema_decay=0.5, **settings)
+    cut = train_lora(cut_config, progress=False, stop_after_steps=3)
+    assert (ckpt.list_checkpoints(cut / "checkpoints")[-1] / "ema.safetensors").is_file()
+    train_lora(cut_config, progress=False)
+    a, b, c = (load_file(run / LORA_WEIGHTS) for run in (whole, cut, plain))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert losses_of(whole) == losses_of(plain)  # the EMA never feeds back into training
+    assert any(not torch.equal(a[k], c[k]) for k in a if "lora_B" in k)  # but what is saved differs
+
+
 def test_uncached_checkpointed_run_equals_cached_run(tiny_model, dataset, tmp_path):
     """Encode-once caching and gradient checkpointing change the time, not the numbers."""
     kind = "cogvideox-i2v"  # its encoders draw (image noise, latent samples): the hardest case
