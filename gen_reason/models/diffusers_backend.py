@@ -113,7 +113,7 @@ class DiffusersVideoGenerator(VideoGenerator):
         vae_tiling: bool | str | None = None,
         compile: bool = False,
         attention: str = "auto",
-        max_batch: int = 4,
+        max_batch: int | str | None = None,
         offload: str | None = None,
         **overrides: Any,
     ) -> "DiffusersVideoGenerator":
@@ -847,17 +847,6 @@ def check_attention(family: Family, attention: str) -> None:
                         f"{', '.join(attention_backends(family))}")
 
 
-def resolve_offload(offload: str | None, cpu_offload: bool = False) -> str:
-    """``offload`` as one of :data:`OFFLOAD_MODES` (``cpu_offload=True`` means ``"model"``)."""
-    if offload is None or offload is False:
-        return "model" if cpu_offload else "none"
-    if offload is True:
-        return "model"
-    if str(offload) not in OFFLOAD_MODES:
-        raise UserError(f"unknown offload {offload!r}; choose one of {', '.join(OFFLOAD_MODES)}")
-    return str(offload)
-
-
 def _planner_switch(value: bool | str | None) -> bool | None:
     """``vae_tiling`` as the planner takes it: ``None`` (its choice), ``True`` or ``False``."""
     if value is None or isinstance(value, bool):
@@ -872,6 +861,7 @@ def _planner_switch(value: bool | str | None) -> bool | None:
     raise UserError(f"vae_tiling must be auto, on or off; got {value!r}")
 
 
+def resolve_offload(offload: str | None, cpu_offload: bool = False) -> str:
     """``offload`` as one of :data:`OFFLOAD_MODES` (``cpu_offload=True`` means ``"model"``)."""
     if offload is None or offload is False:
         return "model" if cpu_offload else "none"
