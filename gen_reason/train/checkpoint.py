@@ -45,7 +45,7 @@ import numpy as np
 import torch
 
 from gen_reason.errors import UserError
-from gen_reason.folders import temp_path, write_atomic
+from gen_reason.folders import replacing, write_atomic
 
 _NAME = re.compile(r"^step-(\d+)$")
 STATE_FILE = "state.json"
@@ -112,13 +112,8 @@ def save_state(path: str | os.PathLike, obj: Any) -> Path:
     path = Path(path)
     tensors: dict[str, torch.Tensor] = {}
     skeleton = _flatten(obj, tensors, set())
-    tmp = temp_path(path)  # a name of this process's own: two writers never share one
-    try:
+    with replacing(path) as tmp:  # a name of this process's own: two writers never share one
         save_file(tensors, str(tmp), metadata={_FORMAT_KEY: _FORMAT, _SKELETON: json.dumps(skeleton)})
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return path
 
 
