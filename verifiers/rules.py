@@ -309,17 +309,21 @@ def walk_graph(positions: np.ndarray, graph: SpecGraph, start: int, name: str = 
     # the object comes within SNAP of it.
     cur = start
     snap = SNAP * step
-    for s, k in enumerate(idx):
-        k = int(k)
+    between = graph.path_lengths()
+    # Plain Python numbers for the per-frame loop (no array indexing per frame).
+    ends, hop = graph.edges.tolist(), graph.lengths.tolist()
+    frame_list, edge_list, along_list = idx.tolist(), edge.tolist(), along.tolist()
+    for s, k in enumerate(frame_list):
         if off[s]:
             frame_nodes[k] = cur
             continue
-        if k not in flagged and edge[s] >= 0:
-            u, v = (int(x) for x in graph.edges[edge[s]])
-            to_u = graph.path_length(cur, u) + along[s] * graph.lengths[edge[s]]
-            to_v = graph.path_length(cur, v) + (1 - along[s]) * graph.lengths[edge[s]]
+        e = edge_list[s]
+        if k not in flagged and e >= 0:
+            u, v = ends[e]
+            to_u = between[cur, u] + along_list[s] * hop[e]
+            to_v = between[cur, v] + (1 - along_list[s]) * hop[e]
             passed = u if to_u <= to_v else v
-            if passed != cur and np.isfinite(min(to_u, to_v)):
+            if passed != cur and min(to_u, to_v) < np.inf:
                 way = graph.shortest_by_length(cur, passed)
                 if way is not None:
                     node_path.extend(way[1:])

@@ -158,6 +158,10 @@ class MazeGraph:
             self._lengths_all, self._predecessors = dijkstra(matrix, directed=False, return_predecessors=True)
         return self._lengths_all, self._predecessors
 
+    def path_lengths(self) -> np.ndarray:
+        """``(N, N)`` pixel lengths of the shortest open paths between all nodes (inf: none)."""
+        return self._all_pairs()[0]
+
     def path_length(self, a: int, b: int) -> float:
         """Pixel length of the shortest open path between nodes ``a`` and ``b`` (inf if none)."""
         return float(self._all_pairs()[0][a, b])
@@ -207,12 +211,14 @@ class MazeGraph:
         if getattr(self, "_ahead", None) is not None:
             return self._ahead
         out = {}
-        for u in range(len(self.nodes)):
+        xy = self.nodes.tolist()  # plain floats: thousands of tiny distances, no array overhead
+        for u, (ux, uy) in enumerate(xy):
             for v in self.adj[u]:
-                want = 2 * self.nodes[v] - self.nodes[u]
-                hop = np.linalg.norm(self.nodes[v] - self.nodes[u])
+                vx, vy = xy[v]
+                wx, wy = 2 * vx - ux, 2 * vy - uy
+                tol2 = 0.04 * ((vx - ux) ** 2 + (vy - uy) ** 2)  # (0.2 hop) squared
                 for w in self.adj[v]:
-                    if w != u and np.linalg.norm(self.nodes[w] - want) <= 0.2 * hop:
+                    if w != u and (xy[w][0] - wx) ** 2 + (xy[w][1] - wy) ** 2 <= tol2:
                         out[(u, v)] = w
                         break
         self._ahead = out
