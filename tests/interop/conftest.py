@@ -12,6 +12,8 @@ pasted at the positions a cheating model would show.
 from __future__ import annotations
 
 import numpy as np
+
+from gen_reason.verifiers.rules import SHORT_WAY
 import pytest
 
 CHEATS = ("through_wall", "teleport", "stops_early", "static", "end_state_only")
@@ -74,13 +76,18 @@ def make_cheat(name: str, video: np.ndarray, state: dict, instance, gt_positions
         return np.concatenate([video[:half], np.repeat(video[half - 1: half], 24, axis=0)])
     if name == "teleport":
         pos = np.asarray([p if p is not None else [np.nan, np.nan] for p in gt_positions], float)
-        # Cut out the frames between a third of the way and the first frame two cells on.
+        # Cut out the frames between a third of the way and the first frame more than the
+        # referee's always-plausible move (SHORT_WAY, 2 steps: any speed may take that in
+        # one frame) on: three cells in one frame of a video that moves a cell in 12. In
+        # sokoban the jump carries the box two cells, which the push rules judge at any
+        # speed (its easy walks are too short for three).
         step = float(spec["step_px"])
+        jump = 2.0 if spec.get("box") else SHORT_WAY + 1.0
         for i in range(t // 3, 0, -1):
-            far = [j for j in range(i + 1, t) if np.linalg.norm(pos[j] - pos[i]) >= 2.0 * step]
+            far = [j for j in range(i + 1, t) if np.linalg.norm(pos[j] - pos[i]) >= jump * step]
             if far:
                 return np.concatenate([video[: i + 1], video[far[0]:]])
-        raise ValueError("the agent never moves two cells in this video")
+        raise ValueError(f"the agent never moves {jump:g} cells in this video")
     if name == "through_wall":
         sprite = Sprite(video, state)
         if spec.get("box"):
@@ -109,7 +116,8 @@ EXPECTED_RULES = {
     "end_state_only": {"end_state_only"},
 }
 # A sokoban end state shows the box moved without a push: a jump, or a box moving on its own.
-SOKOBAN_RULES = {"end_state_only": {"teleport", "box_teleport", "box_pulled", "box_unpushed"}}
+SOKOBAN_RULES = {"end_state_only": {"end_state_only", "teleport", "wall_crossing", "box_teleport", "box_pulled",
+                                    "box_unpushed"}}
 
 
 @pytest.fixture(scope="session")
