@@ -52,7 +52,7 @@ from gen_reason.train.loop import (TRACKERS, FunctionSchedule, LoopSettings, Pro
 from gen_reason.train.losses import DenoisingObjective, diffusion_loss  # noqa: E402,F401 (diffusion_loss: public here too)
 from gen_reason.config import build, read_yaml  # noqa: E402
 from gen_reason.errors import check_writable  # noqa: E402
-from gen_reason.train.userinput import ArgumentParser  # noqa: E402
+from gen_reason.config import ArgumentParser  # noqa: E402
 
 CHECKPOINT = "checkpoint.safetensors"
 #: The checkpoint an older genreason wrote (a pickle): never loaded, only recognised.

@@ -80,7 +80,7 @@ from gen_reason.train.conditioning import ConditioningCache, Sample, load_sample
 from gen_reason.train.losses import EXPERTS, SCHEMES, NoiseSettings, objective_for, sample_generator  # noqa: E402
 from gen_reason.config import build, parse_value, read_yaml  # noqa: E402
 from gen_reason.errors import check_writable  # noqa: E402
-from gen_reason.train.userinput import ArgumentParser  # noqa: E402
+from gen_reason.config import ArgumentParser  # noqa: E402
 
 MIXED_PRECISION = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 LR_SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial")
