@@ -573,12 +573,12 @@ def make_accelerator(config: LoraTrainConfig, model_options: dict, tracker: str 
 
 def load_pipeline(config: LoraTrainConfig, model_options: dict, accelerator):
     """The pipeline on the accelerator's device in the frozen weights' dtype, and its family."""
-    from gen_reason.models.diffusers_backend import DiffusersVideoGenerator
+    from gen_reason.models.loading import load_generator
 
     weight_dtype = MIXED_PRECISION[config.mixed_precision]
     if "dtype" in model_options:
         weight_dtype = getattr(torch, model_options["dtype"])
-    generator = DiffusersVideoGenerator.from_pretrained(
+    generator = load_generator(  # the one loader every command uses
         config.model, device=accelerator.device, dtype=weight_dtype, offload="none",
         **{k: v for k, v in model_options.items() if k in ("vae_tiling", "attention", "compile", "max_batch")})
     return generator.pipeline, generator.family
