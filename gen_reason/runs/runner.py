@@ -35,7 +35,7 @@ from typing import Iterator
 from gen_reason.errors import UserError
 from gen_reason.puzzles import Instance
 from gen_reason.runs.config import EvalConfig, to_dict
-from gen_reason.runs.store import RunStore
+from gen_reason.runs.store import ResultRow, RunStore
 
 
 # Where launchers put a process's place: torchrun / accelerate first, then MPI implementations.
@@ -253,7 +253,7 @@ def _verifier_cache():
 
 
 def _solve_one(config: EvalConfig, store: RunStore, generator, verifier, budget, i: int, j: int, instance, key: str,
-               solver) -> dict:
+               solver) -> ResultRow:
     """Solve puzzle ``i`` with solver ``j`` (labelled ``key``), judge the answer with the
     reference verifier, and return its result row (its video written when the config saves videos)."""
     from gen_reason.video import write_mp4
@@ -262,27 +262,27 @@ def _solve_one(config: EvalConfig, store: RunStore, generator, verifier, budget,
     attempt = solver.solve(instance, generator, verifier(instance.task, config.verifier), budget,
                            reference=verifier(instance.task, "reference"))
     reference = verifier(instance.task, "reference").score(instance, attempt.video)
-    record = {
-        "key": result_key(instance, key),
-        "order": [i, j],
-        "task": instance.task,
-        "difficulty": instance.difficulty,
-        "seed": instance.seed,
-        "uid": instance.uid,
-        "solver": key,
-        "model": getattr(generator, "name", "?"),
-        "success": bool(reference.success),
-        "metrics": reference.to_dict()["metrics"],
-        "reason": reference.reason,
-        "attempt": attempt.to_dict(),
-        "reference_trace": reference.to_dict()["trace"],
-        "seconds": round(time.perf_counter() - started, 3),
-    }
+    row = ResultRow(
+        key=result_key(instance, key),
+        order=[i, j],
+        task=instance.task,
+        difficulty=instance.difficulty,
+        seed=instance.seed,
+        uid=instance.uid,
+        solver=key,
+        model=getattr(generator, "name", "?"),
+        success=bool(reference.success),
+        metrics=reference.to_dict()["metrics"],
+        reason=reference.reason,
+        attempt=attempt.to_dict(),
+        reference_trace=reference.to_dict()["trace"],
+        seconds=round(time.perf_counter() - started, 3),
+    )
     if config.save_videos:
-        path = store.video_path(record["key"])
+        path = store.video_path(row.key)
         write_mp4(path, attempt.video, fps=getattr(generator, "fps", 8))
-        record["video"] = str(path.relative_to(store.root))
-    return record
+        row.video = str(path.relative_to(store.root))
+    return row
 
 
 def _wait_for_all_shards(store: RunStore, keys: set[str], poll_seconds: float, progress: bool) -> None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -33,6 +34,53 @@ import yaml
 
 from gen_reason.errors import UserError
 from gen_reason.folders import acquire_folder, write_atomic
+
+
+@dataclass
+class ResultRow:
+    """One result line of a run: an instance solved by one solver and judged by the
+    reference verifier. On disk (:meth:`to_dict`) it is one JSON object with these keys
+    (``video`` only when the run saves videos); :meth:`from_dict` reads it back."""
+
+    key: str
+    order: list
+    task: str
+    difficulty: str
+    seed: int
+    uid: str
+    solver: str
+    model: str
+    success: bool
+    metrics: dict
+    reason: str
+    attempt: dict
+    reference_trace: dict
+    seconds: float
+    video: str | None = None
+
+    def to_dict(self) -> dict:
+        """The JSON record (the same keys every run has written)."""
+        record = {f.name: getattr(self, f.name) for f in fields(self)}
+        if record["video"] is None:
+            del record["video"]
+        return record
+
+    @classmethod
+    def from_dict(cls, record: dict) -> "ResultRow":
+        """A row from its JSON record (unknown keys of a newer writer are refused in one line)."""
+        known = {f.name for f in fields(cls)}
+        extra = sorted(set(record) - known)
+        if extra:
+            raise UserError(f"result row has unknown key(s) {', '.join(extra)}")
+        return cls(**record)
+
+    @property
+    def score(self):
+        """The reference verdict as a :class:`~gen_reason.verifiers.score.Score`."""
+        from gen_reason.verifiers.score import Score
+
+        return Score.from_dict({"success": self.success, "metrics": self.metrics, "trace": self.reference_trace,
+                                "reason": self.reason})
 
 
 class RunStore:
@@ -130,8 +178,10 @@ class RunStore:
                 continue
         return sizes
 
-    def append(self, record: dict) -> None:
+    def append(self, record: "ResultRow | dict") -> None:
         """Append one result line durably."""
+        if isinstance(record, ResultRow):
+            record = record.to_dict()
         line = json.dumps(record, sort_keys=True, allow_nan=False) + "\n"
         with open(self.shard, "a") as fh:
             fh.write(line)

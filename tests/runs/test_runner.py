@@ -152,3 +152,19 @@ def test_model_max_batch_reaches_the_generator(tmp_path, monkeypatch):
     with pytest.raises(UserError, match="stop here"):
         run_eval(config, progress=False)
     assert seen["max_batch"] == 16
+
+
+def test_result_rows_are_typed_and_keep_their_keys(tmp_path):
+    """Every stored line reads back as a ResultRow whose record is the line itself."""
+    from gen_reason.runs.store import ResultRow
+
+    config = _config(tmp_path / "run")
+    run_eval(config, generator=_oracle(), progress=False)
+    lines = [json.loads(line) for line in (tmp_path / "run" / "results.jsonl").read_text().splitlines()]
+    assert lines
+    for line in lines:
+        row = ResultRow.from_dict(line)
+        assert row.to_dict() == line
+        assert row.score.success == line["success"] and row.score.reason == line["reason"]
+    with pytest.raises(UserError, match="unknown key"):
+        ResultRow.from_dict({**lines[0], "bogus": 1})
