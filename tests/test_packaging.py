@@ -75,12 +75,13 @@ def test_the_code_cites_nothing_outside_the_repository():
     import re
 
     root = Path(__file__).resolve().parents[1]
-    pattern = re.compile(r"FIELD_NOTES|\.\./shared|DESIGN\.md")
+    # the names are spelled in pieces so that this test does not cite them itself
+    pattern = re.compile("|".join(["FIELD" + "_NOTES", re.escape("../" + "shared"), re.escape("DESIGN" + ".md")]))
     found = [f"{path.relative_to(root)}:{n}" for folder in ("gen_reason", "puzzles", "solvers", "verifiers", "bench",
                                                              "tests", "configs", "notebooks")
              for path in (root / folder).rglob("*") if path.suffix in (".py", ".toml", ".yaml", ".md", ".ipynb")
              for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1)
-             if pattern.search(line) and path.name != "test_packaging.py"]
+             if pattern.search(line)]
     found += [f"pyproject.toml:{n}" for n, line in enumerate((root / "pyproject.toml").read_text().splitlines(), 1)
               if pattern.search(line)]
     assert not found, f"cites outside the repository: {found[:10]}"
