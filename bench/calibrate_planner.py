@@ -22,10 +22,8 @@ from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
 
-from gen_reason.models import planner  # noqa: E402
-from gen_reason.models.families import Geometry  # noqa: E402
-from gen_reason.models.inspect import build_meta  # noqa: E402
-from gen_reason.models.peak_memory import count_peak, decode_call, module_tensors, transformer_call  # noqa: E402
+from gen_reason.models.peak_memory import (count_peak, decode_call, module_tensors, one_block_model,  # noqa: E402
+                                          transformer_call)
 
 REAL_CONFIGS = Path(__file__).resolve().parents[1] / "tests" / "models" / "real_configs"
 
@@ -40,14 +38,9 @@ def activation(module, call, inputs) -> int:
 
 def calibrate(folder: Path) -> dict:
     """The measured and tabled constants of one model folder."""
-    meta = build_meta(folder)
+    meta, geometry, workload = one_block_model(folder)
     family, pipe = meta.family, meta.pipeline
-    limits = family.limits(meta.configs)
-    height, width = limits.fixed_size or family.defaults.size
-    geometry = Geometry(family.defaults.num_frames, height, width)
-    blocks = "blocks" if hasattr(pipe.transformer, "blocks") else "transformer_blocks"
-    setattr(pipe.transformer, blocks, torch.nn.ModuleList(getattr(pipe.transformer, blocks)[:1]))
-    workload = planner.workload_for(pipe, family, geometry, meta.dtypes["transformer"], meta.dtypes.get("vae"))
+    height, width = geometry.height, geometry.width
     w = workload
     token = activation(pipe.transformer, *transformer_call(pipe, family, geometry, 1))
     decode = activation(pipe.vae, *decode_call(pipe, family, geometry))

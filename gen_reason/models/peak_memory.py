@@ -188,3 +188,23 @@ def decode_call(pipe, family, geometry, tiling: bool = False):
     else:
         vae.disable_tiling()
     return (lambda: family.decode(pipe, latents, None, family.defaults)), [latents]
+
+
+def one_block_model(folder):
+    """A real model folder built at full width on the meta device with its transformer cut
+    to one block (at inference one block's activations are freed before the next), the
+    geometry of its own default video, and the planner's workload for it:
+    ``(meta model, geometry, workload)``. What the planner's constants are measured on,
+    by its tests and by ``bench/calibrate_planner.py``."""
+    from gen_reason.models import planner
+    from gen_reason.models.families import Geometry
+    from gen_reason.models.inspect import build_meta
+
+    meta = build_meta(folder)
+    family, pipe = meta.family, meta.pipeline
+    height, width = family.limits(meta.configs).fixed_size or family.defaults.size
+    geometry = Geometry(family.defaults.num_frames, height, width)
+    blocks = "blocks" if hasattr(pipe.transformer, "blocks") else "transformer_blocks"
+    setattr(pipe.transformer, blocks, torch.nn.ModuleList(getattr(pipe.transformer, blocks)[:1]))
+    workload = planner.workload_for(pipe, family, geometry, meta.dtypes["transformer"], meta.dtypes.get("vae"))
+    return meta, geometry, workload

@@ -13,7 +13,7 @@ import torch
 
 from gen_reason.models import planner
 from gen_reason.models.families import Geometry
-from gen_reason.models.peak_memory import count_peak, decode_call, module_tensors, transformer_call
+from gen_reason.models.peak_memory import count_peak, decode_call, module_tensors, one_block_model, transformer_call
 
 REAL_CONFIGS = Path(__file__).parent / "real_configs"
 FOLDERS = sorted(p.name for p in REAL_CONFIGS.iterdir() if (p / "model_index.json").is_file()) \
@@ -108,16 +108,8 @@ def test_estimates_match_meta_device_accounting_of_the_real_models(folder):
     activations of one block are freed before the next): the denoising step's and the VAE
     decode's measured peaks lie within 15 % of the planner's estimates, weights and
     activations alike, at the model's own size and frame count."""
-    from gen_reason.models.inspect import build_meta
-
-    meta = build_meta(REAL_CONFIGS / folder)
+    meta, geometry, workload = one_block_model(REAL_CONFIGS / folder)
     family, pipe = meta.family, meta.pipeline
-    limits = family.limits(meta.configs)
-    height, width = limits.fixed_size or family.defaults.size
-    geometry = Geometry(family.defaults.num_frames, height, width)
-    blocks_name = "blocks" if hasattr(pipe.transformer, "blocks") else "transformer_blocks"
-    setattr(pipe.transformer, blocks_name, torch.nn.ModuleList(getattr(pipe.transformer, blocks_name)[:1]))
-    workload = planner.workload_for(pipe, family, geometry, meta.dtypes["transformer"], meta.dtypes.get("vae"))
     assert workload.calibrated
 
     call, inputs = transformer_call(pipe, family, geometry, batch=1)
