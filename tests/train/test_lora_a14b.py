@@ -29,16 +29,6 @@ BOUNDARY = 900.0  # boundary_ratio 0.9 x 1000 training timesteps
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    """Four 3x3 block mazes, 9-frame solution videos, 28x28 px."""
-    from gen_reason.datasets import DatasetSpec, make_dataset
-
-    path = tmp_path_factory.mktemp("data") / "mazes"
-    spec = DatasetSpec(task="maze/grid", n=4, num_frames=9, task_config={"cell_px": 4})
-    return make_dataset(spec, path, workers=1, progress=False)
-
-
-@pytest.fixture(scope="module")
 def model(tmp_path_factory):
     return testing.save_tiny_pipeline(KIND, tmp_path_factory.mktemp("a14b") / "a14b")
 
