@@ -502,13 +502,20 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         if extra and not getattr(args, "dotted", False):
             raise UserError(f"unrecognised argument {extra[0]!r} (see genreason {args.command} --help)")
-        return int(args.func(args, extra) or 0)
+        code = int(args.func(args, extra) or 0)
+        sys.stdout.flush()  # inside the handlers: a reader that left is met here, not at exit
+        return code
     except UserError as exc:
         print(f"genreason: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("genreason: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `genreason solve | head -1`: the reader left; stop quietly, as Unix tools do
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+        return 141
 
 
 if __name__ == "__main__":
