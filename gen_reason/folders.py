@@ -10,15 +10,20 @@ of one, and two processes writing the same file never write into one temporary f
 the kernel drops when its process dies, so a ``kill -9`` leaves nothing to clean up).
 A second process asking for a held folder is refused at once, in one line, rather than
 doing the same work twice beside the first.
+
+:class:`RunFolder` is the one layout of a run (eval, score, probe, training): the resolved
+``config.yaml`` a rerun must match, per-row :class:`JsonlLog` files appended atomically and
+resumed by their keys, ``checkpoints/``, and the folder's lock.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from gen_reason.errors import UserError
 
@@ -103,3 +108,192 @@ def acquire_folder(folder: str | os.PathLike, lock_name: str = LOCK_NAME):
     except OSError as exc:
         raise UserError(f"cannot lock {folder}: {exc.strerror or exc}") from None
     return lock
+
+
+# -- the run folder: one layout under every command that runs for long ------------------------
+class JsonlLog:
+    """An append-only JSON-lines file, one record per line, that survives ``kill -9``.
+
+    Each record is appended with one ``write``, flushed and fsynced, so a kill loses at
+    most the line in flight; opening a log for writing (:meth:`repair`) cuts such a torn
+    last line off. Readers (:meth:`records`) take complete lines only.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+
+    def repair(self) -> "JsonlLog":
+        """Cut a torn last line (a kill mid-write) off the file; returns the log."""
+        if self.path.exists():
+            data = self.path.read_bytes()
+            end = data.rfind(b"\n") + 1
+            if end != len(data):
+                with open(self.path, "r+b") as fh:
+                    fh.truncate(end)
+        return self
+
+    def append(self, record: dict) -> None:
+        """Append one record durably (``NaN`` and infinities are refused: not JSON)."""
+        line = json.dumps(record, sort_keys=True, allow_nan=False) + "\n"
+        with open(self.path, "a") as fh:
+            fh.write(line)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def records(self) -> list[dict]:
+        """Every complete record (a torn or unreadable last line ends the list)."""
+        out: list[dict] = []
+        if not self.path.is_file():
+            return out
+        with open(self.path, errors="replace") as fh:
+            for line in fh:
+                if not line.endswith("\n"):
+                    break
+                try:
+                    out.append(json.loads(line))
+                except json.JSONDecodeError:
+                    break
+        return out
+
+    def values(self, field: str) -> set:
+        """The values of ``field`` over the stored records (e.g. the keys already done)."""
+        return {r.get(field) for r in self.records() if isinstance(r, dict)}
+
+    def truncate_after(self, step: int, field: str = "step") -> None:
+        """Keep only the complete records whose ``field`` is at most ``step`` (the kept lines
+        byte for byte, rewritten atomically): rows written after the checkpoint a run
+        resumes from were lost with the kill and are written again."""
+        if not self.path.is_file():
+            return
+        text = self.path.read_text(errors="replace")
+        kept = []
+        for line in text.splitlines(keepends=True):
+            if not line.endswith("\n"):
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(row, dict) and int(row.get(field, 0)) <= step:
+                kept.append(line)
+        new = "".join(kept)
+        if new != text:
+            write_atomic(self.path, new)
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    """The complete records of a JSON-lines file (none when it does not exist)."""
+    return JsonlLog(path).records()
+
+
+class RunFolder:
+    """A run is a folder, whichever command makes it (eval, score, probe, training)::
+
+        config.yaml       the resolved config; a rerun must match it (refused in one line if not)
+        <name>.jsonl      per-row logs (:meth:`log`), appended atomically, resumed by their keys
+        checkpoints/      a trainer's ``step-*/`` folders
+        .genreason-rank<r>.lock   held while a process of rank ``r`` works in it
+
+    ``may_change`` names config fields a rerun may change without changing what the run
+    computes (a longer run, another logging interval): they are left out of the
+    comparison, and ``config.yaml`` is rewritten with the new values. ``defaults`` gives
+    the value a field added since the folder was written had then.
+
+    The folder is held (:func:`acquire_folder`) until :meth:`close` or the end of a
+    ``with`` block, so a second process on the same folder and rank is refused at once.
+    :meth:`discard_if_empty` takes back what a run that stored nothing wrote, so that a
+    mistake never leaves a ``config.yaml`` that refuses the corrected command.
+    """
+
+    CONFIG = "config.yaml"
+
+    def __init__(self, root: str | os.PathLike, config: dict, *, rank: int = 0,
+                 may_change: Iterable[str] = (), defaults: dict | None = None,
+                 subfolders: Iterable[str] = ()) -> None:
+        self.root = Path(root)
+        self.rank = rank
+        self.wrote_config = False
+        self._made: list[Path] = []  # folders this run made (taken back by discard_if_empty)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"cannot write to run folder {self.root}: {exc.strerror or exc}") from None
+        self._lock = acquire_folder(self.root, f".genreason-rank{rank}.lock")
+        try:
+            for name in subfolders:
+                folder = self.root / name
+                if not folder.is_dir():
+                    folder.mkdir(parents=True)
+                    self._made.append(folder)
+            self._check_config(config, set(may_change), defaults or {})
+        except BaseException as exc:
+            self.close()
+            if isinstance(exc, OSError):
+                raise UserError(f"cannot write to run folder {self.root}: {exc.strerror or exc}") from None
+            raise
+
+    @property
+    def checkpoints(self) -> Path:
+        """The folder of a trainer's checkpoints (``checkpoints/step-*/``)."""
+        return self.root / "checkpoints"
+
+    def log(self, name: str) -> JsonlLog:
+        """The per-row log ``<root>/<name>`` (a torn last line cut off)."""
+        return JsonlLog(self.root / name).repair()
+
+    def close(self) -> None:
+        """Let go of the run folder (another process may open it now)."""
+        lock, self._lock = getattr(self, "_lock", None), None
+        if lock is not None:
+            lock.release()
+
+    def __enter__(self) -> "RunFolder":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def discard_if_empty(self, logs: Iterable[JsonlLog]) -> bool:
+        """Take back what this run wrote when none of ``logs`` holds a row: the
+        ``config.yaml`` it wrote, the empty logs, the empty folders it made. Returns whether
+        it did; the lock file stays (see :func:`hold_folder`)."""
+        logs = list(logs)
+        if any(log.path.is_file() and log.path.stat().st_size for log in logs):
+            return False
+        for log in logs:
+            log.path.unlink(missing_ok=True)
+        if self.wrote_config:
+            (self.root / self.CONFIG).unlink(missing_ok=True)
+        for folder in reversed(self._made):  # the run folder itself keeps the lock file
+            try:
+                folder.rmdir()
+            except OSError:
+                pass  # not empty: someone else's
+        return True
+
+    def _check_config(self, config: dict, may_change: set, defaults: dict) -> None:
+        import yaml
+
+        path = self.root / self.CONFIG
+        text = yaml.safe_dump(config, sort_keys=True)
+        if path.exists():
+            try:
+                saved = yaml.safe_load(path.read_text())
+            except (yaml.YAMLError, UnicodeDecodeError):
+                raise UserError(f"{path} is not a readable run config; choose another --out") from None
+            current = yaml.safe_load(text)
+            if not isinstance(saved, dict):
+                raise UserError(f"{path} is not a readable run config; choose another --out")
+            changed = sorted(k for k in set(saved) | set(current)
+                             if saved.get(k, defaults.get(k)) != current.get(k) and k not in may_change)
+            if changed:
+                raise UserError(
+                    f"{self.root} holds a run with a different config ({', '.join(map(str, changed))}: see {path}); "
+                    "rerun with the same config to resume, or choose another --out")
+            if saved == current:
+                return
+        existed = path.exists()
+        # Every rank writes it (the same text, atomically, under a temporary name of its own):
+        # a row must never exist in a folder without the config that made it.
+        write_atomic(path, text)
+        self.wrote_config = not existed

@@ -28,12 +28,10 @@ import json
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Iterable, Iterator
-
-import yaml
+from typing import Iterator
 
 from gen_reason.errors import UserError
-from gen_reason.folders import acquire_folder, write_atomic
+from gen_reason.folders import RunFolder, read_jsonl, write_atomic
 
 
 @dataclass
@@ -83,8 +81,10 @@ class ResultRow:
                                 "reason": self.reason})
 
 
-class RunStore:
-    """Append-only, resumable storage of one run's results.
+class RunStore(RunFolder):
+    """Append-only, resumable storage of one evaluation run's results: a
+    :class:`~gen_reason.folders.RunFolder` with a result log per process (``shards/<rank>.jsonl``)
+    and a ``videos/`` folder.
 
     Holds the run folder for its rank until :meth:`close` (or the end of a ``with``
     block); a second store of the same folder and rank, in any process, is refused with
@@ -92,72 +92,16 @@ class RunStore:
     """
 
     def __init__(self, root: str | os.PathLike, config: dict, rank: int = 0) -> None:
-        self.root = Path(root)
-        self.rank = rank
-        self.wrote_config = False
-        self._made: list[Path] = []  # the subfolders this store made (taken back by discard_if_empty)
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise UserError(f"cannot write to run folder {self.root}: {exc.strerror or exc}") from None
-        self._lock = acquire_folder(self.root, f".genreason-rank{rank}.lock")
-        try:
-            for folder in (self.root / "shards", self.root / "videos"):
-                if not folder.is_dir():
-                    folder.mkdir()
-                    self._made.append(folder)
-            self._check_config(config)
-            self.shard = self.root / "shards" / f"{rank}.jsonl"
-            _cut_torn_tail(self.shard)
-        except BaseException as exc:
-            self.close()
-            if isinstance(exc, OSError):
-                raise UserError(f"cannot write to run folder {self.root}: {exc.strerror or exc}") from None
-            raise
+        super().__init__(root, config, rank=rank, subfolders=("shards", "videos"))
+        self._shard = self.log(f"shards/{rank}.jsonl")
+        self.shard = self._shard.path
 
-    def close(self) -> None:
-        """Let go of the run folder (another process may open it now)."""
-        lock, self._lock = getattr(self, "_lock", None), None
-        if lock is not None:
-            lock.release()
-
-    def __enter__(self) -> "RunStore":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def discard_if_empty(self) -> bool:
+    def discard_if_empty(self, logs=None) -> bool:
         """Take back what this store wrote when no result line is stored (by any process):
-        the ``config.yaml`` it wrote, an empty shard, the empty folders it made. Returns
-        whether it did; the lock file stays (see :func:`gen_reason.folders.hold_folder`)."""
-        if any(size for size in self.shard_sizes().values()):
+        the ``config.yaml`` it wrote, its empty shard, the empty folders it made."""
+        if any(self.shard_sizes().values()):
             return False
-        self.shard.unlink(missing_ok=True)
-        if self.wrote_config:
-            (self.root / "config.yaml").unlink(missing_ok=True)
-        for folder in self._made:  # the run folder itself keeps the lock file
-            try:
-                folder.rmdir()
-            except OSError:
-                pass  # not empty: someone else's
-        return True
-
-    def _check_config(self, config: dict) -> None:
-        path = self.root / "config.yaml"
-        text = yaml.safe_dump(config, sort_keys=True)
-        if path.exists():
-            if yaml.safe_load(path.read_text()) != yaml.safe_load(text):
-                raise UserError(
-                    f"{self.root} holds a run with a different config (see {path}); "
-                    "rerun with the same config to resume, or choose another --out"
-                )
-            return
-        # Every rank writes it (the same text, atomically, under a temporary name of its own):
-        # a shard must never exist in a folder without the config that made it, even when
-        # rank 0 dies before it gets this far.
-        write_atomic(path, text)
-        self.wrote_config = True
+        return super().discard_if_empty([self._shard])
 
     def records(self) -> Iterator[dict]:
         """Every stored result line of every shard (complete lines only)."""
@@ -180,13 +124,7 @@ class RunStore:
 
     def append(self, record: "ResultRow | dict") -> None:
         """Append one result line durably."""
-        if isinstance(record, ResultRow):
-            record = record.to_dict()
-        line = json.dumps(record, sort_keys=True, allow_nan=False) + "\n"
-        with open(self.shard, "a") as fh:
-            fh.write(line)
-            fh.flush()
-            os.fsync(fh.fileno())
+        self._shard.append(record.to_dict() if isinstance(record, ResultRow) else record)
 
     def video_path(self, key: str) -> Path:
         """Where the chosen video of result ``key`` is stored."""
@@ -203,34 +141,6 @@ class RunStore:
         # A temporary name of this process's own: two merges at once (two launches on one
         # folder) must not write into one half-finished file; os.replace is atomic.
         return write_atomic(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in ordered))
-
-
-def read_jsonl(path: str | os.PathLike) -> Iterable[dict]:
-    """Complete JSON lines of a file (a torn last line is skipped)."""
-    path = Path(path)
-    if not path.exists():
-        return []
-    out = []
-    with open(path) as fh:
-        for line in fh:
-            if not line.endswith("\n"):
-                break
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                break
-    return out
-
-
-def _cut_torn_tail(path: Path) -> None:
-    """Truncate a shard after its last complete line (a kill mid-write leaves a partial one)."""
-    if not path.exists():
-        return
-    data = path.read_bytes()
-    end = data.rfind(b"\n") + 1
-    if end != len(data):
-        with open(path, "r+b") as fh:
-            fh.truncate(end)
 
 
 def load_results(run: str | os.PathLike) -> list[dict]:
