@@ -175,7 +175,7 @@ def cmd_score(args, extra) -> int:
         rows = score_folder(target, Path(args.dataset), kind=args.kind, out=Path(args.out or target / "scores"))
     else:
         raise UserError("give --instance INSTANCE.json (one video), --dataset DIR or --vrbench DIR (a folder of videos)")
-    from gen_reason.runs.scoring import print_table
+    from gen_reason.runs.score_rows import print_table
 
     print_table(rows)
     return 0

@@ -437,7 +437,7 @@ def _degraded_first_frames(instance) -> dict[str, np.ndarray]:
 
 def _shown(instance, frame):
     from gen_reason.errors import UserError
-    from gen_reason.runs.scoring import task_shown
+    from gen_reason.runs.pairing import task_shown
     from gen_reason.verifiers.framing import frame_video
 
     try:  # as score_one does: where the referee finds the puzzle, else the whole frame

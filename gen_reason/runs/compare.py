@@ -156,7 +156,8 @@ def compare_referees(videos: str | os.PathLike, levels: str | os.PathLike, vrben
     ``out`` when given.
     """
     from gen_reason.interop.vrbench_read import find_levels, is_vrbench_folder, level_instances, list_videos, match_videos
-    from gen_reason.runs.scoring import check_pairing, score_video
+    from gen_reason.runs.pairing import check_pairing
+    from gen_reason.runs.scoring import score_video
 
     videos, levels = Path(videos), Path(levels)
     if not videos.exists():

@@ -21,18 +21,18 @@ read (a game it does not know) is a row marked ``skipped`` with the reason, left
 the success rate. A path that does not exist, a file of the wrong kind, and a video paired
 with another task's puzzle (one video against an instance, or a folder whose first videos
 all start with another task's puzzle than the levels they are named after:
-:func:`task_shown`, :func:`check_pairing`) are a :class:`UserError`, before anything is
-written.
+:mod:`gen_reason.runs.pairing`) are a :class:`UserError`, before anything is written.
+The table printed is :func:`gen_reason.runs.score_rows.print_table`.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 from pathlib import Path
 
 from gen_reason.errors import UserError, writable_dir
 from gen_reason.puzzles import Instance
+from gen_reason.runs.pairing import bare_name, check_pairing, task_shown_by
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".avi", ".mov", ".gif")
 
@@ -206,128 +206,11 @@ def score_many(jobs: list[tuple[Instance, Path, str | None]], kind: str, out: Pa
     return [rows[i] if i in rows else done[keys[i]] for i in range(len(jobs))]
 
 
-def layout_distance(reference, frame) -> float:
-    """How unlike ``reference`` (a puzzle's first frame) ``frame`` looks, in [0, 1].
-
-    ``frame`` is stretched to the reference's size (as the referee reads a video of another
-    size), both are averaged into 12 x 12 blocks, and the distance is the share of blocks
-    whose colour differs by more than 60 (of 255) in some channel: blur, H.264, noise,
-    colour jitter, resizing and a small model's rendering move few blocks; another layout
-    or palette moves many.
-    """
-    import cv2
-    import numpy as np
-
-    height, width = reference.shape[:2]
-    stretched = cv2.resize(np.ascontiguousarray(frame), (width, height), interpolation=cv2.INTER_AREA)
-    blocks = [cv2.resize(img.astype(np.float32), (12, 12), interpolation=cv2.INTER_AREA)
-              for img in (reference, stretched)]
-    return float((np.abs(blocks[0] - blocks[1]).max(axis=2) > 60).mean())
-
-
-def structure(frame) -> float:
-    """How much a frame shows at all: the spread (standard deviation, 0-255) of its gray
-    level over 12 x 12 blocks. A black, white, gray or noise frame is near 0; every
-    puzzle's first frame is well above it."""
-    import cv2
-    import numpy as np
-
-    gray = cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2GRAY).astype(np.float32)
-    return float(cv2.resize(gray, (12, 12), interpolation=cv2.INTER_AREA).std())
-
-
-def task_shown(instance: Instance, frame) -> str | None:
-    """The task whose puzzle ``frame`` (a video's first frame) clearly shows, when it is
-    not ``instance``'s task; ``None`` when it may well be ``instance``'s, or shows nothing.
-
-    A model's video starts from the first frame it was given, so a video made for another
-    task's puzzle starts far from this instance's first frame. Distances alone cannot tell
-    that from a poor rendering of the right puzzle (a tiny blurry video moves about as many
-    blocks as another task's frame), so the frame is compared with puzzles of every other
-    registered task as well (default settings, each difficulty, the instance's seed and
-    the next two): it shows another task only when one of those is clearly nearer than
-    the instance (:func:`layout_distance` at most half the instance's, 0.1 below it and
-    at most 0.35) and the frame shows something (:func:`structure` at least 5: a black,
-    white or noise frame is the model's failure, not another puzzle). Both sides are
-    checked on every task in ``tests/test_bad_inputs.py``: heavily degraded videos of the
-    right puzzle (H.264 at CRF 40, 1/7 size, blur, noise, colour jitter, letterboxing)
-    and blank frames are never refused, and most pairings with another task's first frame
-    are. A video of another puzzle of the same task is not refused: a model that redraws
-    the maze makes such a video, and that is a verdict.
-    """
-    from gen_reason.puzzles import TASKS, get_task
-
-    own = layout_distance(instance.first_frame, frame)
-    if own <= 0.1 or structure(frame) < 5.0:
-        return None
-    limit = min(0.5 * own, own - 0.1, 0.35)
-    mine = TASKS.canonical(instance.task) if instance.task in TASKS else None  # VR-Bench levels: none of ours
-    for name in TASKS.names():
-        if TASKS.canonical(name) == mine:
-            continue
-        for difficulty in get_task(name).difficulties:
-            for seed in range(instance.seed, instance.seed + 3):
-                if layout_distance(_first_frame_of(name, seed, difficulty), frame) <= limit:
-                    return name
-    return None
-
-
-@functools.lru_cache(maxsize=256)
-def _first_frame_of(task: str, seed: int, difficulty: str):
-    """The first frame of ``task``'s puzzle (default settings), kept for the next video."""
-    from gen_reason.puzzles import get_task
-
-    return get_task(task).generate(seed, difficulty).first_frame
-
-
-def _bare(task: str) -> str:
-    return task.rsplit("-v", 1)[0]
-
-
-def _task_shown_by(instance: Instance, video) -> str | None:
-    """:func:`task_shown` for a decoded video (``None`` for a video with no frames), on the
-    part of its first frame where the referee finds the puzzle."""
-    from gen_reason.verifiers.framing import frame_video
-
-    if video is None or not len(video):
-        return None
-    try:  # where the puzzle lies in a video of another shape, as the referee finds it
-        first = frame_video(instance, video[:1])[0]
-    except UserError:
-        first = video[0]  # no placement shows this puzzle: compare the whole frame
-    return task_shown(instance, first)
-
-
-def check_pairing(pairs: list[tuple[Instance, Path]], videos: Path, levels: Path, per_task: int = 3) -> None:
-    """Refuse (:class:`UserError`) a folder of videos paired with levels of another task:
-    for each task among the levels, its first ``per_task`` readable videos all start with
-    another task's puzzle (:func:`task_shown`). One odd video among them is a verdict on
-    the model and leaves the folder to be scored."""
-    from gen_reason.video import read_video
-
-    by_task: dict[str, list] = {}
-    for instance, path in pairs:
-        by_task.setdefault(instance.task, []).append((instance, path))
-    for task, items in by_task.items():
-        shown = []
-        for instance, path in items:
-            try:
-                first = read_video(path, max_frames=1)
-            except UserError:
-                continue  # a broken video says nothing about the pairing
-            shown.append(_task_shown_by(instance, first))
-            if shown[-1] is None or len(shown) == per_task:
-                break
-        if shown and all(shown):
-            raise UserError(f"the videos in {videos} start with {_bare(shown[0])} puzzles, not the {_bare(task)} "
-                            f"puzzles of {levels} they are named after; are the two folders paired right?")
-
-
 def score_one(video: Path, instance_path: Path, kind: str = "reference", out: Path | None = None) -> dict:
     """Score one video file against the instance in ``instance_path``.
 
     Refused (:class:`UserError`) when the video's first frame clearly shows another task's
-    puzzle (:func:`task_shown`): the video and the instance do not belong together. A video
+    puzzle (:func:`~gen_reason.runs.pairing.task_shown`): the video and the instance do not belong together. A video
     that cannot be decoded is a failed row, as in a folder.
     """
     from gen_reason.verifiers.registry import verifier_for
@@ -339,10 +222,10 @@ def score_one(video: Path, instance_path: Path, kind: str = "reference", out: Pa
         raise UserError(f"{video} is a folder; score a folder of videos with --dataset or --vrbench")
     verifier = verifier_for(instance.task, kind)
     decoded = _read(verifier, instance, video)
-    other = _task_shown_by(instance, decoded[0])
+    other = task_shown_by(instance, decoded[0])
     if other is not None:
-        raise UserError(f"{video} starts with a {_bare(other)} puzzle, not the {_bare(instance.task)} puzzle of "
-                        f"{instance_path}; score it against its own instance")
+        raise UserError(f"{video} starts with a {bare_name(other)} puzzle, not the {bare_name(instance.task)} "
+                        f"puzzle of {instance_path}; score it against its own instance")
     if out:
         writable_dir(out)
     row = _judge(verifier, instance, video, decoded, out, None)
@@ -423,37 +306,3 @@ def score_vrbench(folder: Path, levels: Path, kind: str = "reference", out: Path
                      "trace": {}, "reason": why})
     (out / "scores.json").write_text(json.dumps(rows, indent=1))
     return rows
-
-
-def _headline(metrics: dict) -> str:
-    """The few numbers a table line shows for a row, by what its verifier measures: PR and
-    EM for the maze family, silhouette IoU and pieces placed for tangram, none for draw."""
-    if "precision_rate" in metrics:
-        pr = metrics["precision_rate"]
-        return f"PR={pr if pr is None else round(pr, 3)} EM={metrics.get('exact_match')}"
-    if "silhouette_iou" in metrics:
-        return f"IoU={round(metrics['silhouette_iou'], 3)} placed={metrics.get('pieces_placed_frac', 0.0):.0%}"
-    return ""
-
-
-def print_table(rows: list[dict]) -> None:
-    """Print one line per video and the success rate (strict; beside it the lenient rate
-    over the rows that have one: VR-Bench's SR for the maze family, the final frame alone
-    for draw and tangram)."""
-    for row in rows:
-        verdict = "SKIP" if row.get("status") == "skipped" else ("PASS" if row["success"] else "FAIL")
-        label = row.get("level") or Path(row["video"]).name
-        print(" ".join(part for part in (f"{verdict}  {label:40s}", _headline(row["metrics"]), row.get("reason", ""))
-                       if part).rstrip())
-    scored = [r for r in rows if r.get("status") != "skipped"]
-    if len(rows) > 1 and scored:
-        skipped = len(rows) - len(scored)
-        with_lenient = [r for r in scored if "success_lenient" in r["metrics"]]
-        lenient = sum(bool(r["metrics"]["success_lenient"]) for r in with_lenient)
-        # draw and tangram rows judge their final frame alone, as VideoThinkBench does
-        final_frame = any("silhouette_iou" in r["metrics"] or "touches_start" in r["metrics"] for r in with_lenient)
-        anchor = "VR-Bench's SR for mazes, the final frame alone for draw and tangram" if final_frame \
-            else "as VR-Bench's SR"
-        print(f"success {sum(r['success'] for r in scored)}/{len(scored)}"
-              + (f" (lenient, {anchor}: {lenient}/{len(with_lenient)})" if with_lenient else "")
-              + (f"; {skipped} skipped" if skipped else ""))

@@ -161,7 +161,7 @@ def test_a_missing_video_with_a_good_instance_is_a_user_error(tmp_path):
 def test_the_table_shows_each_tasks_own_numbers_and_no_lenient_rate_where_there_is_none(capsys):
     """A lenient success rate is VR-Bench's, for the maze family: draw and tangram rows have
     none, so the summary must not print 0/n for them; tangram lines show IoU and pieces placed."""
-    from gen_reason.runs.scoring import print_table
+    from gen_reason.runs.score_rows import print_table
 
     tangram = {"video": "t.mp4", "status": "scored", "success": True, "reason": "",
                "metrics": {"success": 1.0, "silhouette_iou": 0.9961, "pieces_placed": 7.0, "pieces_placed_frac": 1.0}}

@@ -107,7 +107,7 @@ def test_draw_ground_truth_is_drawn_not_pasted_at_any_pace(frames):
 
 
 def test_score_summary_names_each_lenient_anchor(capsys):
-    from gen_reason.runs.scoring import print_table
+    from gen_reason.runs.score_rows import print_table
 
     tangram = {"video": "t.mp4", "status": "scored", "success": False, "reason": "teleport",
                "metrics": {"success": 0.0, "success_lenient": 1.0, "silhouette_iou": 0.99}}
