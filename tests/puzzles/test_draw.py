@@ -7,7 +7,8 @@ import pytest
 
 from gen_reason.errors import UserError
 from gen_reason.puzzles import get_task
-from gen_reason.puzzles.maze.draw import PALETTES, polyline_prefix, ring_sectors
+from gen_reason.puzzles.maze.cells import ring_sectors
+from gen_reason.puzzles.maze.draw import PALETTES, polyline_prefix
 
 SHAPES = ("square", "hexagon", "circle")
 CELLS = {"square": (25, 64, 144), "hexagon": (19, 61, 127), "circle": (31, 79, 127)}
