@@ -23,7 +23,7 @@ import os
 import secrets
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from gen_reason.errors import UserError
 
@@ -163,6 +163,12 @@ class JsonlLog:
         """Keep only the complete records whose ``field`` is at most ``step`` (the kept lines
         byte for byte, rewritten atomically): rows written after the checkpoint a run
         resumes from were lost with the kill and are written again."""
+        self.keep(lambda row: int(row.get(field, 0)) <= step)
+
+    def keep(self, wanted: Callable[[dict], bool]) -> None:
+        """Keep only the complete records for which ``wanted(record)`` is true (the kept lines
+        byte for byte, rewritten atomically): rows of a unit of work that a kill left
+        unfinished are dropped, and written again when the unit is redone."""
         if not self.path.is_file():
             return
         text = self.path.read_text(errors="replace")
@@ -174,7 +180,7 @@ class JsonlLog:
                 row = json.loads(line)
             except ValueError:
                 continue
-            if isinstance(row, dict) and int(row.get(field, 0)) <= step:
+            if isinstance(row, dict) and wanted(row):
                 kept.append(line)
         new = "".join(kept)
         if new != text:

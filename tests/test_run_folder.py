@@ -113,3 +113,13 @@ def test_rows_survive_kill_9_and_resume_by_key(tmp_path):
     subprocess.run([sys.executable, "-c", script], check=True)
     keys = [json.loads(line)["key"] for line in (tmp_path / "rows.jsonl").read_text().splitlines()]
     assert keys == list(range(400))
+
+
+def test_keep_drops_the_rows_of_unfinished_units_byte_for_byte(tmp_path):
+    log = JsonlLog(tmp_path / "rows.jsonl")
+    for unit in ("a", "b", "c"):
+        for step in range(2):
+            log.append({"unit": unit, "step": step, "x": 0.1 * step})
+    before = (tmp_path / "rows.jsonl").read_text().splitlines(keepends=True)
+    log.keep(lambda row: row["unit"] != "b")
+    assert (tmp_path / "rows.jsonl").read_text() == "".join(before[:2] + before[4:])
