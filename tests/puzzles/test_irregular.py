@@ -9,7 +9,8 @@ import pytest
 
 from gen_reason.errors import UserError
 from gen_reason.puzzles.instance import Instance
-from gen_reason.puzzles.maze.irregular import IrregularMaze, clearance_points, road_curves, road_nodes, roads_clear
+from gen_reason.puzzles.maze.irregular import IrregularMaze
+from gen_reason.puzzles.maze.roads import clearance_points, road_curves, road_nodes, roads_clear
 from gen_reason.puzzles.registry import get_task
 from gen_reason.puzzles.skins import SKINS
 
