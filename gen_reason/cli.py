@@ -398,7 +398,9 @@ def _add_score(sub) -> None:
     from gen_reason.verifiers.registry import KINDS
 
     p.add_argument("--kind", default="reference", choices=list(KINDS))
-    p.add_argument("--out", default=None, help="where scores.json and debug strips go")
+    p.add_argument("--out", default=None,
+                   help="run folder for config.yaml, scores.jsonl, scores.json and debug strips (a folder of "
+                        "videos: default VIDEO/scores); a rerun resumes it, with other flags it is refused")
     p.set_defaults(func=cmd_score)
 
 

@@ -11,9 +11,14 @@ Three ways to say what the videos answer:
   several games share a level name (:func:`gen_reason.interop.vrbench_read.match_videos`).
 
 Each writes ``scores.json`` (one row per video: success, metrics, trace, reason) and a
-debug strip per video; a folder is scored with a progress bar, the next video decoded while
-the current one is judged, and every row also appended to ``scores.jsonl`` as it is made,
-so an interrupted run started again scores only what is left (:func:`score_many`). The strip: for the maze family
+debug strip per video into its output folder, a run folder (:class:`~gen_reason.folders.RunFolder`,
+:func:`open_scores`): ``config.yaml`` holds what the rows depend on (the verifier kind and
+the inputs), and a rerun with another config into the same folder is refused in one line
+before anything is scored; every row is appended to ``scores.jsonl`` as it is made (a
+``kill -9`` loses at most the row in flight), so a rerun with the same config scores only
+what is left (:func:`score_many`); one process at a time holds the folder. A folder is
+scored with a progress bar, the next video decoded while the current one is judged. The
+strip: for the maze family
 :func:`gen_reason.verifiers.maze.debug_strip` (the track drawn, the first violation
 circled), for other tasks a filmstrip with the track. A video that cannot be read or
 judged is a recorded failure with the reason, never a traceback; a level the referee cannot
@@ -28,13 +33,18 @@ The table printed is :func:`gen_reason.runs.score_rows.print_table`.
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
-from gen_reason.errors import UserError, writable_dir
+from gen_reason.errors import UserError
+from gen_reason.folders import JsonlLog, RunFolder, write_atomic
 from gen_reason.puzzles import Instance
 from gen_reason.runs.pairing import bare_name, check_pairing, task_shown_by
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".avi", ".mov", ".gif")
+#: The row log of a score folder: one ``{"key": [...], "row": {...}}`` line per video scored.
+SCORES_LOG = "scores.jsonl"
 
 
 def load_instance(path: Path) -> Instance:
@@ -149,16 +159,59 @@ def _job_keys(jobs: list[tuple[Instance, Path, str | None]], kind: str) -> list[
     return keys
 
 
-def score_many(jobs: list[tuple[Instance, Path, str | None]], kind: str, out: Path,
+@contextmanager
+def open_scores(out: Path, config: dict) -> Iterator[JsonlLog]:
+    """Hold ``out`` as a score run folder (:class:`~gen_reason.folders.RunFolder`) for the
+    ``with`` block and yield its row log, ``scores.jsonl``.
+
+    ``config`` says what the rows depend on (the verifier kind, the inputs); it is written
+    to ``config.yaml`` with ``command: score``. A rerun with another config is refused in
+    one line (:class:`UserError`) before anything is scored; a second process on the folder
+    is refused while this one holds it. A block that fails before a row is stored takes
+    back the ``config.yaml`` it wrote, so the corrected command is not refused.
+    """
+    log_path = Path(out) / SCORES_LOG
+    if log_path.exists() and not log_path.is_file():
+        raise UserError(f"cannot read {log_path} (the rows of an earlier run): not a file")
+    with RunFolder(out, {"command": "score", **config}) as run:
+        log = None
+        try:
+            try:
+                log = run.log(SCORES_LOG)
+            except OSError as exc:
+                raise UserError(f"cannot read {log_path} (the rows of an earlier run): {exc.strerror or exc}") from None
+            yield log
+        except BaseException:
+            run.discard_if_empty([log] if log is not None else [])
+            raise
+
+
+def _input(path: Path | None) -> str | None:
+    """How ``config.yaml`` names an input path: absolute, so a rerun from another folder matches."""
+    return None if path is None else str(Path(path).resolve())
+
+
+def stored_rows(log: JsonlLog) -> dict[tuple, dict]:
+    """The rows already in a score log, by their key (lines without one are passed over)."""
+    try:
+        entries = log.records()
+    except OSError as exc:
+        raise UserError(f"cannot read {log.path} (the rows of an earlier run): {exc.strerror or exc}") from None
+    return {tuple(entry["key"]): entry["row"] for entry in entries
+            if isinstance(entry.get("key"), list) and isinstance(entry.get("row"), dict)}
+
+
+def score_many(jobs: list[tuple[Instance, Path, str | None]], kind: str, out: Path, log: JsonlLog,
                progress: bool = True) -> list[dict]:
     """Score ``(instance, video path, debug-strip name)`` jobs in order, one row each.
 
     The next video is decoded in a background thread while the current one is scored
-    (decoding and scoring use the cores in turn). Each row is appended to
-    ``out/scores.jsonl`` as soon as it exists, keyed by the file (path, size, modification
-    time), the puzzle, the verifier kind and the package version: an interrupted run,
-    started again, reuses the rows whose key still holds and scores only the rest. A
-    progress bar goes to stderr (``progress=False`` hides it).
+    (decoding and scoring use the cores in turn). Each row is appended to ``log`` (the
+    ``scores.jsonl`` of :func:`open_scores`) as soon as it exists, keyed by the file (path,
+    size, modification time), the puzzle, the verifier kind and the package version: an
+    interrupted run, started again, reuses the rows whose key still holds and scores only
+    the rest. Debug strips go to ``out``. A progress bar goes to stderr (``progress=False``
+    hides it).
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -166,21 +219,7 @@ def score_many(jobs: list[tuple[Instance, Path, str | None]], kind: str, out: Pa
 
     from gen_reason.verifiers.registry import verifier_for
 
-    log = out / "scores.jsonl"
-    done: dict[tuple, dict] = {}
-    try:
-        data = log.read_bytes() if log.exists() else b""
-    except OSError as exc:
-        raise UserError(f"cannot read {log} (the rows of an earlier run): {exc.strerror or exc}") from None
-    for line in data.splitlines():
-        try:
-            entry = json.loads(line)
-            done[tuple(entry["key"])] = entry["row"]
-        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
-            continue  # a line cut short by the interruption
-    if data and not data.endswith(b"\n"):
-        with log.open("a") as sink:
-            sink.write("\n")  # end the line an interruption cut short: the next row starts clean
+    done = stored_rows(log)
     keys = _job_keys(jobs, kind)
     todo = [i for i, key in enumerate(keys) if key not in done]
     verifiers = {task: verifier_for(task, kind) for task in {jobs[i][0].task for i in todo}}
@@ -190,7 +229,7 @@ def score_many(jobs: list[tuple[Instance, Path, str | None]], kind: str, out: Pa
         return _read(verifiers[instance.task], instance, path)
 
     rows: dict[int, dict] = {}
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode") as pool, log.open("a") as sink, \
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode") as pool, \
             tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="score", unit="video",
                  disable=not progress) as bar:
         pending = pool.submit(read, todo[0]) if todo else None
@@ -200,18 +239,23 @@ def score_many(jobs: list[tuple[Instance, Path, str | None]], kind: str, out: Pa
                 pending = pool.submit(read, todo[n + 1])
             instance, path, name = jobs[i]
             rows[i] = _judge(verifiers[instance.task], instance, path, decoded, out, name)
-            sink.write(json.dumps({"key": list(keys[i]), "row": rows[i]}) + "\n")
-            sink.flush()
+            log.append({"key": list(keys[i]), "row": rows[i]})
             bar.update(1)
     return [rows[i] if i in rows else done[keys[i]] for i in range(len(jobs))]
+
+
+def _write_table(out: Path, rows: list[dict]) -> None:
+    """``scores.json``: every row of the run, in order (written whole, atomically)."""
+    write_atomic(out / "scores.json", json.dumps(rows, indent=1))
 
 
 def score_one(video: Path, instance_path: Path, kind: str = "reference", out: Path | None = None) -> dict:
     """Score one video file against the instance in ``instance_path``.
 
     Refused (:class:`UserError`) when the video's first frame clearly shows another task's
-    puzzle (:func:`~gen_reason.runs.pairing.task_shown`): the video and the instance do not belong together. A video
-    that cannot be decoded is a failed row, as in a folder.
+    puzzle (:func:`~gen_reason.runs.pairing.task_shown`): the video and the instance do not
+    belong together. A video that cannot be decoded is a failed row, as in a folder. With
+    ``out``, the folder is a score run folder (:func:`open_scores`), as for a folder of videos.
     """
     from gen_reason.verifiers.registry import verifier_for
 
@@ -226,11 +270,17 @@ def score_one(video: Path, instance_path: Path, kind: str = "reference", out: Pa
     if other is not None:
         raise UserError(f"{video} starts with a {bare_name(other)} puzzle, not the {bare_name(instance.task)} "
                         f"puzzle of {instance_path}; score it against its own instance")
-    if out:
-        writable_dir(out)
-    row = _judge(verifier, instance, video, decoded, out, None)
-    if out:
-        (out / "scores.json").write_text(json.dumps([row], indent=1))
+    if not out:
+        return _judge(verifier, instance, video, decoded, None, None)
+    config = {"video": _input(video), "instance": _input(instance_path), "dataset": None, "vrbench": None,
+              "kind": kind}
+    with open_scores(out, config) as log:
+        (key,) = _job_keys([(instance, video, None)], kind)
+        row = stored_rows(log).get(key)
+        if row is None:
+            row = _judge(verifier, instance, video, decoded, out, None)
+            log.append({"key": list(key), "row": row})
+        _write_table(out, [row])
     return row
 
 
@@ -258,9 +308,11 @@ def score_folder(folder: Path, dataset: Path, kind: str = "reference", out: Path
             jobs.append((instances[uid], video, None))
     if not jobs:
         raise UserError(f"no video in {folder} is named after an instance of {dataset} (<uid>*.mp4)")
-    out = writable_dir(out or folder / "scores")
-    rows = score_many(jobs, kind, out)
-    (out / "scores.json").write_text(json.dumps(rows, indent=1))
+    out = out or folder / "scores"
+    config = {"video": _input(folder), "instance": None, "dataset": _input(dataset), "vrbench": None, "kind": kind}
+    with open_scores(out, config) as log:
+        rows = score_many(jobs, kind, out, log)
+        _write_table(out, rows)
     return rows
 
 
@@ -298,11 +350,13 @@ def score_vrbench(folder: Path, levels: Path, kind: str = "reference", out: Path
         job_rows.append(len(rows))
         rows.append(level.key)  # its place in the table, filled in below
     check_pairing([(instance, video) for instance, video, _ in jobs], folder, levels)
-    out = writable_dir(out or base / "scores")
-    for place, row in zip(job_rows, score_many(jobs, kind, out)):
-        rows[place] = {"level": rows[place], **row}
-    for video, why in ambiguous:
-        rows.append({"video": str(video), "status": "scored", "success": False, "metrics": {"success": 0.0},
-                     "trace": {}, "reason": why})
-    (out / "scores.json").write_text(json.dumps(rows, indent=1))
+    out = out or base / "scores"
+    config = {"video": _input(folder), "instance": None, "dataset": None, "vrbench": _input(levels), "kind": kind}
+    with open_scores(out, config) as log:
+        for place, row in zip(job_rows, score_many(jobs, kind, out, log)):
+            rows[place] = {"level": rows[place], **row}
+        for video, why in ambiguous:
+            rows.append({"video": str(video), "status": "scored", "success": False, "metrics": {"success": 0.0},
+                         "trace": {}, "reason": why})
+        _write_table(out, rows)
     return rows

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from gen_reason.cli import main
+from gen_reason.errors import UserError
 from gen_reason.video import read_image
 
 FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "vrbench"
@@ -70,7 +71,7 @@ def test_a_folder_against_a_dataset_records_broken_videos_as_failures(tmp_path, 
 def test_an_interrupted_folder_run_scores_only_what_is_left(tmp_path, monkeypatch):
     """Rows are appended to scores.jsonl as they are made; a rerun reuses the rows of
     unchanged files (a line cut short by the interruption is ignored) and scores the rest;
-    another verifier kind, a changed file or another puzzle for the same name is scored again."""
+    a changed file is scored again; another verifier kind into the same folder is refused."""
     from gen_reason.runs import scoring
 
     assert main(["make-dataset", "--task", "maze/trapfield", "--n", "3", "--frames", "natural", "--workers", "1",
@@ -101,9 +102,9 @@ def test_an_interrupted_folder_run_scores_only_what_is_left(tmp_path, monkeypatc
     judged.clear()
     scoring.score_folder(outputs, tmp_path / "d")
     assert judged == []  # everything was done
-    scoring.score_folder(outputs, tmp_path / "d", kind="rule")
-    assert len(judged) == 3  # another verifier: nothing reused
-    judged.clear()
+    with pytest.raises(UserError, match=r"different config \(kind: see"):  # another verifier: another run
+        scoring.score_folder(outputs, tmp_path / "d", kind="rule")
+    assert judged == []
     changed = outputs / f"{records[0]['uid']}_sample0.mp4"
     changed.write_bytes(changed.read_bytes() + b"\0")
     scoring.score_folder(outputs, tmp_path / "d")
@@ -191,3 +192,4 @@ def test_an_unreadable_row_log_is_one_line_and_exit_2(tmp_path):
     result = _run(str(outputs), "--dataset", str(tmp_path / "d"))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().count("\n") == 0 and "scores.jsonl" in result.stderr
+    assert not (outputs / "scores" / "config.yaml").exists()  # nothing that would refuse the corrected command
