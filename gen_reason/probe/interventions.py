@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Container, Sequence
 
 import numpy as np
 import torch
@@ -245,18 +245,23 @@ def run_intervention(generator, instance, seeds: Sequence[int], intervention, *,
 
 def intervention_sweep(generator, instance, seeds: Sequence[int], at_steps: Sequence[int], *, kinds=("noise", "swap"),
                        strength: float = 1.0, verifier=None, baseline: tuple | None = None,
+                       skip: Container[tuple[str, int]] = (), on_row: Callable[[dict], None] | None = None,
                        **generate_options) -> list[dict]:
     """Each kind of intervention after each of ``at_steps``: one JSON-ready row per (kind, step).
 
     The rows (``kind``, ``step``, and :attr:`InterventionResult.summary`) draw the
     chain-of-steps picture: early interventions change the answer, late ones do not.
+    ``skip``: ``(kind, step)`` pairs already done (a resumed run), left out of the rows;
+    ``on_row``: called with each row as soon as it is made (to store it).
     """
     referee = resolve_verifier(verifier, instance.task)
-    if baseline is None:
-        baseline = run_baseline(generator, instance, seeds, verifier=referee, **generate_options)
     rows = []
     for kind in kinds:
         for step in at_steps:
+            if (kind, int(step)) in skip:
+                continue
+            if baseline is None:
+                baseline = run_baseline(generator, instance, seeds, verifier=referee, **generate_options)
             if kind == "noise":
                 hook = NoiseInjection(generator.prediction_type, step=int(step), strength=strength)
             elif kind == "swap":
@@ -267,6 +272,9 @@ def intervention_sweep(generator, instance, seeds: Sequence[int], at_steps: Sequ
                 raise UserError(f"unknown intervention {kind!r}; choose noise or swap")
             result = run_intervention(generator, instance, seeds, hook, baseline=baseline, verifier=referee,
                                       **generate_options)
-            rows.append({"instance": getattr(instance, "uid", ""), "kind": kind, "step": int(step),
-                         **result.intervention, **result.summary})
+            row = {"instance": getattr(instance, "uid", ""), "kind": kind, "step": int(step),
+                   **result.intervention, **result.summary}
+            if on_row is not None:
+                on_row(row)
+            rows.append(row)
     return rows

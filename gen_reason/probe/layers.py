@@ -169,8 +169,70 @@ def pool_features(output: torch.Tensor, grid: tuple[int, int, int] | None, pool:
     return pooled.permute(0, 2, 3, 4, 1).contiguous()
 
 
+# -- recorded features ---------------------------------------------------------------------
+class LayerFeatures:
+    """Pooled block features by layer and ``(sample, step)``: what a :class:`LayerRecorder`
+    records, and what the probe job gathers back from its stored units (:meth:`extend`).
+
+    ``features[layer][(sample, step)]`` is ``[t, gh, gw, D]``; :attr:`seeds` and
+    :attr:`instance_of_sample` say which seed and puzzle each sample is.
+    """
+
+    def __init__(self, layers: Sequence[str]) -> None:
+        self.layers = list(layers)
+        self.features: dict[str, dict[tuple[int, int], torch.Tensor]] = {name: {} for name in self.layers}
+        self.seeds: list[int] = []
+        self.instance_of_sample: list[int] = []
+
+    @property
+    def recorded_steps(self) -> list[int]:
+        """Steps with features, in order."""
+        return sorted({step for by_key in self.features.values() for (_, step) in by_key})
+
+    def layer_steps(self, name: str) -> list[int]:
+        """The steps at which layer ``name`` ran and was kept (Wan 2.2 A14B: each expert runs only some steps)."""
+        return sorted({step for (_, step) in self.features[name]})
+
+    def stacked(self, name: str) -> torch.Tensor:
+        """Layer ``name``'s features as one tensor ``[samples, steps, t, gh, gw, D]`` (steps: :meth:`layer_steps`)."""
+        steps = self.layer_steps(name)
+        return torch.stack([
+            torch.stack([self.features[name][(sample, step)] for step in steps]) for sample in range(len(self.seeds))
+        ])
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """Everything as named tensors for safetensors.
+
+        ``features/<layer>`` (:meth:`stacked`) with its steps in ``steps/<layer>``, plus
+        ``seeds``, ``steps`` (all kept steps) and ``instance_of_sample``.
+        """
+        out: dict[str, torch.Tensor] = {}
+        for name in self.layers:
+            if self.features[name]:
+                out[f"features/{name}"] = self.stacked(name).contiguous()
+                out[f"steps/{name}"] = torch.tensor(self.layer_steps(name), dtype=torch.int64)
+        out["seeds"] = torch.tensor(self.seeds, dtype=torch.int64)
+        out["steps"] = torch.tensor(self.recorded_steps, dtype=torch.int64)
+        out["instance_of_sample"] = torch.tensor(self.instance_of_sample, dtype=torch.int64)
+        return out
+
+    def extend(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Append the samples of another recording's :meth:`tensors` (one stored unit of the
+        probe job) after the ones held: the inverse of :meth:`tensors`, bit for bit."""
+        offset = len(self.seeds)
+        for name in self.layers:
+            if f"features/{name}" not in tensors:
+                continue
+            stacked, steps = tensors[f"features/{name}"], tensors[f"steps/{name}"].tolist()
+            for sample in range(stacked.shape[0]):
+                for index, step in enumerate(steps):
+                    self.features[name][(offset + sample, int(step))] = stacked[sample, index]
+        self.seeds.extend(int(seed) for seed in tensors["seeds"].tolist())
+        self.instance_of_sample.extend(int(i) for i in tensors["instance_of_sample"].tolist())
+
+
 # -- the recorder --------------------------------------------------------------------------
-class LayerRecorder:
+class LayerRecorder(LayerFeatures):
     """Forward hooks on chosen denoiser blocks; use as a context manager and as an ``on_step`` hook.
 
     ::
@@ -197,15 +259,12 @@ class LayerRecorder:
         self.generator = generator
         self.pipeline = generator.pipeline
         self.family_name = getattr(getattr(generator, "family", None), "name", "")
-        self.layers = resolve_layers(self.pipeline, layers, max_layers)
+        super().__init__(resolve_layers(self.pipeline, layers, max_layers))
         self.every = int(every)
         self.steps = None if steps is None else sorted({int(step) for step in steps})
         self.pool = tuple(int(p) for p in pool)
         self.project_dim = project_dim
         self.dtype = dtype
-        self.features: dict[str, dict[tuple[int, int], torch.Tensor]] = {name: {} for name in self.layers}
-        self.seeds: list[int] = []
-        self.instance_of_sample: list[int] = []
         self.calls_per_step: list[int] = []  # denoiser calls seen in each step (diagnostics)
         self._instance = 0
         self._offset = 0
@@ -296,37 +355,3 @@ class LayerRecorder:
             matrix = torch.randn(width, self.project_dim, generator=generator) / math.sqrt(self.project_dim)
             self._projections[name] = matrix
         return pooled.float() @ self._projections[name].to(pooled.device)
-
-    # -- results --------------------------------------------------------------------------
-    @property
-    def recorded_steps(self) -> list[int]:
-        """Steps with features, in order."""
-        return sorted({step for by_key in self.features.values() for (_, step) in by_key})
-
-    def layer_steps(self, name: str) -> list[int]:
-        """The steps at which layer ``name`` ran and was kept (Wan 2.2 A14B: each expert runs only some steps)."""
-        return sorted({step for (_, step) in self.features[name]})
-
-    def stacked(self, name: str) -> torch.Tensor:
-        """Layer ``name``'s features as one tensor ``[samples, steps, t, gh, gw, D]`` (steps: :meth:`layer_steps`)."""
-        steps = self.layer_steps(name)
-        return torch.stack([
-            torch.stack([self.features[name][(sample, step)] for step in steps]) for sample in range(len(self.seeds))
-        ])
-
-    def tensors(self) -> dict[str, torch.Tensor]:
-        """Everything as named tensors for safetensors.
-
-        ``features/<layer>`` (:meth:`stacked`) with its steps in ``steps/<layer>``, plus
-        ``seeds``, ``steps`` (all kept steps) and ``instance_of_sample``.
-        """
-        out: dict[str, torch.Tensor] = {}
-        for name in self.layers:
-            if self.features[name]:
-                out[f"features/{name}"] = self.stacked(name).contiguous()
-                out[f"steps/{name}"] = torch.tensor(self.layer_steps(name), dtype=torch.int64)
-        out["seeds"] = torch.tensor(self.seeds, dtype=torch.int64)
-        out["steps"] = torch.tensor(self.recorded_steps, dtype=torch.int64)
-        out["instance_of_sample"] = torch.tensor(self.instance_of_sample, dtype=torch.int64)
-        return out
-
