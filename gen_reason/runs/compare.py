@@ -30,6 +30,7 @@ import tempfile
 from pathlib import Path
 
 from gen_reason.errors import UserError, writable_dir
+from gen_reason.runs.score_rows import ScoreRow
 
 #: VR-Bench's batch_evaluate.py command line defaults.
 VRBENCH_DEFAULTS = {"threshold": 0.01, "num_samples": 100, "fidelity_pixel_threshold": 5, "frame_step": 1,
@@ -102,13 +103,13 @@ def run_vrbench_evaluator(repo: Path, jobs: list[tuple[Path, "object"]], tracker
         return {int(k): v for k, v in json.loads((tmp / "results.json").read_text()).items()}
 
 
-def _ours(row: dict) -> dict:
-    m = row.get("metrics", {})
-    first = (row.get("trace") or {}).get("first_violation")
-    return {"success": bool(row.get("success")), "success_lenient": bool(m.get("success_lenient")),
+def _ours(row: ScoreRow) -> dict:
+    """Our referee's side of a comparison row, from the row ``genreason score`` makes."""
+    m = row.metrics
+    return {"success": bool(row.success), "success_lenient": bool(m.get("success_lenient")),
             "exact_match": m.get("exact_match"), "exact_match_strict": m.get("exact_match_strict"),
             "precision_rate": m.get("precision_rate"), "track_coverage": m.get("track_coverage"),
-            "first_violation": first, "reason": row.get("reason", "")}
+            "first_violation": row.trace.get("first_violation"), "reason": row.reason}
 
 
 def _theirs(result: dict | None) -> dict | None:

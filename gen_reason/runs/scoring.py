@@ -10,7 +10,8 @@ Three ways to say what the videos answer:
   them, ``<difficulty>_<NNNN>[_*].mp4``, in folders named after their game and skin when
   several games share a level name (:func:`gen_reason.interop.vrbench_read.match_videos`).
 
-Each writes ``scores.json`` (one row per video: success, metrics, trace, reason) and a
+Each writes ``scores.json`` (one row per video, a :class:`~gen_reason.runs.score_rows.ScoreRow`:
+success, metrics, trace, reason) and a
 debug strip per video into its output folder, a run folder (:class:`~gen_reason.folders.RunFolder`,
 :func:`open_scores`): ``config.yaml`` holds what the rows depend on (the verifier kind and
 the inputs), and a rerun with another config into the same folder is refused in one line
@@ -32,6 +33,7 @@ The table printed is :func:`gen_reason.runs.score_rows.print_table`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from contextlib import contextmanager
 from pathlib import Path
@@ -41,6 +43,7 @@ from gen_reason.errors import UserError
 from gen_reason.folders import JsonlLog, RunFolder, write_atomic
 from gen_reason.puzzles import Instance
 from gen_reason.runs.pairing import bare_name, check_pairing, task_shown_by
+from gen_reason.runs.score_rows import ScoreRow
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".avi", ".mov", ".gif")
 #: The row log of a score folder: one ``{"key": [...], "row": {...}}`` line per video scored.
@@ -112,22 +115,21 @@ def _read(verifier, instance: Instance, video_path: Path):
         return None, Score.failure(f"unreadable video: {exc}", success=0.0)
 
 
-def _judge(verifier, instance: Instance, video_path: Path, decoded, out: Path | None, name: str | None) -> dict:
+def _judge(verifier, instance: Instance, video_path: Path, decoded, out: Path | None, name: str | None) -> ScoreRow:
     """The row of one decoded video (``decoded`` as :func:`_read` returns it)."""
     from gen_reason.video import write_image
 
     video, failure = decoded
     score = failure if video is None else verifier.score(instance, video)
-    row = {"video": str(video_path), "uid": instance.uid, "task": instance.task, "status": "scored",
-           **score.to_dict()}
+    row = ScoreRow.scored(video_path, score, uid=instance.uid, task=instance.task)
     if out is not None and video is not None:
         strip = _debug_strip(instance, video, score, verifier)
-        row["debug_strip"] = str(write_image(out / f"{name or video_path.stem}_debug.png", strip))
+        row.debug_strip = str(write_image(out / f"{name or video_path.stem}_debug.png", strip))
     return row
 
 
 def score_video(instance: Instance, video_path: Path, kind: str = "reference", out: Path | None = None,
-                name: str | None = None) -> dict:
+                name: str | None = None) -> ScoreRow:
     """Score one video file; returns its row (``name`` names the debug strip in ``out``)."""
     from gen_reason.verifiers.registry import verifier_for
 
@@ -191,18 +193,19 @@ def _input(path: Path | None) -> str | None:
     return None if path is None else str(Path(path).resolve())
 
 
-def stored_rows(log: JsonlLog) -> dict[tuple, dict]:
-    """The rows already in a score log, by their key (lines without one are passed over)."""
+def stored_rows(log: JsonlLog) -> dict[tuple, ScoreRow]:
+    """The rows already in a score log, by their key (lines without one are passed over; a
+    row with keys this version does not know is refused in one line)."""
     try:
         entries = log.records()
     except OSError as exc:
         raise UserError(f"cannot read {log.path} (the rows of an earlier run): {exc.strerror or exc}") from None
-    return {tuple(entry["key"]): entry["row"] for entry in entries
+    return {tuple(entry["key"]): ScoreRow.from_dict(entry["row"]) for entry in entries
             if isinstance(entry.get("key"), list) and isinstance(entry.get("row"), dict)}
 
 
 def score_many(jobs: list[tuple[Instance, Path, str | None]], kind: str, out: Path, log: JsonlLog,
-               progress: bool = True) -> list[dict]:
+               progress: bool = True) -> list[ScoreRow]:
     """Score ``(instance, video path, debug-strip name)`` jobs in order, one row each.
 
     The next video is decoded in a background thread while the current one is scored
@@ -228,7 +231,7 @@ def score_many(jobs: list[tuple[Instance, Path, str | None]], kind: str, out: Pa
         instance, path, _ = jobs[i]
         return _read(verifiers[instance.task], instance, path)
 
-    rows: dict[int, dict] = {}
+    rows: dict[int, ScoreRow] = {}
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode") as pool, \
             tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="score", unit="video",
                  disable=not progress) as bar:
@@ -239,17 +242,17 @@ def score_many(jobs: list[tuple[Instance, Path, str | None]], kind: str, out: Pa
                 pending = pool.submit(read, todo[n + 1])
             instance, path, name = jobs[i]
             rows[i] = _judge(verifiers[instance.task], instance, path, decoded, out, name)
-            log.append({"key": list(keys[i]), "row": rows[i]})
+            log.append({"key": list(keys[i]), "row": rows[i].to_dict()})
             bar.update(1)
     return [rows[i] if i in rows else done[keys[i]] for i in range(len(jobs))]
 
 
-def _write_table(out: Path, rows: list[dict]) -> None:
+def _write_table(out: Path, rows: list[ScoreRow]) -> None:
     """``scores.json``: every row of the run, in order (written whole, atomically)."""
-    write_atomic(out / "scores.json", json.dumps(rows, indent=1))
+    write_atomic(out / "scores.json", json.dumps([row.to_dict() for row in rows], indent=1))
 
 
-def score_one(video: Path, instance_path: Path, kind: str = "reference", out: Path | None = None) -> dict:
+def score_one(video: Path, instance_path: Path, kind: str = "reference", out: Path | None = None) -> ScoreRow:
     """Score one video file against the instance in ``instance_path``.
 
     Refused (:class:`UserError`) when the video's first frame clearly shows another task's
@@ -279,7 +282,7 @@ def score_one(video: Path, instance_path: Path, kind: str = "reference", out: Pa
         row = stored_rows(log).get(key)
         if row is None:
             row = _judge(verifier, instance, video, decoded, out, None)
-            log.append({"key": list(key), "row": row})
+            log.append({"key": list(key), "row": row.to_dict()})
         _write_table(out, [row])
     return row
 
@@ -293,7 +296,7 @@ def _videos_in(folder: Path) -> list[Path]:
     return videos
 
 
-def score_folder(folder: Path, dataset: Path, kind: str = "reference", out: Path | None = None) -> list[dict]:
+def score_folder(folder: Path, dataset: Path, kind: str = "reference", out: Path | None = None) -> list[ScoreRow]:
     """Score every video in ``folder`` whose name starts with a dataset instance's uid."""
     from gen_reason.datasets import iter_dataset
 
@@ -316,7 +319,7 @@ def score_folder(folder: Path, dataset: Path, kind: str = "reference", out: Path
     return rows
 
 
-def score_vrbench(folder: Path, levels: Path, kind: str = "reference", out: Path | None = None) -> list[dict]:
+def score_vrbench(folder: Path, levels: Path, kind: str = "reference", out: Path | None = None) -> list[ScoreRow]:
     """Score every video under ``folder`` named after a VR-Bench level under ``levels``.
 
     Videos named after no level are ignored; ambiguous ones are recorded failures; levels
@@ -343,8 +346,8 @@ def score_vrbench(folder: Path, levels: Path, kind: str = "reference", out: Path
     for video, level in matches:
         instance = instances[level.key]
         if isinstance(instance, str):
-            rows.append({"video": str(video), "level": level.key, "task": f"vrbench/{level.game}",
-                         "status": "skipped", "success": False, "metrics": {}, "trace": {}, "reason": instance})
+            rows.append(ScoreRow(video=str(video), level=level.key, task=f"vrbench/{level.game}", status="skipped",
+                                 success=False, metrics={}, reason=instance))
             continue
         jobs.append((instance, video, "__".join(video.relative_to(base).with_suffix("").parts)))
         job_rows.append(len(rows))
@@ -354,9 +357,9 @@ def score_vrbench(folder: Path, levels: Path, kind: str = "reference", out: Path
     config = {"video": _input(folder), "instance": None, "dataset": None, "vrbench": _input(levels), "kind": kind}
     with open_scores(out, config) as log:
         for place, row in zip(job_rows, score_many(jobs, kind, out, log)):
-            rows[place] = {"level": rows[place], **row}
+            rows[place] = dataclasses.replace(row, level=rows[place])
         for video, why in ambiguous:
-            rows.append({"video": str(video), "status": "scored", "success": False, "metrics": {"success": 0.0},
-                         "trace": {}, "reason": why})
+            rows.append(ScoreRow(video=str(video), status="scored", success=False, metrics={"success": 0.0},
+                                 reason=why))
         _write_table(out, rows)
     return rows

@@ -42,9 +42,11 @@ def videos(dataset, tmp_path) -> Path:
     return folder
 
 
-def _comparable(rows: list[dict]) -> list[dict]:
-    """Rows as two runs into different folders must agree on them (strips named, not placed)."""
-    return [{**row, "debug_strip": Path(row["debug_strip"]).name} if "debug_strip" in row else row for row in rows]
+def _comparable(rows) -> list[dict]:
+    """Rows (or their records) as two runs into different folders must agree on them (strips
+    named, not placed)."""
+    records = [row if isinstance(row, dict) else row.to_dict() for row in rows]
+    return [{**r, "debug_strip": Path(r["debug_strip"]).name} if "debug_strip" in r else r for r in records]
 
 
 def _counting_judge(monkeypatch) -> list[str]:
@@ -102,7 +104,7 @@ def test_kill_9_loses_only_the_row_in_flight(dataset, videos, tmp_path, monkeypa
     assert len(judged) == 4
     assert _comparable(resumed) == _comparable(fresh)
     assert _comparable(json.loads((out / "scores.json").read_text())) == _comparable(fresh)
-    assert sum(not row["success"] for row in fresh) == 1  # the broken file, recorded
+    assert sum(not row.success for row in fresh) == 1  # the broken file, recorded
 
 
 def test_a_rerun_with_another_config_is_refused_before_scoring(dataset, videos, tmp_path, monkeypatch):
@@ -134,7 +136,7 @@ def test_one_video_with_out_is_a_run_folder_too(dataset, videos, tmp_path, monke
     video = videos / f"{records[0]['uid']}_s0.mp4"
     out = tmp_path / "one"
     first = scoring.score_one(video, instance, out=out)
-    assert first["success"] and (out / "config.yaml").exists()
+    assert first.success and (out / "config.yaml").exists()
     judged = _counting_judge(monkeypatch)
     assert scoring.score_one(video, instance, out=out) == first and judged == []
     with pytest.raises(UserError, match=r"different config \(kind: see"):
@@ -169,3 +171,28 @@ def test_a_scores_jsonl_written_before_run_folders_resumes(dataset, videos, tmp_
     judged = _counting_judge(monkeypatch)
     again = scoring.score_folder(videos, dataset, out=out)
     assert len(judged) == 1 and again == rows and (out / "config.yaml").exists()
+
+
+def test_a_score_row_round_trips_with_the_keys_on_disk(dataset, videos, tmp_path):
+    """ScoreRow.to_dict writes the keys score has always written (and only set optional
+    ones); from_dict reads them back, and refuses a record with unknown keys in one line."""
+    from gen_reason.runs.score_rows import ScoreRow
+
+    rows = scoring.score_folder(videos, dataset, out=tmp_path / "scores")
+    on_disk = json.loads((tmp_path / "scores" / "scores.json").read_text())
+    good = next(r for r in on_disk if r["success"])
+    assert set(good) == {"video", "uid", "task", "status", "success", "metrics", "trace", "reason", "debug_strip"}
+    broken = next(r for r in on_disk if not r["success"])  # no strip for a video that could not be read
+    assert "debug_strip" not in broken and broken["reason"].startswith("unreadable video")
+    assert [ScoreRow.from_dict(r) for r in on_disk] == rows
+    assert all(ScoreRow.from_dict(row.to_dict()) == row for row in rows)
+    assert rows[0].score.success == rows[0].success and rows[0].score.metrics == rows[0].metrics
+    skipped = ScoreRow(video="v.mp4", status="skipped", success=False, metrics={}, level="maze/1/easy/easy_0001",
+                       task="vrbench/maze", reason="unknown game")
+    assert skipped.to_dict() == {"level": "maze/1/easy/easy_0001", "video": "v.mp4", "task": "vrbench/maze",
+                                 "status": "skipped", "success": False, "metrics": {}, "trace": {},
+                                 "reason": "unknown game"}
+    with pytest.raises(UserError, match=r"^score row has unknown key\(s\) grade$"):
+        ScoreRow.from_dict({**good, "grade": "A"})
+    with pytest.raises(UserError, match="lacks status"):
+        ScoreRow.from_dict({k: v for k, v in good.items() if k != "status"})

@@ -84,7 +84,7 @@ def test_an_interrupted_folder_run_scores_only_what_is_left(tmp_path, monkeypatc
     first = scoring.score_folder(outputs, tmp_path / "d")
     log = outputs / "scores" / "scores.jsonl"
     lines = log.read_text().splitlines()
-    assert len(lines) == 3 and all(r["success"] for r in first)
+    assert len(lines) == 3 and all(r.success for r in first)
     log.write_text(lines[0] + "\n" + lines[1][: len(lines[1]) // 2])  # killed while writing the second row
 
     judged = []
@@ -97,8 +97,7 @@ def test_an_interrupted_folder_run_scores_only_what_is_left(tmp_path, monkeypatc
     monkeypatch.setattr(scoring, "_judge", counting)
     again = scoring.score_folder(outputs, tmp_path / "d")
     assert sorted(judged) == sorted(f"{r['uid']}_sample0.mp4" for r in records[1:])
-    assert [(r["video"], r["success"], r["metrics"]) for r in again] == \
-        [(r["video"], r["success"], r["metrics"]) for r in first]
+    assert [(r.video, r.success, r.metrics) for r in again] == [(r.video, r.success, r.metrics) for r in first]
     judged.clear()
     scoring.score_folder(outputs, tmp_path / "d")
     assert judged == []  # everything was done

@@ -73,11 +73,11 @@ def test_portrait_maze3d_from_a_landscape_model_file(tmp_path):
     for name, placement in (("letterboxed", letterboxed), ("stretched", stretched)):
         path = write_mp4(tmp_path / f"{name}.mp4", placement(video, LANDSCAPE), crf=23)
         row = score_video(instance, path, "reference")
-        assert row["success"], (name, row["reason"])
+        assert row.success, (name, row.reason)
     noise = np.random.default_rng(0).integers(0, 256, (6, *LANDSCAPE, 3), dtype=np.uint8)
     row = score_video(instance, write_mp4(tmp_path / "noise.mp4", noise), "reference", out=tmp_path)
-    assert row["status"] == "scored" and not row["success"]  # a FAIL row, not a crash
-    assert row["reason"].startswith("cannot judge the video:") and "aspect ratio 0.76" in row["reason"]
+    assert row.status == "scored" and not row.success  # a FAIL row, not a crash
+    assert row.reason.startswith("cannot judge the video:") and "aspect ratio 0.76" in row.reason
 
 
 def test_a_video_that_does_not_show_the_puzzle_is_a_one_line_fail(case):

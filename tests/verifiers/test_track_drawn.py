@@ -69,8 +69,8 @@ def test_debug_strip_of_genreason_score_shows_the_track(tmp_path, task_name):
     video = instance.solution_video(25)
     path = write_mp4(tmp_path / "v.mp4", video, crf=10)
     row = score_video(instance, path, "rule", out=tmp_path)  # drawn whatever the verdict
-    assert row["trace"]["agent_positions" if task_name != "tangram" else "piece_positions"]
-    strip = read_image(row["debug_strip"])
+    assert row.trace["agent_positions" if task_name != "tangram" else "piece_positions"]
+    strip = read_image(row.debug_strip)
     colour = TRACK_COLOURS["piece"] if task_name == "tangram" else (255, 255, 255)  # maze strips: white track
     plain = filmstrip(video, 8)
     plain = np.repeat(np.repeat(plain, strip.shape[0] // plain.shape[0], 0), strip.shape[0] // plain.shape[0], 1)
@@ -95,7 +95,7 @@ def test_debug_strip_of_a_letterboxed_video_draws_the_track_on_the_puzzle(tmp_pa
     instance = get_task("tangram").generate(4, "easy")
     video = np.stack([letterbox(f, (480, 832))[0] for f in instance.solution_video(25)])
     row = score_video(instance, write_mp4(tmp_path / "v.mp4", video, crf=10), "rule", out=tmp_path)
-    assert row["success"], row["reason"]
-    strip = read_image(row["debug_strip"])
+    assert row.success, row.reason
+    strip = read_image(row.debug_strip)
     assert strip.shape[0] == 480  # the strip shows the puzzle's part, bars cropped off
     assert _colour_px(strip, TRACK_COLOURS["piece"], 30) > 100

@@ -41,16 +41,16 @@ def test_scoring_a_file_decodes_at_the_working_size_with_the_full_size_verdicts(
         assert from_file.success == full.success and from_file.reason == full.reason
         for key in ("exact_match", "precision_rate", "success_lenient"):
             assert from_file.metrics[key] == full.metrics[key], key
-        assert score_video(inst, video)["success"] == full.success
+        assert score_video(inst, video).success == full.success
     stretched = write_mp4(tmp_path / "wide.mp4", resize(full_video, (160, 704)))  # (h, w): 4.4x too wide
     row = score_video(inst, stretched)
-    assert row["success"], row["reason"]  # decoded whole, then judged un-stretched (verifiers/framing.py)
+    assert row.success, row.reason  # decoded whole, then judged un-stretched (verifiers/framing.py)
     with pytest.raises(UserError, match="aspect ratios"):  # asked for the working size only, it says why not
         track.read_work_video(stretched, inst.spec)
     assert track.read_work_video(stretched, inst.spec, whole_if_unfit=True).shape[1:3] == (160, 704)
     noise = np.random.default_rng(0).integers(0, 256, (8, 160, 704, 3), dtype=np.uint8)
     row = score_video(inst, write_mp4(tmp_path / "noise.mp4", noise))  # shows the puzzle nowhere
-    assert not row["success"] and row["reason"].startswith("cannot judge"), row["reason"]
+    assert not row.success and row.reason.startswith("cannot judge"), row.reason
 
 
 def test_downscaled_decode_is_the_area_average_of_the_full_decode(large_mp4):
