@@ -11,15 +11,14 @@ Three ways to say what the videos answer:
   several games share a level name (:func:`gen_reason.interop.vrbench_read.match_videos`).
 
 Each writes ``scores.json`` (one row per video, a :class:`~gen_reason.runs.score_rows.ScoreRow`:
-success, metrics, trace, reason) and a
-debug strip per video into its output folder, a run folder (:class:`~gen_reason.folders.RunFolder`,
-:func:`open_scores`): ``config.yaml`` holds what the rows depend on (the verifier kind and
-the inputs), and a rerun with another config into the same folder is refused in one line
-before anything is scored; every row is appended to ``scores.jsonl`` as it is made (a
-``kill -9`` loses at most the row in flight), so a rerun with the same config scores only
-what is left (:func:`score_many`); one process at a time holds the folder. A folder is
-scored with a progress bar, the next video decoded while the current one is judged. The
-strip: for the maze family
+success, metrics, trace, reason) and a debug strip per video into its output folder, a run
+folder (:class:`~gen_reason.folders.RunFolder`, :func:`open_scores`): ``config.yaml`` holds
+what the rows depend on (the verifier kind and the inputs), and a rerun with another
+config into the same folder is refused in one line before anything is scored; every row
+is appended to ``scores.jsonl`` as it is made (a ``kill -9`` loses at most the row in
+flight), so a rerun with the same config scores only what is left (:func:`score_many`);
+one process at a time holds the folder. A folder is scored with a progress bar, the next
+video decoded while the current one is judged. The strip: for the maze family
 :func:`gen_reason.verifiers.maze.debug_strip` (the track drawn, the first violation
 circled), for other tasks a filmstrip with the track. A video that cannot be read or
 judged is a recorded failure with the reason, never a traceback; a level the referee cannot
@@ -201,7 +200,7 @@ def stored_rows(log: JsonlLog) -> dict[tuple, ScoreRow]:
     except OSError as exc:
         raise UserError(f"cannot read {log.path} (the rows of an earlier run): {exc.strerror or exc}") from None
     return {tuple(entry["key"]): ScoreRow.from_dict(entry["row"]) for entry in entries
-            if isinstance(entry.get("key"), list) and isinstance(entry.get("row"), dict)}
+            if isinstance(entry, dict) and isinstance(entry.get("key"), list) and isinstance(entry.get("row"), dict)}
 
 
 def score_many(jobs: list[tuple[Instance, Path, str | None]], kind: str, out: Path, log: JsonlLog,
