@@ -152,10 +152,11 @@ def cmd_solve(args, extra) -> int:
 
     from gen_reason.models.options import model_options_from_args
 
-    overrides = parse_dotted(extra, ("task", "solver"))
+    overrides = parse_dotted(extra, ("task", "solver", "model"))
     result = solve(args.task, difficulty=args.difficulty, seed=args.seed, model=args.model, lora=args.lora,
                    solver=args.solver, solver_params=overrides["solver"], frames=args.frames, steps=args.steps,
-                   out=args.out, task_config=overrides["task"], vlm=args.vlm, **model_options_from_args(args))
+                   out=args.out, task_config=overrides["task"], vlm=args.vlm,
+                   **model_options_from_args(args, overrides["model"]))
     print(result.summary())
     return 0
 
@@ -237,8 +238,8 @@ def cmd_probe(args, extra) -> int:
     from gen_reason.models.options import model_options_from_args
     from gen_reason.probe.run import ProbeConfig, run_probe
 
-    model_options = model_options_from_args(args)
-    overrides = parse_dotted(extra, ("task", "probe"))
+    overrides = parse_dotted(extra, ("task", "probe", "model"))
+    model_options = model_options_from_args(args, overrides["model"])
     known = {field.name for field in dataclasses.fields(ProbeConfig)} | {"progress"}
     unknown = sorted(set(overrides["probe"]) - known)
     if unknown:

@@ -59,6 +59,39 @@ def test_flags_reach_the_loader(command, tmp_path, spy_loader, capsys):
     assert {key: spy_loader.get(key) for key in EXPECTED} == EXPECTED
 
 
+def _dotted(flags):
+    """``--offload none`` -> ``--model.offload none`` (``--compile`` -> ``--model.compile true``)."""
+    out, i = [], 0
+    while i < len(flags):
+        name = flags[i][2:].replace("-", "_")
+        if name == "compile":
+            out += ["--model.compile", "true"]
+            i += 1
+        else:
+            out += [f"--model.{name}", flags[i + 1]]
+            i += 2
+    return out
+
+
+@pytest.mark.parametrize("command", ["solve", "probe"])
+def test_dotted_model_flags_are_the_same_options(command, tmp_path, spy_loader, capsys):
+    code = main(_commands(tmp_path)[command] + _dotted(GIVEN))
+    assert code == 2 and "stopped by the test" in capsys.readouterr().err
+    assert {key: spy_loader.get(key) for key in EXPECTED} == EXPECTED
+
+
+@pytest.mark.parametrize("flags,words", [
+    (["--model.ofload", "none"], "did you mean --model.offload?"),
+    (["--model.offload", "none", "--offload", "model"], "both given"),
+    (["--model.offload", "bogus"], "offload must be one of"),
+])
+@pytest.mark.parametrize("command", ["solve", "probe"])
+def test_dotted_model_flag_mistakes_are_one_line(command, flags, words, tmp_path, spy_loader, capsys):
+    assert main(_commands(tmp_path)[command] + flags) == 2
+    err = capsys.readouterr().err
+    assert words in err and "stopped by the test" not in err and len(err.strip().splitlines()) == 1
+
+
 def test_eval_config_fields_reach_the_loader(tmp_path, spy_loader, capsys):
     fields = ["--model.size", "32x32", "--model.dtype", "fp32", "--model.device", "cpu", "--model.offload", "none",
               "--model.vae_tiling", "off", "--model.attention", "sdpa", "--model.compile", "true",

@@ -60,14 +60,14 @@ def parse_size(value: Any) -> tuple[int, int] | None:
 
 def offload_modes() -> tuple[str, ...]:
     """``auto`` and the generator backend's offload modes."""
-    from gen_reason.models.diffusers_backend import OFFLOAD_MODES
+    from gen_reason.models.runtime import OFFLOAD_MODES
 
     return ("auto", *OFFLOAD_MODES)
 
 
 def attention_choices() -> tuple[str, ...]:
     """``auto`` and every attention backend the installed diffusers offers (``native`` means ``sdpa``)."""
-    from gen_reason.models.diffusers_backend import attention_backends
+    from gen_reason.models.runtime import attention_backends
 
     return ("auto", *attention_backends(), "native")
 
@@ -122,7 +122,7 @@ def check_model_options(**values: Any) -> dict[str, Any]:
                 continue
             import torch
 
-            from gen_reason.models.diffusers_backend import resolve_dtype
+            from gen_reason.models.runtime import resolve_dtype
 
             out[name] = str(resolve_dtype(value, torch.device("cpu"))).replace("torch.", "")
         elif name == "device":
@@ -178,6 +178,22 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                        help="videos per model call (auto: the most that fit in memory)")
 
 
-def model_options_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    """The model options given on the command line, checked (see :func:`check_model_options`)."""
-    return check_model_options(**{name: getattr(args, name, None) for name in MODEL_OPTIONS})
+def model_options_from_args(args: argparse.Namespace, dotted: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The model options given on the command line, checked (see :func:`check_model_options`).
+
+    ``dotted`` holds the ``--model.FIELD value`` flags (the one dotted grammar, as in an eval
+    config's ``model:`` section): ``--model.offload model`` is ``--offload model``. An
+    unknown field is refused with the closest known one; one option given both ways, too.
+    """
+    import difflib
+
+    given = {name: getattr(args, name, None) for name in MODEL_OPTIONS}
+    for key, value in (dotted or {}).items():
+        if key not in MODEL_OPTIONS:
+            close = difflib.get_close_matches(key, MODEL_OPTIONS, n=1)
+            hint = f"did you mean --model.{close[0]}?" if close else f"known: {', '.join(MODEL_OPTIONS)}"
+            raise UserError(f"unknown model option --model.{key}; {hint}")
+        if given[key] is not None:
+            raise UserError(f"--model.{key} and --{key.replace('_', '-')} both given; give one")
+        given[key] = value
+    return check_model_options(**given)
