@@ -78,7 +78,7 @@ def main(argv=None) -> int:
     began = time.time()
     config = load_lora_config(None, dict(model=str(args.model), data=str(data), output_dir=str(out / "lora"),
                                          rank=args.rank, max_steps=args.lora_steps, batch_size=args.batch,
-                                         learning_rate=args.lr, lr_scheduler="cosine", lr_warmup_steps=20,
+                                         learning_rate=args.lr, lr_scheduler="cosine", warmup_steps=20,
                                          checkpoint_every=100, validate_every=0, seed=0))
     lora = train_lora(config, progress=True)
     train_seconds = time.time() - began

@@ -276,17 +276,36 @@ def _message(schema: type, error: dict, what: str) -> str:
     return f"{what} key {key!r}: {error['msg'].rstrip('.')} (got {shown})" if key else f"bad {what}: {error['msg']}"
 
 
+def rename_keys(schema: type, data: Mapping[str, Any], *, warn: bool = True, what: str = "config") -> dict:
+    """``data`` with the top-level keys that ``schema.RENAMED`` (a class attribute: old name ->
+    new name) lists moved to their new names, with a one-line warning on stderr for each
+    (``warn``). A key given under both names is a :class:`UserError`."""
+    import sys
+
+    out = dict(data)
+    for old, new in (getattr(schema, "RENAMED", None) or {}).items():
+        if old not in out:
+            continue
+        if new in out:
+            raise UserError(f"{what} sets both {old!r} and {new!r}, its new name; keep {new!r} only")
+        out[new] = out.pop(old)
+        if warn:
+            print(f"warning: {what} key {old!r} is now called {new!r}; please rename it", file=sys.stderr)
+    return out
+
+
 def build(schema: type[T], data: Mapping[str, Any] | None, *, what: str = "config") -> T:
     """Dataclass ``schema`` from nested plain ``data``, checked against its type hints.
 
     Missing keys take the dataclass defaults; the dataclass's own ``__post_init__`` checks
-    run too. The first problem is one :class:`UserError` line ("unknown config key
+    run too; keys the schema renamed (:func:`rename_keys`) are read under their new names. The first problem is one :class:`UserError` line ("unknown config key
     'model.stepz'; did you mean model.steps?").
     """
     from pydantic import ValidationError
 
     if data is not None and not isinstance(data, Mapping):
         raise UserError(f"{what} must be a mapping of keys, not a {type(data).__name__}")
+    data = rename_keys(schema, data or {}, what=what)
     try:
         adapter = _adapter(schema)
         try:
@@ -328,7 +347,8 @@ def load(schema: type[T], path: str | Path | None = None, overrides: Mapping[str
     except TypeError:  # a schema with required fields has no defaults to start from
         data = {}
     if path is not None:
-        data = merge(data, prepare(read_yaml(path, what)) if prepare else read_yaml(path, what))
-    for key, value in (overrides or {}).items():
+        data = merge(data, rename_keys(schema, prepare(read_yaml(path, what)) if prepare else read_yaml(path, what),
+                                       what=what))
+    for key, value in rename_keys(schema, overrides or {}, what=what).items():
         set_dotted(data, key, value)
     return build(schema, data, what=what)

@@ -36,7 +36,7 @@ import time  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from functools import partial  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Any, Sequence  # noqa: E402
+from typing import Any, ClassVar, Sequence  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -47,10 +47,10 @@ from gen_reason.train.checkpoint import load_state, save_state  # noqa: E402
 from gen_reason.train.data import PAD_COLOR, MazeVideoData, batch_loader  # noqa: E402
 from gen_reason.train.validation import (fallback_maze_check, generate_videos, load_referee,  # noqa: E402,F401
                                          plot_embedded_validation, validate_model)
-from gen_reason.train.loop import (TRACKERS, FunctionSchedule, LoopSettings, Progress, Trainer,  # noqa: E402
-                                   append_row, check_tracker, has_row, start_logs, start_trackers)
+from gen_reason.train.loop import (FunctionSchedule, Progress, Trainer, TrainingConfig, append_row,  # noqa: E402
+                                   check_tracker, has_row, start_logs, start_trackers)
 from gen_reason.train.losses import DenoisingObjective, diffusion_loss  # noqa: E402,F401 (diffusion_loss: public here too)
-from gen_reason.config import build, read_yaml  # noqa: E402
+from gen_reason.config import build, read_yaml, rename_keys  # noqa: E402
 from gen_reason.errors import check_writable  # noqa: E402
 from gen_reason.config import ArgumentParser  # noqa: E402
 
@@ -60,9 +60,27 @@ OLD_CHECKPOINT = "checkpoint.pt"
 
 
 @dataclass
-class EmbeddedTrainConfig:
-    """Every hyperparameter of an embedded-model run (``configs/embedded_maze.yaml``)."""
+class EmbeddedTrainConfig(TrainingConfig):
+    """Every hyperparameter of an embedded-model run (``configs/embedded_maze.yaml``): the
+    settings every trainer shares (:class:`~gen_reason.train.loop.TrainingConfig`, with this
+    trainer's defaults) and the embedded model's own."""
 
+    RESUMABLE: ClassVar[frozenset[str]] = TrainingConfig.RESUMABLE | {
+        "validation_sizes", "validation_steps", "validation_eta", "data_workers", "sample_steps", "sample_eta"}
+
+    # the shared settings, with this trainer's defaults
+    max_steps: int | None = 8000  # must be set: rendered data never runs out
+    batch_size: int = 32
+    learning_rate: float = 8e-4
+    warmup_steps: int = 200  # linear warm-up from 0
+    adam_beta2: float = 0.99
+    weight_decay: float = 0.0
+    ema_decay: float | None = 0.999  # must be set: validation and the exported pipeline use the EMA weights
+    log_every: int = 50
+    checkpoint_every: int = 0
+    checkpoint_minutes: float | None = 3.0
+    validate_every: int = 1000
+    validation_count: int = 64
     # data: maze sizes (rooms per side) and their weights; frames and working size
     sizes: list[int] = field(default_factory=lambda: [3, 4, 5])
     size_weights: list[float] = field(default_factory=lambda: [0.15, 0.3, 0.55])
@@ -81,28 +99,13 @@ class EmbeddedTrainConfig:
     norm_num_groups: int = 16
     num_train_timesteps: int = 1000
     prediction_type: str = "sample"  # "sample" (clean video), "v_prediction" or "epsilon"
-    # optimisation
-    batch_size: int = 32
-    max_steps: int = 8000
-    learning_rate: float = 8e-4
-    warmup_steps: int = 200  # linear warm-up from 0
-    decay_steps: int = 1000  # then constant, then linear decay to 0 over the last decay_steps
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.99
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0  # 0: no clipping (as fine-tuning's)
-    ema_decay: float = 0.999
-    seed: int = 0
-    init_from: str | None = None  # a second stage starts from these weights: a run folder or its checkpoint.safetensors (its EMA), or an exported pipeline folder
-    mixed_precision: str = "no"
+    # the learning-rate curve after the warm-up: constant, then linear decay to 0 over the last decay_steps
+    decay_steps: int = 1000
+    # a second stage starts from these weights: a run folder or its checkpoint, or an exported pipeline folder
+    init_from: str | None = None
     threads: int = 2
-    trackers: str = "none"  # none | tensorboard | wandb (accelerate's): loss, learning rate and validation
-    # bookkeeping
-    checkpoint_minutes: float = 3.0
-    log_every_steps: int = 50
-    validate_every_steps: int = 1000
+    # validation and the exported pipeline's sampler
     validation_sizes: list[int] = field(default_factory=lambda: [5])
-    validation_count: int = 64
     validation_steps: int = 50
     validation_eta: float = 0.0  # DDIM eta of validation samples (0 keeps the curves of earlier stages comparable)
     sample_steps: int = 50       # the exported pipeline's default DDIM steps (model_index.json: default_steps)
@@ -111,6 +114,11 @@ class EmbeddedTrainConfig:
     def validate(self) -> None:
         """Raise :class:`UserError` naming the first field of the wrong type or inconsistent value."""
         build(type(self), self.to_dict())  # every field's type, checked as a config file's are
+        self.check_training()
+        if self.max_steps is None:
+            raise UserError("max_steps must be set: the embedded trainer renders data without end")
+        if self.ema_decay is None:
+            raise UserError("ema_decay must be set: validation and the exported pipeline use the EMA weights")
         if len(self.sizes) != len(self.size_weights) or not self.sizes:
             raise UserError("sizes and size_weights must be non-empty lists of the same length")
         if len(self.attention_levels) != len(self.block_out_channels):
@@ -121,26 +129,15 @@ class EmbeddedTrainConfig:
             raise UserError(f"prediction_type must be sample, v_prediction or epsilon; got {self.prediction_type!r}")
         if self.sample_eta < 0 or self.validation_eta < 0:
             raise UserError("sample_eta and validation_eta must be >= 0")
-        for name in ("num_frames", "batch_size", "max_steps", "threads", "validation_count", "validation_steps",
-                     "sample_steps", "resolution", "layers_per_block", "attention_head_dim", "norm_num_groups",
-                     "num_train_timesteps", "log_every_steps", "validate_every_steps", "fresh_per_step", "pool_size"):
+        for name in ("num_frames", "threads", "validation_steps", "sample_steps", "resolution", "layers_per_block",
+                     "attention_head_dim", "norm_num_groups", "num_train_timesteps", "fresh_per_step", "pool_size"):
             if int(getattr(self, name)) < 1:
                 raise UserError(f"{name} must be >= 1; got {getattr(self, name)}")
-        for name in ("warmup_steps", "decay_steps", "data_workers", "checkpoint_minutes", "weight_decay",
-                     "max_grad_norm"):
+        for name in ("decay_steps", "data_workers"):
             if not getattr(self, name) >= 0:
                 raise UserError(f"{name} must be >= 0; got {getattr(self, name)}")
-        if not (self.learning_rate >= 0 and math.isfinite(self.learning_rate)):
-            raise UserError(f"learning_rate must be a finite number >= 0; got {self.learning_rate}")
-        for name in ("adam_beta1", "adam_beta2", "ema_decay"):
-            if not 0 <= getattr(self, name) < 1:
-                raise UserError(f"{name} must be in [0, 1); got {getattr(self, name)}")
         if any(s < 2 for s in self.sizes) or any(w < 0 for w in self.size_weights) or not sum(self.size_weights) > 0:
             raise UserError("sizes must be >= 2 rooms and size_weights >= 0 with a positive sum")
-        if self.mixed_precision not in ("no", "fp16", "bf16"):
-            raise UserError(f"mixed_precision must be no, fp16 or bf16; got {self.mixed_precision!r}")
-        if self.trackers not in TRACKERS:
-            raise UserError(f"trackers must be one of {', '.join(TRACKERS)}; got {self.trackers!r}")
 
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: dict | None = None) -> "EmbeddedTrainConfig":
@@ -149,7 +146,8 @@ class EmbeddedTrainConfig:
         data = read_yaml(path)
         if not data:
             raise UserError(f"config {path} is empty; it must hold the run's settings")
-        data.update(overrides or {})
+        data = rename_keys(cls, data)
+        data.update(rename_keys(cls, overrides or {}))
         config = build(cls, data)
         config.validate()
         return config
@@ -190,26 +188,19 @@ def load_checkpoint(run_dir: str | Path) -> dict | None:
     return None
 
 
-#: Config fields a resumed sitting may change without changing what the run computes.
-RESUMABLE_CHANGES = {"max_steps", "checkpoint_minutes", "log_every_steps", "validate_every_steps", "trackers",
-                     "validation_sizes", "validation_count", "validation_steps", "validation_eta", "data_workers",
-                     "sample_steps", "sample_eta"}
-
-
 def check_resumable(saved: dict, config: EmbeddedTrainConfig, step: int) -> None:
     """Refuse to resume a checkpoint under a config that would change the run.
 
     ``max_steps`` may move (to train longer or shorter) while the learning-rate decay has
     not begun at either end: until then the schedule is the same constant.
     """
-    current = config.to_dict()
-    changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
-    fixed = [k for k in changed if k not in RESUMABLE_CHANGES]
+    fixed = config.changed_since(saved)
     if fixed:
         raise UserError(f"the checkpoint was made with other values of {', '.join(fixed)}; "
                         "use a new --out folder or the same config")
-    if "max_steps" in changed:
-        decay_start = min(saved["max_steps"], current["max_steps"]) - config.decay_steps
+    saved_steps = saved.get("max_steps", config.max_steps)
+    if saved_steps != config.max_steps:
+        decay_start = min(saved_steps, config.max_steps) - config.decay_steps
         if step > decay_start:
             raise UserError(f"max_steps can change only before the learning-rate decay starts (step {decay_start}); "
                             f"the checkpoint is at step {step}")
@@ -246,7 +237,7 @@ class EmbeddedCheckpoint:
         })
 
     @staticmethod
-    def restore(trainer: Trainer, state: dict) -> Progress:
+    def restore(trainer: Trainer, state: dict, accumulation: int = 1) -> Progress:
         """Put a loaded checkpoint ``state`` back into ``trainer``; where the run stands."""
         trainer.unwrapped.load_state_dict(state["unet"])
         trainer.ema.load_state_dict(state["ema"])
@@ -257,14 +248,16 @@ class EmbeddedCheckpoint:
         random.setstate(state["python_rng"])
         step = int(state["step"])
         trainer.lr_scheduler.load_state_dict({"step": step})
-        return Progress(step=step, position=step, train_seconds=float(state["train_seconds"]),
+        return Progress(step=step, position=step * accumulation, train_seconds=float(state["train_seconds"]),
                         window=[float(x) for x in state.get("loss_window", [])])
 
 
-def rendered_batches(config: EmbeddedTrainConfig, first_step: int, last_step: int, device):
+def rendered_batches(config: EmbeddedTrainConfig, first_position: int, end_position: int, device):
     """``data(position) -> (batch, generator)`` for the loop: freshly rendered maze videos (a
-    worker renders ahead), and the step's noise generator. Positions come in order."""
-    loader = iter(batch_loader(config.data, config.batch_size, first_step, last_step, config.data_workers,
+    worker renders ahead), and the micro-batch's noise generator, for data positions
+    ``first_position .. end_position - 1`` (micro-batches; one per step without
+    accumulation). Positions come in order."""
+    loader = iter(batch_loader(config.data, config.batch_size, first_position, end_position, config.data_workers,
                                config.fresh_per_step, config.pool_size))
 
     def data(position: int):
@@ -318,9 +311,11 @@ def loss_row(step: int, window: list[float], lr: float, progress: Progress) -> d
 
 
 # -- training -------------------------------------------------------------------------------
-def train_embedded(config: EmbeddedTrainConfig, out_dir: str | Path, resume: bool = True, progress: bool = True,
-                   validate: bool = True, stop_after_steps: int | None = None) -> dict[str, Any]:
+def train_embedded(config: EmbeddedTrainConfig, out_dir: str | Path, resume: bool | None = None,
+                   progress: bool = True, validate: bool = True, stop_after_steps: int | None = None) -> dict[str, Any]:
     """Train (or resume) a run in ``out_dir``; returns ``{"step", "loss", "train_seconds"}``.
+
+    ``resume`` (``None``: the config's ``resume``) False starts over even if the folder holds a checkpoint.
 
     ``stop_after_steps`` ends this sitting early (after that many steps in total) without
     changing the run itself (the LR schedule still spans ``max_steps``), as a kill would.
@@ -332,7 +327,7 @@ def train_embedded(config: EmbeddedTrainConfig, out_dir: str | Path, resume: boo
     if stop_after_steps is not None and stop_after_steps < 1:
         raise UserError(f"stop_after_steps must be >= 1; got {stop_after_steps}")
     run_dir = Path(out_dir)
-    state = load_checkpoint(run_dir) if resume else None
+    state = load_checkpoint(run_dir) if (config.resume if resume is None else resume) else None
     if state is not None:
         check_resumable(state["config"], config, int(state["step"]))
     tracker = check_tracker(config.trackers)
@@ -342,31 +337,31 @@ def train_embedded(config: EmbeddedTrainConfig, out_dir: str | Path, resume: boo
     check_writable(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
 
-    accelerator = Accelerator(mixed_precision=config.mixed_precision, log_with=tracker,
+    accelerator = Accelerator(mixed_precision=config.mixed_precision,
+                              gradient_accumulation_steps=config.gradient_accumulation_steps, log_with=tracker,
                               project_dir=str(run_dir / "logs") if tracker else None)
     # mkldnn convolutions run ~10 % faster on channels-last tensors (measured on 2 CPU cores).
     unet = unet.to(memory_format=torch.channels_last)
-    trainer = Trainer(accelerator, unet, unet.parameters(), learning_rate=config.learning_rate,
-                      betas=(config.adam_beta1, config.adam_beta2), weight_decay=config.weight_decay,
-                      schedule=lambda optimizer: FunctionSchedule(optimizer, partial(learning_rate_at, config)),
-                      ema_decay=config.ema_decay, tracker=tracker)
+    trainer = config.make_trainer(
+        accelerator, unet, unet.parameters(), tracker=tracker,
+        schedule=lambda optimizer: FunctionSchedule(optimizer, partial(learning_rate_at, config)))
     store = EmbeddedCheckpoint(run_dir / CHECKPOINT, config)
-    trainer.progress = EmbeddedCheckpoint.restore(trainer, state) if state is not None else Progress()
+    trainer.progress = EmbeddedCheckpoint.restore(trainer, state, config.gradient_accumulation_steps) if state is not None else Progress()
     start_logs(run_dir, config.to_dict(), trainer.progress.step if state is not None else None)
     start_trackers(accelerator, "genreason-embedded", config.to_dict())
 
-    step = trainer.progress.step
-    last_step = config.max_steps if stop_after_steps is None else min(config.max_steps, stop_after_steps)
-    settings = LoopSettings(
-        max_steps=config.max_steps, last_step=last_step, max_grad_norm=config.max_grad_norm, autocast=True,
-        log_every=config.log_every_steps, checkpoint_minutes=config.checkpoint_minutes,
-        checkpoint_before_validation=True, checkpoint_when_sitting_ends=True, save_on_interrupt=True,
-        validate_every=config.validate_every_steps, desc="embedded", progress=progress)
+    settings = config.loop_settings(
+        config.max_steps, stop_after_steps, autocast=True, checkpoint_before_validation=True,
+        checkpoint_when_sitting_ends=True, save_on_interrupt=True, desc="embedded", progress=progress)
 
     def interrupted_validation(at: int) -> bool:  # a sitting killed during its checkpoint's validation redoes it
-        return bool(at and at % config.validate_every_steps == 0 and not has_row(run_dir / "validation.jsonl", at))
+        return bool(at and config.validate_every and at % config.validate_every == 0
+                    and not has_row(run_dir / "validation.jsonl", at))
 
-    done = trainer.run(settings, trainer.progress, rendered_batches(config, step, last_step, accelerator.device),
+    accumulation = config.gradient_accumulation_steps
+    batches = rendered_batches(config, trainer.progress.position, settings.last_step * accumulation,
+                               accelerator.device)
+    done = trainer.run(settings, trainer.progress, batches,
                        DenoisingObjective(make_scheduler(config.num_train_timesteps, config.prediction_type)),
                        store, run_dir / "losses.jsonl", loss_row,
                        validate=validation_step(config, trainer, run_dir) if validate else None,
@@ -413,7 +408,8 @@ def ema_unet(run_dir: str | Path, checkpoint: str = CHECKPOINT):
     if not isinstance(state, dict) or not {"config", "ema"} <= set(state):
         raise UserError(f"{path} is not a checkpoint of the embedded trainer")
     known = {f.name for f in dataclasses.fields(EmbeddedTrainConfig)}
-    config = EmbeddedTrainConfig(**{k: v for k, v in state["config"].items() if k in known})
+    saved = rename_keys(EmbeddedTrainConfig, state["config"], warn=False)  # an older genreason's names too
+    config = EmbeddedTrainConfig(**{k: v for k, v in saved.items() if k in known})
     unet = config.build_unet()
     from diffusers.training_utils import EMAModel
 
@@ -487,7 +483,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.export_only:
             ema_unet(args.out)  # a run folder with a readable checkpoint, before anything is written
         else:
-            result = train_embedded(config, args.out, resume=not args.no_resume, stop_after_steps=args.stop_after_steps)
+            result = train_embedded(config, args.out, resume=False if args.no_resume else None,
+                                    stop_after_steps=args.stop_after_steps)
             print(json.dumps(result))
         if args.export:
             print(f"exported to {export_pipeline(args.out, args.export, config)}")

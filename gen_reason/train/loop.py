@@ -22,14 +22,16 @@ exported pipeline, LoRA weights), stay with the trainer that calls the loop.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import signal
 import threading
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Protocol
+from typing import Any, Callable, ClassVar, Iterable, Protocol
 
 import torch
 
@@ -88,6 +90,117 @@ class LoopSettings:
                     or step == self.max_steps
                     or (self.checkpoint_minutes is not None and since_last >= 60 * self.checkpoint_minutes)
                     or (validation_due and self.checkpoint_before_validation))
+
+
+#: Mixed precision settings and the dtype each computes in.
+MIXED_PRECISION = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+@dataclass
+class TrainingConfig:
+    """The settings every trainer shares, under one name and with one meaning: the base of
+    :class:`~gen_reason.train.embedded.EmbeddedTrainConfig` and
+    :class:`~gen_reason.train.lora.LoraTrainConfig`, which add their own settings and may
+    give these other defaults (each field's type and meaning stay as here).
+
+    Steps are optimizer steps; a micro-batch is ``batch_size`` samples on each process, and
+    ``gradient_accumulation_steps`` micro-batches make one step.
+    """
+
+    #: Names an older genreason used (old -> new): a config file or flag that still says the old
+    #: name is read under the new one, with a one-line warning (gen_reason.config.rename_keys).
+    RENAMED: ClassVar[dict[str, str]] = {"log_every_steps": "log_every", "validate_every_steps": "validate_every",
+                                         "lr_warmup_steps": "warmup_steps"}
+    #: Fields a resumed sitting may change without changing what the run computes.
+    RESUMABLE: ClassVar[frozenset[str]] = frozenset({
+        "max_steps", "log_every", "validate_every", "validation_count", "checkpoint_every", "checkpoint_minutes",
+        "checkpoints_keep", "resume", "trackers"})
+
+    # the run's length and batches
+    max_steps: int | None = None  # optimizer steps; None: as the trainer decides (fine-tuning: epochs over the data)
+    batch_size: int = 1  # samples per micro-batch, per process
+    gradient_accumulation_steps: int = 1  # micro-batches per optimizer step
+    seed: int = 0
+    # the optimizer (AdamW), its learning rate and the weights kept
+    learning_rate: float = 1e-4
+    warmup_steps: int = 0  # the learning rate rises linearly from 0 over these first steps
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_epsilon: float = 1e-8
+    weight_decay: float = 1e-4
+    max_grad_norm: float = 1.0  # gradient clipping; 0: none
+    ema_decay: float | None = None  # keep an EMA of the trained weights (None: no EMA)
+    mixed_precision: str = "no"  # no | fp16 | bf16
+    # bookkeeping: rows of losses.jsonl, checkpoints, validation, trackers
+    log_every: int = 1  # a row of losses.jsonl every this many steps (the mean loss since the last row)
+    checkpoint_every: int = 500  # a checkpoint every this many steps (0: none by count); the last step always
+    checkpoint_minutes: float | None = None  # also one when this long has passed since the last (0: every step)
+    checkpoints_keep: int = 2  # the newest this many checkpoints are kept
+    resume: bool = True  # rerunning in a run folder resumes from its newest checkpoint; False: start over
+    validate_every: int = 0  # held-out success (the referee) every this many steps and at the end; 0: never
+    validation_count: int = 4  # held-out puzzles per validation
+    trackers: str = "none"  # none | tensorboard | wandb (accelerate's): loss, learning rate, validation
+
+    def check_training(self) -> None:
+        """Raise :class:`UserError` naming the first shared setting with an impossible value."""
+        from gen_reason.errors import UserError
+
+        for name in ("batch_size", "gradient_accumulation_steps", "log_every", "validation_count",
+                     "checkpoints_keep"):
+            if getattr(self, name) < 1:
+                raise UserError(f"{name} must be >= 1; got {getattr(self, name)}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise UserError(f"max_steps must be >= 1 or null; got {self.max_steps}")
+        for name in ("warmup_steps", "weight_decay", "max_grad_norm", "checkpoint_every", "validate_every"):
+            if not getattr(self, name) >= 0:
+                raise UserError(f"{name} must be >= 0; got {getattr(self, name)}")
+        if self.checkpoint_minutes is not None and not self.checkpoint_minutes >= 0:
+            raise UserError(f"checkpoint_minutes must be >= 0 or null; got {self.checkpoint_minutes}")
+        if not (self.learning_rate >= 0 and math.isfinite(self.learning_rate)):
+            raise UserError(f"learning_rate must be a finite number >= 0; got {self.learning_rate}")
+        if not self.adam_epsilon > 0:
+            raise UserError(f"adam_epsilon must be > 0; got {self.adam_epsilon}")
+        for name in ("adam_beta1", "adam_beta2"):
+            if not 0 <= getattr(self, name) < 1:
+                raise UserError(f"{name} must be in [0, 1); got {getattr(self, name)}")
+        if self.ema_decay is not None and not 0 <= self.ema_decay < 1:
+            raise UserError(f"ema_decay must be in [0, 1) or null; got {self.ema_decay}")
+        for name, allowed in (("mixed_precision", tuple(MIXED_PRECISION)), ("trackers", TRACKERS)):
+            if getattr(self, name) not in allowed:
+                raise UserError(f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
+
+    def changed_since(self, saved: dict) -> list[str]:
+        """The settings of ``saved`` (a checkpoint's config, perhaps an older genreason's) that
+        differ from this config's, by their current names, leaving out those a resumed sitting
+        may change (:attr:`RESUMABLE`). A setting added since the checkpoint held its default then."""
+        from gen_reason.config import rename_keys
+
+        saved = rename_keys(type(self), saved, warn=False)
+        current = dataclasses.asdict(self)
+        defaults = dataclasses.asdict(type(self)()) if _has_defaults(type(self)) else {}
+        changed = sorted(k for k in set(saved) | set(current) if saved.get(k, defaults.get(k)) != current.get(k))
+        return [k for k in changed if k not in self.RESUMABLE]
+
+    def make_trainer(self, accelerator, model: torch.nn.Module, parameters: Iterable[torch.nn.Parameter],
+                     schedule: Callable[[torch.optim.Optimizer], Any], tracker: str | None) -> "Trainer":
+        """The one loop's :class:`Trainer` over ``parameters`` with this config's optimizer and EMA."""
+        return Trainer(accelerator, model, parameters, learning_rate=self.learning_rate,
+                       betas=(self.adam_beta1, self.adam_beta2), eps=self.adam_epsilon,
+                       weight_decay=self.weight_decay, schedule=schedule, ema_decay=self.ema_decay, tracker=tracker)
+
+    def loop_settings(self, max_steps: int, stop_after_steps: int | None, **own) -> LoopSettings:
+        """When the loop does what, from this config; ``own``: the trainer's other :class:`LoopSettings`."""
+        return LoopSettings(
+            max_steps=max_steps, last_step=max_steps if stop_after_steps is None else min(max_steps, stop_after_steps),
+            accumulation=self.gradient_accumulation_steps, max_grad_norm=self.max_grad_norm, log_every=self.log_every,
+            checkpoint_every=self.checkpoint_every, checkpoint_minutes=self.checkpoint_minutes,
+            validate_every=self.validate_every, **own)
+
+
+def _has_defaults(schema: type) -> bool:
+    """Whether every field of dataclass ``schema`` has a default."""
+    return all(f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+               for f in dataclasses.fields(schema))
 
 
 class CheckpointStore(Protocol):

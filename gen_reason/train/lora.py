@@ -64,31 +64,37 @@ import math  # noqa: E402
 import sys  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Any, Sequence  # noqa: E402
+from typing import Any, ClassVar, Sequence  # noqa: E402
 
 import torch  # noqa: E402
 
 from gen_reason.errors import UserError  # noqa: E402
 from gen_reason.models.families import Geometry  # noqa: E402
 from gen_reason.train.checkpoint import load_latest, rng_state, save_checkpoint, set_rng_state  # noqa: E402
-from gen_reason.train.loop import (TRACKERS, LoopSettings, Progress, Trainer, check_tracker,  # noqa: E402
+from gen_reason.train.loop import (MIXED_PRECISION, Progress, Trainer, TrainingConfig, check_tracker,  # noqa: E402,F401
                                    start_logs, start_trackers)
 from gen_reason.train.outputs import (LORA_WEIGHTS, load_embedded_lora, save_embedded_lora,  # noqa: E402,F401
                                       save_expert_loras, save_outputs, write_model_card)
 from gen_reason.train.validation import Validator, plot_curves, read_jsonl, validation_instances  # noqa: E402,F401
 from gen_reason.train.conditioning import ConditioningCache, Sample, load_samples  # noqa: E402
 from gen_reason.train.losses import EXPERTS, SCHEMES, NoiseSettings, objective_for, sample_generator  # noqa: E402
-from gen_reason.config import build, parse_value, read_yaml  # noqa: E402
+from gen_reason.config import build, parse_value, read_yaml, rename_keys  # noqa: E402
 from gen_reason.errors import check_writable  # noqa: E402
 from gen_reason.config import ArgumentParser  # noqa: E402
 
-MIXED_PRECISION = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 LR_SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial")
 
 
 @dataclass
-class LoraTrainConfig:
-    """Every setting of a fine-tuning run (``configs/lora_*.yaml``; each is a CLI override too)."""
+class LoraTrainConfig(TrainingConfig):
+    """Every setting of a fine-tuning run (``configs/lora_*.yaml``; each is a CLI override too):
+    the settings every trainer shares (:class:`~gen_reason.train.loop.TrainingConfig`:
+    learning rate, warm-up, AdamW, EMA, accumulation, clipping, seed, mixed precision,
+    max_steps, logging, checkpoints, validation, trackers) and fine-tuning's own."""
+
+    RESUMABLE: ClassVar[frozenset[str]] = TrainingConfig.RESUMABLE | {
+        "epochs", "validation_split", "validation_steps", "validation_guidance", "validation_seed",
+        "cache_conditioning", "cache_latents", "output_dir"}
 
     # what: model folder, dataset folder (``genreason make-dataset``), split, run folder
     model: str = ""
@@ -102,23 +108,10 @@ class LoraTrainConfig:
     alpha: float | None = None  # None: equal to rank (scale 1)
     dropout: float = 0.0
     experts: str = "both"  # Wan 2.2 A14B: both | high (transformer) | low (transformer_2); others: both
-    # optimisation
-    learning_rate: float = 1e-4
-    lr_scheduler: str = "constant"
-    lr_warmup_steps: int = 0
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.999
-    adam_epsilon: float = 1e-8
-    weight_decay: float = 1e-4
-    max_grad_norm: float = 1.0  # 0: no clipping
-    ema_decay: float | None = None  # keep an EMA of the trained weights and save it at the end (None: no EMA)
-    epochs: int = 5
-    max_steps: int | None = None  # optimizer steps; None: epochs over the data
-    batch_size: int = 1  # per process
-    gradient_accumulation_steps: int = 1
-    mixed_precision: str = "no"  # no | fp16 | bf16
+    # optimisation beyond the shared settings
+    lr_scheduler: str = "constant"  # diffusers' get_scheduler, with warmup_steps and the run's length
+    epochs: int = 5  # the run's length when max_steps is None
     gradient_checkpointing: bool = False
-    seed: int = 0
     # geometry: None takes the dataset's, rounded to what the model accepts
     height: int | None = None
     width: int | None = None
@@ -133,18 +126,11 @@ class LoraTrainConfig:
     # encode-once caches
     cache_conditioning: bool = True
     cache_latents: bool = True
-    # bookkeeping
-    checkpoint_every: int = 500  # optimizer steps; the last step is always saved
-    checkpoints_keep: int = 2
-    resume: bool = True  # False: start over in output_dir, deleting its checkpoints
-    validate_every: int = 0  # optimizer steps; 0: no validation
-    validation_count: int = 4  # held-out puzzles
+    # validation beyond the shared settings
     validation_split: str = "test"  # else fresh puzzles of the dataset's task, none trained on
     validation_steps: int | None = None  # denoising steps; None: the family default
     validation_guidance: float | None = None
     validation_seed: int = 0
-    log_every: int = 1
-    trackers: str = "none"  # none | tensorboard | wandb
     # The model options every command shares (gen_reason.models.options; None: the default, or
     # the memory planner's choice for the validation videos). Training keeps the model on its
     # device, so offload is none or auto only.
@@ -164,28 +150,19 @@ class LoraTrainConfig:
         if not self.data:
             raise UserError("no data given: set data in the config or pass --data DIR")
         build(type(self), self.to_dict())  # every field's type, checked as a config file's are
-        positive = ["rank", "batch_size", "gradient_accumulation_steps", "epochs", "validation_count",
-                    "checkpoints_keep", "log_every"]
-        for name in positive:
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise UserError(f"{name} must be a positive integer; got {getattr(self, name)!r}")
-        for name in ("max_steps", "height", "width", "num_frames", "fps", "validation_steps"):
+        self.check_training()
+        for name in ("rank", "epochs"):
+            if getattr(self, name) < 1:
+                raise UserError(f"{name} must be >= 1; got {getattr(self, name)}")
+        for name in ("height", "width", "num_frames", "fps", "validation_steps"):
             value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise UserError(f"{name} must be a positive integer or null; got {value!r}")
-        for name in ("checkpoint_every", "validate_every", "lr_warmup_steps"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
-                raise UserError(f"{name} must be an integer >= 0; got {getattr(self, name)!r}")
-        if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
-            raise UserError(f"learning_rate must be a finite number > 0; got {self.learning_rate}")
+            if value is not None and value < 1:
+                raise UserError(f"{name} must be >= 1 or null; got {value}")
         if not 0 <= self.dropout < 1:
             raise UserError(f"dropout must be in [0, 1); got {self.dropout}")
-        if self.ema_decay is not None and not 0 <= self.ema_decay < 1:
-            raise UserError(f"ema_decay must be in [0, 1) or null; got {self.ema_decay}")
         if self.alpha is not None and not self.alpha > 0:
             raise UserError(f"alpha must be > 0 or null; got {self.alpha}")
-        choices = {"mixed_precision": tuple(MIXED_PRECISION), "trackers": TRACKERS,
-                   "weighting_scheme": SCHEMES, "lr_scheduler": LR_SCHEDULERS, "experts": EXPERTS}
+        choices = {"weighting_scheme": SCHEMES, "lr_scheduler": LR_SCHEDULERS, "experts": EXPERTS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise UserError(f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
@@ -242,8 +219,10 @@ def load_lora_config(path: str | os.PathLike | None = None, overrides: dict | No
         data = read_yaml(path)  # missing, unreadable, invalid or not a mapping: one line
         if not data:
             raise UserError(f"config {path} is empty; it must hold the run's settings")
+        data = rename_keys(LoraTrainConfig, data)  # an older genreason's names, with a warning
     known = [f.name for f in dataclasses.fields(LoraTrainConfig)]
-    overrides = {str(k).replace("-", "_"): v for k, v in (overrides or {}).items() if v is not None}
+    overrides = rename_keys(LoraTrainConfig, {str(k).replace("-", "_"): v for k, v in (overrides or {}).items()
+                                              if v is not None})
     for source, values in ((str(path), data), ("overrides", overrides)):
         unknown = sorted(set(values) - set(known))
         if unknown:
@@ -365,19 +344,14 @@ def make_trainable(pipe, objective, config: LoraTrainConfig) -> tuple[Any, list[
 
 def check_resumable(saved: dict, config: LoraTrainConfig) -> None:
     """Refuse to resume a checkpoint made under settings that would change the run."""
-    free = {"max_steps", "epochs", "checkpoint_every", "checkpoints_keep", "resume", "validate_every",
-            "validation_count", "validation_split", "validation_steps", "validation_guidance", "validation_seed",
-            "log_every", "trackers", "cache_conditioning", "cache_latents", "output_dir"}
-    current = config.to_dict()
-    # A field added since the checkpoint was written held its default then.
-    defaults = LoraTrainConfig().to_dict()
-    changed = sorted(k for k in set(saved) | set(current) if saved.get(k, defaults.get(k)) != current.get(k))
-    fixed = [k for k in changed if k not in free]
+    fixed = config.changed_since(saved)
     if fixed:
         raise UserError(f"{config.output_dir} holds a run made with other values of {', '.join(fixed)}; "
                         "use another output_dir, the same settings, or resume: false to start over")
-    length_changed = any(k in changed for k in ("max_steps", "epochs"))
-    if length_changed and config.lr_scheduler not in ("constant", "constant_with_warmup"):
+    saved = rename_keys(LoraTrainConfig, saved, warn=False)
+    defaults = LoraTrainConfig()
+    changed = [k for k in ("max_steps", "epochs") if saved.get(k, getattr(defaults, k)) != getattr(config, k)]
+    if changed and config.lr_scheduler not in ("constant", "constant_with_warmup"):
         raise UserError(f"the run length cannot change under lr_scheduler {config.lr_scheduler!r} "
                         "(the schedule spans the whole run)")
 
@@ -589,13 +563,10 @@ def make_trainer(config: LoraTrainConfig, model: torch.nn.Module, accelerator, m
     """The loop's trainer over ``model``'s trainable parameters: AdamW and the config's LR schedule."""
     from diffusers.optimization import get_scheduler
 
-    return Trainer(accelerator, model, [p for p in model.parameters() if p.requires_grad],
-                   learning_rate=config.learning_rate, betas=(config.adam_beta1, config.adam_beta2),
-                   eps=config.adam_epsilon, weight_decay=config.weight_decay,
-                   schedule=lambda optimizer: get_scheduler(config.lr_scheduler, optimizer=optimizer,
-                                                            num_warmup_steps=config.lr_warmup_steps,
-                                                            num_training_steps=max_steps),
-                   ema_decay=config.ema_decay, tracker=tracker)
+    return config.make_trainer(
+        accelerator, model, [p for p in model.parameters() if p.requires_grad], tracker=tracker,
+        schedule=lambda optimizer: get_scheduler(config.lr_scheduler, optimizer=optimizer,
+                                                 num_warmup_steps=config.warmup_steps, num_training_steps=max_steps))
 
 
 def start_run(config: LoraTrainConfig, trainer: Trainer, store: LoraCheckpoints) -> Progress:
@@ -658,12 +629,8 @@ def train_lora(config: LoraTrainConfig, progress: bool = True, *, stop_after_ste
     start = start_run(config, trainer, store)
     cache, offload = fill_cache(config, objective, samples, accelerator, progress)
 
-    settings = LoopSettings(
-        max_steps=max_steps, last_step=max_steps if stop_after_steps is None else min(max_steps, stop_after_steps),
-        accumulation=config.gradient_accumulation_steps, max_grad_norm=config.max_grad_norm,
-        log_every=config.log_every, log_last=True, checkpoint_every=config.checkpoint_every,
-        validate_every=config.validate_every, desc="train lora" if config.lora else "fine-tune",
-        progress=progress)
+    settings = config.loop_settings(max_steps, stop_after_steps, log_last=True, progress=progress,
+                                    desc="train lora" if config.lora else "fine-tune")
     done = trainer.run(settings, start, dataset_batches(cache, order, accelerator.device), objective,
                        store, out / "losses.jsonl" if accelerator.is_main_process else None, loss_row,
                        validate=validation_step(config, trainer, pipe, family, geometry, out, cache, offload),

@@ -3,10 +3,13 @@
 one, and compare every tensor of the two checkpoints (weights, EMA, optimizer) and the
 loss rows exactly.
 
-    OMP_WAIT_POLICY=PASSIVE python tests/train/check_same_weights.py --ref 33cb1d8 --steps 3
+    OMP_WAIT_POLICY=PASSIVE python tests/train/check_same_weights.py --ref 6a753db --steps 3
 
 The older trainer is read with ``git show REF:gen_reason/train/embedded.py`` into a
-temporary module (it uses the current helpers it imports). Exit status 0: bit-identical.
+temporary module (it uses the current helpers it imports, so REF must be recent enough
+to import them: 33cb1d8, the trainer before the one training loop, imports a module
+since removed; 6a753db is the last before the shared TrainingConfig). Exit status 0:
+bit-identical.
 """
 
 from __future__ import annotations
@@ -68,11 +71,14 @@ def same(a, b) -> bool:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--ref", default="33cb1d8", help="git revision of the older trainer")
+    parser.add_argument("--ref", default="6a753db", help="git revision of the older trainer")
     parser.add_argument("--config", default=str(ROOT / "configs" / "embedded_maze.yaml"))
     parser.add_argument("--steps", type=int, default=3)
     args = parser.parse_args()
 
+    import yaml
+
+    from gen_reason.config import read_yaml, rename_keys
     from gen_reason.train import embedded as new
     from gen_reason.train.checkpoint import load_state
 
@@ -80,16 +86,25 @@ def main() -> int:
         tmp = Path(tmp)
         old = old_trainer(args.ref, tmp)
         old_fields = {f.name for f in dataclasses.fields(old.EmbeddedTrainConfig)}
+        # The config is the input, not a result: compared by today's names, over the fields both versions have.
+        shared = set(rename_keys(new.EmbeddedTrainConfig, dict.fromkeys(old_fields), warn=False))
+        # How often rows are written is a resumable change: one row per step here.
+        settings = {**rename_keys(new.EmbeddedTrainConfig, read_yaml(args.config), warn=False), "log_every": 1}
         states, logs = [], []
         for name, module in (("old", old), ("new", new)):
-            # log_every_steps only decides when rows are written (a resumable change): one row per step here.
-            config = module.EmbeddedTrainConfig.from_yaml(args.config, {"log_every_steps": 1})
+            fields = {f.name for f in dataclasses.fields(module.EmbeddedTrainConfig)}
+            # Each version reads the settings under its own names (an older one's, where it used another).
+            older_names = {new_name: old_name for old_name, new_name in new.EmbeddedTrainConfig.RENAMED.items()
+                           if new_name not in fields}
+            path = tmp / f"{name}.yaml"
+            path.write_text(yaml.safe_dump({older_names.get(k, k): v for k, v in settings.items()}))
+            config = module.EmbeddedTrainConfig.from_yaml(path)
             run = tmp / name
             module.train_embedded(config, run, progress=False, validate=False, stop_after_steps=args.steps)
             state = load_state(run / "checkpoint.safetensors")
             state.pop("train_seconds")
-            # The config is the input, not a result (a field added since then, e.g. trackers, only adds a key).
-            state["config"] = {k: v for k, v in state["config"].items() if k in old_fields}
+            state["config"] = {k: v for k, v in rename_keys(new.EmbeddedTrainConfig, state["config"], warn=False).items()
+                               if k in shared}
             states.append(flatten("", state, {}))
             logs.append([{k: v for k, v in json.loads(line).items() if k != "train_minutes"}
                          for line in (run / "losses.jsonl").read_text().splitlines()])

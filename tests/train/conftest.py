@@ -13,7 +13,7 @@ def make_tiny_config(**changes):
     values = dict(sizes=[3], size_weights=[1.0], num_frames=4, resolution=16, block_out_channels=[16, 32],
                   attention_levels=[False, True], attention_head_dim=16, norm_num_groups=8, batch_size=4,
                   max_steps=6, warmup_steps=2, decay_steps=2, data_workers=0, fresh_per_step=2, pool_size=8,
-                  learning_rate=2e-3, validate_every_steps=1000, validation_count=2, validation_steps=2,
+                  learning_rate=2e-3, validate_every=1000, validation_count=2, validation_steps=2,
                   validation_sizes=[3], threads=1)
     values.update(changes)
     config = EmbeddedTrainConfig(**values)

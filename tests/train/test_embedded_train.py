@@ -67,11 +67,11 @@ def test_short_run_lowers_the_loss(tmp_path, tiny_config):
     unet.load_state_dict(state["unet"])
     assert state["step"] == 30
     assert fixed_loss(unet) < 0.8 * before
-    assert (tmp_path / "run" / "losses.jsonl").exists() or config.log_every_steps > 30
+    assert (tmp_path / "run" / "losses.jsonl").exists() or config.log_every > 30
 
 
 def test_resume_is_bit_exact(tmp_path, tiny_config, logged):
-    config = tiny_config(log_every_steps=2)
+    config = tiny_config(log_every=2)
     train_embedded(config, tmp_path / "straight", progress=False, validate=False)
     train_embedded(config, tmp_path / "resumed", progress=False, validate=False, stop_after_steps=3)
     halfway = load_state(tmp_path / "resumed" / "checkpoint.safetensors")
@@ -101,7 +101,7 @@ def test_resume_refuses_a_different_run(tmp_path, tiny_config):
 
 
 def test_validation_writes_a_curve(tmp_path, tiny_config):
-    config = tiny_config(max_steps=2, validate_every_steps=2)
+    config = tiny_config(max_steps=2, validate_every=2)
     train_embedded(config, tmp_path / "run", progress=False, validate=True)
     assert (tmp_path / "run" / "validation.jsonl").read_text().count("\n") == 1
     assert (tmp_path / "run" / "validation.png").exists()
@@ -112,7 +112,7 @@ def test_validation_killed_midway_is_redone_once(tmp_path, tiny_config):
     rerun; rerunning a finished run adds no second row for the same step."""
     import json
 
-    config = tiny_config(max_steps=3, validate_every_steps=2)
+    config = tiny_config(max_steps=3, validate_every=2)
     train_embedded(config, tmp_path / "run", progress=False, validate=True)
     log = tmp_path / "run" / "validation.jsonl"
     assert [json.loads(line)["step"] for line in log.read_text().splitlines()] == [2, 3]
@@ -206,7 +206,7 @@ def test_a_signal_to_the_process_group_checkpoints_and_resumes_bit_exact(tmp_pat
 
     import yaml
 
-    config = tiny_config(max_steps=4000, decay_steps=2, data_workers=1, checkpoint_minutes=100.0, log_every_steps=1)
+    config = tiny_config(max_steps=4000, decay_steps=2, data_workers=1, checkpoint_minutes=100.0, log_every=1)
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(config.to_dict()))
     run = tmp_path / "run"

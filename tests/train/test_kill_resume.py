@@ -65,7 +65,7 @@ def test_embedded_trainer_killed_then_rerun_equals_an_uninterrupted_run(tmp_path
     from gen_reason.train.embedded import main, train_embedded
 
     # A checkpoint after every step; the sitting ends at step `last` (the LR schedule spans 400).
-    config = tiny_config(max_steps=400, decay_steps=2, checkpoint_minutes=0.0, log_every_steps=2)
+    config = tiny_config(max_steps=400, decay_steps=2, checkpoint_minutes=0.0, log_every=2)
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(config.to_dict()))
     run, last = tmp_path / "run", 14

@@ -102,7 +102,7 @@ def test_resume_after_interruption_reproduces_the_uninterrupted_run(tiny_model, 
     # Dropout draws from the global RNG, accumulation splits steps, cosine depends on the step:
     # each must be restored exactly for the weights to match.
     settings = dict(max_steps=6, batch_size=1, gradient_accumulation_steps=2, dropout=0.1, checkpoint_every=2,
-                    lr_scheduler="cosine", lr_warmup_steps=2)
+                    lr_scheduler="cosine", warmup_steps=2)
     whole = train_lora(config_for(kind, tiny_model(kind), dataset, tmp_path / "whole", **settings), progress=False)
 
     cut_config = config_for(kind, tiny_model(kind), dataset, tmp_path / "cut", **settings)

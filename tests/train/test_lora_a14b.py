@@ -232,7 +232,7 @@ def test_one_expert_trains_and_loads_alone(experts, model, dataset, tmp_path):
 def test_resume_after_interruption_reproduces_both_adapters(model, dataset, tmp_path):
     # Batch 1 with accumulation: some optimizer steps see one expert only; dropout uses the global RNG.
     settings = dict(max_steps=6, batch_size=1, gradient_accumulation_steps=2, dropout=0.1, checkpoint_every=2,
-                    lr_scheduler="cosine", lr_warmup_steps=2)
+                    lr_scheduler="cosine", warmup_steps=2)
     whole = train_lora(config_for(model, dataset, tmp_path / "whole", **settings), progress=False)
 
     cut_config = config_for(model, dataset, tmp_path / "cut", **settings)
