@@ -16,6 +16,13 @@ the same run: its evaluator per video (``evaluate_single_video`` with its defaul
 and its NCC tracker alone (``CSRTTracker(state, "ncc").extract``: decode + one pass).
 
     nice -n 5 python bench/bench_referee.py [--vrbench-repo PATH]   # writes the "referee" section
+
+With ``--against REF``: the same decode + scoring work done by git revision REF's referee and
+by the current one, side by side, and their verdicts compared (bench/referee_before_after.py;
+writes the "referee-before-after" section):
+
+    python bench/bench_referee.py --against a8b1926
+    python bench/bench_referee.py --against a8b1926 --tasks maze/grid --per-task 1 --reps 1 --no-fixtures --no-write
 """
 
 from __future__ import annotations
@@ -215,36 +222,67 @@ def rows_for(groups: dict[str, list[dict]]) -> tuple[list[list], dict[tuple, lis
     return rows, stage_rows, kept_pace
 
 
+def ground_truth_items(per_task: int, folder: Path, tasks: list[str] | None = None) -> dict[str, list[dict]]:
+    """``{task: [item]}``: the ground-truth videos of every maze task and tangram (or of
+    ``tasks``), ``per_task`` instances each of easy and medium (seeds from 0), written into
+    ``folder`` as MP4 at the task's timing. An item holds its ``instance``, ``path``,
+    ``frames`` and ``size``."""
+    ours: dict[str, list[dict]] = {}
+    names = [TASKS.canonical(n) for n in tasks] if tasks else \
+        [n for n in TASKS.names() if n.startswith(("maze/", "tangram"))]
+    for name in names:
+        task = get_task(name)
+        for difficulty in ("easy", "medium"):
+            for seed in range(per_task):
+                inst = task.generate(seed, difficulty)
+                video = task.solution_video(inst)
+                path = write_mp4(folder / f"{inst.uid}.mp4", video, fps=task.config.fps)
+                ours.setdefault(name, []).append({"instance": inst, "path": path, "frames": len(video),
+                                                  "size": video.shape[1:3]})
+    return ours
+
+
+def fixture_items() -> dict[str, list[dict]]:
+    """``{"VR-Bench <game>": [item]}``: the VR-Bench fixture levels' ground-truth videos
+    (none where the fixtures folder is absent); an item holds its ``instance``, ``path``,
+    ``frames`` and the level's ``state`` file."""
+    fixtures: dict[str, list[dict]] = {}
+    if FIXTURES.is_dir():
+        loaded, _ = load_levels(FIXTURES)
+        for inst, level in loaded:
+            path = level.gt_videos()[0]
+            video = read_video(path, downscale=8)  # frame count and size only
+            fixtures.setdefault(f"VR-Bench {level.game}", []).append(
+                {"instance": inst, "path": path, "frames": len(video), "state": level.state})
+    return fixtures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--per-task", type=int, default=2, help="instances per task and difficulty (easy, medium)")
     parser.add_argument("--reps", type=int, default=3, help="interleaved repetitions (median)")
     parser.add_argument("--vrbench-repo", default=None, help="a local VR-Bench checkout: time its NCC tracker too")
+    parser.add_argument("--against", metavar="REF", default=None,
+                        help="instead: time the same scoring with git revision REF's referee and the current one, "
+                             "side by side, and compare their verdicts (bench/referee_before_after.py)")
+    parser.add_argument("--tasks", default=None,
+                        help="with --against: comma-separated tasks (default: every maze task and tangram)")
+    parser.add_argument("--cheats", type=int, default=1,
+                        help="with --against: puzzles per task (and VR-Bench game) whose cheat videos are scored too")
+    parser.add_argument("--no-fixtures", action="store_true", help="with --against: leave the VR-Bench fixtures out")
+    parser.add_argument("--no-write", action="store_true", help="print only; leave docs/BENCHMARKS.md alone")
     args = parser.parse_args()
+    if args.against:
+        from referee_before_after import run
+
+        run(args, ground_truth_items, fixture_items)
+        return
     load_before = load_average()
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-referee-"))
     try:
-        ours: dict[str, list[dict]] = {}
-        for name in TASKS.names():
-            if not name.startswith(("maze/", "tangram")):
-                continue
-            task = get_task(name)
-            for difficulty in ("easy", "medium"):
-                for seed in range(args.per_task):
-                    inst = task.generate(seed, difficulty)
-                    video = task.solution_video(inst)
-                    path = write_mp4(tmp / f"{inst.uid}.mp4", video, fps=task.config.fps)
-                    ours.setdefault(name, []).append({"instance": inst, "path": path, "frames": len(video),
-                                                      "size": video.shape[1:3]})
-        fixtures: dict[str, list[dict]] = {}
-        if FIXTURES.is_dir():
-            loaded, _ = load_levels(FIXTURES)
-            for inst, level in loaded:
-                path = level.gt_videos()[0]
-                video = read_video(path, downscale=8)  # frame count and size only
-                fixtures.setdefault(f"VR-Bench {level.game}", []).append(
-                    {"instance": inst, "path": path, "frames": len(video), "state": level.state})
+        ours = ground_truth_items(args.per_task, tmp)
+        fixtures = fixture_items()
         for item in [i for items in (*ours.values(), *fixtures.values()) for i in items]:
             work = read_for(verifier_for(item["instance"].task, "reference"), item["instance"], item["path"])
             item["work_size"] = work.shape[1:3]
@@ -357,6 +395,9 @@ def main() -> None:
     if args.vrbench_repo:
         body += ("\n\nThe VR-Bench checkout was FoundationAgents/VR-Bench at commit 89b29a9 (the fixtures' "
                  "commit); only its `evaluation/` and `core/` folders are needed.")
+    if args.no_write:
+        print(body)
+        return
     write_section("referee", "Referee throughput: decode vs decode + score, and beside VR-Bench's evaluator", body,
                   command=command)
 

@@ -2,8 +2,8 @@
 and LoRA training samples/s, the older commit's trainer and the current one alternating
 (old, new, old, new, ...) in one process so a drift in the machine's speed hits both.
 
-The older trainer is read with ``git show REF:gen_reason/train/<module>.py`` into a
-temporary module (it runs on the current helpers it imports). Embedded: a run from
+The older trainer is ``gen_reason/train/<module>.py`` at REF imported as a temporary module
+(``revisions.module_at``: it runs on the current helpers it imports). Embedded: a run from
 ``configs/embedded_maze.yaml`` (batch 32, 8 frames of 32x32), ``--embedded-steps`` steps,
 steps/s over the trainer's own step time. LoRA: ``bench/bench_lora.py``'s everything-cached
 run (tiny random-weight Wan 2.1 I2V), samples/s over the training loop.
@@ -19,9 +19,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: idle OpenMP threads spin on a busy CPU
 
 import argparse  # noqa: E402
-import importlib.util  # noqa: E402
 import statistics  # noqa: E402
-import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -29,21 +27,9 @@ from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import table, write_section  # noqa: E402
+from revisions import module_at  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def module_at(ref: str, name: str, folder: Path):
-    """``gen_reason/train/<name>.py`` as it was at git revision ``ref``, imported as a temporary module."""
-    source = subprocess.run(["git", "show", f"{ref}:gen_reason/train/{name}.py"], cwd=ROOT, check=True,
-                            capture_output=True, text=True).stdout
-    path = folder / f"{name}_at_{ref}.py"
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
 
 
 def embedded_steps_per_s(trainer, out: Path, steps: int) -> tuple[float, float]:
@@ -82,7 +68,8 @@ def main() -> None:
         root = Path(tmp)
         trainers = {"new": (embedded, lora)}
         if "old" in versions:
-            trainers["old"] = (module_at(args.ref, "embedded", root), module_at(args.ref, "lora", root))
+            trainers["old"] = (module_at(args.ref, "gen_reason/train/embedded.py", root),
+                               module_at(args.ref, "gen_reason/train/lora.py", root))
         data = make_dataset(DatasetSpec(task="maze/grid", n=16, num_frames=9, task_config={"cell_px": 4}),
                             root / "data", workers=1, progress=False)
         model = testing.save_tiny_pipeline("wan2.1-i2v", root / "wan")
