@@ -91,7 +91,8 @@ def solve(task: str = "maze", *, difficulty: str | None = None, seed: int | None
     or a :class:`gen_reason.vlm.VLM`, for the solvers that use one (see :func:`solver_vlm`).
     ``seed=None`` draws a fresh random instance. Files in ``out``: ``generated.mp4``,
     ``side_by_side.gif`` (generated | ground truth, with the extracted track drawn),
-    ``puzzle.png``, ``score.json``. ``out=None`` writes nothing.
+    ``puzzle.png``, ``score.json``, ``config.yaml`` (the resolved settings, the seed drawn
+    included). ``out=None`` writes nothing.
     """
     from gen_reason.models.options import check_model_options
 
@@ -111,7 +112,12 @@ def solve(task: str = "maze", *, difficulty: str | None = None, seed: int | None
         generator = load_generator(model, lora=lora, steps=steps, num_frames=num_frames, **model_options)
     result = _solve_and_referee(instance, solver_obj, generator, started)
     if out is not None:
-        result.files = _write_files(Path(out), result, fps=getattr(generator, "fps", 8))
+        resolved = {"task": instance.task, "difficulty": instance.difficulty, "seed": instance.seed,
+                    "task_config": instance.config, "model": str(model), "lora": None if lora is None else str(lora),
+                    "solver": solver, "solver_params": solver_params, "frames": len(result.attempt.video),
+                    "steps": steps, "model_options": model_options,
+                    "vlm": vlm if vlm is None or isinstance(vlm, str) else type(vlm).__name__}
+        result.files = _write_files(Path(out), result, fps=getattr(generator, "fps", 8), config=resolved)
     return result
 
 
@@ -154,9 +160,12 @@ def _solve_and_referee(instance: Instance, solver_obj, generator, started: float
     return SolveResult(instance, attempt, rule or reference, reference, seconds=time.perf_counter() - started)
 
 
-def _write_files(out: Path, result: SolveResult, fps: int) -> dict[str, str]:
+def _write_files(out: Path, result: SolveResult, fps: int, config: dict | None = None) -> dict[str, str]:
     """``generated.mp4``, ``side_by_side.gif`` (the tracked video | the ground truth),
-    ``puzzle.png`` and ``score.json`` in ``out``; returns their paths."""
+    ``puzzle.png``, ``score.json`` and ``config.yaml`` (the resolved settings: the seed drawn,
+    the task settings the model supplied, the model options) in ``out``; returns their paths."""
+    from gen_reason.config import dump_yaml
+    from gen_reason.folders import write_atomic
     from gen_reason.video import side_by_side, write_gif, write_image, write_mp4
 
     try:
@@ -173,6 +182,8 @@ def _write_files(out: Path, result: SolveResult, fps: int) -> dict[str, str]:
         "puzzle": str(write_image(out / "puzzle.png", upscale(instance.first_frame[None])[0])),
         "score": str(out / "score.json"),
     }
+    if config is not None:
+        files["config"] = str(write_atomic(out / "config.yaml", dump_yaml(config)))
     (out / "score.json").write_text(json.dumps({
         "instance": instance.to_dict(), "reference": reference.to_dict(),
         "attempt": attempt.to_dict() if hasattr(attempt, "to_dict") else {},
