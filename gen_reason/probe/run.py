@@ -53,7 +53,7 @@ from gen_reason.probe.layers import LayerFeatures, LayerRecorder, resolve_layers
 from gen_reason.probe.outputs import clean, mean, write_filmstrips, write_outputs
 from gen_reason.probe.readout import fit_layer_probes, maze_targets
 from gen_reason.probe.steps import resolve_verifier, run_step_probe
-from gen_reason.probe.units import UNITS, ProbedUnit, load_unit, save_unit, unit_path
+from gen_reason.probe.units import ProbedUnit, load_unit, save_unit, unit_path
 
 #: The run folder's logs: one row per (instance, seed, step); one row per intervention.
 SCORES = "scores.jsonl"
@@ -241,7 +241,8 @@ def _open_run(config: ProbeConfig, prepared: _Prepared, num_frames: int | None) 
     resolved = replace(config, difficulty=prepared.difficulty, num_frames=num_frames, **objects,
                        out=str(prepared.out))
     # ``out`` may be spelled another way on a rerun (relative, absolute): it is the same folder.
-    run = RunFolder(prepared.out, to_plain(resolved), may_change={"out"}, subfolders=(UNITS,))
+    # ``units/`` is made with the first unit, so a refused rerun leaves no empty folder behind.
+    run = RunFolder(prepared.out, to_plain(resolved), may_change={"out"})
     remove_stale_temps(run.root)  # a unit file a kill cut short; we hold the folder, no one writes it
     return run
 

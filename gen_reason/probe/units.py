@@ -80,6 +80,7 @@ def save_unit(path: str | os.PathLike, result: StepProbeResult, *, layer_tensors
                         for by_step in result.step_scores],
     }
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     with replacing(path) as tmp:
         save_file(tensors, str(tmp), metadata={"format": FORMAT, "unit": json.dumps(record)})
     return path
