@@ -452,7 +452,9 @@ def _add_probe(sub) -> None:
     p.add_argument("--every", type=_count, default=4, help="decode x0 every k-th step")
     p.add_argument("--no-layers", action="store_true", help="skip the layer probe")
     p.add_argument("--no-interventions", action="store_true", help="skip the interventions")
-    p.add_argument("--out", default="out/probe")
+    p.add_argument("--out", default="out/probe",
+                   help="run folder: a rerun with the same settings resumes it (probes only the puzzles not "
+                        "stored yet); other settings are refused")
     add_model_arguments(p)
     p.set_defaults(func=cmd_probe, dotted=True)
 
