@@ -183,3 +183,14 @@ def test_a_mistake_found_after_the_folder_opened_leaves_no_config(tiny_generator
     # The corrected command is not refused as "a different config".
     summary = run_probe("maze", None, tmp_path, generator=generator, layers=[0], **options)
     assert summary["settings"]["layers"] == ["unet.down_blocks.0"]
+
+
+def test_a_folder_another_process_holds_is_refused(tiny_generator, tmp_path):
+    from gen_reason.folders import hold_folder
+
+    with hold_folder(tmp_path, ".genreason-rank0.lock"):  # what a running probe holds
+        with pytest.raises(UserError, match="in use by another genreason process"):
+            run_probe("maze", None, tmp_path, generator=tiny_generator("embedded"), difficulty="3x3", instances=1,
+                      seeds=1, task_config={**TINY_SETTINGS["task_config"], "cell_px": 4, "wall_px": 1, "margin": 0},
+                      progress=False)
+    assert not (tmp_path / "config.yaml").exists()
