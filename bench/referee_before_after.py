@@ -173,65 +173,77 @@ def _metric_changes(old: dict, new: dict) -> str:
 def differences(groups: dict[str, list[dict]]) -> tuple[dict[str, tuple[int, int]], list[str], list[str], int]:
     """Per group, how many videos got a different verdict on the two sides (success or the
     first rule broken, on either verifier) and how many only different metrics; those
-    verdicts in words, the metric changes in words, and how many verdicts differ in the
-    reason's wording alone."""
-    counts, verdict_lines, metric_lines, wording = {}, [], [], 0
+    verdicts in words; the metric changes in words (one line for the videos of a group
+    whose change reads the same); and how many verdicts differ in the reason's wording alone."""
+    counts, verdict_lines, metric_changes, wording = {}, [], {}, 0
     for name, items in groups.items():
         changed = metrics_only = 0
         for item in items:
             if set(item["answers"]) != set(SIDES):
                 continue
             old, new = (item["answers"][s]["verdicts"] for s in SIDES)
-            where = f"{name}, {item.get('cheat') or Path(item['path']).name}"
+            video = item.get("cheat") or Path(item["path"]).stem
             verdict_changed = metric_changed = False
             for kind in old:
                 o, n = old[kind], new[kind]
                 if (o["success"], o["rule"]) != (n["success"], n["rule"]):
                     verdict_changed = True
-                    verdict_lines.append(f"- {where}, {kind} verifier: old {_verdict_words(o)}; "
+                    verdict_lines.append(f"- {name}, {video}, {kind} verifier: old {_verdict_words(o)}; "
                                          f"new {_verdict_words(n)}")
                 elif o["metrics"] != n["metrics"]:
                     metric_changed = True
-                    metric_lines.append(f"- {where}, {kind} verifier ({_verdict_words(n).split(':')[0]} on both): "
-                                        + _metric_changes(o["metrics"], n["metrics"]))
+                    key = (name, kind, _verdict_words(n).split(":")[0], _metric_changes(o["metrics"], n["metrics"]))
+                    metric_changes.setdefault(key, []).append(video)
                 else:
                     wording += o["reason"] != n["reason"]
             changed += verdict_changed
             metrics_only += metric_changed and not verdict_changed
         counts[name] = (changed, metrics_only)
+    metric_lines = [f"- {name}, {', '.join(videos)}, {kind} verifier ({verdict} on both): {change}"
+                    for (name, kind, verdict, change), videos in metric_changes.items()]
     return counts, verdict_lines, metric_lines, wording
 
 
+def _row(name: str, items: list[dict], changed: int, metrics_only: int) -> list:
+    """The table row of ``items``: each side's seconds (median over the rounds of the
+    items' total, wall and CPU), the new / old ratios (median of the per-round ratios) of
+    wall time, CPU time and the scoring alone, the per-round ratios and the verdicts."""
+    timed = [i for i in items if all(i["wall"][s] for s in SIDES)]
+    if not timed:
+        return [name, len(items), "", "", "", "", "", "", "", "", "", "failed on a side: see below"]
+    rounds = min(len(i["wall"][s]) for i in timed for s in SIDES)
+
+    def totals(key: str, side: str) -> list[float]:
+        return [sum(i[key][side][r] for i in timed) for r in range(rounds)]
+
+    def ratios(key: str) -> list[float]:
+        return [n / o for o, n in zip(totals(key, "old"), totals(key, "new"))]
+
+    verdicts = f"**{changed} of {len(items)} differ**" if changed else "same"
+    if metrics_only:
+        verdicts += f"; metrics differ on {metrics_only}"
+    if len(timed) < len(items):
+        verdicts += f"; {len(items) - len(timed)} failed on a side"
+    seconds = [f"{statistics.median(totals(key, side)):.3f}" for key in ("wall", "cpu") for side in SIDES]
+    return [name, len(timed), sum(i["answers"]["new"]["frames"] for i in timed), *seconds[:2],
+            f"{statistics.median(ratios('wall')):.2f}x", *seconds[2:], f"{statistics.median(ratios('cpu')):.2f}x",
+            f"{statistics.median(ratios('score_wall')):.2f}x",
+            ", ".join(f"{w:.2f} / {c:.2f}" for w, c in zip(ratios("wall"), ratios("cpu"))), verdicts]
+
+
+HEADER = ["videos", "n", "frames", "old s", "new s", "new / old", "old CPU s", "new CPU s", "new / old, CPU",
+          "new / old, scoring alone", "per round (wall / CPU)", "verdicts"]
+
+
 def rows_for(groups: dict[str, list[dict]], counts: dict[str, tuple[int, int]]) -> list[list]:
-    """One table row per group: seconds of each side (median over the rounds of the
-    group's total), the new / old ratios (median of the per-round ratios) of wall time,
-    of the scoring alone and of CPU time, the per-round ratios and the verdicts."""
+    """One table row per group (see :func:`_row`), then one of all the videos together."""
     rows = []
     for name, items in groups.items():
-        timed = [i for i in items if all(i["wall"][s] for s in SIDES)]
-        if not timed:
-            rows.append([name, len(items), "", "", "", "", "", "", "", "failed on a side: see below"])
-            continue
-        rounds = min(len(i["wall"][s]) for i in timed for s in SIDES)
-
-        def totals(key: str, side: str) -> list[float]:
-            return [sum(i[key][side][r] for i in timed) for r in range(rounds)]
-
-        def ratio(key: str) -> float:
-            return statistics.median(n / o for o, n in zip(totals(key, "old"), totals(key, "new")))
-
-        per_round = [n / o for o, n in zip(totals("wall", "old"), totals("wall", "new"))]
-        changed, metrics_only = counts[name]
-        verdicts = f"**{changed} of {len(items)} differ**" if changed else "same"
-        if metrics_only:
-            verdicts += f"; metrics differ on {metrics_only}"
-        if len(timed) < len(items):
-            verdicts += f"; {len(items) - len(timed)} failed on a side"
-        old, new = (statistics.median(totals("wall", side)) for side in SIDES)
-        rows.append([name, len(timed), sum(i["answers"]["new"]["frames"] for i in timed), f"{old:.3f}", f"{new:.3f}",
-                     f"**{ratio('wall'):.2f}x**", f"{ratio('score_wall'):.2f}x", f"{ratio('cpu'):.2f}x",
-                     ", ".join(f"{r:.2f}" for r in per_round), verdicts])
+        rows.append(_row(name, items, *counts[name]))
         print(rows[-1], flush=True)
+    every = [item for items in groups.values() for item in items]
+    rows.append(_row("**all**", every, sum(c for c, _ in counts.values()), sum(m for _, m in counts.values())))
+    print(rows[-1], flush=True)
     return rows
 
 
@@ -287,14 +299,14 @@ def run(args, ground_truth_items, fixture_items) -> None:
         + (f"and the cheats of `verifiers/cheats.py` built from the first {args.cheats} video(s) of each of those "
            "rows (tangram: also its pieces teleported one by one); " if args.cheats > 0 else "")
         + "written once, the instances handed to both sides as JSON plus first frame. "
-        "Seconds: the row's total per round (median of the rounds); the ratios are new / old, the median of the "
-        "per-round ratios (below 1: the new code is faster): wall time (in bold), the scoring alone (rule + "
-        "reference, without the decode) and CPU time of the side's process (all its threads; steadier than wall "
-        "time on a shared machine). Verdicts: success and the first rule broken, by both verifiers, compared per "
+        "Seconds: the row's total per round (median of the rounds), wall time and CPU time of the side's process "
+        "(all its threads: less sensitive than wall time to other work on a shared machine); the ratios are new / "
+        "old, the median of the per-round ratios (below 1: the new code is faster), of wall time, CPU time and "
+        "the scoring alone (rule + reference, wall time, without the decode). "
+        "Verdicts: success and the first rule broken, by both verifiers, compared per "
         "video; then their metrics (PR, SD, EM, violation counts, ...).\n\n"
         f"Entry points, old: {entry['old']}; new: {entry['new']}.\n\n"
-        + table(["videos", "n", "frames", "old s", "new s", "new / old", "new / old, scoring", "new / old, CPU",
-                 "per round (wall)", "verdicts"], rows)
+        + table(HEADER, rows)
         + "\n\nThe per-round ratios show the machine's noise: a difference smaller than their spread is not a "
         f"difference. Load average {load_before:.1f} when the bench started, on {os.cpu_count()} cores."
     )

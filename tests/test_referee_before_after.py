@@ -88,7 +88,7 @@ def test_a_changed_verdict_is_reported_and_a_changed_metric_apart(bench):
     ]}
     counts, verdicts, metrics, wording = before_after.differences(groups)
     assert counts == {"maze": (1, 1)}
-    assert len(verdicts) == 2 and all("b.mp4" in line and "old fail (teleport)" in line and "new pass" in line
+    assert len(verdicts) == 2 and all(", b, " in line and "old fail (teleport)" in line and "new pass" in line
                                       for line in verdicts)
     assert len(metrics) == 2 and "precision_rate 0.5 -> 0.7" in metrics[0]
     assert wording == 0
