@@ -1,31 +1,25 @@
 """One :class:`VideoGenerator` over any diffusers image-to-video pipeline in a local folder.
 
-``DiffusersVideoGenerator.from_pretrained(path)`` reads ``model_index.json``, picks the
-pipeline class (Wan 2.1/2.2, CogVideoX, LTX-Video, or one registered in
-:data:`~gen_reason.models.families.PIPELINES`) and loads it offline from safetensors.
+``DiffusersVideoGenerator.from_pretrained(path)`` reads and checks the folder
+(:mod:`~gen_reason.models.model_folder`: ``model_index.json`` picks the pipeline class, Wan
+2.1/2.2, CogVideoX, LTX-Video, or one registered in
+:data:`~gen_reason.models.families.PIPELINES`), loads it offline from safetensors, adds
+LoRAs (:mod:`~gen_reason.models.loras`) and places it as the memory planner says
+(:mod:`~gen_reason.models.runtime`, :mod:`~gen_reason.models.planner`).
 ``generate`` runs many seeds in one pipeline call, each from its own
 ``torch.Generator``, so a sample's random inputs never depend on its batch mates; it
 always asks the pipeline for latents and decodes them itself, one sample at a time, so
-frames, ``output="latents"`` and the probe's ``decode_latents`` share one path.
-
-Two per-call wrappers give the hooks what diffusers' callback does not: one around
-``pipe.prepare_latents`` (to swap in caller-given initial latents and to keep the
-conditioning latent), one around ``pipe.scheduler.step`` (to read the step's exact
-clean estimate x0 and noise levels). Both are instance attributes that shadow the
-class methods for the call and are removed afterwards, so a generator is not safe to
-call from two threads at once.
+frames, ``output="latents"`` and the probe's ``decode_latents`` share one path. What
+``on_step`` sees of each step (exact x0, noise levels) comes from
+:mod:`~gen_reason.models.step_capture`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import importlib.util
-import inspect
-import json
 import math
 import sys
-import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -33,46 +27,29 @@ import numpy as np
 import torch
 
 from gen_reason.errors import UserError
-from gen_reason.models.base import OnStep, StepState, VideoGenerator, normalise_seeds
-from gen_reason.models.families import (
-    EXTRA_OPTIONS,
-    PIPELINES,
-    Family,
-    FamilyDefaults,
-    Geometry,
-    Limits,
-    family_for,
-)
+from gen_reason.models.base import OnStep, VideoGenerator, normalise_seeds
+from gen_reason.models.families import EXTRA_OPTIONS, Family, FamilyDefaults, Geometry
+from gen_reason.models.loras import check_loras, load_loras
+from gen_reason.models.model_folder import load_pipeline, read_model_folder
+from gen_reason.models.runtime import (MemoryRequest, check_attention, check_memory_request, check_offload_device,
+                                       compile_denoisers, resolve_device, resolve_dtype, set_attention)
+from gen_reason.models.step_capture import PreparedLatents, Request, StepCallback, StepRecorder, prediction_type
 from gen_reason.video import Video, crop_letterbox, letterbox
 
-#: A LoRA folder with one adapter per Wan 2.2 A14B expert (``genreason train lora``) holds this manifest ...
-EXPERT_LORA_MANIFEST = "lora_experts.json"
-#: ... and its files, each a diffusers LoRA (``transformer.*`` keys) for the expert named.
-EXPERT_LORA_FILES = {"transformer": "pytorch_lora_weights.safetensors",
-                     "transformer_2": "transformer_2/pytorch_lora_weights.safetensors"}
+# Names that lived here before the backend was split by job, importable from here still.
+from gen_reason.models.loras import EXPERT_LORA_FILES, EXPERT_LORA_MANIFEST, expert_lora_files
+from gen_reason.models.model_folder import (TOKENIZER_FILES, check_components, check_fixed_size, check_request,
+                                            component_dtypes, listed_components, model_family, model_limits,
+                                            pipeline_class, read_component_configs, read_model_index)
+from gen_reason.models.runtime import OFFLOAD_MODES, attention_backends, resolve_offload
 
-_DTYPES = {
-    "bf16": torch.bfloat16,
-    "bfloat16": torch.bfloat16,
-    "fp16": torch.float16,
-    "float16": torch.float16,
-    "half": torch.float16,
-    "fp32": torch.float32,
-    "float32": torch.float32,
-    "float": torch.float32,
-}
-#: Tokenizer files, any one of which makes a tokenizer folder loadable (``*_config.json`` alone does not).
-TOKENIZER_FILES = ("tokenizer.json", "spiece.model", "tokenizer.model", "vocab.json", "vocab.txt",
-                   "sentencepiece.bpe.model")
-try:
-    from safetensors import SafetensorError
-except ImportError:  # older safetensors
-    SafetensorError = OSError
-#: What a model folder's broken files raise inside diffusers/transformers loading (a truncated
-#: shard, a tokenizer.json cut short): OSError for missing files, the rest for bad contents.
-_LOAD_ERRORS = (OSError, ValueError, KeyError, SafetensorError)
-#: Offload modes: none, diffusers' model CPU offload, sequential (per-layer) offload, group offload.
-OFFLOAD_MODES = ("none", "model", "sequential", "group")
+__all__ = [
+    "DiffusersVideoGenerator", "resolve_options",
+    "EXPERT_LORA_FILES", "EXPERT_LORA_MANIFEST", "OFFLOAD_MODES", "TOKENIZER_FILES", "attention_backends",
+    "check_attention", "check_components", "check_fixed_size", "check_request", "component_dtypes",
+    "expert_lora_files", "listed_components", "model_family", "model_limits", "pipeline_class",
+    "read_component_configs", "read_model_index", "resolve_device", "resolve_dtype", "resolve_offload",
+]
 
 
 class DiffusersVideoGenerator(VideoGenerator):
@@ -140,67 +117,40 @@ class DiffusersVideoGenerator(VideoGenerator):
         component or a tokenizer's vocabulary, or asks for a size, frame count, option
         or attention backend the model cannot take.
         """
-        path = Path(path).expanduser()
-        model_index = read_model_index(path)
-        class_name = model_index.get("_class_name")
-        pipeline_cls = pipeline_class(class_name, path)
-        check_components(path, model_index)
-        family = model_family(path, model_index, pipeline_cls)
+        folder = read_model_folder(path)
         # Every cheap check before the (possibly minutes-long) load.
-        options = resolve_options(family, overrides)
-        limits = family.limits(read_component_configs(path, model_index))
-        family.check_request(limits, options.size if "size" in overrides else None, overrides.get("num_frames"))
-        check_attention(family, attention)
-        offload = None if offload in (None, "auto") and not cpu_offload else resolve_offload(offload, cpu_offload)
-        tiling = _planner_switch(vae_tiling)
-        if tiling and "vae" not in listed_components(model_index):
-            raise UserError(f"{path.name} has no VAE: vae_tiling does not apply to it")
-        max_batch = None if max_batch in (None, "auto") else int(max_batch)
-        if max_batch is not None and max_batch < 1:
-            raise UserError(f"max_batch must be at least 1, got {max_batch}")
-        loras = [Path(item).expanduser() for item in _as_list(lora)]
-        scales = list(lora_scale) if isinstance(lora_scale, (list, tuple)) else [lora_scale] * len(loras)
-        if len(scales) != len(loras):
-            raise UserError(f"got {len(loras)} LoRA(s) but {len(scales)} lora_scale value(s)")
-        for lora_path in loras:
-            if not lora_path.exists():
-                raise UserError(f"LoRA not found: {lora_path}")
-
+        options = resolve_options(folder.family, overrides)
+        folder.family.check_request(folder.limits, options.size if "size" in overrides else None,
+                                    overrides.get("num_frames"))
+        check_attention(folder.family, attention)
+        memory = check_memory_request(folder, offload=offload, cpu_offload=cpu_offload, vae_tiling=vae_tiling,
+                                      max_batch=max_batch)
+        loras, scales = check_loras(lora, lora_scale)
         device = resolve_device(device)
-        if offload not in (None, "none") and device.type != "cuda":
-            raise UserError(f"offload {offload} moves models between the CPU and a GPU; it needs a CUDA device, "
-                            f"not {device}")
-        dtype = resolve_dtype(dtype, device)
-        torch_dtype: Any = dtype
-        if dtype != torch.float32 and family.fp32_components:
-            torch_dtype = {"default": dtype, **{name: torch.float32 for name in family.fp32_components}}
-        try:
-            pipe = pipeline_cls.from_pretrained(
-                str(path), **{_dtype_keyword(): torch_dtype}, local_files_only=True, use_safetensors=True
-            )
-        except _LOAD_ERRORS as exc:  # unreadable, missing, truncated or corrupt files in the folder
-            raise UserError(f"cannot load model {path}: {type(exc).__name__}: {_first_line(exc)}") from None
+        check_offload_device(memory.offload, device)
+        pipe = load_pipeline(folder, resolve_dtype(dtype, device))
 
-        name = path.name + "".join(f"+{item.stem}" for item in loras)
-        generator = cls(pipe, family, name=name, max_batch=max_batch or 1, **overrides)
+        name = folder.path.name + "".join(f"+{item.stem}" for item in loras)
+        generator = cls(pipe, folder.family, name=name, max_batch=memory.max_batch or 1, **overrides)
         if loras:
             generator.set_loras(loras, scales)
+        generator._plan_memory(device, memory)
+        set_attention(pipe, folder.family, attention, device)
+        if compile:
+            compile_denoisers(pipe, folder.path.name)
+        return generator
+
+    def _plan_memory(self, device: torch.device, memory: MemoryRequest) -> None:
+        """Let the memory planner fill in what ``memory`` leaves open, then place the pipeline
+        on ``device`` as planned (printing the plan on a GPU)."""
         from gen_reason.models.planner import apply_placement, plan_for
 
-        generator.plan = plan_for(generator, device, offload=offload, vae_tiling=tiling, max_batch=max_batch)
-        generator.max_batch, offload, vae_tiling = generator.plan.max_batch, generator.plan.offload, generator.plan.vae_tiling
-        if generator.plan.budget is not None:
-            print(f"genreason: {generator.plan.describe()}", file=sys.stderr)
-
-        apply_placement(pipe, device, offload, vae_tiling)
-        _set_attention(pipe, family, attention, device)
-        if compile:
-            denoisers = _transformers(pipe) or [model for model in (getattr(pipe, "unet", None),) if model is not None]
-            if not denoisers:
-                raise UserError(f"{path.name} has no transformer or UNet to compile")
-            for model in denoisers:
-                model.compile()
-        return generator
+        self.plan = plan_for(self, device, offload=memory.offload, vae_tiling=memory.vae_tiling,
+                             max_batch=memory.max_batch)
+        self.max_batch = self.plan.max_batch
+        if self.plan.budget is not None:
+            print(f"genreason: {self.plan.describe()}", file=sys.stderr)
+        apply_placement(self.pipeline, device, self.plan.offload, self.plan.vae_tiling)
 
     def set_loras(self, paths: Sequence[str | Path], scales: Sequence[float]) -> None:
         """Load LoRA weights (diffusers format) and mix them with ``scales``.
@@ -210,29 +160,7 @@ class DiffusersVideoGenerator(VideoGenerator):
         own expert, and an expert it has none for runs unchanged. Any other LoRA goes
         into both experts.
         """
-        names = []
-        two_experts = getattr(self.pipeline, "transformer_2", None) is not None
-        for index, lora_path in enumerate(paths):
-            lora_path = Path(lora_path).expanduser()
-            if not lora_path.exists():
-                raise UserError(f"LoRA not found: {lora_path}")
-            name = f"lora{index}"
-            per_expert = expert_lora_files(lora_path)
-            if per_expert is not None:
-                if not two_experts:
-                    raise UserError(f"{lora_path} holds one LoRA per Wan 2.2 A14B expert; this model has a single "
-                                    "transformer")
-                if per_expert["transformer"] is not None:
-                    self.pipeline.load_lora_weights(str(per_expert["transformer"]), adapter_name=name)
-                if per_expert["transformer_2"] is not None:
-                    self.pipeline.load_lora_weights(str(per_expert["transformer_2"]), adapter_name=name,
-                                                    load_into_transformer_2=True)
-            else:
-                self.pipeline.load_lora_weights(str(lora_path), adapter_name=name)
-                if two_experts:
-                    self.pipeline.load_lora_weights(str(lora_path), adapter_name=name, load_into_transformer_2=True)
-            names.append(name)
-        self.pipeline.set_adapters(names, [float(scale) for scale in scales])
+        load_loras(self.pipeline, paths, scales)
 
     # -- facts ----------------------------------------------------------------------------
     @property
@@ -253,7 +181,7 @@ class DiffusersVideoGenerator(VideoGenerator):
     @property
     def prediction_type(self) -> str | None:
         """What the denoiser predicts: ``flow_prediction``, ``v_prediction``, ``epsilon`` or ``sample``."""
-        return _prediction_type(self.pipeline.scheduler)
+        return prediction_type(self.pipeline.scheduler)
 
     def latent_shape(self, num_frames: int | None = None, size: tuple[int, int] | None = None) -> tuple[int, ...]:
         """``(C, F, h, w)`` of one sample's latents for a request (what ``latents=`` must match)."""
@@ -292,19 +220,7 @@ class DiffusersVideoGenerator(VideoGenerator):
             raise UserError(f"output must be 'frames' or 'latents', got {output!r}")
         seeds = normalise_seeds(seeds)
         picture = _as_pil(image)
-        num_frames = self.default_num_frames if num_frames is None else int(num_frames)
-        steps = self.options.steps if steps is None else int(steps)
-        if steps < 1:
-            raise UserError(f"steps must be at least 1, got {steps}")
-        request = _Request(
-            prompt=prompt,
-            negative_prompt=self.options.negative_prompt if negative_prompt is None else negative_prompt,
-            num_frames=num_frames,
-            geometry=self._geometry(num_frames, size),
-            steps=steps,
-            guidance=self.options.guidance if guidance is None else float(guidance),
-            on_step=on_step,
-        )
+        request = self._request(prompt, negative_prompt, num_frames, size, steps, guidance, on_step)
         noise = self._initial_latents(latents, len(seeds), request.geometry)
         # A puzzle of another aspect ratio goes in letterboxed, not stretched; the frames
         # are cropped back to it below.
@@ -320,7 +236,8 @@ class DiffusersVideoGenerator(VideoGenerator):
                 results.extend(sample.cpu() for sample in final)
                 continue
             for index, generator in enumerate(generators):
-                frames = crop_letterbox(self._decode(final[index : index + 1], generator, num_frames), box, canvas)
+                frames = self._decode(final[index : index + 1], generator, request.num_frames)
+                frames = crop_letterbox(frames, box, canvas)
                 results.append(self.family.fit_to_image(self.pipeline, frames, (picture.height, picture.width)))
         return results
 
@@ -338,6 +255,24 @@ class DiffusersVideoGenerator(VideoGenerator):
         return [self._decode(latents[index : index + 1], None, num_frames) for index in range(latents.shape[0])]
 
     # -- internals ------------------------------------------------------------------------
+    def _request(self, prompt: str, negative_prompt: str | None, num_frames: int | None,
+                 size: tuple[int, int] | None, steps: int | None, guidance: float | None,
+                 on_step: OnStep | None) -> Request:
+        """One call's arguments with the defaults in force filled in, checked."""
+        num_frames = self.default_num_frames if num_frames is None else int(num_frames)
+        steps = self.options.steps if steps is None else int(steps)
+        if steps < 1:
+            raise UserError(f"steps must be at least 1, got {steps}")
+        return Request(
+            prompt=prompt,
+            negative_prompt=self.options.negative_prompt if negative_prompt is None else negative_prompt,
+            num_frames=num_frames,
+            geometry=self._geometry(num_frames, size),
+            steps=steps,
+            guidance=self.options.guidance if guidance is None else float(guidance),
+            on_step=on_step,
+        )
+
     def _geometry(self, num_frames: int | None, size: tuple[int, int] | None) -> Geometry:
         num_frames = self.default_num_frames if num_frames is None else int(num_frames)
         if num_frames < 1:
@@ -365,17 +300,17 @@ class DiffusersVideoGenerator(VideoGenerator):
             raise UserError(f"latents have shape {tuple(latents.shape)}; this request needs {(count, *expected)}")
         return latents
 
-    def _denoise(self, picture, seeds: list[int], noise: torch.Tensor | None, request: "_Request"):
+    def _denoise(self, picture, seeds: list[int], noise: torch.Tensor | None, request: Request):
         """One pipeline call for ``seeds``: canonical final latents (float32) and the generators."""
         pipe, family, geometry = self.pipeline, self.family, request.geometry
         # One CPU generator per seed: noise is identical on every device and batch.
         generators = [torch.Generator(device="cpu").manual_seed(seed) for seed in seeds]
         count = len(seeds)
-        prepared = _PreparedLatents(pipe, family, noise, geometry)
-        recorder = _StepRecorder(pipe.scheduler) if request.on_step else contextlib.nullcontext()
+        prepared = PreparedLatents(pipe, family, noise, geometry)
+        recorder = StepRecorder(pipe.scheduler) if request.on_step else contextlib.nullcontext()
         callback = None
         if request.on_step is not None:
-            callback = _StepCallback(self, request, tuple(seeds), prepared, recorder)
+            callback = StepCallback(self.family, request, tuple(seeds), prepared, recorder)
         with prepared, recorder, family.call_context(pipe):
             result = pipe(
                 **family.image_kwargs(pipe, picture, count),
@@ -407,200 +342,7 @@ class DiffusersVideoGenerator(VideoGenerator):
         return frames[:num_frames] if num_frames is not None else frames
 
 
-@dataclasses.dataclass(frozen=True)
-class _Request:
-    """Everything about one ``generate`` call except the seeds."""
-
-    prompt: str
-    negative_prompt: str
-    num_frames: int
-    geometry: Geometry
-    steps: int
-    guidance: float
-    on_step: OnStep | None
-
-
-class _PreparedLatents:
-    """Wraps ``pipe.prepare_latents`` for one call: keeps its result, swaps in caller noise."""
-
-    def __init__(self, pipe, family: Family, noise: torch.Tensor | None, geometry: Geometry) -> None:
-        self.pipe, self.family, self.noise, self.geometry = pipe, family, noise, geometry
-        self.value: Any = None
-        self._restore = None
-
-    def __enter__(self) -> "_PreparedLatents":
-        original = getattr(self.pipe, "prepare_latents", None)
-        if original is None:  # a pipeline without the usual method: nothing to wrap
-            if self.noise is not None:
-                raise UserError(f"{type(self.pipe).__name__} does not accept initial latents")
-            return self
-
-        def prepare_latents(*args, **kwargs):
-            prepared = original(*args, **kwargs)
-            if self.noise is not None:
-                prepared = self.family.replace_noise(self.pipe, prepared, self.noise, self.geometry)
-            self.value = prepared
-            return prepared
-
-        self._restore = _shadow(self.pipe, "prepare_latents", prepare_latents)
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        if self._restore is not None:
-            self._restore()
-
-
-class _StepRecorder:
-    """Wraps ``scheduler.step`` for one call to keep each step's x0 and noise levels.
-
-    x0 comes from what the scheduler itself computed, so it is exact: the step's
-    ``pred_original_sample`` (DDIM-style, CogVideoX), the converted model output of
-    x0-predicting multistep solvers (UniPC, DPM-Solver++), or ``sample - sigma * v``
-    for flow-matching Euler.
-    """
-
-    def __init__(self, scheduler) -> None:
-        self.scheduler = scheduler
-        self.calls = 0
-        self.x0: torch.Tensor | None = None
-        self.sigma: float | None = None
-        self.next_sigma: float | None = None
-
-    def __enter__(self) -> "_StepRecorder":
-        original = self.scheduler.step
-        signature = inspect.signature(original)
-
-        def step(*args, **kwargs):
-            result = original(*args, **kwargs)
-            self._record(signature.bind(*args, **kwargs).arguments, result)
-            return result
-
-        self._restore = _shadow(self.scheduler, "step", step)
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self._restore()
-
-    def _record(self, arguments: dict, result: Any) -> None:
-        scheduler = self.scheduler
-        step_index = getattr(scheduler, "step_index", None)
-        position = self.calls if step_index is None else step_index - 1  # step_index has moved on
-        self.calls += 1
-        self.sigma = _noise_level(scheduler, position)
-        self.next_sigma = _noise_level(scheduler, position + 1)
-        self.x0 = _clean_estimate(scheduler, arguments, result, position)
-
-
-def _shadow(owner, name: str, replacement):
-    """Set ``owner.name`` for a while; return the function that puts back what was there.
-
-    Restores an instance attribute someone else set (another wrapper, a test spy)
-    instead of deleting it.
-    """
-    missing = object()
-    previous = owner.__dict__.get(name, missing)
-    setattr(owner, name, replacement)
-
-    def restore() -> None:
-        if previous is missing:
-            owner.__dict__.pop(name, None)
-        else:
-            setattr(owner, name, previous)
-
-    return restore
-
-
-class _StepCallback:
-    """The ``callback_on_step_end`` that turns a step into a :class:`StepState` for ``on_step``."""
-
-    def __init__(self, generator: DiffusersVideoGenerator, request: _Request, seeds, prepared, recorder) -> None:
-        self.generator, self.request, self.seeds = generator, request, seeds
-        self.prepared, self.recorder = prepared, recorder
-
-    def __call__(self, pipe, step: int, timestep, tensors: dict) -> dict:
-        family, geometry = self.generator.family, self.request.geometry
-        native = tensors["latents"]
-        latents = family.with_condition(family.to_canonical(pipe, native, geometry), self.prepared.value)
-        x0 = self.recorder.x0
-        if x0 is not None:
-            x0 = family.x0_to_canonical(pipe, x0, latents, self.prepared.value)
-        state = StepState(
-            step=step,
-            num_steps=int(getattr(pipe, "num_timesteps", self.request.steps)),
-            timestep=float(timestep),
-            sigma=self.recorder.sigma,
-            next_sigma=self.recorder.next_sigma,
-            latents=latents,
-            x0=x0,
-            seeds=self.seeds,
-            num_frames=self.request.num_frames,
-            height=geometry.height,
-            width=geometry.width,
-        )
-        replacement = self.request.on_step(state)
-        if replacement is None:
-            return {}
-        if tuple(replacement.shape) != tuple(latents.shape):
-            raise ValueError(
-                f"on_step returned latents of shape {tuple(replacement.shape)}, expected {tuple(latents.shape)}"
-            )
-        replacement = replacement.to(device=native.device, dtype=native.dtype)
-        return {"latents": family.from_canonical(pipe, replacement, geometry)}
-
-
-# -- scheduler facts ------------------------------------------------------------------------
-def _is_flow_matching(scheduler) -> bool:
-    return type(scheduler).__name__.startswith("FlowMatch")
-
-
-def _prediction_type(scheduler) -> str | None:
-    if _is_flow_matching(scheduler):
-        return "flow_prediction"
-    return scheduler.config.get("prediction_type")
-
-
-def _noise_level(scheduler, position: int) -> float | None:
-    """Noise coefficient sigma_t of the sample at step ``position`` (0 past the end)."""
-    sigmas = getattr(scheduler, "sigmas", None)
-    if sigmas is not None:
-        if position >= len(sigmas):
-            return 0.0
-        sigma = sigmas[position]
-        if hasattr(scheduler, "_sigma_to_alpha_sigma_t"):  # UniPC / DPM: VE or flow sigmas -> sigma_t
-            sigma = scheduler._sigma_to_alpha_sigma_t(sigma)[1]
-        return float(sigma)
-    alphas_cumprod = getattr(scheduler, "alphas_cumprod", None)
-    if alphas_cumprod is not None:
-        if position >= len(scheduler.timesteps):
-            return 0.0
-        return float((1 - alphas_cumprod[int(scheduler.timesteps[position])]).sqrt())
-    return None
-
-
-def _clean_estimate(scheduler, arguments: dict, result: Any, position: int) -> torch.Tensor | None:
-    if isinstance(result, tuple) and len(result) > 1:  # CogVideoX schedulers: (prev_sample, x0)
-        return result[1]
-    if getattr(result, "pred_original_sample", None) is not None:
-        return result.pred_original_sample
-    outputs = getattr(scheduler, "model_outputs", None)
-    predicts_x0 = getattr(scheduler, "predict_x0", None)  # UniPC
-    if predicts_x0 is None:
-        predicts_x0 = scheduler.config.get("algorithm_type") in ("dpmsolver++", "sde-dpmsolver++")
-    if outputs and outputs[-1] is not None and predicts_x0:
-        return outputs[-1]
-    if _is_flow_matching(scheduler) and "sample" in arguments and "model_output" in arguments:
-        per_token = arguments.get("per_token_timesteps")
-        if per_token is not None:
-            # LTXConditionPipeline steps each token at its own noise level on the negated
-            # velocity (its per-token Euler step is sample + (sigma - next) * output).
-            sigma = (per_token.float() / scheduler.config.num_train_timesteps)[..., None]
-            return arguments["sample"].float() + sigma * arguments["model_output"].float()
-        sigma = scheduler.sigmas[position]
-        return arguments["sample"].float() - sigma * arguments["model_output"].float()
-    return None
-
-
-# -- loading --------------------------------------------------------------------------------
+# -- options -----------------------------------------------------------------------------
 def resolve_options(family: Family, overrides: dict) -> FamilyDefaults:
     """``family``'s defaults with ``overrides`` applied; unknown keys and bad sizes are a :class:`UserError`."""
     known = [field.name for field in dataclasses.fields(FamilyDefaults)]
@@ -623,193 +365,6 @@ def resolve_options(family: Family, overrides: dict) -> FamilyDefaults:
     return dataclasses.replace(options, size=size)
 
 
-def expert_lora_files(path: Path) -> dict[str, Path | None] | None:
-    """The per-expert LoRA files of a folder with ``lora_experts.json`` (``None`` for any other LoRA).
-
-    Maps ``transformer`` / ``transformer_2`` to the file for that expert, or ``None``
-    where that expert got no adapter; a listed file that is missing is a :class:`UserError`.
-    """
-    manifest_file = path / EXPERT_LORA_MANIFEST
-    if not (path.is_dir() and manifest_file.is_file()):
-        return None
-    try:
-        manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise UserError(f"cannot read {manifest_file}: {_first_line(exc)}") from None
-    files: dict[str, Path | None] = {}
-    for expert in EXPERT_LORA_FILES:
-        relative = manifest.get(expert) if isinstance(manifest, dict) else None
-        files[expert] = None if relative is None else path / str(relative)
-        if files[expert] is not None and not files[expert].is_file():
-            raise UserError(f"{manifest_file} lists {relative} for {expert}, but it is missing")
-    if all(file is None for file in files.values()):
-        raise UserError(f"{manifest_file} lists no LoRA file for either expert")
-    return files
-
-
-def read_model_index(path: Path) -> dict:
-    """The parsed ``model_index.json`` of a model folder, or a one-line :class:`UserError`."""
-    if not path.exists():
-        raise UserError(f"model folder not found: {path}")
-    if not path.is_dir():
-        raise UserError(f"model path is not a folder: {path}")
-    index_file = path / "model_index.json"
-    if not index_file.is_file():
-        raise UserError(f"{path} is not a diffusers model folder (no model_index.json)")
-    try:
-        model_index = json.loads(index_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise UserError(f"cannot read {index_file}: {_first_line(exc)}") from None
-    if not isinstance(model_index, dict):
-        raise UserError(f"{index_file} does not hold a JSON object")
-    return model_index
-
-
-def pipeline_class(class_name: Any, path: Path) -> type:
-    """The pipeline class for ``_class_name``, or a :class:`UserError` naming the supported ones."""
-    if not isinstance(class_name, str):
-        raise UserError(f"{path}/model_index.json has no usable _class_name (custom pipeline code is never run)")
-    if class_name not in PIPELINES:
-        raise UserError(
-            f"unsupported pipeline {class_name} in {path}; supported: {', '.join(PIPELINES.names())}"
-        )
-    try:
-        cls = PIPELINES.get(class_name)
-    except (ImportError, AttributeError) as exc:
-        message = f"pipeline {class_name} is registered but cannot be imported: {_first_line(exc)}"
-        raise UserError(message) from None
-    from diffusers import DiffusionPipeline
-
-    if not (isinstance(cls, type) and issubclass(cls, DiffusionPipeline)):
-        raise UserError(f"pipeline {class_name} resolves to {cls!r}, not a diffusers pipeline class")
-    return cls
-
-
-def listed_components(model_index: dict) -> dict[str, tuple[str, str]]:
-    """``name -> (library, class)`` of every component ``model_index.json`` lists as present."""
-    return {name: tuple(spec) for name, spec in model_index.items()
-            if not name.startswith("_") and isinstance(spec, list) and len(spec) == 2 and None not in spec}
-
-
-def check_components(path: Path, model_index: dict) -> None:
-    """Raise a :class:`UserError` for a component ``model_index.json`` lists but the folder lacks,
-    a model component without safetensors weights, or a tokenizer without its vocabulary."""
-    for name, (_, class_name) in listed_components(model_index).items():
-        folder = path / name
-        if not folder.is_dir():
-            raise UserError(f"{path} lists component {name!r} in model_index.json but has no {name}/ folder")
-        is_model = (folder / "config.json").is_file()
-        if is_model and not any(folder.glob("*.safetensors")):
-            raise UserError(
-                f"component {name!r} in {path} has no .safetensors weights (only safetensors are loaded)"
-            )
-        if "Tokenizer" in class_name and not any((folder / file).is_file() for file in TOKENIZER_FILES):
-            raise UserError(f"tokenizer {name!r} in {path} has no vocabulary file "
-                            f"({' or '.join(TOKENIZER_FILES[:2])}); the download is incomplete")
-
-
-def read_component_configs(path: Path, model_index: dict) -> dict[str, dict]:
-    """Each listed component's configuration (``config.json``, ``scheduler_config.json`` or
-    ``preprocessor_config.json``), by component name; nothing is loaded. A component whose
-    configuration is missing is left out (:func:`check_components` reports missing folders)."""
-    configs: dict[str, dict] = {}
-    for name in listed_components(model_index):
-        for file_name in ("config.json", "scheduler_config.json", "preprocessor_config.json"):
-            file = path / name / file_name
-            if file.is_file():
-                try:
-                    configs[name] = json.loads(file.read_text(encoding="utf-8"))
-                except (OSError, ValueError) as exc:
-                    raise UserError(f"cannot read {file}: {_first_line(exc)}") from None
-                break
-    return configs
-
-
-def model_family(path: Path, model_index: dict, pipeline_cls: type | None = None) -> Family:
-    """The :class:`Family` of the model folder at ``path``, from its configs alone.
-
-    A ``WanPipeline`` folder without ``expand_timesteps`` is a text-to-video model (Wan2.1-T2V,
-    Wan2.2-T2V-A14B), which has no way to take the first frame: a :class:`UserError`.
-    """
-    class_name = model_index.get("_class_name")
-    if class_name == "WanPipeline" and not model_index.get("expand_timesteps"):
-        raise UserError(f"{path} is a Wan text-to-video model (WanPipeline without expand_timesteps); genreason needs "
-                        "an image-to-video one (Wan2.1-I2V, Wan2.2-I2V-A14B or Wan2.2-TI2V-5B)")
-    configs = read_component_configs(path, model_index)
-    return family_for(class_name, pipeline_cls, model_index, configs, folder_name=path.name)
-
-
-def model_limits(path: str | Path) -> tuple[Family, Limits]:
-    """The family of a model folder and the sizes and frame counts it takes, from configs only."""
-    path = Path(path).expanduser()
-    model_index = read_model_index(path)
-    pipeline_cls = pipeline_class(model_index.get("_class_name"), path)
-    family = model_family(path, model_index, pipeline_cls)
-    return family, family.limits(read_component_configs(path, model_index))
-
-
-def check_request(path: str | Path, size: tuple[int, int] | None = None, num_frames: int | None = None) -> None:
-    """Raise a one-line :class:`UserError` when the model folder at ``path`` cannot take ``size``
-    or ``num_frames`` (reads configs only: call it before loading anything, e.g. before training)."""
-    family, limits = model_limits(path)
-    family.check_request(limits, size, num_frames)
-
-
-def check_fixed_size(path: str | Path, height: int, width: int) -> None:
-    """Raise a one-line :class:`UserError` when the model folder at ``path`` runs only at one
-    size (CogVideoX-5b-I2V: 480x720) and ``height`` x ``width`` is not it; reads configs only,
-    so training can refuse a dataset before the model loads and the cache fills."""
-    family, limits = model_limits(path)
-    if limits.fixed_size is not None:
-        family.check_request(dataclasses.replace(limits, size_multiple=1), size=(height, width))
-
-
-def component_dtypes(family: Family, model_index: dict, dtype: torch.dtype) -> dict[str, torch.dtype]:
-    """The dtype each listed model component loads in at compute ``dtype`` (schedulers, tokenizers
-    and processors have none)."""
-    dtypes = {}
-    for name, (_, class_name) in listed_components(model_index).items():
-        if any(word in class_name for word in ("Scheduler", "Tokenizer", "Processor")):
-            continue
-        dtypes[name] = torch.float32 if name in family.fp32_components else dtype
-    return dtypes
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``device`` as a ``torch.device``; default CUDA, then Apple MPS, then CPU."""
-    if device is not None:
-        try:
-            device = torch.device(device)
-        except RuntimeError as exc:
-            raise UserError(f"unknown device {device!r}: {_first_line(exc)}") from None
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise UserError(f"device {device} requested but CUDA is not available here")
-        return device
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
-    """``dtype`` as a ``torch.dtype``; default bfloat16 on CUDA, float32 elsewhere."""
-    if dtype is None:
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if str(dtype).lower() not in _DTYPES:
-        raise UserError(f"unknown dtype {dtype!r}; choose one of {', '.join(_DTYPES)}")
-    return _DTYPES[str(dtype).lower()]
-
-
-def _dtype_keyword() -> str:
-    """``dtype`` on diffusers that renamed it (``torch_dtype`` is deprecated there), else ``torch_dtype``."""
-    from diffusers.utils import deprecation_utils
-
-    return "dtype" if hasattr(deprecation_utils, "_resolve_dtype") else "torch_dtype"
-
-
 def _set_flow_shift(pipe, shift: float) -> None:
     scheduler = pipe.scheduler
     for key in ("shift", "flow_shift"):  # FlowMatchEuler / UniPC and DPM with flow sigmas
@@ -817,99 +372,6 @@ def _set_flow_shift(pipe, shift: float) -> None:
             pipe.scheduler = type(scheduler).from_config(scheduler.config, **{key: float(shift)})
             return
     raise UserError(f"flow_shift does not apply to {type(scheduler).__name__}")
-
-
-def attention_backends(family: Family | None = None) -> list[str]:
-    """Attention backends the installed diffusers offers (``sdpa`` first, then its dispatch
-    backends that need no download at run time), restricted to what ``family`` supports."""
-    names = ["sdpa"]
-    try:
-        from diffusers.models.attention_dispatch import AttentionBackendName
-    except ImportError:  # older diffusers: xformers through the pipeline only
-        names.append("xformers")
-    else:
-        names += [backend.value for backend in AttentionBackendName
-                  if not backend.value.startswith("_") and not backend.value.endswith("_hub")
-                  and backend.value not in ("native", "sdpa")]
-    if family is not None and family.attention_backends is not None:
-        names = [name for name in names if name in family.attention_backends]
-    return names
-
-
-def check_attention(family: Family, attention: str) -> None:
-    """Raise a one-line :class:`UserError` for an attention backend unknown here or unsupported by ``family``."""
-    if attention == "auto":
-        return
-    if attention not in attention_backends():
-        raise UserError(f"unknown attention {attention!r}; choose auto or one of {', '.join(attention_backends())}")
-    if attention not in attention_backends(family):
-        raise UserError(f"{family.name} models do not support {attention} attention; choose auto or one of "
-                        f"{', '.join(attention_backends(family))}")
-
-
-def _planner_switch(value: bool | str | None) -> bool | None:
-    """``vae_tiling`` as the planner takes it: ``None`` (its choice), ``True`` or ``False``."""
-    if value is None or isinstance(value, bool):
-        return value
-    text = str(value).lower()
-    if text in ("auto",):
-        return None
-    if text in ("on", "true", "1", "yes"):
-        return True
-    if text in ("off", "false", "0", "no"):
-        return False
-    raise UserError(f"vae_tiling must be auto, on or off; got {value!r}")
-
-
-def resolve_offload(offload: str | None, cpu_offload: bool = False) -> str:
-    """``offload`` as one of :data:`OFFLOAD_MODES` (``cpu_offload=True`` means ``"model"``)."""
-    if offload is None or offload is False:
-        return "model" if cpu_offload else "none"
-    if offload is True:
-        return "model"
-    if str(offload) not in OFFLOAD_MODES:
-        raise UserError(f"unknown offload {offload!r}; choose one of {', '.join(OFFLOAD_MODES)}")
-    return str(offload)
-
-
-def _set_attention(pipe, family: Family, attention: str, device: torch.device) -> None:
-    explicit = attention != "auto"
-    if attention == "auto":
-        if device.type != "cuda":
-            return
-        installed = [name for name in family.auto_attention if importlib.util.find_spec(name)]
-        if not installed:
-            return
-        attention = installed[0]
-    if attention == "sdpa":
-        return
-    try:
-        if attention == "xformers":
-            pipe.enable_xformers_memory_efficient_attention()
-        else:
-            for model in _transformers(pipe):
-                model.set_attention_backend(attention)
-    except (ImportError, ValueError, RuntimeError) as exc:
-        if explicit:
-            raise UserError(f"{attention} attention is not available: {_first_line(exc)}") from None
-        warnings.warn(f"{attention} attention failed ({_first_line(exc)}); using PyTorch SDPA", stacklevel=3)
-
-
-def _transformers(pipe) -> list:
-    return [model for model in (getattr(pipe, "transformer", None), getattr(pipe, "transformer_2", None)) if model]
-
-
-def _as_list(value) -> list:
-    if value is None:
-        return []
-    if isinstance(value, (str, Path)):
-        return [value]
-    return list(value)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _as_pil(image):

@@ -90,7 +90,7 @@ class ModelReport:
 def check_files(path: Path, model_index: dict) -> tuple[list[str], str]:
     """One line per problem with the folder's files, and the weights' state:
     ``complete``, ``config-only`` or ``partial``."""
-    from gen_reason.models.diffusers_backend import TOKENIZER_FILES, listed_components
+    from gen_reason.models.model_folder import TOKENIZER_FILES, listed_components
 
     problems: list[str] = []
     with_weights, without_weights = [], []
@@ -181,23 +181,18 @@ def build_meta(path: str | Path, dtype: Any = None, device: Any = "meta") -> Met
     """
     import torch
 
-    from gen_reason.models.diffusers_backend import (component_dtypes, listed_components, model_family,
-                                                     pipeline_class, read_component_configs, read_model_index)
+    from gen_reason.models.model_folder import component_dtypes, listed_components, read_model_folder
 
-    path = Path(path).expanduser()
-    model_index = read_model_index(path)
-    pipeline_cls = pipeline_class(model_index.get("_class_name"), path)
-    family = model_family(path, model_index, pipeline_cls)
-    configs = read_component_configs(path, model_index)
-    dtype = dtype or torch.bfloat16
-    dtypes = component_dtypes(family, model_index, dtype)
+    folder = read_model_folder(path, check_files=False)
+    dtypes = component_dtypes(folder.family, folder.model_index, dtype or torch.bfloat16)
     components: dict[str, Any] = {}
-    for name, (library, class_name) in listed_components(model_index).items():
-        if name not in configs or any(word in class_name for word in ("Tokenizer", "Processor")):
+    for name, (library, class_name) in listed_components(folder.model_index).items():
+        if name not in folder.configs or any(word in class_name for word in ("Tokenizer", "Processor")):
             continue
-        components[name] = _build_component(path / name, library, class_name, dtypes.get(name), device)
-    pipe = _assemble(pipeline_cls, components, model_index)
-    return MetaModel(path, model_index, pipeline_cls, family, pipe, dtypes, configs)
+        components[name] = _build_component(folder.path / name, library, class_name, dtypes.get(name), device)
+    pipe = _assemble(folder.pipeline_cls, components, folder.model_index)
+    return MetaModel(folder.path, folder.model_index, folder.pipeline_cls, folder.family, pipe, dtypes,
+                     folder.configs)
 
 
 def _build_component(folder: Path, library: str, class_name: str, dtype: Any, device: Any = "meta") -> Any:
@@ -226,8 +221,9 @@ def _build_component(folder: Path, library: str, class_name: str, dtype: Any, de
         finally:
             torch.set_default_dtype(default)
     except (OSError, ValueError, TypeError, KeyError) as exc:
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"cannot build {folder.name} ({class_name}) from its config: {text}") from None
+        from gen_reason.models.model_folder import first_line
+
+        raise UserError(f"cannot build {folder.name} ({class_name}) from its config: {first_line(exc)}") from None
     if dtype is None:
         return model
     from diffusers.utils import logging as diffusers_logging
@@ -316,8 +312,8 @@ def _read_folder(path: Path) -> tuple[dict, list[str], dict, Any]:
     """The folder's ``model_index.json``, its file problems, its weight files and its
     description (:func:`build_meta`); :class:`IncompleteModel` when a folder with missing
     or broken files cannot even describe itself."""
-    from gen_reason.models.diffusers_backend import read_model_index
     from gen_reason.models.families import Geometry
+    from gen_reason.models.model_folder import read_model_index
 
     model_index = read_model_index(path)
     problems, weights = check_files(path, model_index)

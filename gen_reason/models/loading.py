@@ -29,7 +29,7 @@ def check_model(path: str | Path = "embedded", lora: str | Path | None = None) -
     """The cheap checks of a model before anything is written or loaded: the folder exists,
     holds a ``model_index.json`` whose components are all there, and the LoRA exists.
     Returns the resolved folder; raises a one-line :class:`UserError` (as loading would)."""
-    from gen_reason.models.diffusers_backend import check_components, read_model_index
+    from gen_reason.models.model_folder import check_components, read_model_index
 
     folder = resolve_model_path(path)
     check_components(folder, read_model_index(folder))

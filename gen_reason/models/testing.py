@@ -338,8 +338,8 @@ def build_on_meta(path: str | Path, pipeline_cls: type | None = None):
     """
     from accelerate import init_empty_weights
 
-    from gen_reason.models.diffusers_backend import listed_components, pipeline_class, read_component_configs
-    from gen_reason.models.diffusers_backend import read_model_index
+    from gen_reason.models.model_folder import listed_components, pipeline_class, read_component_configs
+    from gen_reason.models.model_folder import read_model_index
 
     path = Path(path)
     model_index = read_model_index(path)
@@ -441,7 +441,7 @@ def save_real_layout_model(real_folder: str | Path, path: str | Path, *, num_lay
 
     import transformers
 
-    from gen_reason.models.diffusers_backend import listed_components, read_component_configs, read_model_index
+    from gen_reason.models.model_folder import listed_components, read_component_configs, read_model_index
 
     real_folder, path = Path(real_folder), Path(path)
     model_index = read_model_index(real_folder)

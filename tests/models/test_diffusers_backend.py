@@ -14,7 +14,7 @@ import torch
 
 from gen_reason.errors import UserError
 from gen_reason.models import DiffusersVideoGenerator, StepState, testing
-from gen_reason.models import diffusers_backend, families
+from gen_reason.models import families, model_folder
 
 KINDS = list(testing.TINY_GEOMETRY)
 PROMPT = "a red dot moves to the green goal"
@@ -142,7 +142,7 @@ def test_embedded_pipeline_is_registered_lazily():
 def test_registered_pipeline_that_cannot_import_is_a_user_error(tmp_path, monkeypatch):
     registry = families.Registry("pipeline")
     registry.register("GhostPipeline", "gen_reason.models.no_such_module:GhostPipeline")
-    monkeypatch.setattr(diffusers_backend, "PIPELINES", registry)
+    monkeypatch.setattr(model_folder, "PIPELINES", registry)
     (tmp_path / "model_index.json").write_text(json.dumps({"_class_name": "GhostPipeline"}))
     with pytest.raises(UserError, match="GhostPipeline is registered but cannot be imported"):
         DiffusersVideoGenerator.from_pretrained(tmp_path)
@@ -156,7 +156,7 @@ def test_a_registered_pipeline_class_loads_with_its_own_family(tmp_path, monkeyp
 
     registry = families.Registry("pipeline")
     registry.register("MyVideoPipeline", MyVideoPipeline)
-    monkeypatch.setattr(diffusers_backend, "PIPELINES", registry)
+    monkeypatch.setattr(model_folder, "PIPELINES", registry)
     folder = testing.save_tiny_pipeline("ltx-i2v", tmp_path / "mine")
     index = json.loads((folder / "model_index.json").read_text())
     (folder / "model_index.json").write_text(json.dumps({**index, "_class_name": "MyVideoPipeline"}))

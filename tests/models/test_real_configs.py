@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from gen_reason.errors import UserError
-from gen_reason.models import DiffusersVideoGenerator, diffusers_backend, families, testing
+from gen_reason.models import DiffusersVideoGenerator, diffusers_backend, families, runtime, testing
 from gen_reason.models.loading import load_generator
 
 REAL = testing.REAL_CONFIGS_DIR
@@ -281,9 +281,9 @@ class _AttentionRecorder:
 ])
 def test_auto_attention_never_picks_xformers_for_cogvideox(monkeypatch, family, expected):
     # As on a CUDA machine with xformers installed.
-    monkeypatch.setattr(diffusers_backend.importlib.util, "find_spec", lambda name: object())
+    monkeypatch.setattr(runtime.importlib.util, "find_spec", lambda name: object())
     pipe = _AttentionRecorder()
-    diffusers_backend._set_attention(pipe, family, "auto", torch.device("cuda"))
+    runtime.set_attention(pipe, family, "auto", torch.device("cuda"))
     assert pipe.calls == expected
 
 

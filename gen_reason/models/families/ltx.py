@@ -115,7 +115,7 @@ class LTXConditionFamily(LTXFamily):
         # batch mates: during the call the VAE's encoding gives its mode, the same for all.
         from diffusers.models.modeling_outputs import AutoencoderKLOutput
 
-        from gen_reason.models.diffusers_backend import _shadow
+        from gen_reason.models.step_capture import shadow
 
         original = pipe.vae.encode
 
@@ -124,7 +124,7 @@ class LTXConditionFamily(LTXFamily):
 
         @contextlib.contextmanager
         def mode_encoding():
-            restore = _shadow(pipe.vae, "encode", encode)
+            restore = shadow(pipe.vae, "encode", encode)
             try:
                 yield
             finally:
