@@ -49,7 +49,7 @@ def test_both_revisions_load_their_own_code_and_agree_on_a_tiny_maze(bench, tmp_
     requests = [_request(tmp_path, instance, truth)]
     cheat = tmp_path / "cheat"
     cheat.mkdir()
-    requests.append({**_request(cheat, instance, make_cheat("static", truth)), "id": "static"})
+    requests.append({**_request(cheat, instance, make_cheat("reversed", truth)), "id": "reversed"})
 
     old_root = revisions.tree_at(OLD, tmp_path / "old")
     sides = {}
@@ -67,7 +67,7 @@ def test_both_revisions_load_their_own_code_and_agree_on_a_tiny_maze(bench, tmp_
         assert truth_answer["frames"] == len(truth)
         assert set(truth_answer["wall"]) == {"decode", "rule", "reference"}
         assert truth_answer["verdicts"]["rule"]["success"] and truth_answer["verdicts"]["reference"]["success"]
-        assert not cheat_answer["verdicts"]["rule"]["success"]
+        assert not cheat_answer["verdicts"]["rule"]["success"] and cheat_answer["verdicts"]["rule"]["rule"]
     for index in range(2):
         old, new = (answers[side][index]["verdicts"] for side in ("old", "new"))
         assert {k: (v["success"], v["rule"]) for k, v in old.items()} == \
