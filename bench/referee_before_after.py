@@ -291,10 +291,10 @@ def run(args, ground_truth_items, fixture_items) -> None:
     body = (
         f"The referee of commit `{old_commit[:7]}` (old) and of {_describe_new()} (new) on the same {n_videos} "
         "videos, each side in its own process (`bench/referee_driver.py` on that revision's source packages), "
-        f"alternating video by video (old, new / new, old), {args.reps} rounds after one uncounted warm-up round. "
+        f"alternating video by video (old, new / new, old), {args.reps} round(s) after one uncounted warm-up round. "
         "The work timed per video is the referee bench's: decode as the reference verifier reads it, then the rule "
         "and the reference score of that decoded video. Videos: the ground truth of "
-        f"{args.per_task} instances each of easy and medium per task (seeds from 0), "
+        f"{args.per_task} instance(s) each of easy and medium per task (seeds from 0), "
         + ("" if args.no_fixtures else "the VR-Bench fixture levels' ground truth, ")
         + (f"and the cheats of `verifiers/cheats.py` built from the first {args.cheats} video(s) of each of those "
            "rows (tangram: also its pieces teleported one by one); " if args.cheats > 0 else "")
