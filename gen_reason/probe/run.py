@@ -144,8 +144,13 @@ def run_probe_config(config: ProbeConfig, *, generator=None, progress: bool = Tr
     prepared = _prepare(config, generator)
     run = _open_run(config, prepared, prepared.num_frames) if prepared.frames_known else None
     try:
-        loaded = _load(config, prepared, generator, model_options, run)
-        run = loaded.run
+        generator, num_frames = _load(config, prepared, generator, model_options)
+        if run is None:
+            run = _open_run(config, prepared, num_frames)
+        # Layer names can only be checked on the loaded model: before any puzzle is probed.
+        layers = resolve_layers(generator.pipeline, config.layers) if config.layer_probe else []
+        loaded = _Loaded(generator, prepared.puzzles, prepared.referee, prepared.seeds, prepared.difficulty,
+                         num_frames, layers, run)
         return _probe(config, loaded, progress, started)
     except BaseException:
         if run is not None:  # a mistake found after the folder opened leaves nothing that refuses the fix
@@ -209,10 +214,9 @@ def _fixed_frames(generator) -> int | None:
     return fixed if isinstance(fixed, int) else None
 
 
-def _load(config: ProbeConfig, prepared: _Prepared, generator, model_options: dict, run: RunFolder | None) -> _Loaded:
-    """Load the generator (unless one is passed in), open the run folder if the frame count
-    had to wait for it, and resolve the layers to hook (a bad name is refused before any
-    puzzle is probed)."""
+def _load(config: ProbeConfig, prepared: _Prepared, generator, model_options: dict) -> tuple[Any, int | None]:
+    """The generator (loaded unless one is passed in) and the frame count, read from the
+    loaded pipeline where nothing named it before."""
     from gen_reason.models.loading import load_generator
 
     num_frames = prepared.num_frames
@@ -222,11 +226,7 @@ def _load(config: ProbeConfig, prepared: _Prepared, generator, model_options: di
         _check_generator(generator)
         if num_frames is None:
             num_frames = _fixed_frames(generator)
-    if run is None:
-        run = _open_run(config, prepared, num_frames)
-    layers = resolve_layers(generator.pipeline, config.layers) if config.layer_probe else []
-    return _Loaded(generator, prepared.puzzles, prepared.referee, prepared.seeds, prepared.difficulty, num_frames,
-                   layers, run)
+    return generator, num_frames
 
 
 def _open_run(config: ProbeConfig, prepared: _Prepared, num_frames: int | None) -> RunFolder:

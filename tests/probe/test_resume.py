@@ -162,6 +162,9 @@ def test_a_frame_count_only_the_loaded_pipeline_knows_is_still_recorded_and_chec
     out = tmp_path / "probe"
     argv = ["probe", "--model", str(folder), "--instances", "1", "--seeds", "1", "--steps", "2", "--no-layers",
             "--no-interventions", "--out", str(out)]
+    # A bad layer name is found on the loaded model, after the folder opened: taken back, folder let go.
+    assert main([arg for arg in argv if arg != "--no-layers"] + ["--probe.layers", "[nope]"]) == 2
+    assert "unknown layer 'nope'" in capsys.readouterr().err and not (out / "config.yaml").exists()
     assert main(argv) == 0, capsys.readouterr().err
     assert "num_frames: 8" in (out / "config.yaml").read_text().splitlines()
     capsys.readouterr()
