@@ -39,13 +39,12 @@ the nodes a legal fast move passed between two frames are entered on the way.
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
-from gen_reason.puzzles.maze.graph import MazeGraph
+from gen_reason.puzzles.maze.graph import MazeGraph, search_path
 from gen_reason.verifiers.track import Track
 
 SNAP = 0.3  # steps: how close to a node counts as standing on it
@@ -355,25 +354,9 @@ def _nodes_near(graph: SpecGraph, point: np.ndarray) -> set[int]:
 def _trail_way(graph: SpecGraph, sources: set[int], targets: set[int], painted_now: np.ndarray) -> list[int] | None:
     """A shortest path of legal moves from any of ``sources`` to any of ``targets`` whose
     inner nodes are all painted (``painted_now``, ``(N,)`` bool); ``None`` if there is none."""
-    if sources & targets:
-        node = min(sources & targets)
-        return [node]
-    prev: dict[int, int | None] = {s: None for s in sorted(sources)}
-    queue = deque(sorted(sources))
-    while queue:
-        u = queue.popleft()
-        for v in sorted(graph.adj[u]):
-            if v in prev:
-                continue
-            if v in targets:
-                path = [v, u]
-                while prev[path[-1]] is not None:
-                    path.append(prev[path[-1]])
-                return path[::-1]
-            if painted_now[v]:
-                prev[v] = u
-                queue.append(v)
-    return None
+    adj, painted = graph.adj, painted_now.tolist()  # plain bools: one look-up per neighbour
+    return search_path(sorted(sources), lambda u: [v for v in adj[u] if v in targets or painted[v]],
+                       targets.__contains__)
 
 
 def trail_painted(track: Track, spec: dict) -> np.ndarray | None:

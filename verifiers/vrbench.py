@@ -46,14 +46,13 @@ from __future__ import annotations
 
 import json
 import math
-from collections import deque
 from pathlib import Path
 
 import numpy as np
 
 from gen_reason.errors import UserError
 from gen_reason.puzzles.instance import Instance
-from gen_reason.puzzles.maze.graph import adjacency, shortest_path
+from gen_reason.puzzles.maze.graph import adjacency, search_path, shortest_path
 
 SUPPORTED = ("maze", "trapfield", "sokoban", "pathfinder", "maze3d")
 _UDLR = ((-1, 0), (1, 0), (0, -1), (0, 1))  # VR-Bench solve_trapfield's order
@@ -153,25 +152,18 @@ def _cell(pos: dict) -> tuple[int, int]:
     return int(pos["row"]), int(pos["col"])
 
 
+def _steps(free: set, order, blocked=frozenset()):
+    """The neighbours of a cell in VR-Bench's ``order`` of moves: free cells, not ``blocked``."""
+    def neighbours(cell):
+        r, c = cell
+        return [n for dr, dc in order if (n := (r + dr, c + dc)) in free and n not in blocked]
+    return neighbours
+
+
 def _bfs_path(free: set, start, goal, order, blocked=frozenset()) -> list | None:
-    """BFS with VR-Bench's conventions: neighbours in ``order``, visited when enqueued."""
-    if start == goal:
-        return [start]
-    prev = {start: None}
-    queue = deque([start])
-    while queue:
-        r, c = queue.popleft()
-        for dr, dc in order:
-            n = (r + dr, c + dc)
-            if n in free and n not in prev and n not in blocked:
-                prev[n] = (r, c)
-                if n == goal:
-                    path = [n]
-                    while path[-1] != start:
-                        path.append(prev[path[-1]])
-                    return path[::-1]
-                queue.append(n)
-    return None
+    """A fewest-moves path from ``start`` to ``goal`` as VR-Bench's BFS finds it (neighbours
+    in ``order``, a cell visited when queued), or ``None``."""
+    return search_path([start], _steps(free, order, blocked), lambda cell: cell == goal)
 
 
 def _sokoban_solution(walls: set, shape, player, box, target) -> tuple[list, list]:
@@ -179,24 +171,26 @@ def _sokoban_solution(walls: set, shape, player, box, target) -> tuple[list, lis
     each push position by BFS; returns per-step agent cells and box cells."""
     h, w = shape
     free = {(r, c) for r in range(h) for c in range(w)} - walls
-    queue = deque([(box, player, [player], [box])])
-    seen = {(box, player)}
-    while queue:
-        box, player, agent_cells, box_cells = queue.popleft()
-        if box == target:
-            return agent_cells, box_cells
-        for dr, dc in _RDLU:
-            new_box = (box[0] + dr, box[1] + dc)
-            push_from = (box[0] - dr, box[1] - dc)
-            if new_box not in free or push_from not in free:
-                continue
-            walk = _bfs_path(free, player, push_from, _RDLU, blocked={box})
-            if not walk or (new_box, box) in seen:
-                continue
-            seen.add((new_box, box))
-            queue.append((new_box, box, agent_cells + walk[1:] + [box],
-                          box_cells + [box] * (len(walk) - 1) + [new_box]))
-    raise UserError("VR-Bench sokoban level has no solution")
+
+    def walk(place, push) -> list | None:
+        """The player's walk from ``place[1]`` to where it pushes the box of ``place[0]`` by ``push``."""
+        (br, bc), (dr, dc) = place[0], push
+        return _bfs_path(free, place[1], (br - dr, bc - dc), _RDLU, blocked={place[0]})
+
+    def pushes(place):
+        (br, bc), player = place
+        return [((br + dr, bc + dc), (br, bc)) for dr, dc in _RDLU
+                if (br + dr, bc + dc) in free and (br - dr, bc - dc) in free and walk(place, (dr, dc))]
+
+    places = search_path([(box, player)], pushes, lambda place: place[0] == target)
+    if places is None:
+        raise UserError("VR-Bench sokoban level has no solution")
+    agent_cells, box_cells = [player], [box]
+    for before, (new_box, box) in zip(places, places[1:]):
+        steps = walk(before, (new_box[0] - box[0], new_box[1] - box[1]))
+        agent_cells += steps[1:] + [box]
+        box_cells += [box] * (len(steps) - 1) + [new_box]
+    return agent_cells, box_cells
 
 
 # ----------------------------------------------------------------------------- pathfinder

@@ -7,8 +7,9 @@ neighbours in index order, so every stored solution is reproducible), and the re
 uses it to judge a tracked video: how far apart two tracked positions are along open
 paths (grid cells, roads by arc length, floors and ladders), whatever the frame rate.
 
-- :func:`search`, :func:`path_to`: breadth-first search over any graph (cells, node
-  indices, sokoban states) with the neighbour order given, and the path it found.
+- :func:`search`, :func:`path_to`, :func:`search_path`: breadth-first search over any
+  graph (cells, node indices, sokoban states) with the neighbour order given, and the
+  path it found.
 - :func:`adjacency`, :func:`bfs`, :func:`walk_back`, :func:`shortest_path`: move counts
   and shortest node paths over a spec graph (neighbours in index order).
 - :class:`MazeGraph`: the same graph with pixel geometry: the nearest node or road to a
@@ -18,41 +19,71 @@ paths (grid cells, roads by arc length, floors and ladders), whatever the frame 
 
 from __future__ import annotations
 
-from collections import deque
+import sys
 from collections.abc import Callable, Hashable, Iterable, Sequence
+from itertools import repeat
 from typing import Any
 
 import numpy as np
 
 
 def search(sources: Iterable[Hashable], neighbours: Callable[[Any], Iterable[Hashable]], *,
-           goal: Callable[[Any], bool] | None = None) -> tuple[dict, dict]:
+           goal: Callable[[Any], bool] | None = None, max_depth: int | None = None,
+           limit: int | None = None) -> tuple[dict, dict]:
     """Breadth-first search over any graph: ``(previous, distance)`` for every reached node.
 
     ``sources`` start at distance 0 (several make a multi-source search); ``neighbours(u)``
     lists ``u``'s successors in the order they are to be tried (this fixes which of equal
     shortest paths is found, so stored solutions stay byte-identical); a node is visited
     when first queued. ``goal(v)``, when given, ends the search as soon as a node for which
-    it is true is queued. Both dicts are in visiting order. Cells, node indices and
-    sokoban states all go through this one search.
+    it is true is queued. Nodes ``max_depth`` from a source are not expanded, and the
+    search stops before it would visit more than ``limit`` nodes. Both dicts are in
+    visiting order. Cells, node indices and sokoban states all go through this one search.
     """
     previous: dict = {}
     distance: dict = {}
     for source in sources:
         if source not in previous:
             previous[source], distance[source] = None, 0
-    if goal is not None and any(goal(source) for source in previous):
-        return previous, distance
-    queue = deque(previous)
-    while queue:
-        u = queue.popleft()
-        for v in neighbours(u):
-            if v not in previous:
-                previous[v], distance[v] = u, distance[u] + 1
-                if goal is not None and goal(v):
-                    return previous, distance
-                queue.append(v)
+    if goal is not None:
+        for source in previous:
+            if goal(source):
+                return previous, distance
+    deepest = sys.maxsize if max_depth is None else max_depth
+    most = sys.maxsize if limit is None else limit
+    # Level by level (the order a first-in, first-out queue visits them in): each level's
+    # distance is one number, not a look-up per node.
+    frontier, depth = list(previous), 0
+    while frontier and depth < deepest:
+        depth += 1
+        level = []
+        for u in frontier:
+            for v in neighbours(u):
+                if v not in previous:
+                    if len(previous) >= most:
+                        return previous, distance
+                    previous[v] = u
+                    distance[v] = depth
+                    if goal is not None and goal(v):
+                        return previous, distance
+                    level.append(v)
+        frontier = level
     return previous, distance
+
+
+def search_path(sources: Iterable[Hashable], neighbours: Callable[[Any], Iterable[Hashable]],
+                goal: Callable[[Any], bool], *, max_depth: int | None = None,
+                limit: int | None = None) -> list | None:
+    """A fewest-moves path (:func:`search`, the same arguments) from a source to the first
+    node reached for which ``goal`` is true: the first such source itself, in the order
+    of ``sources``, when there is one. ``None`` when no such node is reached."""
+    previous, _ = search(sources, neighbours, goal=goal, max_depth=max_depth, limit=limit)
+    end = next(reversed(previous), None)  # the search stops on the goal it queues
+    if end is None or previous[end] is None:  # it never left the sources
+        end = next((source for source in previous if goal(source)), None)
+    elif not goal(end):
+        return None
+    return None if end is None else path_to(previous, end)
 
 
 def path_to(previous: dict, node: Hashable) -> list | None:
@@ -82,15 +113,12 @@ def bfs(adj: Sequence[Sequence[int]], source: int, blocked: Iterable[int] = ()) 
     :func:`adjacency`); nodes in ``blocked`` are never entered (``source`` itself may be).
     """
     stop = set(int(b) for b in blocked)
-    dist, parent = [-1] * len(adj), [-1] * len(adj)
-    dist[source] = 0
-    queue = deque([source])
-    while queue:
-        u = queue.popleft()
-        for v in adj[u]:
-            if dist[v] < 0 and v not in stop:
-                dist[v], parent[v] = dist[u] + 1, u
-                queue.append(v)
+    if stop:  # the neighbour lists without the blocked nodes (most lists stay as they are)
+        adj = [a if stop.isdisjoint(a) else [v for v in a if v not in stop] for a in adj]
+    previous, distance = search([source], adj.__getitem__)
+    nodes = range(len(adj))
+    dist, parent = list(map(distance.get, nodes, repeat(-1))), list(map(previous.get, nodes, repeat(-1)))
+    parent[source] = -1  # the search's None
     return dist, parent
 
 
@@ -183,27 +211,25 @@ class MazeGraph:
         the box one node on in the direction it walks (the box's next node is the
         neighbour straight ahead). Breadth-first over (agent, box) places; ``None`` when it
         cannot be done (in ``max_moves``, or within ``limit`` places)."""
-        ahead = self._straight_ahead()
-        seen = {(agent, box)}
-        queue = deque([(agent, box, 0)])
-        while queue:
-            a, b, d = queue.popleft()
-            if b == target and (goal_agent is None or a == goal_agent):
-                return d
-            if max_moves is not None and d >= max_moves:
-                continue
-            for v in self.adj[a]:
-                nb = b
-                if v == b:
-                    nb = ahead.get((a, b), -1)
-                    if nb < 0:
-                        continue
-                if (v, nb) not in seen:
-                    if len(seen) >= limit:
-                        return None
-                    seen.add((v, nb))
-                    queue.append((v, nb, d + 1))
-        return None
+        adj, ahead = self.adj, self._straight_ahead()
+
+        def moves(place: tuple[int, int]) -> Iterable[tuple[int, int]]:
+            """The places one agent move leads to: a walk, or a push when the agent walks
+            onto the box (the box goes on to the node straight ahead, where there is one)."""
+            a, b = place
+            walks = adj[a]
+            if b not in walks:
+                return zip(walks, repeat(b))  # built in C: this runs for every place searched
+            pushed = ahead.get(place, -1)
+            return [(v, b) if v != b else (v, pushed) for v in walks if v != b or pushed >= 0]
+
+        if goal_agent is None:
+            def done(place: tuple[int, int]) -> bool:
+                return place[1] == target
+        else:
+            done = (goal_agent, target).__eq__  # the agent on goal_agent, the box on target
+        path = search_path([(agent, box)], moves, done, max_depth=max_moves, limit=limit)
+        return None if path is None else len(path) - 1
 
     def _straight_ahead(self) -> dict[tuple[int, int], int]:
         """For each move ``u -> v``, the neighbour of ``v`` straight on (within 0.2 of a hop
