@@ -226,12 +226,12 @@ class RunFolder:
             raise UserError(f"cannot write to run folder {self.root}: {exc.strerror or exc}") from None
         self._lock = acquire_folder(self.root, f".genreason-rank{rank}.lock")
         try:
+            self._check_config(config, set(may_change), defaults or {})  # a refused rerun makes nothing
             for name in subfolders:
                 folder = self.root / name
                 if not folder.is_dir():
                     folder.mkdir(parents=True)
                     self._made.append(folder)
-            self._check_config(config, set(may_change), defaults or {})
         except BaseException as exc:
             self.close()
             if isinstance(exc, OSError):

@@ -23,7 +23,8 @@ def test_config_written_then_checked(tmp_path):
     with RunFolder(tmp_path / "run", {"b": [1, 2], "a": 1}) as again:  # same config, other order
         assert not again.wrote_config
     with pytest.raises(UserError, match=r"different config \(a: see"):
-        RunFolder(tmp_path / "run", {"a": 2, "b": [1, 2]})
+        RunFolder(tmp_path / "run", {"a": 2, "b": [1, 2]}, subfolders=("shards",))
+    assert not (tmp_path / "run" / "shards").exists()  # a refused rerun makes nothing
 
 
 def test_may_change_fields_are_rewritten_and_defaults_fill_new_fields(tmp_path):
