@@ -251,7 +251,7 @@ ROWS = [
     ("probe-zero-every", ["probe", "--every", "0", "--out", "{OUT}"], "--every"),
     ("probe-negative-steps", ["probe", "--steps", "-4", "--out", "{OUT}"], "--steps"),
     ("probe-text-instances", ["probe", "--instances", "few", "--out", "{OUT}"], "--instances"),
-    ("probe-unknown-probe-option", ["probe", "--probe.nope", "1", "--out", "{OUT}"], "unknown probe option 'nope'"),
+    ("probe-unknown-probe-option", ["probe", "--probe.nope", "1", "--out", "{OUT}"], "unknown probe key 'nope'"),
     ("probe-unknown-option", ["probe", "--bogus", "--out", "{OUT}"], "unrecognised argument"),
     ("probe-dotted-every", ["probe", "--probe.every", "0", "--out", "{OUT}"], "--probe.every: set it with its own"),
     ("probe-dotted-instances", ["probe", "--probe.instances", "few", "--out", "{OUT}"], "--probe.instances"),
