@@ -171,13 +171,16 @@ def _check_safetensors(file: Path) -> str | None:
 
 
 # -- building on the meta device --------------------------------------------------------------
-def build_meta(path: str | Path, dtype: Any = None, device: Any = "meta") -> MetaModel:
+def build_meta(path: str | Path, dtype: Any = None, device: Any = "meta",
+               pipeline_cls: type | None = None) -> MetaModel:
     """Build the model folder at ``path`` on the meta device from its configs (no weights read).
 
     ``dtype``: the compute dtype (default bfloat16, what a GPU run uses); each component's
     load dtype follows the family (e.g. Wan's VAE in float32). Components that cannot be
-    built (a missing config) are left out of the pipeline. ``device="cuda"`` builds the
-    same model with random weights on a GPU instead (``bench/gpu_check.py``).
+    built (a missing config) and tokenizers and processors are left out of the pipeline.
+    ``device="cuda"`` builds the same model with random weights on a GPU instead
+    (``bench/gpu_check.py``). ``pipeline_cls`` replaces the class genreason runs for the
+    folder (a test's subclass of it).
     """
     import torch
 
@@ -190,9 +193,9 @@ def build_meta(path: str | Path, dtype: Any = None, device: Any = "meta") -> Met
         if name not in folder.configs or any(word in class_name for word in ("Tokenizer", "Processor")):
             continue
         components[name] = _build_component(folder.path / name, library, class_name, dtypes.get(name), device)
-    pipe = _assemble(folder.pipeline_cls, components, folder.model_index)
-    return MetaModel(folder.path, folder.model_index, folder.pipeline_cls, folder.family, pipe, dtypes,
-                     folder.configs)
+    pipeline_cls = pipeline_cls or folder.pipeline_cls
+    pipe = _assemble(pipeline_cls, components, folder.model_index)
+    return MetaModel(folder.path, folder.model_index, pipeline_cls, folder.family, pipe, dtypes, folder.configs)
 
 
 def _build_component(folder: Path, library: str, class_name: str, dtype: Any, device: Any = "meta") -> Any:

@@ -330,53 +330,6 @@ def _component_class(library: str, class_name: str):
     return getattr(importlib.import_module(library), class_name)
 
 
-def build_on_meta(path: str | Path, pipeline_cls: type | None = None):
-    """Every component of the model folder at ``path`` built at full size on the meta device
-    (no memory, no weights: configs only) and put into ``pipeline_cls`` (default: the class
-    genreason runs for the folder). Tokenizers are left out (their vocabulary files are not
-    in config-only folders); image processors are built from their configs.
-    """
-    from accelerate import init_empty_weights
-
-    from gen_reason.models.model_folder import listed_components, pipeline_class, read_component_configs
-    from gen_reason.models.model_folder import read_model_index
-
-    path = Path(path)
-    model_index = read_model_index(path)
-    pipeline_cls = pipeline_cls or pipeline_class(model_index["_class_name"], path)
-    configs = read_component_configs(path, model_index)
-    components = {}
-    for name, (library, class_name) in listed_components(model_index).items():
-        if "Tokenizer" in class_name:
-            components[name] = None
-            continue
-        cls = _component_class(library, class_name)
-        if "Processor" in class_name:
-            components[name] = cls.from_pretrained(path / name)
-        elif "Scheduler" in class_name:
-            components[name] = cls.from_config(configs[name])
-        elif library == "diffusers":
-            with init_empty_weights():
-                components[name] = cls.from_config(configs[name])
-        else:
-            import transformers
-
-            config = transformers.AutoConfig.for_model(**configs[name])
-            with init_empty_weights():
-                components[name] = cls(config)
-    accepted = set(inspect_parameters(pipeline_cls))
-    settings = {key: value for key, value in model_index.items()
-                if not key.startswith("_") and not isinstance(value, list) and key in accepted}
-    return pipeline_cls(**{key: value for key, value in components.items() if key in accepted}, **settings)
-
-
-def inspect_parameters(cls) -> list[str]:
-    """Names of ``cls.__init__``'s parameters (without ``self``)."""
-    import inspect
-
-    return list(inspect.signature(cls.__init__).parameters)[1:]
-
-
 def _narrow(values, divisor: int, floor: int = 4) -> list[int]:
     return [max(floor, int(value) // divisor) for value in values]
 

@@ -18,6 +18,7 @@ import torch
 
 from gen_reason.errors import UserError
 from gen_reason.models import DiffusersVideoGenerator, diffusers_backend, families, runtime, testing
+from gen_reason.models.inspect import build_meta
 from gen_reason.models.loading import load_generator
 
 REAL = testing.REAL_CONFIGS_DIR
@@ -79,7 +80,7 @@ def meta_pipeline(name):
             raise _Called
 
         spy = type(f"Spy{real_cls.__name__}", (real_cls,), {"__call__": __call__})
-        pipe = testing.build_on_meta(REAL / name, spy)
+        pipe = build_meta(REAL / name, pipeline_cls=spy).pipeline
         pipe.calls = []
         _META[name] = (pipe, real_cls)
     return _META[name]
