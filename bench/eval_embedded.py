@@ -66,7 +66,7 @@ def load_done(path: Path) -> dict:
 def run_jobs(pipe, jobs: list, steps: int, results_path: Path, done: dict, batch_size: int, verifier,
              eta: float = 0.0) -> None:
     """Generate and score every (instance, sample seed) job not yet in ``done``, at ``steps`` DDIM steps and ``eta``."""
-    from gen_reason.train.embedded import generate_videos
+    from gen_reason.train.validation import generate_videos
 
     todo = [(inst, seed) for inst, seed in jobs if (int(inst.difficulty.split("x")[0]), inst.seed, seed, steps, eta) not in done]
     for start in range(0, len(todo), batch_size):

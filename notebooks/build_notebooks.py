@@ -82,7 +82,7 @@ NOTEBOOKS = {
                  "    wins = [referee.score(inst, generator.generate(inst.first_frame, inst.prompt, seeds=[0])[0]).success\n"
                  "            for inst in held_out]\n"
                  "    return float(np.mean(wins))\n\n"
-                 "from gen_reason.train.lora import load_embedded_lora\n\n"
+                 "from gen_reason.train.outputs import load_embedded_lora\n\n"
                  "generator = load_generator(\"embedded\")\n"
                  "before = success_rate(generator)\n"
                  "load_embedded_lora(generator.pipeline, lora)  # the LoRA into the pixel-space UNet\n"

@@ -12,16 +12,21 @@ With caching off the encoders run on every batch: same numbers, more time (see
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import torch
 
 from gen_reason.errors import UserError
+from gen_reason.models.families import Geometry
 from gen_reason.train.losses import Objective, sample_generator, stack_batch
+
+if TYPE_CHECKING:
+    from gen_reason.train.lora_config import LoraTrainConfig
 
 
 @dataclass(frozen=True)
@@ -157,3 +162,35 @@ class ConditioningCache:
             component: Any = getattr(pipe, name, None)
             if isinstance(component, torch.nn.Module):
                 component.to(device)
+
+
+def resolve_geometry(pipe, family, samples: Sequence[Sample], config: LoraTrainConfig) -> Geometry:
+    """Frames and size to train at: the config's, else the dataset's rounded to what the model takes."""
+    if type(pipe).__name__ == "EmbeddedVideoPipeline":
+        fixed = Geometry(pipe.num_frames, pipe.resolution, pipe.resolution)
+        for name in ("num_frames", "height", "width"):
+            given = getattr(config, name)
+            if given is not None and given != getattr(fixed, name):
+                raise UserError(f"the embedded model trains at {name} {getattr(fixed, name)} (fixed by its UNet); "
+                                f"got {given}")
+        return fixed
+    multiple = family.size_multiple(pipe)
+    step = family.frame_step(pipe)
+    sizes = []
+    for name, data_value in (("height", samples[0].first_frame.shape[0]), ("width", samples[0].first_frame.shape[1])):
+        given = getattr(config, name)
+        if given is not None and given % multiple:
+            raise UserError(f"{name} must be a multiple of {multiple} for this model; got {given}")
+        sizes.append(given if given is not None else max(multiple, round(data_value / multiple) * multiple))
+    frames = config.num_frames
+    if frames is not None and (frames - 1) % step:
+        raise UserError(f"num_frames must be {step}k + 1 for this model (e.g. {(frames - 1) // step * step + 1}); "
+                        f"got {frames}")
+    if frames is None:
+        from gen_reason.video import read_video
+
+        have = samples[0].num_frames or len(read_video(samples[0].video_path))
+        frames = math.ceil((have - 1) / step) * step + 1
+    geometry = Geometry(int(frames), int(sizes[0]), int(sizes[1]))
+    family.check_geometry(pipe, geometry)  # e.g. CogVideoX-5b-I2V trains at 480x720 only
+    return geometry

@@ -29,7 +29,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import dataclasses  # noqa: E402
 import json  # noqa: E402
-import math  # noqa: E402
 import random  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -45,11 +44,10 @@ from gen_reason.errors import UserError  # noqa: E402
 from gen_reason.models.embedded import EmbeddedVideoPipeline, make_scheduler, make_unet  # noqa: E402
 from gen_reason.train.checkpoint import load_state, save_state  # noqa: E402
 from gen_reason.train.data import PAD_COLOR, MazeVideoData, batch_loader  # noqa: E402
-from gen_reason.train.validation import (fallback_maze_check, generate_videos, load_referee,  # noqa: E402,F401
-                                         plot_embedded_validation, validate_model)
+from gen_reason.train.validation import load_referee, plot_embedded_validation, validate_model  # noqa: E402
 from gen_reason.train.loop import (FunctionSchedule, Progress, Trainer, TrainingConfig, append_row,  # noqa: E402
                                    check_tracker, has_row, start_logs, start_trackers)
-from gen_reason.train.losses import DenoisingObjective, diffusion_loss  # noqa: E402,F401 (diffusion_loss: public here too)
+from gen_reason.train.losses import DenoisingObjective  # noqa: E402
 from gen_reason.config import build, read_yaml, rename_keys  # noqa: E402
 from gen_reason.errors import check_writable  # noqa: E402
 from gen_reason.config import ArgumentParser  # noqa: E402

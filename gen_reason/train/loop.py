@@ -298,6 +298,27 @@ def start_logs(out: Path, config: dict, step: int | None) -> None:
     (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
 
 
+class PoliteStop:
+    """While open (and ``enabled``, on the main thread), SIGTERM and Ctrl-C ask the loop to stop
+    after its step instead of killing it; :meth:`close` puts the previous handlers back."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.requested = False
+        self._previous = {}
+        if enabled and threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                self._previous[signum] = signal.signal(signum, self._request)
+
+    def _request(self, *_) -> None:
+        self.requested = True
+
+    def close(self) -> None:
+        """Restore the signal handlers that were there before."""
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
+
+
 class Trainer:
     """The optimizer, schedule, EMA and step loop around one model.
 
@@ -348,11 +369,6 @@ class Trainer:
 
         accelerator = self.accelerator
         self.progress = progress
-        stop_requested: list[bool] = []
-        previous_handlers = {}
-        if settings.save_on_interrupt and threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                previous_handlers[signum] = signal.signal(signum, lambda *_: stop_requested.append(True))
         saved_at = [None]
         last_save = [time.time()]
 
@@ -369,8 +385,9 @@ class Trainer:
         autocast = accelerator.autocast if settings.autocast else nullcontext
         self.model.train()
         in_step = False  # True while a step changes the weights: a failure then leaves no consistent state to save
+        stop = PoliteStop(settings.save_on_interrupt)
         try:
-            while progress.step < settings.last_step and not stop_requested:
+            while progress.step < settings.last_step and not stop.requested:
                 in_step = True
                 started = time.time()
                 losses = self._step(settings, progress, data, objective, autocast)
@@ -383,7 +400,7 @@ class Trainer:
                     save()
                 if validation_due:
                     validate(step)
-                if stop_requested:
+                if stop.requested:
                     tqdm.write(f"stopping at step {step} (signal); rerun the same command to resume")
         except Exception:
             # The data source died (killed, out of memory) or bookkeeping failed: keep every
@@ -392,8 +409,7 @@ class Trainer:
                 save()
             raise
         finally:
-            for signum, handler in previous_handlers.items():
-                signal.signal(signum, handler)
+            stop.close()
         bar.close()
         if settings.checkpoint_when_sitting_ends and saved_at[0] != progress.step:
             save()

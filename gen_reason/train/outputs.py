@@ -15,7 +15,7 @@ from gen_reason.models.families import Geometry
 from gen_reason.train.validation import read_jsonl
 
 if TYPE_CHECKING:
-    from gen_reason.train.lora import LoraTrainConfig
+    from gen_reason.train.lora_config import LoraTrainConfig
 
 LORA_WEIGHTS = "pytorch_lora_weights.safetensors"
 
@@ -92,30 +92,29 @@ def save_expert_loras(out: Path, pipe, experts: dict[str, torch.nn.Module]) -> P
     return out / EXPERT_LORA_FILES["transformer"] if "transformer" in experts else out / EXPERT_LORA_MANIFEST
 
 
-def write_model_card(out: Path, config: LoraTrainConfig, family_name: str, geometry: Geometry, steps: int,
-                     num_samples: int, final_loss: float | None, targets: Sequence[str] | None) -> Path:
-    """``README.md``: what was trained on what, how, with what held-out result, and how to use it."""
+def _validation_summary(out: Path) -> str:
+    """The model card's line on held-out success: first and last validation, or that none ran."""
     rows = [r for r in read_jsonl(out / "validation.jsonl") if r.get("success") is not None]
-    validation = "no validation was run"
-    if rows:
-        first, last = rows[0], rows[-1]
-        validation = (f"held-out success {first['success']:.1%} at step {first['step']} -> {last['success']:.1%} "
-                      f"at step {last['step']} ({last['count']} puzzles, reference referee); see validation.png")
-    kind = f"LoRA rank {config.rank}, alpha {config.alpha or config.rank}" if config.lora else "full fine-tune"
-    if family_name == "wan2.2-i2v-a14b":
-        kind += {"both": " on both experts", "high": " on the high-noise expert (transformer)",
-                 "low": " on the low-noise expert (transformer_2)"}[config.experts]
+    if not rows:
+        return "no validation was run"
+    first, last = rows[0], rows[-1]
+    return (f"held-out success {first['success']:.1%} at step {first['step']} -> {last['success']:.1%} "
+            f"at step {last['step']} ({last['count']} puzzles, reference referee); see validation.png")
+
+
+def _usage(out: Path, config: LoraTrainConfig, family_name: str) -> str:
+    """The model card's "Use" section: how to load what this run saved."""
     if config.lora and family_name == "embedded":
-        usage = (
+        return (
             "```python\n"
             "from gen_reason.models import DiffusersVideoGenerator\n"
-            "from gen_reason.train.lora import load_embedded_lora\n"
+            "from gen_reason.train.outputs import load_embedded_lora\n"
             f"generator = DiffusersVideoGenerator.from_pretrained({config.model!r})\n"
             f"load_embedded_lora(generator.pipeline, {str(out)!r})\n"
             "```"
         )
-    elif config.lora and family_name == "wan2.2-i2v-a14b":
-        usage = (
+    if config.lora and family_name == "wan2.2-i2v-a14b":
+        return (
             "```python\n"
             "from gen_reason.models import DiffusersVideoGenerator\n"
             f"generator = DiffusersVideoGenerator.from_pretrained({config.model!r}, lora={str(out)!r})\n"
@@ -130,8 +129,8 @@ def write_model_card(out: Path, config: LoraTrainConfig, family_name: str, geome
                if config.experts in ("both", "low") else "")
             + "```"
         )
-    elif config.lora:
-        usage = (
+    if config.lora:
+        return (
             "```python\n"
             "from gen_reason.models import DiffusersVideoGenerator\n"
             f"generator = DiffusersVideoGenerator.from_pretrained({config.model!r}, lora={str(out)!r})\n"
@@ -139,8 +138,18 @@ def write_model_card(out: Path, config: LoraTrainConfig, family_name: str, geome
             f"or `genreason solve --model {config.model} --lora {out}`; in diffusers, "
             f"`pipe.load_lora_weights({str(out)!r})`."
         )
-    else:
-        usage = f"`DiffusersVideoGenerator.from_pretrained({str(out)!r})` (this folder is a diffusers model folder)."
+    return f"`DiffusersVideoGenerator.from_pretrained({str(out)!r})` (this folder is a diffusers model folder)."
+
+
+def write_model_card(out: Path, config: LoraTrainConfig, family_name: str, geometry: Geometry, steps: int,
+                     num_samples: int, final_loss: float | None, targets: Sequence[str] | None) -> Path:
+    """``README.md``: what was trained on what, how, with what held-out result, and how to use it."""
+    validation = _validation_summary(out)
+    kind = f"LoRA rank {config.rank}, alpha {config.alpha or config.rank}" if config.lora else "full fine-tune"
+    if family_name == "wan2.2-i2v-a14b":
+        kind += {"both": " on both experts", "high": " on the high-noise expert (transformer)",
+                 "low": " on the low-noise expert (transformer_2)"}[config.experts]
+    usage = _usage(out, config, family_name)
     text = f"""---
 library_name: diffusers
 base_model: {config.model}

@@ -23,7 +23,7 @@ from gen_reason.train.data import PAD_COLOR, held_out_instances
 
 if TYPE_CHECKING:
     from gen_reason.train.embedded import EmbeddedTrainConfig
-    from gen_reason.train.lora import LoraTrainConfig
+    from gen_reason.train.lora_config import LoraTrainConfig
 
 
 def validation_instances(data_dir: Path, split: str, count: int, exclude: set[str]) -> list:

@@ -151,7 +151,7 @@ def test_lora_loads_through_the_backend_like_a_diffusers_lora(tmp_path):
     and changes the output; its scale mixes it in."""
     backend = pytest.importorskip("gen_reason.models.diffusers_backend")
     peft = pytest.importorskip("peft")
-    from gen_reason.train.lora import save_embedded_lora
+    from gen_reason.train.outputs import save_embedded_lora
 
     tiny_pipeline().save_pretrained(tmp_path / "model", safe_serialization=True)
     trained = tiny_pipeline()

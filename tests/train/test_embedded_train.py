@@ -11,8 +11,8 @@ from gen_reason.models.embedded import make_scheduler
 from gen_reason.train.checkpoint import load_state
 from gen_reason.train.data import (HELD_OUT_SEED_START, TRAIN_SEED_LIMIT, MazeVideoData, ReplayStream,
                                    held_out_instances, maze_geometry)
-from gen_reason.train.embedded import (EmbeddedTrainConfig, _step_generator, diffusion_loss, learning_rate_at,
-                                       train_embedded)
+from gen_reason.train.embedded import EmbeddedTrainConfig, _step_generator, learning_rate_at, train_embedded
+from gen_reason.train.losses import diffusion_loss
 
 # tiny_config and logged: fixtures in conftest.py
 

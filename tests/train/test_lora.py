@@ -18,7 +18,9 @@ from gen_reason.errors import UserError
 from gen_reason.models import testing
 from gen_reason.models.families import Geometry
 from gen_reason.train import checkpoint as ckpt
-from gen_reason.train.lora import LORA_WEIGHTS, load_lora_config, parse_overrides, train_lora
+from gen_reason.train.lora import train_lora
+from gen_reason.train.lora_config import load_lora_config, parse_overrides
+from gen_reason.train.outputs import LORA_WEIGHTS
 from gen_reason.video import read_image
 
 KINDS = ["wan2.1-i2v", "wan2.2-ti2v", "cogvideox-i2v", "ltx-i2v"]
@@ -198,7 +200,7 @@ def tiny_embedded(tmp_path_factory):
 
 def test_embedded_model_lora_and_full_finetune(tiny_embedded, dataset, tmp_path):
     from gen_reason.models import DiffusersVideoGenerator
-    from gen_reason.train.lora import load_embedded_lora
+    from gen_reason.train.outputs import load_embedded_lora
 
     settings = dict(model=str(tiny_embedded), data=str(dataset), rank=4, max_steps=3, batch_size=2,
                     learning_rate=1e-2, checkpoint_every=0)
@@ -211,6 +213,11 @@ def test_embedded_model_lora_and_full_finetune(tiny_embedded, dataset, tmp_path)
     load_embedded_lora(generator.pipeline, lora_out)
     assert any("lora_A" in name for name, _ in generator.pipeline.unet.named_parameters())
     assert not np.array_equal(base, generator.generate(image, "", seeds=[0])[0])
+    # The model card's own instructions load the LoRA as written.
+    code = (lora_out / "README.md").read_text().split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict = {}
+    exec(code, namespace)  # noqa: S102 - the card this run wrote
+    assert any("lora_A" in name for name, _ in namespace["generator"].pipeline.unet.named_parameters())
 
     full_out = train_lora(load_lora_config(None, dict(settings, lora=False, learning_rate=1e-3,
                                                       output_dir=str(tmp_path / "full"))), progress=False)

@@ -20,7 +20,9 @@ from gen_reason.errors import UserError
 from gen_reason.models import testing
 from gen_reason.models.families import Geometry
 from gen_reason.train import checkpoint as ckpt
-from gen_reason.train.lora import LORA_WEIGHTS, load_lora_config, train_lora
+from gen_reason.train.lora import train_lora
+from gen_reason.train.lora_config import load_lora_config
+from gen_reason.train.outputs import LORA_WEIGHTS
 
 KIND = "wan2.2-i2v-a14b"
 GEOMETRY = testing.TINY_GEOMETRY[KIND]
@@ -159,7 +161,7 @@ def test_saved_loras_load_through_diffusers_own_calls(model, both_run):
 
 def test_each_sample_runs_through_and_trains_only_the_expert_owning_its_timestep():
     from gen_reason.models.families import WAN22_I2V_A14B
-    from gen_reason.train.lora import make_trainable
+    from gen_reason.train.adapters import make_trainable
     from gen_reason.train.losses import WanExperts, objective_for
 
     pipe = testing.build_tiny_pipeline(KIND)

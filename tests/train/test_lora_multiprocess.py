@@ -16,7 +16,9 @@ import pytest
 import yaml
 
 from gen_reason.models import testing
-from gen_reason.train.lora import LORA_WEIGHTS, load_lora_config, train_lora
+from gen_reason.train.lora import train_lora
+from gen_reason.train.lora_config import load_lora_config
+from gen_reason.train.outputs import LORA_WEIGHTS
 
 
 @pytest.mark.slow

@@ -13,7 +13,7 @@ import yaml
 from gen_reason.errors import UserError
 from gen_reason.train.checkpoint import load_state, save_state
 from gen_reason.train.embedded import EmbeddedTrainConfig, train_embedded
-from gen_reason.train.lora import LoraTrainConfig, load_lora_config
+from gen_reason.train.lora_config import LoraTrainConfig, load_lora_config
 from gen_reason.train.loop import TrainingConfig
 
 
