@@ -372,7 +372,7 @@ def main() -> None:
         "and brightness-drift correction (`track.prepare_video`); `track` = colour classification, connected "
         "components and following the agent (`track.track_objects`); `rules` = the movement rules "
         "(`rules.check_rules` without the scene check); `scene` = the `maze_redrawn` scene check "
-        "(`rules.check_scene`); `rest` = the reference metrics and bookkeeping.\n\n"
+        "(`scene.check_scene`); `rest` = the reference metrics and bookkeeping.\n\n"
         + table(["videos", *STAGES, "total"], stage_rows.get(STAGES, []))
         + "\n\nDraw referee (`verifiers/draw.py`, no tracking): `red test` = VideoThinkBench's red-pixel test on "
         "every frame (`draw.red_mask`); `erosion` = the 3x3 erosion of every red mask; `rest` = the wall-touch, "

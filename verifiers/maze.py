@@ -41,9 +41,10 @@ import numpy as np
 from gen_reason.errors import UserError
 from gen_reason.verifiers import metrics as M
 from gen_reason.verifiers.framing import frame_video
-from gen_reason.verifiers.rules import RULE_NAMES, SNAP, RuleReport, SpecGraph, check_rules
+from gen_reason.verifiers.rules import RULE_NAMES, RuleReport, check_rules
 from gen_reason.verifiers.score import Score
 from gen_reason.verifiers.track import Track, prepare_video, to_uint8, track_objects
+from gen_reason.verifiers.walk import SNAP, SpecGraph
 
 
 def _load(video) -> np.ndarray:
@@ -168,7 +169,7 @@ class MazeReferenceVerifier(MazeRuleVerifier):
 def graph_trajectory(positions: np.ndarray, graph: SpecGraph, node_path: list[int], node_frames: list[int]) -> np.ndarray:
     """The track mapped onto the puzzle's geometry (see the module docstring).
 
-    The node path (from :func:`rules.walk_graph`, with hysteresis) becomes the polyline of
+    The node path (from :func:`walk.walk_graph`, with hysteresis) becomes the polyline of
     its node centres; positions off the graph are inserted as they were tracked, in frame
     order, so a walk through a wall still shows; a last position between two nodes adds
     its projection onto the graph (a move begun but not finished).

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gen_reason.verifiers.rules import SHORT_WAY
+from gen_reason.verifiers.walk import SHORT_WAY
 import pytest
 
 CHEATS = ("through_wall", "teleport", "stops_early", "static", "end_state_only")

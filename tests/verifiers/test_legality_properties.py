@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from gen_reason.puzzles.registry import get_task
 from gen_reason.puzzles.skins import draw_icon
 from gen_reason.verifiers.maze import MazeRuleVerifier
-from gen_reason.verifiers.rules import PACE, TELEPORT, SpecGraph
+from gen_reason.verifiers.walk import PACE, TELEPORT, SpecGraph
 
 RULES = MazeRuleVerifier()
 SETTINGS = settings(max_examples=10, deadline=None, derandomize=True,

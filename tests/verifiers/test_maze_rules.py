@@ -17,7 +17,8 @@ import pytest
 from gen_reason.puzzles.registry import get_task
 from gen_reason.puzzles.skins import draw_icon
 from gen_reason.verifiers.maze import MazeReferenceVerifier, MazeRuleVerifier, debug_strip
-from gen_reason.verifiers.rules import RULE_NAMES, SpecGraph
+from gen_reason.verifiers.rules import RULE_NAMES
+from gen_reason.verifiers.walk import SpecGraph
 
 REF = MazeReferenceVerifier()
 RULES = MazeRuleVerifier()

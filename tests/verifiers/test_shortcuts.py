@@ -18,9 +18,9 @@ from gen_reason.verifiers.registry import verifier_for
 
 FRAMES = 41
 # This sokoban level's route is 2 moves: the agent and the box jumping all of it in one
-# frame is a legality question (verifiers/rules.py caps one move at the larger of 3 steps
+# frame is a legality question (verifiers/walk.py caps one move at the larger of 3 steps
 # and half the route), being reworked beside this test; not strict, so it shows either way.
-SHORT_ROUTE = pytest.mark.xfail(strict=False, reason="a jump over a whole route under 3 steps: rules.judge_moves")
+SHORT_ROUTE = pytest.mark.xfail(strict=False, reason="a jump over a whole route under 3 steps: walk.judge_moves")
 
 
 def _short_route(request, task: str, cheat: str) -> None:

@@ -152,7 +152,7 @@ def test_sparse_components_match_dense_labelling():
 
 
 def test_scene_check_masks_equal_the_whole_image_tests():
-    from gen_reason.verifiers.rules import _fill_disc, _fill_square
+    from gen_reason.verifiers.scene import _fill_disc, _fill_square
 
     rng = np.random.default_rng(3)
     h, w = 37, 53
@@ -254,7 +254,7 @@ def _reds(video):
 def _check_scene_per_frame(track_, spec, agent_path=None, diff_threshold=60, min_blob_cells=0.25):
     """The scene check written as the plain per-sampled-frame loop (blur, absdiff, channel
     max, opening and components on each frame; stops at the first frame with a redraw)."""
-    from gen_reason.verifiers.rules import _describe_change, _fill_disc, _fill_square
+    from gen_reason.verifiers.scene import _describe_change, _fill_disc, _fill_square
 
     work = track_.work
     frames = work.frames
@@ -342,7 +342,8 @@ def test_scene_check_on_all_sampled_frames_equals_the_per_frame_loop(task):
     """Ground truth and repainted scenes (blobs, a one-frame flash at the edge, thin specks,
     two changes at once, the goal erased), with and without the walked path, at two
     thresholds: the same verdict, frame and reason as the per-frame loop."""
-    from gen_reason.verifiers.rules import check_rules, check_scene
+    from gen_reason.verifiers.rules import check_rules
+    from gen_reason.verifiers.scene import check_scene
 
     name, options = task
     rng = np.random.default_rng(11)
@@ -364,7 +365,7 @@ def test_scene_check_on_all_sampled_frames_equals_the_per_frame_loop(task):
 
 @pytest.mark.parametrize("h", [1, 2, 3, 17])
 def test_scene_diffs_of_the_tall_image_equal_the_per_frame_blur(h):
-    from gen_reason.verifiers.rules import _scene_diffs
+    from gen_reason.verifiers.scene import _scene_diffs
 
     rng = np.random.default_rng(h)
     frames = rng.integers(0, 256, (9, h, 13, 3), dtype=np.uint8)

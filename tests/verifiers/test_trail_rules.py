@@ -2,7 +2,7 @@
 
 The embedded model's clips (8 frames for up to 24 moves) move the agent several rooms
 between frames; the rooms it passed stay painted, and that painting is the evidence the
-rule checks read (:func:`gen_reason.verifiers.rules.trail_painted`). These tests build
+rule checks read (:func:`gen_reason.verifiers.scene.trail_painted`). These tests build
 trail videos by hand (rooms painted as the task paints them, the agent drawn on top) so
 that each cheat differs from a legal clip in one thing only.
 """
@@ -15,7 +15,7 @@ import pytest
 from gen_reason.puzzles.registry import get_task
 from gen_reason.puzzles.skins import draw_icon
 from gen_reason.verifiers.maze import MazeReferenceVerifier, MazeRuleVerifier
-from gen_reason.verifiers.rules import SpecGraph
+from gen_reason.verifiers.walk import SpecGraph
 
 REF = MazeReferenceVerifier()
 RULES = MazeRuleVerifier()
