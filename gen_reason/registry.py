@@ -127,7 +127,7 @@ class Registry(Generic[T]):
         if key not in self._loaded:
             target = self._targets[key]
             if isinstance(target, str):
-                target = _import_target(target)
+                target = import_target(target)
             if self.base is not None and not (
                 (isinstance(target, type) and issubclass(target, self.base))
                 or isinstance(target, self.base)
@@ -137,7 +137,8 @@ class Registry(Generic[T]):
         return self._loaded[key]
 
 
-def _import_target(spec: str) -> Any:
+def import_target(spec: str) -> Any:
+    """The object ``"package.module:Attr"`` names (imported now: registrations stay lazy)."""
     module_name, _, attr = spec.partition(":")
     if not attr:
         raise ValueError(f"lazy target {spec!r} must look like 'package.module:Attr'")

@@ -68,6 +68,7 @@ class EmbeddedFamily(Family):
 
     attention_backends = ("sdpa",)  # the UNet's attention calls PyTorch SDPA itself
     auto_attention = ()
+    objective = "gen_reason.train.losses.embedded:EmbeddedObjective"
 
     def limits(self, configs: dict[str, dict]) -> Limits:
         """Any first-frame size (images are padded or resized to the UNet's) and frame count

@@ -107,6 +107,10 @@ class Family:
     attention_backends: tuple[str, ...] | None = None
     #: ``auto`` attention on CUDA: the first of these that is installed, else PyTorch SDPA
     auto_attention: tuple[str, ...] = ("xformers",)
+    #: its training objective, ``"package.module:Class"`` (an ``Objective`` of
+    #: :mod:`gen_reason.train.losses`, or a plugin's own): named, not imported, so the model
+    #: layer never imports the trainer; ``None``: ``genreason train`` refuses the family
+    objective: str | None = None
 
     def __init__(self, name: str, defaults: FamilyDefaults, *, extra_options: tuple[str, ...] | None = None) -> None:
         self.name = name

@@ -20,6 +20,8 @@ class CogVideoXFamily(Family):
     (https://github.com/zai-org/CogVideo/issues/617).
     """
 
+    objective = "gen_reason.train.losses.cogvideox:CogVideoXObjective"
+
     extra_options = ("dynamic_cfg",)
     attention_backends = ("sdpa",)
     auto_attention = ()

@@ -29,6 +29,8 @@ class LTXFamily(Family):
     conditioning (LTX 0.9.1+; 0.9.0's VAE ignores them).
     """
 
+    objective = "gen_reason.train.losses.ltx:LTXObjective"
+
     extra_options = ("decode_timestep", "decode_noise_scale", "guidance_rescale")
 
     def limits(self, configs: dict[str, dict]) -> Limits:

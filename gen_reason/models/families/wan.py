@@ -32,6 +32,7 @@ class WanFamily(Family):
     """Wan 2.1 I2V, Wan 2.2 TI2V-5B (``expand_timesteps``) and Wan 2.2 I2V-A14B (two experts)."""
 
     repeat_image = False  # Wan repeats the image itself; a list would be encoded N*N times
+    objective = "gen_reason.train.losses.wan:WanObjective"
     # VAE (and CLIP image encoder) in float32, transformer and text encoder in bfloat16:
     # "VAE in torch.float32 for better decoding quality"
     # (https://huggingface.co/docs/diffusers/api/pipelines/wan).

@@ -14,7 +14,8 @@ same way it was trained:
 - :mod:`~gen_reason.train.losses.base`: what they share (:class:`Objective`, timestep
   sampling, the per-sample random sources, the losses' building blocks).
 
-:func:`objective_for` picks the objective of a loaded pipeline.
+:func:`objective_for` gives a loaded pipeline the objective its family declares (``Family.objective``,
+``"package.module:Class"``): a plugin family names its own the same way.
 
 Flow matching: ``x_t = (1 - s) x0 + s n``, target ``n - x0``, the transformer's timestep
 ``1000 s``; ``s`` from ``compute_density_for_timestep_sampling`` (logit-normal by
@@ -33,7 +34,8 @@ there); :meth:`Objective.loss` gets them stacked and moved to the model's device
 from __future__ import annotations
 
 from gen_reason.errors import UserError
-from gen_reason.models.families import CogVideoXFamily, Family, Geometry, LTXFamily, WanFamily
+from gen_reason.models.families import Family, Geometry
+from gen_reason.registry import import_target
 from gen_reason.train.losses.base import (MAX_TIMESTEP_DRAWS, SCHEMES, NoiseSettings, Objective, draw_latents,
                                           masked_mse, sample_generator, stack_batch)
 from gen_reason.train.losses.cogvideox import CogVideoXObjective
@@ -48,22 +50,22 @@ __all__ = ["CogVideoXObjective", "DenoisingObjective", "EXPERTS", "EmbeddedObjec
 
 def objective_for(pipe, family: Family, geometry: Geometry, noise: NoiseSettings | None = None,
                   experts: str = "both") -> Objective:
-    """The objective for a loaded pipeline, or a :class:`UserError` for a family we cannot train.
+    """The objective the loaded pipeline's family declares (:attr:`Family.objective`), or a
+    one-line :class:`UserError` for a family that declares none.
 
-    ``experts`` picks which of Wan 2.2 A14B's experts train (``both``, ``high``, ``low``);
-    other models have one network and take only ``both``.
+    ``experts`` picks which of Wan 2.2 A14B's experts train (``both``, ``high``, ``low``); an
+    objective that takes it says so with ``takes_experts = True``; other models have one
+    network and take only ``both``.
     """
-    if isinstance(family, WanFamily) and type(pipe).__name__ != "EmbeddedVideoPipeline":
-        return WanObjective(pipe, family, geometry, noise, experts=experts)
+    target = getattr(family, "objective", None)
+    if target is None:
+        raise UserError(f"training is not supported for {type(pipe).__name__} (family {family.name}: it declares "
+                        "no objective); supported: Wan 2.1 I2V, Wan 2.2 TI2V-5B and I2V-A14B, CogVideoX I2V, "
+                        "LTX-Video I2V, the embedded model")
+    objective_cls = import_target(target)
+    if getattr(objective_cls, "takes_experts", False):
+        return objective_cls(pipe, family, geometry, noise, experts=experts)
     if experts != "both":
         raise UserError(f"experts: {experts} applies to Wan 2.2 A14B (two experts); this model has one network, "
                         "so leave experts at both")
-    if type(pipe).__name__ == "EmbeddedVideoPipeline":
-        return EmbeddedObjective(pipe, family, geometry, noise)
-    if isinstance(family, CogVideoXFamily):
-        return CogVideoXObjective(pipe, family, geometry, noise)
-    if isinstance(family, LTXFamily):
-        return LTXObjective(pipe, family, geometry, noise)
-    raise UserError(f"training is not supported for {type(pipe).__name__} (family {family.name}); "
-                    "supported: Wan 2.1 I2V, Wan 2.2 TI2V-5B and I2V-A14B, CogVideoX I2V, LTX-Video I2V, "
-                    "the embedded model")
+    return objective_cls(pipe, family, geometry, noise)

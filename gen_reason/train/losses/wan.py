@@ -76,6 +76,8 @@ class WanObjective(Objective):
     (the logit-normal density, shifted, restricted to its side of the boundary).
     """
 
+    takes_experts = True  # objective_for passes ``experts`` on
+
     name = "wan"
     targets = ("to_q", "to_k", "to_v", "to_out.0", "ffn.net.0.proj", "ffn.net.2")
     image_components = ("vae", "image_encoder")
