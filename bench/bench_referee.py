@@ -2,7 +2,7 @@
 
 (a) On our ground-truth videos of every maze task and tangram, and on the VR-Bench fixture videos
 (the shared VR-Bench fixtures folder beside the repository): frames/s of decoding alone, at full size (``read_video``)
-and straight to the referee's working size (``track.read_work_video``: the decoder's
+and straight to the referee's working size (``work.read_work_video``: the decoder's
 scaler shrinks the frames so the agent is 8-16 px wide, full-size frames are never
 materialised); of that decode + the rule verifier and + the reference verifier, measured
 side by side (interleaved, median of ``--reps``); and the scoring alone.
@@ -50,7 +50,8 @@ from gen_reason.verifiers.parallel import chunk_bounds, workers  # noqa: E402
 from gen_reason.verifiers.registry import verifier_for  # noqa: E402
 from gen_reason.verifiers.tangram import _resize_to, find_pieces, segment_pieces, track_piece_centroids  # noqa: E402
 from gen_reason.verifiers.rules import check_rules  # noqa: E402
-from gen_reason.verifiers.track import prepare_video, track_objects  # noqa: E402
+from gen_reason.verifiers.track import track_objects  # noqa: E402
+from gen_reason.verifiers.work import prepare_video  # noqa: E402
 from gen_reason.video import read_video, write_mp4  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "vrbench"
@@ -342,7 +343,7 @@ def main() -> None:
         "(a) Frames/s of decoding alone and of decoding + scoring, side by side (interleaved, median of "
         f"{args.reps} runs; H.264 MP4s decoded with PyAV into one array, then scored from memory; decode+score "
         "is the sum). Two decodes: at full size (`read_video`) and straight to the referee's working size "
-        "(`track.read_work_video`: where the agent is at least 16 px wide, the decoder's scaler averages each "
+        "(`work.read_work_video`: where the agent is at least 16 px wide, the decoder's scaler averages each "
         "f x f block (f <= 4) while converting to RGB so the agent ends 8-16 px wide, and the full-size frames "
         "are never materialised; a video with a smaller agent is decoded as it is). Both sides may use every core: "
         "the decoder runs FFmpeg's frame threads, the referee runs its per-pixel OpenCV work one chunk of frames "
@@ -369,7 +370,7 @@ def main() -> None:
         + "\n\n(c) Where the scoring time goes: CPU milliseconds per frame (share of the total) of each stage of "
         "the reference score on the working-size video (median of the runs; CPU time of all threads, so a stage "
         "split across cores counts in full). Maze referee: `prepare` = validation, shrinking "
-        "and brightness-drift correction (`track.prepare_video`); `track` = colour classification, connected "
+        "and brightness-drift correction (`work.prepare_video`); `track` = colour classification, connected "
         "components and following the agent (`track.track_objects`); `rules` = the movement rules "
         "(`rules.check_rules` without the scene check); `scene` = the `maze_redrawn` scene check "
         "(`scene.check_scene`); `rest` = the reference metrics and bookkeeping.\n\n"

@@ -55,7 +55,7 @@ from gen_reason.puzzles.maze.draw import draw_walls
 from gen_reason.verifiers.framing import frame_video
 from gen_reason.verifiers.parallel import map_chunks
 from gen_reason.verifiers.score import Score
-from gen_reason.verifiers.track import _undo_brightness_drift
+from gen_reason.verifiers.work import undo_brightness_drift
 from gen_reason.video import as_video
 
 RED_MIN = 150  # VideoThinkBench: R >= 150
@@ -282,8 +282,8 @@ def _read_video(instance_or_spec, video) -> np.ndarray:
         video = frame_video(instance_or_spec, video)
     # Frames that darken (or brighten) as a whole keep their red: drift undone against frame 0,
     # looked for in every frame only when the last frame shows some (drift builds up).
-    if len(video) > 1 and np.any(_undo_brightness_drift(video[[0, -1]])[1] != 1.0):
-        video, _ = _undo_brightness_drift(video)
+    if len(video) > 1 and np.any(undo_brightness_drift(video[[0, -1]])[1] != 1.0):
+        video, _ = undo_brightness_drift(video)
     return video
 
 

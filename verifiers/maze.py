@@ -43,8 +43,10 @@ from gen_reason.verifiers import metrics as M
 from gen_reason.verifiers.framing import frame_video
 from gen_reason.verifiers.rules import RULE_NAMES, RuleReport, check_rules
 from gen_reason.verifiers.score import Score
-from gen_reason.verifiers.track import Track, prepare_video, to_uint8, track_objects
+from gen_reason.verifiers.track import track_objects
+from gen_reason.verifiers.tracked import Track
 from gen_reason.verifiers.walk import SNAP, SpecGraph
+from gen_reason.verifiers.work import prepare_video, to_uint8
 
 
 def _load(video) -> np.ndarray:
@@ -92,12 +94,12 @@ class MazeRuleVerifier:
 
     def read_video(self, path, instance) -> np.ndarray:
         """Decode a video file for :meth:`score`, straight to the referee's working size
-        (:func:`~gen_reason.verifiers.track.read_work_video`: every verdict as at full
+        (:func:`~gen_reason.verifiers.work.read_work_video`: every verdict as at full
         size, several times faster on large videos; only maze fidelity, which compares
         frames as given, moves slightly; a video whose size cannot show the puzzle is
         decoded whole, and :meth:`score` says why). Raises ``UserError`` when the file is
         unreadable."""
-        from gen_reason.verifiers.track import read_work_video
+        from gen_reason.verifiers.work import read_work_video
 
         return read_work_video(Path(path), instance.spec, whole_if_unfit=True)
 

@@ -44,7 +44,7 @@ import numpy as np
 
 from gen_reason.verifiers.pushes import box_interaction, push_jumps
 from gen_reason.verifiers.scene import check_scene, trail_painted
-from gen_reason.verifiers.track import ObjectTrack, Track
+from gen_reason.verifiers.tracked import ObjectTrack, Track
 from gen_reason.verifiers.walk import RUN, SNAP, ObjectPath, SpecGraph, runs, walk_graph
 
 STATIC = 0.5  # steps: never farther than this from the start = static video

@@ -76,7 +76,7 @@ from gen_reason.verifiers.tangram_pieces import (  # the piece finders, importab
     segment_pieces,
     track_piece_centroids,
 )
-from gen_reason.verifiers.track import _undo_brightness_drift
+from gen_reason.verifiers.work import undo_brightness_drift
 from gen_reason.video import as_video
 
 __all__ = ["estimate_pose", "find_pieces", "motion_violations", "pose_window", "rotation_error", "score_tangram",
@@ -134,7 +134,7 @@ def _judge_rules(spec: dict, video: np.ndarray, opts: dict) -> dict:
     """Everything a rule verdict needs, from ``spec`` and the video alone."""
     h, w = spec["image_size"]
     # the final frame with any brightness drift since frame 0 undone
-    final = _undo_brightness_drift(np.stack([_resize_to(video[0], (h, w)), _resize_to(video[-1], (h, w))]))[0][1]
+    final = undo_brightness_drift(np.stack([_resize_to(video[0], (h, w)), _resize_to(video[-1], (h, w))]))[0][1]
     labels = segment_pieces(spec, final, opts["color_threshold"])
     target = _target_mask(spec)
     found = find_pieces(spec, labels, min_area_ratio=opts["min_area_ratio"], area_tolerance=opts["area_tolerance"],

@@ -14,7 +14,7 @@ import numpy as np
 
 from gen_reason.puzzles.tangram import rasterize
 from gen_reason.verifiers.parallel import map_chunks
-from gen_reason.verifiers.track import _undo_brightness_drift
+from gen_reason.verifiers.work import undo_brightness_drift
 
 _KERNEL3 = np.ones((3, 3), np.uint8)
 
@@ -220,7 +220,7 @@ def track_piece_centroids(spec: dict, video: np.ndarray, *, color_threshold: flo
 
     def chunk(lo: int, hi: int) -> None:
         # brightness drift undone against frame 0, as the maze tracker does
-        q = _undo_brightness_drift(np.concatenate([first, _every_fth_pixel(video[lo:hi], f)]))[0][1:]
+        q = undo_brightness_drift(np.concatenate([first, _every_fth_pixel(video[lo:hi], f)]))[0][1:]
         np.right_shift(q, 3, out=q)
         index = q[..., 0].astype(np.uint16) << 10
         index |= q[..., 1].astype(np.uint16) << 5

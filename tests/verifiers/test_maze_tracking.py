@@ -9,7 +9,9 @@ from gen_reason.errors import UserError
 from gen_reason.puzzles.registry import get_task
 from gen_reason.puzzles.skins import HELD_OUT_ICONS, SKINS, TRAIN_ICONS, draw_icon
 from gen_reason.verifiers.degrade import resize
-from gen_reason.verifiers.track import build_lut, check_video_size, prepare_video, track_objects
+from gen_reason.verifiers.colours import build_lut
+from gen_reason.verifiers.track import track_objects
+from gen_reason.verifiers.work import check_video_size, prepare_video
 
 
 def expected_positions(task, inst) -> np.ndarray:

@@ -9,7 +9,8 @@ import pytest
 
 from gen_reason.errors import UserError
 from gen_reason.puzzles.registry import get_task
-from gen_reason.verifiers import track
+from gen_reason.verifiers import colours, track
+from gen_reason.verifiers import work as work_video
 from gen_reason.verifiers.degrade import brightness_drift, resize
 from gen_reason.verifiers.maze import MazeReferenceVerifier
 from gen_reason.video import read_video, video_size, write_mp4
@@ -32,7 +33,7 @@ def test_scoring_a_file_decodes_at_the_working_size_with_the_full_size_verdicts(
 
     inst, path = large_mp4
     verifier = MazeReferenceVerifier()
-    assert verifier.read_video(path, inst).shape[1:3] == track.read_work_video(path, inst.spec).shape[1:3]
+    assert verifier.read_video(path, inst).shape[1:3] == work_video.read_work_video(path, inst.spec).shape[1:3]
     full_video = read_video(path)
     end_state = np.concatenate([full_video[:1], np.repeat(full_video[-1:], len(full_video) - 1, axis=0)])
     cheat = write_mp4(tmp_path / "cheat.mp4", end_state)
@@ -46,8 +47,8 @@ def test_scoring_a_file_decodes_at_the_working_size_with_the_full_size_verdicts(
     row = score_video(inst, stretched)
     assert row.success, row.reason  # decoded whole, then judged un-stretched (verifiers/framing.py)
     with pytest.raises(UserError, match="aspect ratios"):  # asked for the working size only, it says why not
-        track.read_work_video(stretched, inst.spec)
-    assert track.read_work_video(stretched, inst.spec, whole_if_unfit=True).shape[1:3] == (160, 704)
+        work_video.read_work_video(stretched, inst.spec)
+    assert work_video.read_work_video(stretched, inst.spec, whole_if_unfit=True).shape[1:3] == (160, 704)
     noise = np.random.default_rng(0).integers(0, 256, (8, 160, 704, 3), dtype=np.uint8)
     row = score_video(inst, write_mp4(tmp_path / "noise.mp4", noise))  # shows the puzzle nowhere
     assert not row.success and row.reason.startswith("cannot judge"), row.reason
@@ -69,8 +70,8 @@ def test_downscaled_decode_is_the_area_average_of_the_full_decode(large_mp4):
 
 def test_work_decode_scores_the_ground_truth_solved_at_the_working_size(large_mp4):
     inst, path = large_mp4
-    work = track.read_work_video(path, inst.spec)
-    factor = track.working_factor(inst.spec, 704, 704)
+    work = work_video.read_work_video(path, inst.spec)
+    factor = work_video.working_factor(inst.spec, 704, 704)
     assert factor > 1 and work.shape[1:3] == (704 // factor, 704 // factor)
     assert inst.spec["agent"]["size_px"] * work.shape[2] / inst.spec["image_size"][1] >= 8
     score = MazeReferenceVerifier().score(inst, work)
@@ -81,7 +82,7 @@ def test_shrink_is_the_block_mean_to_one_grey_level():
     rng = np.random.default_rng(0)
     video = rng.integers(0, 256, (3, 101, 67, 3), dtype=np.uint8)
     for factor in (2, 3, 4, 6):
-        out = track.shrink(video, factor)
+        out = work_video.shrink(video, factor)
         h, w = 101 // factor, 67 // factor
         blocks = video[:, : h * factor, : w * factor].reshape(3, h, factor, w, factor, 3).mean(axis=(2, 4))
         assert out.shape == (3, h, w, 3)
@@ -91,10 +92,10 @@ def test_shrink_is_the_block_mean_to_one_grey_level():
 def test_drift_is_undone_and_a_steady_video_is_left_alone():
     inst = get_task("maze/grid").generate(0, "easy")
     video = inst.solution_video()
-    frames, gains = track._undo_brightness_drift(video)
+    frames, gains = work_video.undo_brightness_drift(video)
     assert frames is video and (gains == 1.0).all()
     drifted = brightness_drift(video, 0.25)
-    frames, gains = track._undo_brightness_drift(drifted)
+    frames, gains = work_video.undo_brightness_drift(drifted)
     expected = 1.0 - 0.25 * np.arange(len(video)) / (len(video) - 1)
     late = expected < 0.97
     assert np.abs(gains[late, 0] - expected[late]).max() < 0.01
@@ -109,7 +110,7 @@ def test_common_ratio_is_the_median_near_the_peak():
         rows.append(row)
     rows.append(rng.uniform(0.5, 1.5, 1000))  # nothing shared
     ratios = np.asarray(rows, np.float32)
-    found = track._common_ratio(ratios)
+    found = work_video._common_ratio(ratios)
     for k, row in enumerate(rows[:3]):
         counts, edges = np.histogram(row.astype(np.float32), bins=np.linspace(0.5, 1.5, 101))
         peak = 0.5 * (edges[np.argmax(counts)] + edges[np.argmax(counts) + 1])
@@ -127,10 +128,10 @@ def test_colour_prefilter_finds_exactly_the_labelled_pixels(count, threads, monk
     frames = rng.integers(0, 256, (count, 40, 48, 3), dtype=np.uint8)
     frames[:, 10:20, 10:20] = (220, 30, 30)
     frames[:, 25:30, 30:40] = (230, 180, 40)
-    lut = track.build_lut({1: np.array([220.0, 30, 30]), 2: np.array([230.0, 180, 40])},
+    lut = colours.build_lut({1: np.array([220.0, 30, 30]), 2: np.array([230.0, 180, 40])},
                           [np.array([255.0, 255, 255]), np.array([20.0, 20, 20])])
-    idx, labels = track._target_pixels(frames, lut)
-    dense = lut[track._quantise(frames)].ravel()
+    idx, labels = colours.target_pixels(frames, lut)
+    dense = lut[colours._quantise(frames)].ravel()
     assert np.array_equal(idx, np.flatnonzero(dense)) and np.array_equal(labels, dense[idx])
 
 
@@ -140,7 +141,7 @@ def test_sparse_components_match_dense_labelling():
     mask[1, 5:12, 5:9] = True
     mask[2, 29, :] = True  # a component on the last row must not join frame 3's first row
     mask[3, 0, :] = True
-    got = track._components(np.flatnonzero(mask), mask.shape)
+    got = colours.components(np.flatnonzero(mask), mask.shape)
     for k in range(len(mask)):
         n, _, stats, cents = cv2.connectedComponentsWithStats(mask[k].astype(np.uint8), connectivity=8)
         areas, centroids = got[k]
@@ -385,7 +386,7 @@ def test_compression_specks_never_move_the_track_and_split_pieces_still_merge():
     a second object-sized blob is still a duplicate."""
     size_w, step_w = 10.0, 16.0
     area = 0.45 * size_w ** 2  # what the follower expects; frame 0 shows exactly this
-    work = track.WorkVideo(frames=np.zeros((6, 64, 64, 3), np.uint8), scale=(1.0, 1.0), source_size=(64, 64))
+    work = work_video.WorkVideo(frames=np.zeros((6, 64, 64, 3), np.uint8), scale=(1.0, 1.0), source_size=(64, 64))
     start = np.array([20.0, 20.0])
     path = [start + (k * 3.0, 0.0) for k in range(6)]
     rng = np.random.default_rng(0)
