@@ -91,7 +91,7 @@ def test_a_level_it_cannot_read_is_skipped_with_the_reason(tmp_path):
 def test_maze3d_projection_puts_the_ball_where_the_state_says(state):
     # The state stores the ball's pixel centre at start and goal (measured by VR-Bench on a
     # render): our camera, computed from grid_size alone, must land there (to its int()).
-    from gen_reason.verifiers.vrbench import MAZE3D_DATA_SCALES, project_maze3d
+    from gen_reason.verifiers.vrbench_maze3d import MAZE3D_DATA_SCALES, project_maze3d
 
     data = json.loads(state.read_text())
     meta, ents = data["metadata"], data["entities"]
@@ -256,7 +256,7 @@ def test_solution_cells_written_by_us_replace_the_derived_solution(tmp_path):
 def test_maze3d_climbing_without_a_ladder_fails(state, cheats):
     # The ground truth up to its first cube with no ladder, then the ball rises three cubes
     # straight up there (as on a ladder) and stays.
-    from gen_reason.verifiers.vrbench import project_maze3d
+    from gen_reason.verifiers.vrbench_maze3d import project_maze3d
 
     instance, _, video, data, gt = _level(state)
     spec, meta = instance.spec, data["metadata"]
@@ -279,7 +279,8 @@ def test_maze3d_climbing_without_a_ladder_fails(state, cheats):
 def test_maze3d_drawn_by_an_older_matplotlib_gets_its_camera():
     # matplotlib < 3.9 drew the scene 24/25 the size: a state whose ball positions say so
     # gets that camera (its nodes lie up to a quarter step from the newer camera's).
-    from gen_reason.verifiers.vrbench import MAZE3D_DATA_SCALES, project_maze3d, spec_from_state
+    from gen_reason.verifiers.vrbench import spec_from_state
+    from gen_reason.verifiers.vrbench_maze3d import MAZE3D_DATA_SCALES, project_maze3d
     from gen_reason.video import read_image
 
     path = MAZE3D[0]
