@@ -112,27 +112,11 @@ def _expected_changes(track: Track, spec: dict, agent_path: ObjectPath | None,
     """Per frame of ``frames_wanted`` (ascending), the ``(h, w)`` mask of the working frame
     where a change from frame 0 is expected (see :func:`check_scene`)."""
     work = track.work
-    t, h, w = work.frames.shape[:3]
-    scale = work.mean_scale
-    step_w = float(spec["step_px"]) * scale
-    # The object's picture may reach past its tracked colour (a sprite: ``extent_px``).
-    agent_r = 0.5 * max(float(spec["agent"]["size_px"]), float(spec["agent"].get("extent_px", 0))) * scale * 1.5 + 3
-    nodes = np.asarray(spec["nodes"], float)
+    h, w = work.frames.shape[1:3]
+    step_w = float(spec["step_px"]) * work.mean_scale
     # Every position in working pixels once (the same arithmetic as one point at a time).
-    nodes_w = work.to_work(nodes)
-    objects = [(track.agent.positions, nodes_w[int(spec["start"])], agent_r)]
-    if spec.get("box") and track.box is not None:
-        box_r = 0.5 * max(float(spec["box"].get("size_px", spec["step_px"])),
-                          float(spec["box"].get("extent_px", 0))) * scale * 1.5 + 3
-        objects.append((track.box.positions, nodes_w[int(spec["box"]["start"])], box_r))
-    # Per object: its working positions and, per frame, the frame whose position shows it:
-    # the frame itself, or where it was last seen before a frame where it is lost (-1: never yet).
-    footprints = []
-    for positions, start_w, radius in objects:
-        seen = ~np.isnan(positions[:, 0])
-        last_seen = np.maximum.accumulate(np.where(seen, np.arange(t), -1))
-        shown = np.where(seen, np.arange(t), np.concatenate([[-1], last_seen[:-1]]))
-        footprints.append((work.to_work(positions), shown, start_w, radius))
+    nodes_w = work.to_work(np.asarray(spec["nodes"], float))
+    footprints = _footprints(track, spec, nodes_w)
     agent_pos = track.agent.positions
     agent_w = footprints[0][0]
     trail = bool(spec.get("trail"))
@@ -172,6 +156,30 @@ def _expected_changes(track: Track, spec: dict, agent_path: ObjectPath | None,
         if not np.isnan(p[0]) and np.linalg.norm(p - goal_xy) <= 1.0 * float(spec["step_px"]):
             allowed[goal_rows, goal_cols] = True
         yield allowed
+
+
+def _footprints(track: Track, spec: dict, nodes_w: np.ndarray) -> list[tuple]:
+    """Per moving object (the agent, the box): its working positions, per frame the frame
+    whose position shows it (the frame itself, or where it was last seen before a frame
+    where it is lost; -1: never yet), its start and the radius of its picture (working
+    pixels)."""
+    work = track.work
+    t = len(work.frames)
+    scale = work.mean_scale
+    # The object's picture may reach past its tracked colour (a sprite: ``extent_px``).
+    agent_r = 0.5 * max(float(spec["agent"]["size_px"]), float(spec["agent"].get("extent_px", 0))) * scale * 1.5 + 3
+    objects = [(track.agent.positions, nodes_w[int(spec["start"])], agent_r)]
+    if spec.get("box") and track.box is not None:
+        box_r = 0.5 * max(float(spec["box"].get("size_px", spec["step_px"])),
+                          float(spec["box"].get("extent_px", 0))) * scale * 1.5 + 3
+        objects.append((track.box.positions, nodes_w[int(spec["box"]["start"])], box_r))
+    footprints = []
+    for positions, start_w, radius in objects:
+        seen = ~np.isnan(positions[:, 0])
+        last_seen = np.maximum.accumulate(np.where(seen, np.arange(t), -1))
+        shown = np.where(seen, np.arange(t), np.concatenate([[-1], last_seen[:-1]]))
+        footprints.append((work.to_work(positions), shown, start_w, radius))
+    return footprints
 
 
 def _first_redraw(diffs: np.ndarray, sample: np.ndarray, track: Track, spec: dict,
