@@ -145,7 +145,7 @@ class JsonlLog:
         out: list[dict] = []
         if not self.path.is_file():
             return out
-        with open(self.path, errors="replace") as fh:
+        with open(self.path) as fh:  # a binary file is a UnicodeDecodeError, not a silently empty log
             for line in fh:
                 if not line.endswith("\n"):
                     break

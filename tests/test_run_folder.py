@@ -124,3 +124,10 @@ def test_keep_drops_the_rows_of_unfinished_units_byte_for_byte(tmp_path):
     before = (tmp_path / "rows.jsonl").read_text().splitlines(keepends=True)
     log.keep(lambda row: row["unit"] != "b")
     assert (tmp_path / "rows.jsonl").read_text() == "".join(before[:2] + before[4:])
+
+
+def test_a_binary_log_is_an_error_not_an_empty_log(tmp_path):
+    path = tmp_path / "l.jsonl"
+    path.write_bytes(b'\xff\xfe\x00binary\n')
+    with pytest.raises(UnicodeDecodeError):
+        JsonlLog(path).records()
