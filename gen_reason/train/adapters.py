@@ -1,6 +1,6 @@
 """What trains in a fine-tuning run: the pipeline frozen, then a peft LoRA injected into the
 objective's network(s) (one adapter per Wan 2.2 A14B expert) or every weight of it made
-trainable; :class:`TrainableState` saves and loads only what trains (the checkpoints)."""
+trainable (the checkpoints save only what trains: :class:`~gen_reason.train.checkpoint.TrainableState`)."""
 
 from __future__ import annotations
 
@@ -12,24 +12,6 @@ from gen_reason.errors import UserError
 
 if TYPE_CHECKING:
     from gen_reason.train.lora_config import LoraTrainConfig
-
-
-class TrainableState:
-    """``state_dict`` / ``load_state_dict`` over only the trainable parameters of a model (checkpoints)."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        self.parameters = {name: p for name, p in model.named_parameters() if p.requires_grad}
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        return {name: p.detach().cpu().clone() for name, p in self.parameters.items()}
-
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        missing = sorted(set(self.parameters) - set(state))
-        if missing:
-            raise UserError(f"the checkpoint lacks {len(missing)} trainable parameter(s), e.g. {missing[0]}")
-        with torch.no_grad():
-            for name, p in self.parameters.items():
-                p.copy_(state[name].to(p.device, p.dtype))
 
 
 def add_lora(model: torch.nn.Module, config: LoraTrainConfig, targets: Sequence[str], seed: int):

@@ -45,7 +45,7 @@ import numpy as np
 import torch
 
 from gen_reason.errors import UserError
-from gen_reason.folders import replacing, write_atomic
+from gen_reason.folders import replacing
 
 _NAME = re.compile(r"^step-(\d+)$")
 STATE_FILE = "state.json"
@@ -157,30 +157,6 @@ def load_state(path: str | os.PathLike) -> Any:
     return state
 
 
-def truncate_log(path: str | os.PathLike, step: int) -> None:
-    """Keep only the complete lines of a JSON-lines log whose ``step`` is at most ``step``
-    (rewritten atomically, the kept lines byte for byte): rows written after the
-    checkpoint a run resumes from were lost with the kill and are written again, and a
-    line cut short by the kill is dropped."""
-    path = Path(path)
-    if not path.is_file():
-        return
-    text = path.read_text(errors="replace")
-    kept = []
-    for line in text.splitlines(keepends=True):
-        if not line.endswith("\n"):
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(row, dict) and int(row.get("step", 0)) <= step:
-            kept.append(line)
-    new = "".join(kept)
-    if new != text:
-        write_atomic(path, new)
-
-
 # -- checkpoints of a run ------------------------------------------------------------------
 def _process_info(accelerator: Any) -> tuple[int, bool]:
     if accelerator is None:
@@ -253,6 +229,26 @@ def save_checkpoint(
                 shutil.rmtree(old, ignore_errors=True)
     _barrier(accelerator)
     return final
+
+
+class TrainableState:
+    """``state_dict`` / ``load_state_dict`` over only the trainable parameters of a model (checkpoints)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.parameters = {name: p for name, p in model.named_parameters() if p.requires_grad}
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The trainable parameters by name, copied to the CPU."""
+        return {name: p.detach().cpu().clone() for name, p in self.parameters.items()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Copy ``state``'s tensors into the trainable parameters (a missing one is a :class:`UserError`)."""
+        missing = sorted(set(self.parameters) - set(state))
+        if missing:
+            raise UserError(f"the checkpoint lacks {len(missing)} trainable parameter(s), e.g. {missing[0]}")
+        with torch.no_grad():
+            for name, p in self.parameters.items():
+                p.copy_(state[name].to(p.device, p.dtype))
 
 
 def list_checkpoints(root: str | os.PathLike) -> list[Path]:

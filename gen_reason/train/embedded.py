@@ -1,10 +1,13 @@
 """Training the embedded default model (``genreason train embedded --config configs/embedded_maze.yaml``).
 
-One run is one folder: ``config.yaml`` (the resolved config), ``checkpoint.safetensors``
-(model, EMA, optimizer, RNG states, step, the open loss window; safetensors plus a JSON
-skeleton, never a pickle; replaced atomically every few minutes), ``losses.jsonl``,
+One run is one folder (:class:`~gen_reason.folders.RunFolder`, as every long command's):
+``config.yaml`` (the resolved config; a rerun with another is refused), ``checkpoints/step-*/``
+(every trainer's layout, :class:`~gen_reason.train.loop.RunCheckpoints`: the weights, EMA,
+optimizer, RNG states, step, the open loss window; safetensors plus JSON, never a pickle;
+a new one every few minutes, the newest ``checkpoints_keep`` kept), ``losses.jsonl``,
 ``validation.jsonl`` and ``validation.png`` (held-out success as the referee judges it,
-over training). Rerunning the same command resumes from the checkpoint, and the resumed
+over training). A folder of an older genreason, with one ``checkpoint.safetensors``,
+resumes and exports too. Rerunning the same command resumes from the checkpoint, and the resumed
 run is bit-identical to an uninterrupted one: each batch and each step's noise are pure
 functions of ``(seed, step)``. The logs end up as an uninterrupted run's too: rows of
 steps after the checkpoint (written before a kill) are dropped on resume and written again.
@@ -12,7 +15,7 @@ steps after the checkpoint (written before a kill) are dropped on resume and wri
 The steps run in the one training loop (:class:`gen_reason.train.loop.Trainer`, shared with
 LoRA and full fine-tuning); this module gives it what is the embedded model's own: the UNet,
 rendered batches, the denoising objective (:class:`~gen_reason.train.losses.DenoisingObjective`),
-the learning-rate curve, the checkpoint file, validation, and the exported pipeline.
+the learning-rate curve, validation, and the exported pipeline.
 
 Run it as a module so the thread settings come before torch is imported::
 
@@ -42,18 +45,22 @@ import torch  # noqa: E402
 
 from gen_reason.errors import UserError  # noqa: E402
 from gen_reason.models.embedded import EmbeddedVideoPipeline, make_scheduler, make_unet  # noqa: E402
-from gen_reason.train.checkpoint import load_state, save_state  # noqa: E402
+from gen_reason.folders import JsonlLog, RunFolder  # noqa: E402
+from gen_reason.train.checkpoint import STATE_FILE, Checkpoint, list_checkpoints, load_latest, load_state  # noqa: E402
 from gen_reason.train.data import PAD_COLOR, MazeVideoData, batch_loader  # noqa: E402
 from gen_reason.train.validation import load_referee, plot_embedded_validation, validate_model  # noqa: E402
-from gen_reason.train.loop import (FunctionSchedule, Progress, Trainer, TrainingConfig, append_row,  # noqa: E402
-                                   check_tracker, has_row, start_logs, start_trackers)
+from gen_reason.train.loop import (FunctionSchedule, Progress, RunCheckpoints, Trainer, TrainingConfig,  # noqa: E402
+                                   check_tracker, open_run, start_trackers, training_logs)
 from gen_reason.train.losses import DenoisingObjective  # noqa: E402
 from gen_reason.config import build, read_yaml, rename_keys  # noqa: E402
 from gen_reason.errors import check_writable  # noqa: E402
 from gen_reason.config import ArgumentParser  # noqa: E402
 
+#: The run folder's checkpoints (``step-*/`` folders, as every trainer's).
+CHECKPOINTS = "checkpoints"
+#: The single checkpoint file of an older genreason's run folder: still resumed and exported from.
 CHECKPOINT = "checkpoint.safetensors"
-#: The checkpoint an older genreason wrote (a pickle): never loaded, only recognised.
+#: The checkpoint an even older genreason wrote (a pickle): never loaded, only recognised.
 OLD_CHECKPOINT = "checkpoint.pt"
 
 
@@ -168,22 +175,38 @@ class EmbeddedTrainConfig(TrainingConfig):
 
 
 # -- checkpoints ------------------------------------------------------------------------------
-def save_checkpoint(path: Path, state: dict) -> None:
-    """Write ``state`` to ``path`` atomically (a kill mid-write leaves the previous checkpoint)."""
-    save_state(path, state)
+def checkpoint_state(source: str | Path, parts: Sequence[str] | None = None) -> dict | None:
+    """The newest checkpoint of a run, as one dict, or ``None`` when there is none.
 
-
-def load_checkpoint(run_dir: str | Path) -> dict | None:
-    """The checkpoint state of run folder ``run_dir``, or ``None`` when it has none. A
-    checkpoint of an older genreason (a pickle, never loaded) or a damaged one is a
-    :class:`UserError`."""
-    run_dir = Path(run_dir)
-    if (run_dir / CHECKPOINT).is_file():
-        return load_state(run_dir / CHECKPOINT)
-    if (run_dir / OLD_CHECKPOINT).exists():
-        raise UserError(f"{run_dir} holds a {OLD_CHECKPOINT} written by an older genreason (a pickle, which is "
-                        "never loaded); start over with --no-resume or use a new --out folder")
-    return None
+    ``source``: a run folder (its newest ``checkpoints/step-*/``, else the single
+    ``checkpoint.safetensors`` an older genreason kept), one ``checkpoints/step-*/`` folder,
+    or such a file. The dict holds ``config``, ``step``, ``train_seconds`` and
+    ``loss_window``, and the saved states by name: ``unet`` (the weights), ``ema``,
+    ``optimizer`` and the rest (``parts``: only these, for a folder checkpoint). A
+    checkpoint of an even older genreason (a pickle, never loaded) or a damaged one is a
+    :class:`UserError`.
+    """
+    source = Path(source)
+    if source.is_file():
+        return load_state(source)
+    folder = source if (source / STATE_FILE).is_file() else None
+    if folder is None:
+        latest = list_checkpoints(source / CHECKPOINTS)
+        folder = latest[-1] if latest else None
+    if folder is None:
+        if (source / CHECKPOINT).is_file():
+            return load_state(source / CHECKPOINT)
+        if (source / OLD_CHECKPOINT).exists():
+            raise UserError(f"{source} holds a {OLD_CHECKPOINT} written by an older genreason (a pickle, which is "
+                            "never loaded); start over with --no-resume or use a new --out folder")
+        return None
+    checkpoint = Checkpoint(folder, json.loads((folder / STATE_FILE).read_text()))
+    state = dict(checkpoint.state)
+    for file in sorted(folder.glob("*.safetensors")):
+        name = {"trainable": "unet"}.get(file.stem, file.stem)
+        if parts is None or name in parts:
+            state[name] = load_state(file)
+    return state
 
 
 def check_resumable(saved: dict, config: EmbeddedTrainConfig, step: int) -> None:
@@ -217,37 +240,20 @@ def _step_generator(seed: int, step: int) -> torch.Generator:
 
 
 # -- the pieces the training loop (gen_reason.train.loop) takes from this trainer ---------------
-class EmbeddedCheckpoint:
-    """The embedded run's checkpoint: one ``checkpoint.safetensors`` (model, EMA, optimizer,
-    random states, step, seconds, the open loss window), replaced atomically."""
-
-    def __init__(self, path: Path, config: EmbeddedTrainConfig) -> None:
-        self.path, self.config = path, config
-
-    def save(self, trainer: Trainer, progress: Progress) -> None:
-        """Write the checkpoint of ``trainer`` at ``progress``."""
-        save_checkpoint(self.path, {
-            "config": self.config.to_dict(), "step": progress.step, "train_seconds": progress.train_seconds,
-            "unet": trainer.unwrapped.state_dict(), "ema": trainer.ema.state_dict(),
-            "optimizer": trainer.optimizer.state_dict(),
-            "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(), "python_rng": random.getstate(),
-            "loss_window": list(progress.window),
-        })
-
-    @staticmethod
-    def restore(trainer: Trainer, state: dict, accumulation: int = 1) -> Progress:
-        """Put a loaded checkpoint ``state`` back into ``trainer``; where the run stands."""
-        trainer.unwrapped.load_state_dict(state["unet"])
-        trainer.ema.load_state_dict(state["ema"])
-        trainer.ema.to(trainer.accelerator.device)
-        trainer.optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["torch_rng"])
-        np.random.set_state(state["numpy_rng"])
-        random.setstate(state["python_rng"])
-        step = int(state["step"])
-        trainer.lr_scheduler.load_state_dict({"step": step})
-        return Progress(step=step, position=step * accumulation, train_seconds=float(state["train_seconds"]),
-                        window=[float(x) for x in state.get("loss_window", [])])
+def restore_legacy(trainer: Trainer, state: dict, accumulation: int = 1) -> Progress:
+    """Resume from the single ``checkpoint.safetensors`` an older genreason kept (its next
+    checkpoint goes to ``checkpoints/``): ``state`` put back into ``trainer``; where the run stands."""
+    trainer.unwrapped.load_state_dict(state["unet"])
+    trainer.ema.load_state_dict(state["ema"])
+    trainer.ema.to(trainer.accelerator.device)
+    trainer.optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["torch_rng"])
+    np.random.set_state(state["numpy_rng"])
+    random.setstate(state["python_rng"])
+    step = int(state["step"])
+    trainer.lr_scheduler.load_state_dict({"step": step})
+    return Progress(step=step, position=step * accumulation, train_seconds=float(state["train_seconds"]),
+                    window=[float(x) for x in state.get("loss_window", [])])
 
 
 def rendered_batches(config: EmbeddedTrainConfig, first_position: int, end_position: int, device):
@@ -278,7 +284,7 @@ def build_unet(config: EmbeddedTrainConfig, resuming: bool):
     return unet
 
 
-def validation_step(config: EmbeddedTrainConfig, trainer: Trainer, run_dir: Path):
+def validation_step(config: EmbeddedTrainConfig, trainer: Trainer, run_dir: Path, log: JsonlLog):
     """``validate(step)`` for the loop: the EMA weights sample held-out mazes, the referee
     scores them; a row in ``validation.jsonl`` and the redrawn ``validation.png``."""
     from tqdm.auto import tqdm
@@ -291,7 +297,7 @@ def validation_step(config: EmbeddedTrainConfig, trainer: Trainer, run_dir: Path
         eval_unet.eval()
         started = time.time()
         success = validate_model(eval_unet, config, referee)
-        append_row(run_dir / "validation.jsonl", {
+        log.append({
             "step": step, "train_minutes": round(trainer.progress.train_seconds / 60, 2), "success": success,
             "sampling_steps": config.validation_steps, "eta": config.validation_eta, "count": config.validation_count,
             "referee": referee_name, "seconds": round(time.time() - started, 1)})
@@ -318,69 +324,92 @@ def train_embedded(config: EmbeddedTrainConfig, out_dir: str | Path, resume: boo
     ``stop_after_steps`` ends this sitting early (after that many steps in total) without
     changing the run itself (the LR schedule still spans ``max_steps``), as a kill would.
     """
-    from accelerate import Accelerator
-
     # Everything a user can get wrong is checked before the run folder is touched.
     config.validate()
     if stop_after_steps is not None and stop_after_steps < 1:
         raise UserError(f"stop_after_steps must be >= 1; got {stop_after_steps}")
     run_dir = Path(out_dir)
-    state = load_checkpoint(run_dir) if (config.resume if resume is None else resume) else None
-    if state is not None:
-        check_resumable(state["config"], config, int(state["step"]))
+    resume = config.resume if resume is None else resume
+    latest = load_latest(run_dir / CHECKPOINTS) if resume else None
+    legacy = checkpoint_state(run_dir) if resume and latest is None else None  # an older genreason's file
+    if latest is not None or legacy is not None:
+        saved = latest.state if latest is not None else legacy
+        check_resumable(saved["config"], config, int(saved["step"]))
     tracker = check_tracker(config.trackers)
     torch.set_num_threads(config.threads)
     torch.set_flush_denormal(True)
-    unet = build_unet(config, resuming=state is not None)
+    unet = build_unet(config, resuming=latest is not None or legacy is not None)
     check_writable(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+
+    run = open_run(run_dir, config, fresh=latest is None and legacy is None)
+    logs: dict = {}
+    try:
+        done = _train(config, run, unet, latest, legacy, tracker, logs, progress, validate, stop_after_steps)
+    except BaseException:
+        if not list_checkpoints(run.checkpoints):  # a mistake found late leaves no config.yaml behind
+            run.discard_if_empty(logs.values())
+        raise
+    finally:
+        run.close()
+    return {"step": done.step, "loss": float("nan") if done.loss is None else done.loss,
+            "train_seconds": done.train_seconds}
+
+
+def _train(config: EmbeddedTrainConfig, run: RunFolder, unet, latest: Checkpoint | None, legacy: dict | None,
+           tracker: str | None, logs: dict, progress: bool, validate: bool, stop_after_steps: int | None) -> Progress:
+    """The sitting in the held run folder ``run``: the trainer, resumed or fresh, through the loop."""
+    from accelerate import Accelerator
 
     accelerator = Accelerator(mixed_precision=config.mixed_precision,
                               gradient_accumulation_steps=config.gradient_accumulation_steps, log_with=tracker,
-                              project_dir=str(run_dir / "logs") if tracker else None)
+                              project_dir=str(run.root / "logs") if tracker else None)
     # mkldnn convolutions run ~10 % faster on channels-last tensors (measured on 2 CPU cores).
     unet = unet.to(memory_format=torch.channels_last)
     trainer = config.make_trainer(
         accelerator, unet, unet.parameters(), tracker=tracker,
         schedule=lambda optimizer: FunctionSchedule(optimizer, partial(learning_rate_at, config)))
-    store = EmbeddedCheckpoint(run_dir / CHECKPOINT, config)
-    trainer.progress = EmbeddedCheckpoint.restore(trainer, state, config.gradient_accumulation_steps) if state is not None else Progress()
-    start_logs(run_dir, config.to_dict(), trainer.progress.step if state is not None else None)
+    store = RunCheckpoints(run.checkpoints, config, unet, accelerator)
+    if latest is not None:
+        trainer.progress = store.restore(trainer, latest)
+    elif legacy is not None:
+        trainer.progress = restore_legacy(trainer, legacy, config.gradient_accumulation_steps)
+    else:  # starting over: nothing of an earlier run in this folder may mix into this one
+        store.discard()
+        (run.root / CHECKPOINT).unlink(missing_ok=True)
+        trainer.progress = Progress()
+    logs.update(training_logs(run, None if latest is None and legacy is None else trainer.progress.step))
     start_trackers(accelerator, "genreason-embedded", config.to_dict())
 
     settings = config.loop_settings(
         config.max_steps, stop_after_steps, autocast=True, checkpoint_before_validation=True,
         checkpoint_when_sitting_ends=True, save_on_interrupt=True, desc="embedded", progress=progress)
+    validation_log = logs["validation.jsonl"]
 
     def interrupted_validation(at: int) -> bool:  # a sitting killed during its checkpoint's validation redoes it
         return bool(at and config.validate_every and at % config.validate_every == 0
-                    and not has_row(run_dir / "validation.jsonl", at))
+                    and at not in validation_log.values("step"))
 
     accumulation = config.gradient_accumulation_steps
     batches = rendered_batches(config, trainer.progress.position, settings.last_step * accumulation,
                                accelerator.device)
     done = trainer.run(settings, trainer.progress, batches,
                        DenoisingObjective(make_scheduler(config.num_train_timesteps, config.prediction_type)),
-                       store, run_dir / "losses.jsonl", loss_row,
-                       validate=validation_step(config, trainer, run_dir) if validate else None,
+                       store, logs["losses.jsonl"], loss_row,
+                       validate=validation_step(config, trainer, run.root, validation_log) if validate else None,
                        validate_now=interrupted_validation)
     if tracker:
         accelerator.end_training()
-    return {"step": done.step, "loss": float("nan") if done.loss is None else done.loss,
-            "train_seconds": done.train_seconds}
+    return done
 
 
 def initial_weights(source: str | Path) -> dict:
-    """The UNet weights a second stage starts from: a run folder or its
-    ``checkpoint.safetensors`` (its EMA weights), or an exported pipeline folder such as
-    the shipped ``gen_reason/assets/embedded`` (safetensors), so training can continue in
-    a later sitting that no longer has the first run's folder. Raises :class:`UserError`
-    when ``source`` is none of these or cannot be read (a pickle is never loaded)."""
+    """The UNet weights a second stage starts from: a run's checkpoint (its EMA weights: a
+    run folder, one of its ``checkpoints/step-*/`` folders, or an older genreason's
+    ``checkpoint.safetensors``), or an exported pipeline folder such as the shipped
+    ``gen_reason/assets/embedded`` (safetensors), so training can continue in a later
+    sitting that no longer has the first run's folder. Raises :class:`UserError` when
+    ``source`` is none of these or cannot be read (a pickle is never loaded)."""
     source = Path(source)
-    if source.is_file():
-        return ema_unet(source.parent, source.name)[0].state_dict()
-    if source.is_dir() and ((source / CHECKPOINT).is_file() or (source / OLD_CHECKPOINT).exists()):
-        return ema_unet(source)[0].state_dict()
     weights = source / "unet" / "diffusion_pytorch_model.safetensors"
     if source.is_dir() and weights.is_file():
         from safetensors.torch import load_file
@@ -390,21 +419,22 @@ def initial_weights(source: str | Path) -> dict:
         except Exception as exc:  # noqa: BLE001 - a truncated or foreign file
             raise UserError(f"init_from {weights} cannot be read as safetensors weights "
                             f"({' '.join(str(exc).split())[:200]})") from None
-    raise UserError(f"init_from must be a run folder, its {CHECKPOINT} or an exported pipeline folder; got {source}")
+    if source.exists() and checkpoint_state(source, parts=()) is not None:
+        return ema_unet(source)[0].state_dict()
+    raise UserError(f"init_from must be a run folder, one of its checkpoints or an exported pipeline folder; "
+                    f"got {source}")
 
 
-def ema_unet(run_dir: str | Path, checkpoint: str = CHECKPOINT):
-    """The EMA weights of a run's checkpoint, as a UNet ready for inference: ``(unet, config, state)``.
+def ema_unet(source: str | Path):
+    """The EMA weights of a run's newest checkpoint (``source``: as :func:`checkpoint_state`
+    takes), as a UNet ready for inference: ``(unet, config, state)``.
 
     A missing, older (pickle, never loaded) or damaged checkpoint is a :class:`UserError`."""
-    run_dir = Path(run_dir)
-    path = run_dir / checkpoint
-    if not path.is_file():
-        load_checkpoint(run_dir)  # says so when the folder holds an older genreason's checkpoint
-        raise UserError(f"no checkpoint {path} (train first, or give the run's --out folder)")
-    state = load_state(path)
+    state = checkpoint_state(source, parts=("ema",))
+    if state is None:
+        raise UserError(f"no checkpoint in {source} (train first, or give the run's --out folder)")
     if not isinstance(state, dict) or not {"config", "ema"} <= set(state):
-        raise UserError(f"{path} is not a checkpoint of the embedded trainer")
+        raise UserError(f"{source} is not a checkpoint of the embedded trainer")
     known = {f.name for f in dataclasses.fields(EmbeddedTrainConfig)}
     saved = rename_keys(EmbeddedTrainConfig, state["config"], warn=False)  # an older genreason's names too
     config = EmbeddedTrainConfig(**{k: v for k, v in saved.items() if k in known})

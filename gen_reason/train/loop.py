@@ -12,18 +12,21 @@ differs:
   the random source of its noise (a pure function of the position, so a resumed run draws
   what an uninterrupted one would);
 - an objective with ``loss(model, batch, noise) -> tensor`` (:mod:`gen_reason.train.losses`);
-- a :class:`CheckpointStore`: how its checkpoints lie on disk and are read back;
+- a :class:`CheckpointStore` (every trainer's is :class:`RunCheckpoints`: ``checkpoints/step-*/``);
 - ``validate(step)``: held-out sampling scored by the referee;
 - ``log_row(step, window, lr, progress) -> dict``: the row of ``losses.jsonl``.
 
-Building the model and its trainable parameters, and what is saved at the end (an
-exported pipeline, LoRA weights), stay with the trainer that calls the loop.
+Every trainer's run folder is a :class:`~gen_reason.folders.RunFolder` (:func:`open_run`:
+``config.yaml`` checked against a rerun, the folder held by one process per rank), with the
+logs of :func:`training_logs` and the checkpoints of :class:`RunCheckpoints`; its settings
+shared by every trainer are :class:`TrainingConfig`'s. Building the model and its trainable
+parameters, and what is saved at the end (an exported pipeline, LoRA weights), stay with
+the trainer that calls the loop.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import signal
 import threading
@@ -35,7 +38,8 @@ from typing import Any, Callable, ClassVar, Iterable, Protocol
 
 import torch
 
-from gen_reason.train.checkpoint import truncate_log
+from gen_reason.folders import JsonlLog, RunFolder
+from gen_reason.train.checkpoint import Checkpoint, TrainableState, load_latest, save_checkpoint
 
 LOGS = ("losses.jsonl", "validation.jsonl")
 #: What ``trackers`` may name (accelerate's trackers; ``none``: the logs in the run folder only).
@@ -204,7 +208,7 @@ def _has_defaults(schema: type) -> bool:
 
 
 class CheckpointStore(Protocol):
-    """How one trainer's checkpoints lie on disk (their formats differ and stay)."""
+    """Where the loop's checkpoints go (:class:`RunCheckpoints` for every trainer; tests may keep them in memory)."""
 
     def save(self, trainer: "Trainer", progress: Progress) -> None:
         """Write a checkpoint of ``trainer`` at ``progress`` (every process calls it)."""
@@ -264,38 +268,100 @@ def start_trackers(accelerator, name: str, config: dict) -> None:
         accelerator.init_trackers(name, config=flat)
 
 
-def append_row(path: Path, row: dict) -> None:
-    """Append one JSON line to a log."""
-    with open(path, "a") as fh:
-        fh.write(json.dumps(row) + "\n")
+def open_run(root: Path, config: TrainingConfig, *, fresh: bool, rank: int = 0) -> RunFolder:
+    """The trainer's run folder (:class:`~gen_reason.folders.RunFolder`), held until closed:
+    ``config.yaml`` written, or checked against this config when the folder holds a run.
 
-
-def has_row(path: Path, step: int) -> bool:
-    """Whether JSON-lines log ``path`` has a row for ``step``."""
-    if not path.is_file():
-        return False
-    for line in path.read_text().splitlines():
-        try:
-            if json.loads(line).get("step") == step:
-                return True
-        except (ValueError, AttributeError):
-            continue
-    return False
-
-
-def start_logs(out: Path, config: dict, step: int | None) -> None:
-    """Make the run folder ready for a sitting: ``config.yaml`` written; resuming at ``step``,
-    the log rows past it dropped (they belong to steps that run again); starting over
-    (``step`` None), the logs of an earlier run removed."""
+    The fields a resumed sitting may change (:attr:`TrainingConfig.RESUMABLE`) may differ;
+    a field added since the folder was written is compared with its default, and a field
+    an older genreason named otherwise (:attr:`TrainingConfig.RENAMED`) under its new name.
+    ``fresh`` (the run starts over): every field may change.
+    """
     import yaml
 
-    out.mkdir(parents=True, exist_ok=True)
-    for name in LOGS:
-        if step is None:
-            (out / name).unlink(missing_ok=True)
+    from gen_reason.config import rename_keys
+
+    saved: dict = {}
+    path = Path(root) / RunFolder.CONFIG
+    if path.is_file():
+        try:
+            saved = yaml.safe_load(path.read_text()) or {}
+        except (yaml.YAMLError, UnicodeDecodeError):
+            saved = {}  # RunFolder says it is unreadable
+    saved = saved if isinstance(saved, dict) else {}
+    current = dataclasses.asdict(config)
+    defaults = dataclasses.asdict(type(config)()) if _has_defaults(type(config)) else {}
+    defaults.update({new: saved[old] for old, new in config.RENAMED.items() if old in saved})
+    may_change = set(config.RESUMABLE) | set(rename_keys(type(config), saved, warn=False)) - set(current)
+    if fresh:
+        may_change |= set(current) | set(saved)
+    return RunFolder(root, current, rank=rank, may_change=may_change | set(config.RENAMED), defaults=defaults)
+
+
+def training_logs(run: RunFolder, resumed_at: int | None) -> dict[str, JsonlLog]:
+    """The run's logs (``losses.jsonl``, ``validation.jsonl``) ready for a sitting: resuming
+    at step ``resumed_at``, the rows past it dropped (they belong to steps that run again);
+    starting over (``None``), the rows of an earlier run removed."""
+    logs = {name: run.log(name) for name in LOGS}
+    for log in logs.values():
+        if resumed_at is None:
+            log.path.unlink(missing_ok=True)
         else:
-            truncate_log(out / name, step)
-    (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+            log.truncate_after(resumed_at)
+    return logs
+
+
+def finite_row(row: dict) -> dict:
+    """``row`` with each non-finite float (a diverged loss) as ``None``: JSON has no NaN."""
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
+
+
+class RunCheckpoints:
+    """Every trainer's checkpoints, ``checkpoints/step-*/`` in the run folder
+    (:func:`~gen_reason.train.checkpoint.save_checkpoint`): the trained parameters
+    (``trainable``), the optimizer, the learning-rate schedule, the EMA if any, each
+    process's random states, and ``state.json`` with where the run stands
+    (:class:`Progress`) and the config; the newest ``checkpoints_keep`` are kept."""
+
+    def __init__(self, root: Path, config: TrainingConfig, model: torch.nn.Module, accelerator=None) -> None:
+        self.root, self.config, self.accelerator = Path(root), config, accelerator
+        self.trainable = TrainableState(model)
+
+    def _objects(self, trainer: "Trainer") -> dict:
+        objects = {"trainable": self.trainable, "optimizer": trainer.optimizer, "lr_scheduler": trainer.lr_scheduler}
+        if trainer.ema is not None:
+            objects["ema"] = trainer.ema
+        return objects
+
+    def latest(self) -> Checkpoint | None:
+        """The newest complete checkpoint, or ``None``."""
+        return load_latest(self.root)
+
+    def save(self, trainer: "Trainer", progress: Progress) -> None:
+        """Write the checkpoint of ``trainer`` at ``progress`` (every process calls it)."""
+        state = {"step": progress.step, "data_position": progress.position, "loss": progress.loss,
+                 "loss_window": list(progress.window), "train_seconds": progress.train_seconds,
+                 "wall_seconds": progress.elapsed, "config": dataclasses.asdict(self.config)}
+        save_checkpoint(self.root, self._objects(trainer), state, accelerator=self.accelerator,
+                        keep=self.config.checkpoints_keep)
+
+    def restore(self, trainer: "Trainer", checkpoint: Checkpoint) -> Progress:
+        """Put ``checkpoint`` back into ``trainer``; where the run stands."""
+        checkpoint.restore(self._objects(trainer), accelerator=self.accelerator)
+        if trainer.ema is not None:
+            trainer.ema.to(trainer.accelerator.device)  # loaded on the CPU
+        state = checkpoint.state
+        # A fine-tuning checkpoint of an older genreason kept only the seconds since the run began.
+        wall = state.get("wall_seconds", state.get("train_seconds", 0.0))
+        return Progress(step=checkpoint.step, position=int(state["data_position"]), loss=state.get("loss"),
+                        train_seconds=float(state.get("train_seconds", 0.0)), wall_seconds=float(wall),
+                        window=[float(x) for x in state.get("loss_window", [])])
+
+    def discard(self) -> None:
+        """A fresh start: nothing of an earlier run in this folder may mix into this one."""
+        import shutil
+
+        shutil.rmtree(self.root, ignore_errors=True)
 
 
 class PoliteStop:
@@ -355,14 +421,14 @@ class Trainer:
         return self.accelerator.unwrap_model(self.model)
 
     def run(self, settings: LoopSettings, progress: Progress, data: Callable[[int], tuple[Any, Any]], objective,
-            store: CheckpointStore, log_path: Path | None,
+            store: CheckpointStore, log: JsonlLog | None,
             log_row: Callable[[int, list[float], float, Progress], dict],
             validate: Callable[[int], None] | None = None,
             validate_now: Callable[[int], bool] = lambda step: False) -> Progress:
         """Train from ``progress`` to ``settings.last_step`` (or a polite stop); return where it ended.
 
         ``validate_now(step)``: whether the sitting opens with a validation (an untrained
-        baseline, or one a kill interrupted). ``log_path`` None: this process writes no log.
+        baseline, or one a kill interrupted). ``log`` (``losses.jsonl``) None: this process writes no log.
         """
         from tqdm.auto import tqdm
         import sys
@@ -393,7 +459,7 @@ class Trainer:
                 losses = self._step(settings, progress, data, objective, autocast)
                 in_step = False
                 progress.train_seconds += time.time() - started
-                self._after_step(settings, progress, losses, bar, log_path, log_row)
+                self._after_step(settings, progress, losses, bar, log, log_row)
                 step = progress.step
                 validation_due = validate is not None and settings.validation_due(step)
                 if settings.checkpoint_due(step, time.time() - last_save[0], validation_due):
@@ -438,7 +504,7 @@ class Trainer:
         progress.step += 1
         return losses
 
-    def _after_step(self, settings: LoopSettings, progress: Progress, losses, bar, log_path, log_row) -> None:
+    def _after_step(self, settings: LoopSettings, progress: Progress, losses, bar, log, log_row) -> None:
         """The step's loss into the window, the bar, the log and the tracker; the schedule moves on."""
         lr = self.lr_scheduler.get_last_lr()[0]
         self.lr_scheduler.step()
@@ -448,8 +514,8 @@ class Trainer:
         bar.update(1)
         bar.set_postfix(loss=f"{progress.loss:.4f}", refresh=False)
         if step % settings.log_every == 0 or (settings.log_last and step == settings.max_steps):
-            if log_path is not None:
-                append_row(log_path, log_row(step, progress.window, lr, progress))
+            if log is not None:
+                log.append(finite_row(log_row(step, progress.window, lr, progress)))
             progress.window.clear()
         if self.tracker:
             self.accelerator.log({"train/loss": progress.loss, "train/lr": lr}, step=step)

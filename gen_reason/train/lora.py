@@ -17,7 +17,8 @@ stepped). ``experts: high`` / ``low`` trains one adapter and draws only its time
 
 One run is one folder (``output_dir``)::
 
-    config.yaml                         the resolved config
+    config.yaml                         the resolved config (gen_reason.folders.RunFolder, as every
+                                        long command's: a rerun resumes under the same settings)
     pytorch_lora_weights.safetensors    the LoRA, diffusers format (pipe.load_lora_weights(dir))
                                         or, with ``lora: false``, the whole fine-tuned model folder;
                                         on Wan 2.2 A14B the high-noise expert's (pipe.transformer)
@@ -32,7 +33,8 @@ One run is one folder (``output_dir``)::
                                         uninterrupted run's (rows past the checkpoint are redone)
     validation.jsonl / validation.png   held-out success (the referee) over training
     validation/step-*/                  a few validation videos
-    checkpoints/step-*/                 LoRA + optimizer + LR schedule + RNG + step + data position
+    checkpoints/step-*/                 trained weights + optimizer + LR schedule + EMA + RNG + step +
+                                        data position (every trainer's layout: loop.RunCheckpoints)
 
 The steps run in the one training loop (:class:`gen_reason.train.loop.Trainer`, shared with
 the embedded model's trainer); this module runs a fine-tuning job and gives the loop its
@@ -72,16 +74,18 @@ import torch  # noqa: E402
 from gen_reason.config import ArgumentParser, rename_keys  # noqa: E402
 from gen_reason.errors import UserError, check_writable  # noqa: E402
 from gen_reason.models.families import Geometry  # noqa: E402
-from gen_reason.train.adapters import TrainableState, make_trainable  # noqa: E402
-from gen_reason.train.checkpoint import load_latest, rng_state, save_checkpoint, set_rng_state  # noqa: E402
+from gen_reason.folders import JsonlLog, RunFolder, read_jsonl  # noqa: E402
+from gen_reason.train.adapters import make_trainable  # noqa: E402
+from gen_reason.train.checkpoint import list_checkpoints, rng_state, set_rng_state  # noqa: E402
 from gen_reason.train.conditioning import ConditioningCache, Sample, load_samples, resolve_geometry  # noqa: E402
 from gen_reason.train.data_order import DataOrder, dataset_batches, total_steps  # noqa: E402
 from gen_reason.train.lora_config import LoraTrainConfig, load_lora_config, parse_overrides  # noqa: E402
-from gen_reason.train.loop import MIXED_PRECISION, Progress, Trainer, check_tracker, start_logs, start_trackers  # noqa: E402
+from gen_reason.train.loop import (MIXED_PRECISION, Progress, RunCheckpoints, Trainer, check_tracker,  # noqa: E402
+                                   open_run, start_trackers, training_logs)
 from gen_reason.train.losses import objective_for  # noqa: E402
 # Model cards written before the split tell users to import this from here.
 from gen_reason.train.outputs import load_embedded_lora, save_outputs, write_model_card  # noqa: E402,F401
-from gen_reason.train.validation import Validator, plot_curves, read_jsonl  # noqa: E402
+from gen_reason.train.validation import Validator, plot_curves  # noqa: E402
 
 # -- pieces of a run ----------------------------------------------------------------------------
 def check_resumable(saved: dict, config: LoraTrainConfig) -> None:
@@ -117,47 +121,6 @@ def _cpu_data_parallel() -> bool:
 
 
 # -- the pieces the training loop (gen_reason.train.loop) takes from this trainer ---------------
-class LoraCheckpoints:
-    """A fine-tuning run's checkpoints: ``checkpoints/step-*/`` folders (the trainable
-    parameters, optimizer, LR schedule, each process's random states, and ``state.json``
-    with the step, data position, loss, seconds and config), the newest few kept."""
-
-    def __init__(self, out: Path, config: LoraTrainConfig, model: torch.nn.Module, accelerator) -> None:
-        self.root, self.config, self.accelerator = out / "checkpoints", config, accelerator
-        self.trainable = TrainableState(model)
-
-    def _objects(self, trainer: Trainer) -> dict:
-        objects = {"trainable": self.trainable, "optimizer": trainer.optimizer, "lr_scheduler": trainer.lr_scheduler}
-        if trainer.ema is not None:
-            objects["ema"] = trainer.ema
-        return objects
-
-    def save(self, trainer: Trainer, progress: Progress) -> None:
-        """Write the checkpoint of ``trainer`` at ``progress`` (every process calls it)."""
-        save_checkpoint(self.root, self._objects(trainer),
-                        {"step": progress.step, "data_position": progress.position, "loss": progress.loss,
-                         "train_seconds": progress.elapsed, "config": self.config.to_dict()},
-                        accelerator=self.accelerator, keep=self.config.checkpoints_keep)
-
-    def restore(self, trainer: Trainer) -> Progress | None:
-        """Put the newest checkpoint back into ``trainer`` (``None``: there is none, or ``resume: false``)."""
-        latest = load_latest(self.root) if self.config.resume else None
-        if latest is None:
-            return None
-        check_resumable(latest.state["config"], self.config)
-        latest.restore(self._objects(trainer), accelerator=self.accelerator)
-        if trainer.ema is not None:
-            trainer.ema.to(self.accelerator.device)  # loaded on the CPU
-        return Progress(step=latest.step, position=int(latest.state["data_position"]), loss=latest.state.get("loss"),
-                        wall_seconds=float(latest.state.get("train_seconds", 0.0)))
-
-    def discard(self) -> None:
-        """A fresh start: nothing of an earlier run in this folder may mix into this one."""
-        import shutil
-
-        shutil.rmtree(self.root, ignore_errors=True)
-
-
 def validation_step(config: LoraTrainConfig, trainer: Trainer, pipe, family, geometry: Geometry, out: Path,
                     cache: ConditioningCache, offload: bool):
     """``validate(step)`` for the loop: held-out puzzles generated with the current weights and
@@ -255,17 +218,28 @@ def make_trainer(config: LoraTrainConfig, model: torch.nn.Module, accelerator, m
                                                  num_warmup_steps=config.warmup_steps, num_training_steps=max_steps))
 
 
-def start_run(config: LoraTrainConfig, trainer: Trainer, store: LoraCheckpoints) -> Progress:
-    """Resume from the newest checkpoint or start over; the run folder's logs and config to match;
-    the trackers started. Returns where the run stands."""
+def start_run(config: LoraTrainConfig, trainer: Trainer,
+              store: RunCheckpoints) -> tuple[RunFolder, Progress, dict[str, JsonlLog]]:
+    """Open the run folder (config.yaml checked against a rerun) and resume from its newest
+    checkpoint or start over; the logs to match (main process only) and the trackers
+    started. Returns the held folder, where the run stands and the logs."""
     accelerator = trainer.accelerator
-    resumed = store.restore(trainer)
-    if accelerator.is_main_process:  # resuming, rows of steps after the checkpoint were lost with the kill
-        if resumed is None:
-            store.discard()
-        start_logs(Path(config.output_dir), config.to_dict(), None if resumed is None else resumed.step)
+    latest = store.latest() if config.resume else None
+    if latest is not None:
+        check_resumable(latest.state["config"], config)
+    run = open_run(Path(config.output_dir), config, fresh=latest is None, rank=accelerator.process_index)
+    try:
+        progress = store.restore(trainer, latest) if latest is not None else Progress()
+        logs = {}
+        if accelerator.is_main_process:  # resuming, rows of steps after the checkpoint were lost with the kill
+            if latest is None:
+                store.discard()
+            logs = training_logs(run, None if latest is None else progress.step)
+    except BaseException:
+        run.close()
+        raise
     start_trackers(accelerator, "genreason-lora", config.to_dict())
-    return resumed or Progress()
+    return run, progress, logs
 
 
 def fill_cache(config: LoraTrainConfig, objective, samples: Sequence[Sample], accelerator,
@@ -311,27 +285,42 @@ def train_lora(config: LoraTrainConfig, progress: bool = True, *, stop_after_ste
                       config.seed)
     max_steps = total_steps(config, order)
     trainer = make_trainer(config, objective.model, accelerator, max_steps, tracker)
-    store = LoraCheckpoints(out, config, objective.model, accelerator)
-    start = start_run(config, trainer, store)
-    cache, offload = fill_cache(config, objective, samples, accelerator, progress)
-
-    settings = config.loop_settings(max_steps, stop_after_steps, log_last=True, progress=progress,
-                                    desc="train lora" if config.lora else "fine-tune")
-    done = trainer.run(settings, start, dataset_batches(cache, order, accelerator.device), objective,
-                       store, out / "losses.jsonl" if accelerator.is_main_process else None, loss_row,
-                       validate=validation_step(config, trainer, pipe, family, geometry, out, cache, offload),
-                       validate_now=lambda step: step == 0)  # the untrained baseline opens the curve
-    if done.step >= max_steps:  # else a sitting cut short: the checkpoints carry the run on
-        if trainer.ema is not None:
-            trainer.ema.copy_to(trainer.parameters)  # the averaged weights are the ones saved
-        accelerator.wait_for_everyone()
-        if accelerator.is_main_process:
-            save_outputs(out, pipe, objective, trainer.unwrapped, lora_config)
-            write_model_card(out, config, family.name, geometry, done.step, len(samples), done.loss, targets)
-            plot_curves(out)
-        accelerator.wait_for_everyone()
+    store = RunCheckpoints(out / "checkpoints", config, objective.model, accelerator)
+    run, start, logs = start_run(config, trainer, store)
+    try:
+        cache, offload = fill_cache(config, objective, samples, accelerator, progress)
+        settings = config.loop_settings(max_steps, stop_after_steps, log_last=True, progress=progress,
+                                        desc="train lora" if config.lora else "fine-tune")
+        done = trainer.run(settings, start, dataset_batches(cache, order, accelerator.device), objective,
+                           store, logs.get("losses.jsonl"), loss_row,
+                           validate=validation_step(config, trainer, pipe, family, geometry, out, cache, offload),
+                           validate_now=lambda step: step == 0)  # the untrained baseline opens the curve
+        if done.step >= max_steps:  # else a sitting cut short: the checkpoints carry the run on
+            save_results(config, trainer, pipe, objective, lora_config, family.name, geometry, done, len(samples),
+                         targets)
+    except BaseException:
+        if accelerator.is_main_process and not list_checkpoints(run.checkpoints):
+            run.discard_if_empty(logs.values())  # a mistake found late leaves no config.yaml behind
+        raise
+    finally:
+        run.close()
     accelerator.end_training()
     return out
+
+
+def save_results(config: LoraTrainConfig, trainer: Trainer, pipe, objective, lora_config, family_name: str,
+                 geometry: Geometry, done: Progress, num_samples: int, targets) -> None:
+    """The finished run's weights (the EMA's, if kept), model card and curves (main process)."""
+    out = Path(config.output_dir)
+    accelerator = trainer.accelerator
+    if trainer.ema is not None:
+        trainer.ema.copy_to(trainer.parameters)  # the averaged weights are the ones saved
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        save_outputs(out, pipe, objective, trainer.unwrapped, lora_config)
+        write_model_card(out, config, family_name, geometry, done.step, num_samples, done.loss, targets)
+        plot_curves(out)
+    accelerator.wait_for_everyone()
 
 
 # -- command line (``python -m gen_reason.train.lora``, ``accelerate launch -m gen_reason.train.lora``) --

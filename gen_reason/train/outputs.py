@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import torch
 
 from gen_reason.models.families import Geometry
-from gen_reason.train.validation import read_jsonl
+from gen_reason.folders import read_jsonl
 
 if TYPE_CHECKING:
     from gen_reason.train.lora_config import LoraTrainConfig

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from gen_reason.errors import UserError
+from gen_reason.folders import JsonlLog, read_jsonl
 from gen_reason.models.embedded import EmbeddedVideoPipeline, make_scheduler
 from gen_reason.models.families import Geometry
 from gen_reason.train.data import PAD_COLOR, held_out_instances
@@ -112,17 +113,9 @@ class Validator:
                "metrics": {key: float(np.mean(values)) for key, values in sorted(metrics.items())}}
         if self.problem:
             row["note"] = self.problem
-        with open(self.out / "validation.jsonl", "a") as fh:
-            fh.write(json.dumps(row) + "\n")
+        JsonlLog(self.out / "validation.jsonl").append(row)
         plot_curves(self.out)
         return row
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    """The rows of a JSON-lines file (none when it does not exist)."""
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def plot_curves(out: Path) -> Path | None:
@@ -247,7 +240,7 @@ def plot_embedded_validation(run_dir: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [json.loads(line) for line in (run_dir / "validation.jsonl").read_text().splitlines() if line.strip()]
+    rows = read_jsonl(run_dir / "validation.jsonl")
     if not rows:
         return
     fig, ax = plt.subplots(figsize=(6, 4))

@@ -1,15 +1,14 @@
 """Check that the embedded trainer's numbers did not move: train a few steps from
 ``configs/embedded_maze.yaml`` with the trainer of an older commit and with the current
-one, and compare every tensor of the two checkpoints (weights, EMA, optimizer) and the
-loss rows exactly.
+one, and compare every tensor of the two checkpoints (weights, EMA, optimizer, torch's
+random state; an older trainer's single checkpoint file and today's checkpoints/step-*/
+alike) and the loss rows exactly.
 
-    OMP_WAIT_POLICY=PASSIVE python tests/train/check_same_weights.py --ref 6a753db --steps 3
+    OMP_WAIT_POLICY=PASSIVE python tests/train/check_same_weights.py --ref 33cb1d8 --steps 3
 
-The older trainer is read with ``git show REF:gen_reason/train/embedded.py`` into a
-temporary module (it uses the current helpers it imports, so REF must be recent enough
-to import them: 33cb1d8, the trainer before the one training loop, imports a module
-since removed; 6a753db is the last before the shared TrainingConfig). Exit status 0:
-bit-identical.
+The older genreason (default 33cb1d8, the trainer before the one training loop) is taken
+whole from ``git archive REF``, installed into a temporary folder and run in a fresh
+interpreter, so it needs nothing of today's code. Exit status 0: bit-identical.
 """
 
 from __future__ import annotations
@@ -19,8 +18,6 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
-import dataclasses  # noqa: E402
-import importlib.util  # noqa: E402
 import json  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -30,17 +27,35 @@ from pathlib import Path  # noqa: E402
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def old_trainer(ref: str, folder: Path):
-    """The module gen_reason/train/embedded.py as it was at git revision ``ref``."""
-    source = subprocess.run(["git", "show", f"{ref}:gen_reason/train/embedded.py"], cwd=ROOT, check=True,
-                            capture_output=True, text=True).stdout
-    path = folder / "old_embedded_trainer.py"
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location("old_embedded_trainer", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+#: Run in a fresh interpreter that imports the older genreason: train, and print its config's field names.
+OLD_RUN = """
+import dataclasses, json, sys
+import yaml
+from gen_reason.train.embedded import EmbeddedTrainConfig, train_embedded
+settings, renamed, out, steps = json.loads(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+fields = {f.name for f in dataclasses.fields(EmbeddedTrainConfig)}
+older = {new: old for old, new in renamed.items() if new not in fields}  # the names that version used
+with open(out + '.yaml', 'w') as fh:
+    fh.write(yaml.safe_dump({older.get(k, k): v for k, v in settings.items()}))
+train_embedded(EmbeddedTrainConfig.from_yaml(out + '.yaml'), out, progress=False, validate=False, stop_after_steps=steps)
+print(json.dumps(sorted(fields)))
+"""
+
+
+def old_run(ref: str, folder: Path, settings: dict, renamed: dict, steps: int) -> tuple[Path, set[str]]:
+    """Train with genreason as it was at git revision ``ref`` (its whole package, installed
+    into ``folder`` from ``git archive``, run in a fresh interpreter); the run folder and
+    that version's config fields."""
+    source, site, run = folder / "source", folder / "site", folder / "old"
+    source.mkdir()
+    archive = subprocess.run(["git", "archive", ref], cwd=ROOT, check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(source)], input=archive, check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                    "--target", str(site), str(source)], check=True)
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    done = subprocess.run([sys.executable, "-c", OLD_RUN, json.dumps(settings), json.dumps(renamed), str(run),
+                           str(steps)], cwd=folder, env=env, check=True, capture_output=True, text=True)
+    return run, set(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
 def flatten(prefix: str, obj, out: dict) -> dict:
@@ -69,9 +84,21 @@ def same(a, b) -> bool:
     return a == b
 
 
+def comparable(state: dict) -> dict:
+    """What a checkpoint computed, the same keys whichever layout held it: the weights, EMA,
+    optimizer, torch's random state, step and open loss window. Not the seconds, which no
+    two runs share, nor Python's and NumPy's global random states: the trainer never seeds
+    or draws from them (a checkpoint keeps them for code that might), so they are whatever
+    the interpreter started with."""
+    if "rng-0" in state:  # checkpoints/step-*/: each process's random states in one file
+        state = {**state, "torch_rng": state["rng-0"]["torch"]}
+    keys = ("config", "step", "unet", "ema", "optimizer", "torch_rng", "loss_window")
+    return {key: state[key] for key in keys}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--ref", default="6a753db", help="git revision of the older trainer")
+    parser.add_argument("--ref", default="33cb1d8", help="git revision of the older trainer")
     parser.add_argument("--config", default=str(ROOT / "configs" / "embedded_maze.yaml"))
     parser.add_argument("--steps", type=int, default=3)
     args = parser.parse_args()
@@ -80,29 +107,21 @@ def main() -> int:
 
     from gen_reason.config import read_yaml, rename_keys
     from gen_reason.train import embedded as new
-    from gen_reason.train.checkpoint import load_state
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        old = old_trainer(args.ref, tmp)
-        old_fields = {f.name for f in dataclasses.fields(old.EmbeddedTrainConfig)}
-        # The config is the input, not a result: compared by today's names, over the fields both versions have.
-        shared = set(rename_keys(new.EmbeddedTrainConfig, dict.fromkeys(old_fields), warn=False))
         # How often rows are written is a resumable change: one row per step here.
         settings = {**rename_keys(new.EmbeddedTrainConfig, read_yaml(args.config), warn=False), "log_every": 1}
+        old_folder, old_fields = old_run(args.ref, tmp, settings, new.EmbeddedTrainConfig.RENAMED, args.steps)
+        new_folder = tmp / "new"
+        (tmp / "new.yaml").write_text(yaml.safe_dump(settings))
+        new.train_embedded(new.EmbeddedTrainConfig.from_yaml(tmp / "new.yaml"), new_folder, progress=False,
+                           validate=False, stop_after_steps=args.steps)
+        # The config is the input, not a result: compared by today's names, over the fields both versions have.
+        shared = set(rename_keys(new.EmbeddedTrainConfig, dict.fromkeys(old_fields), warn=False))
         states, logs = [], []
-        for name, module in (("old", old), ("new", new)):
-            fields = {f.name for f in dataclasses.fields(module.EmbeddedTrainConfig)}
-            # Each version reads the settings under its own names (an older one's, where it used another).
-            older_names = {new_name: old_name for old_name, new_name in new.EmbeddedTrainConfig.RENAMED.items()
-                           if new_name not in fields}
-            path = tmp / f"{name}.yaml"
-            path.write_text(yaml.safe_dump({older_names.get(k, k): v for k, v in settings.items()}))
-            config = module.EmbeddedTrainConfig.from_yaml(path)
-            run = tmp / name
-            module.train_embedded(config, run, progress=False, validate=False, stop_after_steps=args.steps)
-            state = load_state(run / "checkpoint.safetensors")
-            state.pop("train_seconds")
+        for run in (old_folder, new_folder):
+            state = comparable(new.checkpoint_state(run))  # either layout: one checkpoint.safetensors or checkpoints/
             state["config"] = {k: v for k, v in rename_keys(new.EmbeddedTrainConfig, state["config"], warn=False).items()
                                if k in shared}
             states.append(flatten("", state, {}))

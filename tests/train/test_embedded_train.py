@@ -8,10 +8,10 @@ import torch
 
 from gen_reason.errors import UserError
 from gen_reason.models.embedded import make_scheduler
-from gen_reason.train.checkpoint import load_state
 from gen_reason.train.data import (HELD_OUT_SEED_START, TRAIN_SEED_LIMIT, MazeVideoData, ReplayStream,
                                    held_out_instances, maze_geometry)
-from gen_reason.train.embedded import EmbeddedTrainConfig, _step_generator, learning_rate_at, train_embedded
+from gen_reason.train.embedded import (EmbeddedTrainConfig, _step_generator, checkpoint_state, learning_rate_at,
+                                       train_embedded)
 from gen_reason.train.losses import diffusion_loss
 
 # tiny_config and logged: fixtures in conftest.py
@@ -62,7 +62,7 @@ def test_short_run_lowers_the_loss(tmp_path, tiny_config):
 
     before = fixed_loss(config.build_unet())
     train_embedded(config, tmp_path / "run", progress=False, validate=False)
-    state = load_state(tmp_path / "run" / "checkpoint.safetensors")
+    state = checkpoint_state(tmp_path / "run")
     unet = config.build_unet()
     unet.load_state_dict(state["unet"])
     assert state["step"] == 30
@@ -74,7 +74,7 @@ def test_resume_is_bit_exact(tmp_path, tiny_config, logged):
     config = tiny_config(log_every=2)
     train_embedded(config, tmp_path / "straight", progress=False, validate=False)
     train_embedded(config, tmp_path / "resumed", progress=False, validate=False, stop_after_steps=3)
-    halfway = load_state(tmp_path / "resumed" / "checkpoint.safetensors")
+    halfway = checkpoint_state(tmp_path / "resumed")
     assert halfway["step"] == 3
     # Rows a killed sitting wrote past its checkpoint are dropped on resume, not repeated.
     with open(tmp_path / "resumed" / "losses.jsonl", "a") as fh:
@@ -83,8 +83,8 @@ def test_resume_is_bit_exact(tmp_path, tiny_config, logged):
     # The log equals an uninterrupted run's: the loss window open at the checkpoint (step 3 of 2..4) was saved.
     assert [row["step"] for row in logged(tmp_path / "resumed")] == [2, 4, 6]
     assert logged(tmp_path / "resumed") == logged(tmp_path / "straight")
-    a = load_state(tmp_path / "straight" / "checkpoint.safetensors")
-    b = load_state(tmp_path / "resumed" / "checkpoint.safetensors")
+    a = checkpoint_state(tmp_path / "straight")
+    b = checkpoint_state(tmp_path / "resumed")
     assert a["step"] == b["step"] == 6
     for name, tensor in a["unet"].items():
         assert torch.equal(tensor, b["unet"][name]), name
@@ -160,9 +160,9 @@ def test_second_stage_starts_from_the_first_stages_ema(tmp_path, tiny_config):
 
     train_embedded(tiny_config(max_steps=2), tmp_path / "one", progress=False, validate=False)
     first, _, _ = ema_unet(tmp_path / "one")
-    second = tiny_config(max_steps=1, init_from=str(tmp_path / "one" / "checkpoint.safetensors"), learning_rate=0.0)
+    second = tiny_config(max_steps=1, init_from=str(tmp_path / "one"), learning_rate=0.0)
     train_embedded(second, tmp_path / "two", progress=False, validate=False)
-    state = load_state(tmp_path / "two" / "checkpoint.safetensors")
+    state = checkpoint_state(tmp_path / "two")
     for name, tensor in first.state_dict().items():
         assert torch.equal(tensor, state["unet"][name]), name
 
@@ -220,12 +220,12 @@ def test_a_signal_to_the_process_group_checkpoints_and_resumes_bit_exact(tmp_pat
     os.killpg(proc.pid, getattr(signal, signame))
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err.decode()[-2000:]
-    state = load_state(run / "checkpoint.safetensors")
+    state = checkpoint_state(run)
     done = int(state["step"])
     assert done >= 5 and json.loads(out.decode().strip().splitlines()[-1])["step"] == done
     # The interrupted run equals a run told to stop at the same step.
     train_embedded(config, tmp_path / "straight", progress=False, validate=False, stop_after_steps=done)
-    straight = load_state(tmp_path / "straight" / "checkpoint.safetensors")
+    straight = checkpoint_state(tmp_path / "straight")
     for name, tensor in straight["unet"].items():
         assert torch.equal(tensor, state["unet"][name]), name
 
@@ -240,7 +240,7 @@ def test_second_stage_starts_from_an_exported_pipeline_folder(tmp_path, tiny_con
     export_pipeline(tmp_path / "one", tmp_path / "exported")
     second = tiny_config(max_steps=1, init_from=str(tmp_path / "exported"), learning_rate=0.0)
     train_embedded(second, tmp_path / "two", progress=False, validate=False)
-    state = load_state(tmp_path / "two" / "checkpoint.safetensors")
+    state = checkpoint_state(tmp_path / "two")
     for name, tensor in first.state_dict().items():
         assert torch.equal(tensor, state["unet"][name]), name
     with pytest.raises(UserError):

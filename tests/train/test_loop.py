@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from gen_reason.errors import UserError
-from gen_reason.train.loop import FunctionSchedule, LoopSettings, Progress, Trainer, check_tracker, start_logs
+from gen_reason.folders import RunFolder
+from gen_reason.train.loop import FunctionSchedule, LoopSettings, Progress, Trainer, check_tracker, training_logs
 
 
 class Regression:
@@ -69,19 +70,24 @@ def settings(last_step, **changes):
 
 def test_a_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path):
     straight, store = make_trainer(), MemoryStore()
-    start_logs(tmp_path / "a", {}, None)
-    done = straight.run(settings(6), Progress(), toy_data, Regression(), store, tmp_path / "a" / "losses.jsonl", row)
+    with RunFolder(tmp_path / "a", {}) as run:
+        log = training_logs(run, None)["losses.jsonl"]
+        done = straight.run(settings(6), Progress(), toy_data, Regression(), store, log, row)
     assert (done.step, done.position) == (6, 12)  # two micro-batches per step
     assert store.saved_steps == [2, 4, 6]  # every checkpoint_every steps, the last once
 
     first, cut_store = make_trainer(), MemoryStore()
-    start_logs(tmp_path / "b", {}, None)
-    first.run(settings(3), Progress(), toy_data, Regression(), cut_store, tmp_path / "b" / "losses.jsonl", row)
+    with RunFolder(tmp_path / "b", {}) as run:
+        first.run(settings(3), Progress(), toy_data, Regression(), cut_store, training_logs(run, None)["losses.jsonl"],
+                  row)
     assert cut_store.saved_steps == [2, 3]  # the sitting's end is saved too
     second = make_trainer()
     resumed = cut_store.restore(second)
-    start_logs(tmp_path / "b", {}, resumed.step)
-    second.run(settings(6), resumed, toy_data, Regression(), cut_store, tmp_path / "b" / "losses.jsonl", row)
+    with RunFolder(tmp_path / "b", {}) as run:
+        with open(run.root / "losses.jsonl", "a") as fh:  # a row a killed sitting wrote past its checkpoint
+            fh.write('{"step": 4, "loss": 9.0}\n{"step"')
+        second.run(settings(6), resumed, toy_data, Regression(), cut_store,
+                   training_logs(run, resumed.step)["losses.jsonl"], row)
 
     for a, b in zip(straight.unwrapped.parameters(), second.unwrapped.parameters()):
         assert torch.equal(a, b)

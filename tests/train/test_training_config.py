@@ -11,8 +11,8 @@ import torch
 import yaml
 
 from gen_reason.errors import UserError
-from gen_reason.train.checkpoint import load_state, save_state
-from gen_reason.train.embedded import EmbeddedTrainConfig, train_embedded
+from gen_reason.train.checkpoint import save_state
+from gen_reason.train.embedded import EmbeddedTrainConfig, checkpoint_state, train_embedded
 from gen_reason.train.lora_config import LoraTrainConfig, load_lora_config
 from gen_reason.train.loop import TrainingConfig
 
@@ -72,22 +72,36 @@ def test_shared_checks_are_the_same_for_both(tiny_config):
             LoraTrainConfig(model="m", data="d", **bad).validate()
 
 
-def test_a_checkpoint_under_the_old_names_resumes(tmp_path, tiny_config, logged):
+def test_an_older_run_folder_resumes(tmp_path, tiny_config, logged):
+    """A run folder as an older genreason left it (one checkpoint.safetensors, the settings
+    under their old names in it and in config.yaml) resumes to what an uninterrupted run
+    ends with; the new checkpoints go to checkpoints/step-*/."""
+    import shutil
+
     config = tiny_config(max_steps=3, log_every=1)
     train_embedded(config, tmp_path / "straight", progress=False, validate=False)
     run = tmp_path / "old"
     train_embedded(config, run, progress=False, validate=False, stop_after_steps=2)
-    state = load_state(run / "checkpoint.safetensors")  # as an older genreason wrote it: old names, fewer fields
-    saved = state["config"]
+    new = checkpoint_state(run)
+    saved = dict(new["config"])
     saved["log_every_steps"], saved["validate_every_steps"] = saved.pop("log_every"), saved.pop("validate_every")
     for added in ("adam_epsilon", "gradient_accumulation_steps", "checkpoint_every", "checkpoints_keep", "resume"):
         saved.pop(added)
-    save_state(run / "checkpoint.safetensors", state)
+    rng = new["rng-0"]
+    save_state(run / "checkpoint.safetensors", {
+        "config": saved, "step": new["step"], "train_seconds": new["train_seconds"], "unet": new["unet"],
+        "ema": new["ema"], "optimizer": new["optimizer"], "torch_rng": rng["torch"], "numpy_rng": rng["numpy"],
+        "python_rng": rng["python"], "loss_window": new["loss_window"]})
+    shutil.rmtree(run / "checkpoints")
+    (run / "config.yaml").write_text(yaml.safe_dump(saved))
+    assert checkpoint_state(run)["step"] == 2  # read from the older file
     train_embedded(config, run, progress=False, validate=False)
-    a, b = load_state(tmp_path / "straight" / "checkpoint.safetensors"), load_state(run / "checkpoint.safetensors")
-    assert a["step"] == b["step"] == 3
+    a, b = checkpoint_state(tmp_path / "straight"), checkpoint_state(run)
+    assert a["step"] == b["step"] == 3 and (run / "checkpoints").is_dir()
     assert all(torch.equal(tensor, b["unet"][name]) for name, tensor in a["unet"].items())
+    assert all(torch.equal(x, y) for x, y in zip(a["ema"]["shadow_params"], b["ema"]["shadow_params"]))
     assert logged(run) == logged(tmp_path / "straight")
+    assert yaml.safe_load((run / "config.yaml").read_text()) == config.to_dict()  # rewritten under today's names
 
 
 def test_embedded_gradient_accumulation_resumes_bit_exact(tmp_path, tiny_config, logged):
@@ -97,10 +111,79 @@ def test_embedded_gradient_accumulation_resumes_bit_exact(tmp_path, tiny_config,
     train_embedded(one_batch, tmp_path / "plain", progress=False, validate=False)
     train_embedded(config, tmp_path / "resumed", progress=False, validate=False, stop_after_steps=1)
     train_embedded(config, tmp_path / "resumed", progress=False, validate=False)
-    a, b = load_state(tmp_path / "straight" / "checkpoint.safetensors"), load_state(tmp_path / "resumed" / "checkpoint.safetensors")
-    plain = load_state(tmp_path / "plain" / "checkpoint.safetensors")
-    assert a["step"] == b["step"] == 3
+    a, b = checkpoint_state(tmp_path / "straight"), checkpoint_state(tmp_path / "resumed")
+    plain = checkpoint_state(tmp_path / "plain")
+    assert a["step"] == b["step"] == 3 and b["data_position"] == 6
     assert all(torch.equal(tensor, b["unet"][name]) for name, tensor in a["unet"].items())
     assert logged(tmp_path / "resumed") == logged(tmp_path / "straight")
     # Two micro-batches per step train on other data than one: the weights differ.
     assert not all(torch.equal(tensor, plain["unet"][name]) for name, tensor in a["unet"].items())
+
+
+def test_both_trainers_keep_one_run_folder_layout(tmp_path, tiny_config, tiny_model, dataset):
+    """config.yaml, losses.jsonl and checkpoints/step-*/ (the same files in each) for both trainers."""
+    from gen_reason.models import testing
+    from gen_reason.train.lora import train_lora
+
+    train_embedded(tiny_config(max_steps=2, checkpoint_every=1, checkpoints_keep=1, log_every=1), tmp_path / "embedded",
+                   progress=False, validate=False)
+    geometry = testing.TINY_GEOMETRY["wan2.1-i2v"]
+    train_lora(load_lora_config(None, dict(model=str(tiny_model("wan2.1-i2v")), data=str(dataset), rank=2, max_steps=2,
+                                           batch_size=1, checkpoint_every=1, checkpoints_keep=1,
+                                           height=geometry["size"][0], width=geometry["size"][1],
+                                           num_frames=geometry["num_frames"], output_dir=str(tmp_path / "lora"))),
+               progress=False)
+    for run in (tmp_path / "embedded", tmp_path / "lora"):
+        assert (run / "config.yaml").is_file() and len((run / "losses.jsonl").read_text().splitlines()) == 2
+        assert [p.name for p in (run / "checkpoints").iterdir()] == ["step-000000002"]  # checkpoints_keep: 1
+        assert {p.name for p in (run / "checkpoints" / "step-000000002").iterdir()} >= {
+            "trainable.safetensors", "optimizer.safetensors", "lr_scheduler.safetensors", "rng-0.safetensors",
+            "state.json"}
+    assert not (tmp_path / "embedded" / "checkpoint.safetensors").exists()
+
+
+def test_the_run_folder_refuses_a_changed_config_and_a_second_process(tmp_path, tiny_config):
+    """A folder with a checkpoint resumes under the same config only (or starts over when
+    told: resume false); one without holds nothing to resume and starts over; a folder
+    another process holds is refused."""
+    import shutil
+
+    from gen_reason.folders import RunFolder
+
+    run = tmp_path / "run"
+    train_embedded(tiny_config(), run, progress=False, validate=False, stop_after_steps=1)
+    with pytest.raises(UserError, match="other values of learning_rate"):
+        train_embedded(tiny_config(learning_rate=1e-2), run, progress=False, validate=False)
+    train_embedded(tiny_config(learning_rate=1e-2), run, progress=False, validate=False, resume=False,
+                   stop_after_steps=1)
+    assert yaml.safe_load((run / "config.yaml").read_text())["learning_rate"] == 1e-2  # started over
+    shutil.rmtree(run / "checkpoints")  # as if killed before its first checkpoint: nothing to resume
+    train_embedded(tiny_config(), run, progress=False, validate=False, stop_after_steps=1)
+    assert yaml.safe_load((run / "config.yaml").read_text())["learning_rate"] == tiny_config().learning_rate
+    assert train_embedded(tiny_config(max_steps=7), run, progress=False, validate=False,
+                          stop_after_steps=2)["step"] == 2  # max_steps may grow (before the decay)
+    with RunFolder(run, yaml.safe_load((run / "config.yaml").read_text())):  # another process holds it
+        with pytest.raises(UserError, match="in use by another genreason process"):
+            train_embedded(tiny_config(max_steps=7), run, progress=False, validate=False)
+
+
+def test_a_mistake_found_after_the_folder_opened_leaves_nothing(tmp_path, tiny_model, dataset, monkeypatch):
+    """A refusal once the run folder is open (here: encoding the dataset fails) takes
+    config.yaml back, so the corrected command runs there as if nothing happened."""
+    from gen_reason.train import lora
+
+    geometry = {"height": 16, "width": 16, "num_frames": 9}
+    settings = dict(model=str(tiny_model("wan2.1-i2v")), data=str(dataset), rank=2, max_steps=1, batch_size=1,
+                    output_dir=str(tmp_path / "run"), **geometry)
+
+    def fail(*args, **kwargs):
+        assert (tmp_path / "run" / "config.yaml").is_file()  # the folder is open by now
+        raise UserError("a video of the dataset cannot be read")
+
+    monkeypatch.setattr(lora, "fill_cache", fail)
+    with pytest.raises(UserError, match="cannot be read"):
+        lora.train_lora(load_lora_config(None, settings), progress=False)
+    assert not (tmp_path / "run" / "config.yaml").exists()
+    monkeypatch.undo()
+    lora.train_lora(load_lora_config(None, {**settings, "learning_rate": 1e-3}), progress=False)
+    assert list((tmp_path / "run" / "checkpoints").glob("step-*"))
