@@ -327,5 +327,6 @@ def run(args, ground_truth_items, fixture_items) -> None:
     print(body)
     if not args.no_write:
         command = "python bench/bench_referee.py" + "".join(f" {a}" for a in sys.argv[1:])
-        print("wrote", write_section("referee-before-after", f"The referee before and after: `{old_commit[:7]}` "
+        # one section per old revision: a8b1926 (before #18 and #19) and a later one can stand side by side
+        print("wrote", write_section(f"referee-before-after-{old_commit[:7]}", f"The referee before and after: `{old_commit[:7]}` "
                                      "against the current code", body, command))
