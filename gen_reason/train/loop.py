@@ -292,10 +292,11 @@ def open_run(root: Path, config: TrainingConfig, *, fresh: bool, rank: int = 0) 
     current = dataclasses.asdict(config)
     defaults = dataclasses.asdict(type(config)()) if _has_defaults(type(config)) else {}
     defaults.update({new: saved[old] for old, new in config.RENAMED.items() if old in saved})
-    may_change = set(config.RESUMABLE) | set(rename_keys(type(config), saved, warn=False)) - set(current)
+    dropped = set(rename_keys(type(config), saved, warn=False)) - set(current)  # fields this version no longer has
+    may_change = set(config.RESUMABLE) | set(config.RENAMED) | dropped  # old names: compared under the new ones
     if fresh:
         may_change |= set(current) | set(saved)
-    return RunFolder(root, current, rank=rank, may_change=may_change | set(config.RENAMED), defaults=defaults)
+    return RunFolder(root, current, rank=rank, may_change=may_change, defaults=defaults)
 
 
 def training_logs(run: RunFolder, resumed_at: int | None) -> dict[str, JsonlLog]:
