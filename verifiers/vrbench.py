@@ -164,7 +164,9 @@ def _sokoban_solution(walls: set, shape, player, box, target) -> tuple[list, lis
         return _bfs_path(free, place[1], (br - dr, bc - dc), _RDLU, blocked={place[0]})
 
     def pushes(place):
-        (br, bc), player = place
+        """The (box, player) places one push leads to, in VR-Bench's order: the box one cell
+        on, the player where it stood, when the player can walk behind it."""
+        br, bc = place[0]
         return [((br + dr, bc + dc), (br, bc)) for dr, dc in _RDLU
                 if (br + dr, bc + dc) in free and (br - dr, bc - dc) in free and walk(place, (dr, dc))]
 
@@ -172,10 +174,10 @@ def _sokoban_solution(walls: set, shape, player, box, target) -> tuple[list, lis
     if places is None:
         raise UserError("VR-Bench sokoban level has no solution")
     agent_cells, box_cells = [player], [box]
-    for before, (new_box, box) in zip(places, places[1:]):
-        steps = walk(before, (new_box[0] - box[0], new_box[1] - box[1]))
-        agent_cells += steps[1:] + [box]
-        box_cells += [box] * (len(steps) - 1) + [new_box]
+    for before, (new_box, old_box) in zip(places, places[1:]):
+        steps = walk(before, (new_box[0] - old_box[0], new_box[1] - old_box[1]))
+        agent_cells += steps[1:] + [old_box]
+        box_cells += [old_box] * (len(steps) - 1) + [new_box]
     return agent_cells, box_cells
 
 
