@@ -54,7 +54,8 @@ def load_embedded(steps: int):
         import yaml
 
         from gen_reason.models import DiffusersVideoGenerator
-        from gen_reason.models.embedded import EmbeddedVideoPipeline, make_scheduler, make_unet
+        from gen_reason.models.embedded import EmbeddedVideoPipeline
+        from gen_reason.models.embedded_parts import make_scheduler, make_unet
 
         config = yaml.safe_load((REPO / "configs" / "embedded_maze.yaml").read_text())
         torch.manual_seed(0)

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from gen_reason.models.embedded import EmbeddedVideoPipeline, make_scheduler, make_unet, pad_image
+from gen_reason.models.embedded import EmbeddedVideoPipeline
+from gen_reason.models.embedded_parts import make_scheduler, make_unet, pad_image
 
 SHIPPED = Path(__file__).resolve().parents[2] / "gen_reason" / "assets" / "embedded"
 
@@ -179,7 +180,7 @@ def test_lora_loads_through_the_backend_like_a_diffusers_lora(tmp_path):
 def test_stochastic_sampling_stays_finite_on_long_first_steps():
     """At eta 1 the first step out of pure noise leaves DDIM no room for the predicted noise
     (sqrt of 0, which rounding can make negative): the cap keeps every step real."""
-    from gen_reason.models.embedded import safe_eta
+    from gen_reason.models.embedded_parts import safe_eta
 
     pipe = tiny_pipeline()
     for steps in (2, 3, 5, 20):
@@ -196,7 +197,7 @@ def test_stochastic_sampling_stays_finite_on_long_first_steps():
 def test_ddim_variance_is_diffusers_own():
     """Our DDIM variance (public attributes only) equals the one DDIMScheduler.step uses;
     should diffusers change its formula or the helper's name, this says so."""
-    from gen_reason.models.embedded import ddim_variance
+    from gen_reason.models.embedded_parts import ddim_variance
 
     scheduler = tiny_pipeline().scheduler
     for steps in (2, 5, 20, 50):

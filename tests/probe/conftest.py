@@ -22,7 +22,8 @@ def build_tiny_embedded(seed: int = 0, steps: int = 4):
     import torch
 
     from gen_reason.models import DiffusersVideoGenerator
-    from gen_reason.models.embedded import EmbeddedVideoPipeline, make_scheduler, make_unet
+    from gen_reason.models.embedded import EmbeddedVideoPipeline
+    from gen_reason.models.embedded_parts import make_scheduler, make_unet
 
     torch.manual_seed(seed)
     unet = make_unet(num_frames=8, resolution=16, block_out_channels=(8, 16), attention_levels=(False, True),
