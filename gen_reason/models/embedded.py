@@ -39,8 +39,7 @@ from diffusers import DDIMScheduler, DiffusionPipeline, UNet2DModel
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
-from gen_reason.models.embedded_parts import (make_scheduler, make_unet, pad_image, pad_video,  # noqa: F401 (re-exported)
-                                             resample_indices, safe_eta, stack_frames, unstack_frames)
+from gen_reason.models.embedded_parts import pad_image, resample_indices, safe_eta, stack_frames, unstack_frames
 from gen_reason.models.families import Family, FamilyDefaults, Geometry, Limits
 
 LORA_WEIGHTS = "pytorch_lora_weights.safetensors"  # the diffusers file name, also for the UNet's LoRA

@@ -23,7 +23,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from gen_reason.models.embedded import pad_image, pad_video
+from gen_reason.models.embedded_parts import pad_image, pad_video
 from gen_reason.puzzles.instance import Instance
 from gen_reason.puzzles.registry import get_task
 

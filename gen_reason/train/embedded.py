@@ -44,7 +44,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from gen_reason.errors import UserError  # noqa: E402
-from gen_reason.models.embedded import EmbeddedVideoPipeline, make_scheduler, make_unet  # noqa: E402
+from gen_reason.models.embedded import EmbeddedVideoPipeline  # noqa: E402
+from gen_reason.models.embedded_parts import make_scheduler, make_unet  # noqa: E402
 from gen_reason.folders import JsonlLog, RunFolder  # noqa: E402
 from gen_reason.train.checkpoint import STATE_FILE, Checkpoint, list_checkpoints, load_latest, load_state  # noqa: E402
 from gen_reason.train.data import PAD_COLOR, MazeVideoData, batch_loader  # noqa: E402

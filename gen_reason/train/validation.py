@@ -18,7 +18,8 @@ import torch
 
 from gen_reason.errors import UserError
 from gen_reason.folders import JsonlLog, read_jsonl
-from gen_reason.models.embedded import EmbeddedVideoPipeline, make_scheduler
+from gen_reason.models.embedded import EmbeddedVideoPipeline
+from gen_reason.models.embedded_parts import make_scheduler
 from gen_reason.models.families import Geometry
 from gen_reason.train.data import PAD_COLOR, held_out_instances
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from gen_reason.errors import UserError
-from gen_reason.models.embedded import make_scheduler
+from gen_reason.models.embedded_parts import make_scheduler
 from gen_reason.train.data import (HELD_OUT_SEED_START, TRAIN_SEED_LIMIT, MazeVideoData, ReplayStream,
                                    held_out_instances, maze_geometry)
 from gen_reason.train.embedded import (EmbeddedTrainConfig, _step_generator, checkpoint_state, learning_rate_at,

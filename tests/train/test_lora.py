@@ -188,7 +188,8 @@ def test_validation_scores_held_out_puzzles_and_draws_the_curve(tiny_model, data
 # -- the embedded model ---------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def tiny_embedded(tmp_path_factory):
-    from gen_reason.models.embedded import EmbeddedVideoPipeline, make_scheduler, make_unet
+    from gen_reason.models.embedded import EmbeddedVideoPipeline
+    from gen_reason.models.embedded_parts import make_scheduler, make_unet
 
     torch.manual_seed(0)
     unet = make_unet(num_frames=8, resolution=32, block_out_channels=(8, 16), attention_levels=(False, True),

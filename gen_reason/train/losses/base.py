@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from gen_reason.errors import UserError
-from gen_reason.models.embedded import resample_indices
+from gen_reason.models.embedded_parts import resample_indices
 from gen_reason.models.families import Family, Geometry
 
 

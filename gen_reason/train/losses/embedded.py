@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from gen_reason.models.embedded import resample_indices
+from gen_reason.models.embedded_parts import resample_indices
 from gen_reason.train.losses.base import Objective, ddpm_draws, ddpm_target, masked_mse
 
 
@@ -37,7 +37,7 @@ class EmbeddedObjective(Objective):
         """``(T, H, W, 3)`` uint8 -> ``(T, R, R, 3)``: resized down when larger, padded bottom/right as the pipeline."""
         import cv2
 
-        from gen_reason.models.embedded import pad_video
+        from gen_reason.models.embedded_parts import pad_video
 
         size = self.pipe.resolution
         height, width = frames.shape[1:3]
@@ -65,7 +65,7 @@ class EmbeddedObjective(Objective):
         return {"latent_mean": pixels}  # pixel space: the video is x0
 
     def loss(self, model, batch, generators):
-        from gen_reason.models.embedded import stack_frames
+        from gen_reason.models.embedded_parts import stack_frames
 
         scheduler = self.pipe.scheduler
         x0 = batch["latent_mean"].float()
@@ -85,7 +85,7 @@ def diffusion_loss(unet, noise_scheduler, video: torch.Tensor, condition: torch.
     ``noise_scheduler.config.prediction_type`` says. Timesteps are uniform over the
     training schedule; noise and timesteps come from ``generator``.
     """
-    from gen_reason.models.embedded import stack_frames
+    from gen_reason.models.embedded_parts import stack_frames
 
     noise = torch.randn(video.shape, generator=generator).to(video.device)
     timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (video.shape[0],),
