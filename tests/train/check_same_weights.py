@@ -7,8 +7,8 @@ alike) and the loss rows exactly.
     OMP_WAIT_POLICY=PASSIVE python tests/train/check_same_weights.py --ref 33cb1d8 --steps 3
 
 The older genreason (default 33cb1d8, the trainer before the one training loop) is taken
-whole from ``git archive REF``, installed into a temporary folder and run in a fresh
-interpreter, so it needs nothing of today's code. Exit status 0: bit-identical.
+whole from git (``bench/revisions.py``'s ``tree_at``), installed into a temporary folder
+and run in a fresh interpreter, so it needs nothing of today's code. Exit status 0: bit-identical.
 """
 
 from __future__ import annotations
@@ -46,10 +46,11 @@ def old_run(ref: str, folder: Path, settings: dict, renamed: dict, steps: int) -
     """Train with genreason as it was at git revision ``ref`` (its whole package, installed
     into ``folder`` from ``git archive``, run in a fresh interpreter); the run folder and
     that version's config fields."""
-    source, site, run = folder / "source", folder / "site", folder / "old"
-    source.mkdir()
-    archive = subprocess.run(["git", "archive", ref], cwd=ROOT, check=True, capture_output=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(source)], input=archive, check=True)
+    sys.path.insert(0, str(ROOT / "bench"))
+    from revisions import PACKAGES, tree_at  # the benches' reader of older revisions
+
+    site, run = folder / "site", folder / "old"
+    source = tree_at(ref, folder / "source", (*PACKAGES, "pyproject.toml", "README.md"))
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
                     "--target", str(site), str(source)], check=True)
     env = {**os.environ, "PYTHONPATH": str(site)}
