@@ -36,7 +36,6 @@ import random  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
-from functools import partial  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any, ClassVar, Sequence  # noqa: E402
 
@@ -50,7 +49,7 @@ from gen_reason.folders import JsonlLog, RunFolder  # noqa: E402
 from gen_reason.train.checkpoint import STATE_FILE, Checkpoint, list_checkpoints, load_latest, load_state  # noqa: E402
 from gen_reason.train.data import PAD_COLOR, MazeVideoData, batch_loader  # noqa: E402
 from gen_reason.train.validation import load_referee, plot_embedded_validation, validate_model  # noqa: E402
-from gen_reason.train.loop import (FunctionSchedule, Progress, RunCheckpoints, Trainer, TrainingConfig,  # noqa: E402
+from gen_reason.train.loop import (Progress, RunCheckpoints, Trainer, TrainingConfig,  # noqa: E402
                                    check_tracker, open_run, start_trackers, training_logs)
 from gen_reason.train.losses import DenoisingObjective  # noqa: E402
 from gen_reason.config import build, read_yaml, rename_keys  # noqa: E402
@@ -78,7 +77,9 @@ class EmbeddedTrainConfig(TrainingConfig):
     max_steps: int | None = 8000  # must be set: rendered data never runs out
     batch_size: int = 32
     learning_rate: float = 8e-4
+    lr_scheduler: str = "warmup_hold_decay"
     warmup_steps: int = 200  # linear warm-up from 0
+    decay_steps: int = 1000  # then constant, then linear decay to 0 over the last decay_steps
     adam_beta2: float = 0.99
     weight_decay: float = 0.0
     ema_decay: float | None = 0.999  # must be set: validation and the exported pipeline use the EMA weights
@@ -105,8 +106,6 @@ class EmbeddedTrainConfig(TrainingConfig):
     norm_num_groups: int = 16
     num_train_timesteps: int = 1000
     prediction_type: str = "sample"  # "sample" (clean video), "v_prediction" or "epsilon"
-    # the learning-rate curve after the warm-up: constant, then linear decay to 0 over the last decay_steps
-    decay_steps: int = 1000
     # a second stage starts from these weights: a run folder or its checkpoint, or an exported pipeline folder
     init_from: str | None = None
     threads: int = 2
@@ -139,9 +138,8 @@ class EmbeddedTrainConfig(TrainingConfig):
                      "attention_head_dim", "norm_num_groups", "num_train_timesteps", "fresh_per_step", "pool_size"):
             if int(getattr(self, name)) < 1:
                 raise UserError(f"{name} must be >= 1; got {getattr(self, name)}")
-        for name in ("decay_steps", "data_workers"):
-            if not getattr(self, name) >= 0:
-                raise UserError(f"{name} must be >= 0; got {getattr(self, name)}")
+        if not self.data_workers >= 0:
+            raise UserError(f"data_workers must be >= 0; got {self.data_workers}")
         if any(s < 2 for s in self.sizes) or any(w < 0 for w in self.size_weights) or not sum(self.size_weights) > 0:
             raise UserError("sizes must be >= 2 rooms and size_weights >= 0 with a positive sum")
 
@@ -222,17 +220,7 @@ def check_resumable(saved: dict, config: EmbeddedTrainConfig, step: int) -> None
                         "use a new --out folder or the same config")
     saved_steps = saved.get("max_steps", config.max_steps)
     if saved_steps != config.max_steps:
-        decay_start = min(saved_steps, config.max_steps) - config.decay_steps
-        if step > decay_start:
-            raise UserError(f"max_steps can change only before the learning-rate decay starts (step {decay_start}); "
-                            f"the checkpoint is at step {step}")
-
-
-def learning_rate_at(config: EmbeddedTrainConfig, step: int) -> float:
-    """Warm-up, constant, then linear decay to 0 at ``max_steps`` (a pure function of the step)."""
-    warm = min(1.0, (step + 1) / max(1, config.warmup_steps))
-    decay = min(1.0, max(0.0, (config.max_steps - step) / max(1, config.decay_steps)))
-    return config.learning_rate * warm * decay
+        config.check_length_change(step, saved_steps, config.max_steps)
 
 
 def _step_generator(seed: int, step: int) -> torch.Generator:
@@ -366,9 +354,7 @@ def _train(config: EmbeddedTrainConfig, run: RunFolder, unet, latest: Checkpoint
                               project_dir=str(run.root / "logs") if tracker else None)
     # mkldnn convolutions run ~10 % faster on channels-last tensors (measured on 2 CPU cores).
     unet = unet.to(memory_format=torch.channels_last)
-    trainer = config.make_trainer(
-        accelerator, unet, unet.parameters(), tracker=tracker,
-        schedule=lambda optimizer: FunctionSchedule(optimizer, partial(learning_rate_at, config)))
+    trainer = config.make_trainer(accelerator, unet, unet.parameters(), config.max_steps, tracker=tracker)
     store = RunCheckpoints(run.checkpoints, config, unet, accelerator)
     if latest is not None:
         trainer.progress = store.restore(trainer, latest)

@@ -96,6 +96,10 @@ class LoopSettings:
                     or (validation_due and self.checkpoint_before_validation))
 
 
+#: The learning-rate schedules: diffusers' (``get_scheduler``), and ``warmup_hold_decay``: a
+#: linear warm-up, a constant rate, then a linear decay to 0 over the run's last ``decay_steps``.
+LR_SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial",
+                 "warmup_hold_decay")
 #: Mixed precision settings and the dtype each computes in.
 MIXED_PRECISION = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -127,7 +131,9 @@ class TrainingConfig:
     seed: int = 0
     # the optimizer (AdamW), its learning rate and the weights kept
     learning_rate: float = 1e-4
+    lr_scheduler: str = "constant"  # one of LR_SCHEDULERS
     warmup_steps: int = 0  # the learning rate rises linearly from 0 over these first steps
+    decay_steps: int = 0  # warmup_hold_decay: the linear decay to 0 over the run's last this many steps
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
     adam_epsilon: float = 1e-8
@@ -136,7 +142,7 @@ class TrainingConfig:
     ema_decay: float | None = None  # keep an EMA of the trained weights (None: no EMA)
     mixed_precision: str = "no"  # no | fp16 | bf16
     # bookkeeping: rows of losses.jsonl, checkpoints, validation, trackers
-    log_every: int = 1  # a row of losses.jsonl every this many steps (the mean loss since the last row)
+    log_every: int = 1  # a row of losses.jsonl every this many steps
     checkpoint_every: int = 500  # a checkpoint every this many steps (0: none by count); the last step always
     checkpoint_minutes: float | None = None  # also one when this long has passed since the last (0: every step)
     checkpoints_keep: int = 2  # the newest this many checkpoints are kept
@@ -155,7 +161,8 @@ class TrainingConfig:
                 raise UserError(f"{name} must be >= 1; got {getattr(self, name)}")
         if self.max_steps is not None and self.max_steps < 1:
             raise UserError(f"max_steps must be >= 1 or null; got {self.max_steps}")
-        for name in ("warmup_steps", "weight_decay", "max_grad_norm", "checkpoint_every", "validate_every"):
+        for name in ("warmup_steps", "decay_steps", "weight_decay", "max_grad_norm", "checkpoint_every",
+                     "validate_every"):
             if not getattr(self, name) >= 0:
                 raise UserError(f"{name} must be >= 0; got {getattr(self, name)}")
         if self.checkpoint_minutes is not None and not self.checkpoint_minutes >= 0:
@@ -169,7 +176,8 @@ class TrainingConfig:
                 raise UserError(f"{name} must be in [0, 1); got {getattr(self, name)}")
         if self.ema_decay is not None and not 0 <= self.ema_decay < 1:
             raise UserError(f"ema_decay must be in [0, 1) or null; got {self.ema_decay}")
-        for name, allowed in (("mixed_precision", tuple(MIXED_PRECISION)), ("trackers", TRACKERS)):
+        for name, allowed in (("lr_scheduler", LR_SCHEDULERS), ("mixed_precision", tuple(MIXED_PRECISION)),
+                              ("trackers", TRACKERS)):
             if getattr(self, name) not in allowed:
                 raise UserError(f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
 
@@ -185,12 +193,50 @@ class TrainingConfig:
         changed = sorted(k for k in set(saved) | set(current) if saved.get(k, defaults.get(k)) != current.get(k))
         return [k for k in changed if k not in self.RESUMABLE]
 
+    def learning_rate_at(self, step: int, max_steps: int) -> float:
+        """``warmup_hold_decay``'s rate at ``step`` of a ``max_steps`` run: warm-up, constant,
+        then linear decay to 0 at ``max_steps`` (a pure function of the step)."""
+        warm = min(1.0, (step + 1) / max(1, self.warmup_steps))
+        decay = min(1.0, max(0.0, (max_steps - step) / max(1, self.decay_steps)))
+        return self.learning_rate * warm * decay
+
+    def schedule(self, max_steps: int) -> Callable[[torch.optim.Optimizer], Any]:
+        """``optimizer -> scheduler``: this config's learning-rate schedule over a ``max_steps`` run."""
+        if self.lr_scheduler == "warmup_hold_decay":
+            from functools import partial
+
+            return lambda optimizer: FunctionSchedule(optimizer, partial(self.learning_rate_at, max_steps=max_steps))
+        from diffusers.optimization import get_scheduler
+
+        return lambda optimizer: get_scheduler(self.lr_scheduler, optimizer=optimizer,
+                                               num_warmup_steps=self.warmup_steps, num_training_steps=max_steps)
+
+    def check_length_change(self, step: int, before: int | None, after: int | None) -> None:
+        """Refuse to resume at ``step`` a run whose length (optimizer steps) changes from
+        ``before`` to ``after`` (``None``: not known in steps) where the schedule depends on
+        it: never under a constant rate; under ``warmup_hold_decay`` only while the decay has
+        begun at neither length (until then the rate is the same constant)."""
+        from gen_reason.errors import UserError
+
+        if self.lr_scheduler in ("constant", "constant_with_warmup"):
+            return
+        if self.lr_scheduler == "warmup_hold_decay" and before is not None and after is not None:
+            decay_start = min(before, after) - self.decay_steps
+            if step <= decay_start:
+                return
+            raise UserError(f"max_steps can change only before the learning-rate decay starts (step {decay_start}); "
+                            f"the checkpoint is at step {step}")
+        raise UserError(f"the run length cannot change under lr_scheduler {self.lr_scheduler!r} "
+                        "(the schedule spans the whole run)")
+
     def make_trainer(self, accelerator, model: torch.nn.Module, parameters: Iterable[torch.nn.Parameter],
-                     schedule: Callable[[torch.optim.Optimizer], Any], tracker: str | None) -> "Trainer":
-        """The one loop's :class:`Trainer` over ``parameters`` with this config's optimizer and EMA."""
+                     max_steps: int, tracker: str | None) -> "Trainer":
+        """The one loop's :class:`Trainer` over ``parameters`` with this config's optimizer, its
+        learning-rate schedule over a ``max_steps`` run, and its EMA."""
         return Trainer(accelerator, model, parameters, learning_rate=self.learning_rate,
                        betas=(self.adam_beta1, self.adam_beta2), eps=self.adam_epsilon,
-                       weight_decay=self.weight_decay, schedule=schedule, ema_decay=self.ema_decay, tracker=tracker)
+                       weight_decay=self.weight_decay, schedule=self.schedule(max_steps), ema_decay=self.ema_decay,
+                       tracker=tracker)
 
     def loop_settings(self, max_steps: int, stop_after_steps: int | None, **own) -> LoopSettings:
         """When the loop does what, from this config; ``own``: the trainer's other :class:`LoopSettings`."""

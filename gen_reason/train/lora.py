@@ -88,7 +88,7 @@ from gen_reason.train.outputs import load_embedded_lora, save_outputs, write_mod
 from gen_reason.train.validation import Validator, plot_curves  # noqa: E402
 
 # -- pieces of a run ----------------------------------------------------------------------------
-def check_resumable(saved: dict, config: LoraTrainConfig) -> None:
+def check_resumable(saved: dict, config: LoraTrainConfig, step: int) -> None:
     """Refuse to resume a checkpoint made under settings that would change the run."""
     fixed = config.changed_since(saved)
     if fixed:
@@ -96,10 +96,8 @@ def check_resumable(saved: dict, config: LoraTrainConfig) -> None:
                         "use another output_dir, the same settings, or resume: false to start over")
     saved = rename_keys(LoraTrainConfig, saved, warn=False)
     defaults = LoraTrainConfig()
-    changed = [k for k in ("max_steps", "epochs") if saved.get(k, getattr(defaults, k)) != getattr(config, k)]
-    if changed and config.lr_scheduler not in ("constant", "constant_with_warmup"):
-        raise UserError(f"the run length cannot change under lr_scheduler {config.lr_scheduler!r} "
-                        "(the schedule spans the whole run)")
+    if any(saved.get(k, getattr(defaults, k)) != getattr(config, k) for k in ("max_steps", "epochs")):
+        config.check_length_change(step, saved.get("max_steps", defaults.max_steps), config.max_steps)
 
 
 def _has_two_experts(model: Path) -> bool:
@@ -210,12 +208,8 @@ def load_pipeline(config: LoraTrainConfig, model_options: dict, accelerator):
 def make_trainer(config: LoraTrainConfig, model: torch.nn.Module, accelerator, max_steps: int,
                  tracker: str | None) -> Trainer:
     """The loop's trainer over ``model``'s trainable parameters: AdamW and the config's LR schedule."""
-    from diffusers.optimization import get_scheduler
-
-    return config.make_trainer(
-        accelerator, model, [p for p in model.parameters() if p.requires_grad], tracker=tracker,
-        schedule=lambda optimizer: get_scheduler(config.lr_scheduler, optimizer=optimizer,
-                                                 num_warmup_steps=config.warmup_steps, num_training_steps=max_steps))
+    return config.make_trainer(accelerator, model, [p for p in model.parameters() if p.requires_grad], max_steps,
+                               tracker=tracker)
 
 
 def start_run(config: LoraTrainConfig, trainer: Trainer,
@@ -226,7 +220,7 @@ def start_run(config: LoraTrainConfig, trainer: Trainer,
     accelerator = trainer.accelerator
     latest = store.latest() if config.resume else None
     if latest is not None:
-        check_resumable(latest.state["config"], config)
+        check_resumable(latest.state["config"], config, latest.step)
     run = open_run(Path(config.output_dir), config, fresh=latest is None, rank=accelerator.process_index)
     try:
         progress = store.restore(trainer, latest) if latest is not None else Progress()

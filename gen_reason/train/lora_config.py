@@ -13,7 +13,6 @@ from gen_reason.errors import UserError
 from gen_reason.train.losses import EXPERTS, SCHEMES, NoiseSettings
 from gen_reason.train.loop import TrainingConfig
 
-LR_SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial")
 
 
 @dataclass
@@ -40,7 +39,6 @@ class LoraTrainConfig(TrainingConfig):
     dropout: float = 0.0
     experts: str = "both"  # Wan 2.2 A14B: both | high (transformer) | low (transformer_2); others: both
     # optimisation beyond the shared settings
-    lr_scheduler: str = "constant"  # diffusers' get_scheduler, with warmup_steps and the run's length
     epochs: int = 5  # the run's length when max_steps is None
     gradient_checkpointing: bool = False
     # geometry: None takes the dataset's, rounded to what the model accepts
@@ -93,7 +91,7 @@ class LoraTrainConfig(TrainingConfig):
             raise UserError(f"dropout must be in [0, 1); got {self.dropout}")
         if self.alpha is not None and not self.alpha > 0:
             raise UserError(f"alpha must be > 0 or null; got {self.alpha}")
-        choices = {"weighting_scheme": SCHEMES, "lr_scheduler": LR_SCHEDULERS, "experts": EXPERTS}
+        choices = {"weighting_scheme": SCHEMES, "experts": EXPERTS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise UserError(f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")

@@ -35,8 +35,9 @@ from gen_reason.train.embedded import EmbeddedTrainConfig, train_embedded
 settings, renamed, out, steps = json.loads(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 fields = {f.name for f in dataclasses.fields(EmbeddedTrainConfig)}
 older = {new: old for old, new in renamed.items() if new not in fields}  # the names that version used
+# A setting that version did not have yet is left out: at its default it does what that version did.
 with open(out + '.yaml', 'w') as fh:
-    fh.write(yaml.safe_dump({older.get(k, k): v for k, v in settings.items()}))
+    fh.write(yaml.safe_dump({older.get(k, k): v for k, v in settings.items() if older.get(k, k) in fields}))
 train_embedded(EmbeddedTrainConfig.from_yaml(out + '.yaml'), out, progress=False, validate=False, stop_after_steps=steps)
 print(json.dumps(sorted(fields)))
 """

@@ -10,8 +10,7 @@ from gen_reason.errors import UserError
 from gen_reason.models.embedded_parts import make_scheduler
 from gen_reason.train.data import (HELD_OUT_SEED_START, TRAIN_SEED_LIMIT, MazeVideoData, ReplayStream,
                                    held_out_instances, maze_geometry)
-from gen_reason.train.embedded import (EmbeddedTrainConfig, _step_generator, checkpoint_state, learning_rate_at,
-                                       train_embedded)
+from gen_reason.train.embedded import EmbeddedTrainConfig, _step_generator, checkpoint_state, train_embedded
 from gen_reason.train.losses import diffusion_loss
 
 # tiny_config and logged: fixtures in conftest.py
@@ -46,9 +45,10 @@ def test_replay_pool_is_a_function_of_the_step():
 
 def test_learning_rate_warms_up_holds_and_decays(tiny_config):
     config = tiny_config(max_steps=100, warmup_steps=10, decay_steps=20)
-    assert learning_rate_at(config, 0) == pytest.approx(config.learning_rate / 10)
-    assert learning_rate_at(config, 50) == config.learning_rate
-    assert learning_rate_at(config, 90) == pytest.approx(config.learning_rate / 2)
+    assert config.lr_scheduler == "warmup_hold_decay"  # the embedded trainer's default
+    assert config.learning_rate_at(0, config.max_steps) == pytest.approx(config.learning_rate / 10)
+    assert config.learning_rate_at(50, config.max_steps) == config.learning_rate
+    assert config.learning_rate_at(90, config.max_steps) == pytest.approx(config.learning_rate / 2)
 
 
 def test_short_run_lowers_the_loss(tmp_path, tiny_config):

@@ -187,3 +187,32 @@ def test_a_mistake_found_after_the_folder_opened_leaves_nothing(tmp_path, tiny_m
     monkeypatch.undo()
     lora.train_lora(load_lora_config(None, {**settings, "learning_rate": 1e-3}), progress=False)
     assert list((tmp_path / "run" / "checkpoints").glob("step-*"))
+
+
+def test_one_schedule_setting_for_both_trainers(tmp_path, tiny_config, tiny_model, dataset, logged):
+    """lr_scheduler is shared: the embedded trainer runs a diffusers schedule, fine-tuning the
+    embedded trainer's warm-up / hold / decay curve; each row's rate is the schedule's."""
+    from diffusers.optimization import get_scheduler
+
+    from gen_reason.train.lora import train_lora
+
+    config = tiny_config(max_steps=4, lr_scheduler="cosine", warmup_steps=1, log_every=1)
+    train_embedded(config, tmp_path / "embedded", progress=False, validate=False)
+    reference = get_scheduler("cosine", optimizer=torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))],
+                                                                  lr=config.learning_rate),
+                              num_warmup_steps=1, num_training_steps=4)
+    expected = []
+    for _ in range(4):
+        expected.append(reference.get_last_lr()[0])
+        reference.optimizer.step()
+        reference.step()
+    assert [row["lr"] for row in logged(tmp_path / "embedded")] == expected
+
+    lora = load_lora_config(None, dict(model=str(tiny_model("wan2.1-i2v")), data=str(dataset), rank=2, max_steps=4,
+                                       batch_size=1, checkpoint_every=0, height=16, width=16, num_frames=9,
+                                       lr_scheduler="warmup_hold_decay", warmup_steps=2, decay_steps=2,
+                                       output_dir=str(tmp_path / "lora")))
+    train_lora(lora, progress=False)
+    rates = [row["lr"] for row in logged(tmp_path / "lora")]
+    assert rates == [lora.learning_rate_at(step, 4) for step in range(4)]
+    assert rates[0] < rates[1] == lora.learning_rate > rates[3] > 0  # warm-up, hold, decay
