@@ -140,8 +140,10 @@ def _coerce(name: str, value: Any) -> Any:
 def load_lora_config(path: str | os.PathLike | None = None, overrides: dict | None = None) -> LoraTrainConfig:
     """A config from a YAML file (or the defaults when ``path`` is None) with ``overrides`` applied.
 
-    Unknown keys are a :class:`UserError` (a typo must not pass silently); string
-    override values (from the command line) are read as YAML scalars.
+    Built by the one config builder (:func:`gen_reason.config.build`): unknown keys are a
+    :class:`UserError` with the closest known one (a typo must not pass silently), wrong
+    types one line naming the key; string override values (from the command line) are
+    read as YAML scalars.
     """
     data: dict = {}
     if path is not None:
@@ -149,19 +151,10 @@ def load_lora_config(path: str | os.PathLike | None = None, overrides: dict | No
         if not data:
             raise UserError(f"config {path} is empty; it must hold the run's settings")
         data = rename_keys(LoraTrainConfig, data)  # an older genreason's names, with a warning
-    known = [f.name for f in dataclasses.fields(LoraTrainConfig)]
     overrides = rename_keys(LoraTrainConfig, {str(k).replace("-", "_"): v for k, v in (overrides or {}).items()
                                               if v is not None})
-    for source, values in ((str(path), data), ("overrides", overrides)):
-        unknown = sorted(set(values) - set(known))
-        if unknown:
-            import difflib
-
-            hints = [f"{key} (did you mean {close[0]}?)" if (close := difflib.get_close_matches(key, known, 1)) else key
-                     for key in unknown]
-            raise UserError(f"unknown config key(s) in {source}: {', '.join(hints)}")
     data.update({key: _coerce(key, value) for key, value in overrides.items()})
-    return LoraTrainConfig(**data).validate()
+    return build(LoraTrainConfig, data).validate()
 
 
 def parse_overrides(arguments: Sequence[str]) -> dict:
