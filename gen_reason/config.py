@@ -112,6 +112,35 @@ def parse_flags(argv: Sequence[str], sections: Iterable[str] | None = None) -> d
     return out
 
 
+def config_flags(argv: Sequence[str], sections: Sequence[str], *, model_options: Sequence[str] = ()) -> dict[str, Any]:
+    """A flat config's dotted flags: ``--lora.rank 16`` (any of ``sections``, all naming the
+    one config: the field is the part after the dot) and ``--model.offload model`` (one of
+    ``model_options``, the same-named field) -> ``{"rank": 16, "offload": "model"}``.
+
+    The one grammar (:func:`parse_flags`); a flag without a section (``--rank 16``, an
+    older genreason's spelling) is refused with the dotted one, a ``--model.`` field that
+    is not a model option with the closest one.
+    """
+    for arg in argv:
+        key = arg[2:].partition("=")[0] if arg.startswith("--") else ""
+        if key and "." not in key:
+            raise UserError(f"unrecognised argument {arg!r}; did you mean --{sections[0]}.{key}? "
+                            f"(dotted flags here: {', '.join(f'--{s}.FIELD' for s in sections)}"
+                            f"{', --model.FIELD' if model_options else ''})")
+    flat = parse_flags(argv, (*sections, "model") if model_options else sections)
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        section, _, field = key.partition(".")
+        if section == "model" and field not in model_options:
+            close = difflib.get_close_matches(field, model_options, n=1)
+            hint = f"did you mean --model.{close[0]}?" if close else f"known: {', '.join(model_options)}"
+            raise UserError(f"unknown model option --model.{field}; {hint}")
+        if field in out:
+            raise UserError(f"{field} given twice (--{key} and another section's)")
+        out[field] = value
+    return out
+
+
 def nest(flat: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """``{"task.skin": "dark"}`` -> ``{"task": {"skin": "dark"}}`` (one level: section, rest)."""
     out: dict[str, dict[str, Any]] = {}

@@ -103,7 +103,7 @@ def test_eval_config_fields_reach_the_loader(tmp_path, spy_loader, capsys):
 
 def test_train_lora_flags_reach_the_loader(tmp_path, spy_loader, capsys):
     data = _tiny_dataset(tmp_path)
-    flags = ["--vae-tiling", "off", "--attention", "sdpa", "--compile", "true", "--max-batch", "2", "--dtype", "fp32",
+    flags = ["--vae-tiling", "off", "--attention", "sdpa", "--compile", "--max-batch", "2", "--model.dtype", "fp32",
              "--device", "cpu"]
     code = main(["train", "lora", "--model", "embedded", "--data", str(data), "--out", str(tmp_path / "lora"), *flags])
     assert code == 2 and "stopped by the test" in capsys.readouterr().err

@@ -1,8 +1,10 @@
 """The ``genreason`` command line: one command, one subcommand per job.
 
 Every subcommand turns a user mistake (a :class:`~gen_reason.errors.UserError`) into one
-line on stderr and exit code 2; anything else is a bug and keeps its traceback. Dotted
-flags (``--task.skin dark``, ``--task.cell_px 16``) override fields of the task config.
+line on stderr and exit code 2; anything else is a bug and keeps its traceback. One dotted
+flag grammar (:func:`gen_reason.config.parse_flags`) overrides config fields everywhere:
+``--task.skin dark``, ``--solver.n 8``, ``--model.offload model``, ``--probe.every 2``,
+``eval``'s ``--solvers.0.params.n 8``, the trainers' ``--lora.rank 16``.
 
 - :mod:`gen_reason.cli.parser`: the flags of every subcommand;
 - :mod:`gen_reason.cli.commands`: what each subcommand does;

@@ -52,7 +52,7 @@ from gen_reason.train.validation import load_referee, plot_embedded_validation, 
 from gen_reason.train.loop import (Progress, RunCheckpoints, Trainer, TrainingConfig,  # noqa: E402
                                    check_tracker, open_run, start_trackers, training_logs)
 from gen_reason.train.losses import DenoisingObjective  # noqa: E402
-from gen_reason.config import build, read_yaml, rename_keys  # noqa: E402
+from gen_reason.config import build, config_flags, read_yaml, rename_keys  # noqa: E402
 from gen_reason.errors import check_writable  # noqa: E402
 from gen_reason.config import ArgumentParser  # noqa: E402
 
@@ -475,8 +475,10 @@ def export_pipeline(run_dir: str | Path, dest: str | Path, sampler: EmbeddedTrai
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: train (resuming if the run folder has a checkpoint), optionally export."""
-    parser = ArgumentParser(prog="genreason train embedded", description=__doc__.split("\n\n")[0])
+    """Command line: train (resuming if the run folder has a checkpoint), optionally export.
+    ``--train.FIELD VALUE`` overrides a field of the YAML config (``--train.max_steps 200``)."""
+    parser = ArgumentParser(prog="genreason train embedded", description=__doc__.split("\n\n")[0],
+                            epilog="--train.FIELD VALUE overrides a field of --config (e.g. --train.max_steps 200).")
     parser.add_argument("--config", default="configs/embedded_maze.yaml", help="YAML with every hyperparameter")
     parser.add_argument("--out", default="runs/embedded", help="run folder (checkpoint, logs, validation curve)")
     parser.add_argument("--no-resume", action="store_true", help="start over even if the run folder has a checkpoint")
@@ -485,8 +487,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--export-only", action="store_true",
                         help="skip training; export the latest checkpoint to --export (default sampler from --config)")
     try:
-        args = parser.parse_args(argv)
-        config = EmbeddedTrainConfig.from_yaml(args.config)
+        args, rest = parser.parse_known_args(argv)
+        config = EmbeddedTrainConfig.from_yaml(args.config, config_flags(rest, ("train",)))
         if args.stop_after_steps is not None and args.stop_after_steps < 1:
             raise UserError(f"--stop-after-steps must be >= 1; got {args.stop_after_steps}")
         if args.export_only and not args.export:

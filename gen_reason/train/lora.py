@@ -74,6 +74,7 @@ import torch  # noqa: E402
 from gen_reason.config import ArgumentParser, rename_keys  # noqa: E402
 from gen_reason.errors import UserError, check_writable  # noqa: E402
 from gen_reason.models.families import Geometry  # noqa: E402
+from gen_reason.models.options import MODEL_OPTIONS, add_model_arguments  # noqa: E402
 from gen_reason.folders import JsonlLog, RunFolder, read_jsonl  # noqa: E402
 from gen_reason.train.adapters import make_trainable  # noqa: E402
 from gen_reason.train.checkpoint import list_checkpoints, rng_state, set_rng_state  # noqa: E402
@@ -319,8 +320,11 @@ def save_results(config: LoraTrainConfig, trainer: Trainer, pipe, objective, lor
 
 # -- command line (``python -m gen_reason.train.lora``, ``accelerate launch -m gen_reason.train.lora``) --
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: ``--config FILE --model PATH --data DIR --out DIR [--field value ...]``."""
-    parser = ArgumentParser(prog="genreason train lora", description=__doc__.split("\n\n")[0])
+    """Entry point: ``--config FILE --model PATH --data DIR --out DIR [--lora.FIELD value ...]``."""
+    parser = ArgumentParser(prog="genreason train lora", description=__doc__.split("\n\n")[0],
+                            epilog="--lora.FIELD VALUE (or --train.FIELD) overrides any field of --config "
+                                   "(e.g. --lora.rank 16, --train.max_steps 200); --model.FIELD a model option "
+                                   "(--model.offload model).")
     parser.add_argument("--config", help="YAML config (configs/lora_wan.yaml, ...)")
     parser.add_argument("--model", help="diffusers model folder")
     parser.add_argument("--data", help="dataset folder made by genreason make-dataset")
@@ -328,9 +332,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--stop-after-steps", type=int, default=None,
                         help="end this sitting after this many optimizer steps (rerun the command to resume)")
+    add_model_arguments(parser)  # --offload, --vae-tiling, ...: the model options every command takes
     try:
         args, rest = parser.parse_known_args(argv)
         overrides = parse_overrides(rest)
+        for name in MODEL_OPTIONS:  # a flag and its --model.FIELD spelling are one option
+            value = getattr(args, name, None)
+            if value is not None:
+                if name in overrides:
+                    raise UserError(f"--model.{name} and --{name.replace('_', '-')} both given; give one")
+                overrides[name] = value
         overrides.update({k: v for k, v in (("model", args.model), ("data", args.data),
                                             ("output_dir", args.output_dir)) if v})
         out = train_lora(load_lora_config(args.config, overrides), progress=not args.quiet,

@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, ClassVar, Sequence
 
-from gen_reason.config import build, parse_value, read_yaml, rename_keys
+from gen_reason.config import build, config_flags, parse_value, read_yaml, rename_keys
 from gen_reason.errors import UserError
 from gen_reason.train.losses import EXPERTS, SCHEMES, NoiseSettings
 from gen_reason.train.loop import TrainingConfig
@@ -128,6 +128,8 @@ _TEXT_FIELDS = {"model", "data", "split", "output_dir", "lr_scheduler", "mixed_p
 
 def _coerce(name: str, value: Any) -> Any:
     """A CLI string -> the field's value (YAML scalars; comma lists for target_modules)."""
+    if name in _TEXT_FIELDS and isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = str(value)  # a flag's value read as a YAML number, for a text field (a folder named 2024)
     if not isinstance(value, str):
         return value
     if name in _TEXT_FIELDS:
@@ -158,23 +160,12 @@ def load_lora_config(path: str | os.PathLike | None = None, overrides: dict | No
 
 
 def parse_overrides(arguments: Sequence[str]) -> dict:
-    """``["--rank", "8", "--lora.dropout=0.1"]`` -> ``{"rank": "8", "dropout": "0.1"}``.
-
-    A dotted name's last part is the field (``--lora.rank 8`` is ``rank``).
+    """``["--lora.rank", "8", "--train.max_steps=100", "--model.offload", "model"]`` ->
+    ``{"rank": 8, "max_steps": 100, "offload": "model"}``: the one dotted flag grammar
+    (:func:`gen_reason.config.config_flags`). ``--lora.FIELD`` and ``--train.FIELD`` set any
+    field of the config, ``--model.FIELD`` a model option; ``--rank 8`` is refused with
+    its dotted spelling.
     """
-    overrides, index = {}, 0
-    arguments = list(arguments)
-    while index < len(arguments):
-        item = arguments[index]
-        if not item.startswith("--"):
-            raise UserError(f"unexpected argument {item!r}; overrides look like --rank 8")
-        key, _, value = item[2:].partition("=")
-        if not _:
-            if index + 1 >= len(arguments) or arguments[index + 1].startswith("--"):
-                value = "true"  # a bare flag
-            else:
-                index += 1
-                value = arguments[index]
-        overrides[key.split(".")[-1].replace("-", "_")] = value
-        index += 1
-    return overrides
+    from gen_reason.models.options import MODEL_OPTIONS
+
+    return config_flags(list(arguments), ("lora", "train"), model_options=MODEL_OPTIONS)

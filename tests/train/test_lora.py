@@ -240,8 +240,10 @@ def test_shipped_configs_load(name):
 
 
 def test_overrides_are_parsed_and_checked():
-    overrides = parse_overrides(["--rank", "8", "--lora.dropout=0.1", "--target_modules", "to_q,to_v",
-                                 "--gradient_checkpointing", "--max_steps", "null"])
+    overrides = parse_overrides(["--lora.rank", "8", "--lora.dropout=0.1", "--lora.target_modules", "to_q,to_v",
+                                 "--lora.gradient_checkpointing", "true", "--train.max_steps", "null",
+                                 "--model.offload", "none"])
+    assert overrides["offload"] == "none"
     config = load_lora_config(None, {**overrides, "model": "m", "data": "d"})
     assert (config.rank, config.dropout, config.target_modules) == (8, 0.1, ["to_q", "to_v"])
     assert config.gradient_checkpointing is True and config.max_steps is None

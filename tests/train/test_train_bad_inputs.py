@@ -100,6 +100,9 @@ EMBEDDED_CASES = [
     ("stop-after-negative", {}, None, ["--stop-after-steps", "-2"], "stop-after-steps"),
     ("stop-after-text", {}, None, ["--stop-after-steps", "abc"], "invalid int"),
     ("unknown-option", {}, None, ["--bogus"], "--bogus"),
+    ("unknown-field-flag", {}, None, ["--train.max_stepz", "3"], "did you mean max_steps"),
+    ("field-flag-without-section", {}, None, ["--max_steps", "3"], "did you mean --train.max_steps?"),
+    ("field-flag-bad-value", {}, None, ["--train.max_steps", "many"], "max_steps"),
     ("export-only-without-checkpoint", {}, None, ["--export-only", "--export", "exp"], "no checkpoint"),
     ("export-only-without-export", {}, None, ["--export-only"], "--export"),
     ("out-under-a-file", {}, None, ["--out", "/etc/hostname/out"], "/etc/hostname/out"),
@@ -163,14 +166,18 @@ LORA_BASE = {"model": "m", "data": "d", "rank": 4}
 LORA_CASES = [
     ("invalid-yaml", "rank: [4\n", [], "not valid YAML"),
     ("string-learning-rate", {"learning_rate": "fast"}, [], "'learning_rate': Input should be a valid number"),
-    ("string-learning-rate-flag", {}, ["--learning_rate", "fast"], "'learning_rate': Input should be a valid number"),
+    ("string-learning-rate-flag", {}, ["--train.learning_rate", "fast"], "'learning_rate': Input should be a valid number"),
     ("float-rank", {"rank": 4.5}, [], "'rank': Input should be a valid integer"),
     ("empty-config", "", [], "empty"),
     ("list-config", "- rank\n", [], "mapping"),
     ("binary-config", b"\xff\xfe\x00\x81" * 64, [], "not a text file"),
     ("zero-rank", {"rank": 0}, [], "rank"),
-    ("negative-max-steps", {}, ["--max_steps", "-1"], "max_steps"),
-    ("unknown-key", {}, ["--rnak", "8"], "did you mean rank"),
+    ("negative-max-steps", {}, ["--train.max_steps", "-1"], "max_steps"),
+    ("unknown-key", {}, ["--lora.rnak", "8"], "did you mean rank"),
+    ("flag-without-section", {}, ["--rank", "8"], "did you mean --lora.rank?"),
+    ("unknown-model-option", {}, ["--model.ofload", "none"], "did you mean --model.offload?"),
+    ("model-option-twice", {}, ["--model.offload", "none", "--offload", "model"], "both given"),
+    ("unknown-section", {}, ["--lroa.rank", "8"], "did you mean --lora.rank?"),
     ("stray-argument", {}, ["oops"], "oops"),
     ("out-under-a-file", {}, ["--out", "/etc/hostname/out"], "/etc/hostname/out"),
     ("out-in-proc", {}, ["--out", "/proc/genreason-x/run"], "/proc/genreason-x"),
@@ -216,3 +223,14 @@ def test_refused_command_leaves_the_folder_usable(tmp_path, monkeypatch, capsys,
     assert code == 0, err
     assert list((tmp_path / "run" / "checkpoints").glob("step-*"))
     shutil.rmtree(tmp_path / "run")
+
+
+def test_dotted_flags_override_the_trainers_config(tmp_path, monkeypatch, capsys, tiny_config):
+    """`--train.FIELD` overrides a field of the YAML config in train embedded (and is written to config.yaml)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "config.yaml").write_text(_yaml(tiny_config(max_steps=3)))
+    code, err = run_cli(["train", "embedded", "--config", "config.yaml", "--out", "run", "--train.max_steps", "1"],
+                        capsys)
+    assert code == 0, err
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["max_steps"] == 1
+    assert [p.name for p in (tmp_path / "run" / "checkpoints").glob("step-*")] == ["step-000000001"]
