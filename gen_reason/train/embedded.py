@@ -49,8 +49,9 @@ from gen_reason.folders import JsonlLog, RunFolder  # noqa: E402
 from gen_reason.train.checkpoint import STATE_FILE, Checkpoint, list_checkpoints, load_latest, load_state  # noqa: E402
 from gen_reason.train.data import PAD_COLOR, MazeVideoData, batch_loader  # noqa: E402
 from gen_reason.train.validation import load_referee, plot_embedded_validation, validate_model  # noqa: E402
-from gen_reason.train.loop import (Progress, RunCheckpoints, Trainer, TrainingConfig,  # noqa: E402
-                                   check_tracker, open_run, start_trackers, training_logs)
+from gen_reason.train.loop import Progress, Trainer, start_trackers  # noqa: E402
+from gen_reason.train.settings import TrainingConfig, check_tracker  # noqa: E402
+from gen_reason.train.run_folder import RunCheckpoints, open_run, training_logs  # noqa: E402
 from gen_reason.train.losses import DenoisingObjective  # noqa: E402
 from gen_reason.config import build, config_flags, read_yaml, rename_keys  # noqa: E402
 from gen_reason.errors import check_writable  # noqa: E402

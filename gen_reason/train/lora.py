@@ -81,8 +81,9 @@ from gen_reason.train.checkpoint import list_checkpoints, rng_state, set_rng_sta
 from gen_reason.train.conditioning import ConditioningCache, Sample, load_samples, resolve_geometry  # noqa: E402
 from gen_reason.train.data_order import DataOrder, dataset_batches, total_steps  # noqa: E402
 from gen_reason.train.lora_config import LoraTrainConfig, load_lora_config, parse_overrides  # noqa: E402
-from gen_reason.train.loop import (MIXED_PRECISION, Progress, RunCheckpoints, Trainer, check_tracker,  # noqa: E402
-                                   open_run, start_trackers, training_logs)
+from gen_reason.train.loop import MIXED_PRECISION, Progress, Trainer, start_trackers  # noqa: E402
+from gen_reason.train.settings import check_tracker  # noqa: E402
+from gen_reason.train.run_folder import RunCheckpoints, open_run, training_logs  # noqa: E402
 from gen_reason.train.losses import objective_for  # noqa: E402
 # Model cards written before the split tell users to import this from here.
 from gen_reason.train.outputs import load_embedded_lora, save_outputs, write_model_card  # noqa: E402,F401

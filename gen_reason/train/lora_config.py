@@ -11,7 +11,7 @@ from typing import Any, ClassVar, Sequence
 from gen_reason.config import build, config_flags, parse_value, read_yaml, rename_keys
 from gen_reason.errors import UserError
 from gen_reason.train.losses import EXPERTS, SCHEMES, NoiseSettings
-from gen_reason.train.loop import TrainingConfig
+from gen_reason.train.settings import TrainingConfig
 
 
 

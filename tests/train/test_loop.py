@@ -9,7 +9,9 @@ import torch
 
 from gen_reason.errors import UserError
 from gen_reason.folders import RunFolder
-from gen_reason.train.loop import FunctionSchedule, LoopSettings, Progress, Trainer, check_tracker, training_logs
+from gen_reason.train.loop import FunctionSchedule, LoopSettings, Progress, Trainer
+from gen_reason.train.settings import check_tracker
+from gen_reason.train.run_folder import training_logs
 
 
 class Regression:

@@ -14,7 +14,7 @@ from gen_reason.errors import UserError
 from gen_reason.train.checkpoint import save_state
 from gen_reason.train.embedded import EmbeddedTrainConfig, checkpoint_state, train_embedded
 from gen_reason.train.lora_config import LoraTrainConfig, load_lora_config
-from gen_reason.train.loop import TrainingConfig
+from gen_reason.train.settings import TrainingConfig
 
 
 def test_both_configs_share_one_definition_of_the_common_settings():
