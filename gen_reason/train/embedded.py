@@ -2,7 +2,7 @@
 
 One run is one folder (:class:`~gen_reason.folders.RunFolder`, as every long command's):
 ``config.yaml`` (the resolved config; a rerun with another is refused), ``checkpoints/step-*/``
-(every trainer's layout, :class:`~gen_reason.train.loop.RunCheckpoints`: the weights, EMA,
+(every trainer's layout, :class:`~gen_reason.train.run_folder.RunCheckpoints`: the weights, EMA,
 optimizer, RNG states, step, the open loss window; safetensors plus JSON, never a pickle;
 a new one every few minutes, the newest ``checkpoints_keep`` kept), ``losses.jsonl``,
 ``validation.jsonl`` and ``validation.png`` (held-out success as the referee judges it,
@@ -68,7 +68,7 @@ OLD_CHECKPOINT = "checkpoint.pt"
 @dataclass
 class EmbeddedTrainConfig(TrainingConfig):
     """Every hyperparameter of an embedded-model run (``configs/embedded_maze.yaml``): the
-    settings every trainer shares (:class:`~gen_reason.train.loop.TrainingConfig`, with this
+    settings every trainer shares (:class:`~gen_reason.train.settings.TrainingConfig`, with this
     trainer's defaults) and the embedded model's own."""
 
     RESUMABLE: ClassVar[frozenset[str]] = TrainingConfig.RESUMABLE | {

@@ -34,7 +34,7 @@ One run is one folder (``output_dir``)::
     validation.jsonl / validation.png   held-out success (the referee) over training
     validation/step-*/                  a few validation videos
     checkpoints/step-*/                 trained weights + optimizer + LR schedule + EMA + RNG + step +
-                                        data position (every trainer's layout: loop.RunCheckpoints)
+                                        data position (every trainer's layout: run_folder.RunCheckpoints)
 
 The steps run in the one training loop (:class:`gen_reason.train.loop.Trainer`, shared with
 the embedded model's trainer); this module runs a fine-tuning job and gives the loop its

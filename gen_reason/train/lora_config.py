@@ -18,7 +18,7 @@ from gen_reason.train.settings import TrainingConfig
 @dataclass
 class LoraTrainConfig(TrainingConfig):
     """Every setting of a fine-tuning run (``configs/lora_*.yaml``; each is a CLI override too):
-    the settings every trainer shares (:class:`~gen_reason.train.loop.TrainingConfig`:
+    the settings every trainer shares (:class:`~gen_reason.train.settings.TrainingConfig`:
     learning rate, warm-up, AdamW, EMA, accumulation, clipping, seed, mixed precision,
     max_steps, logging, checkpoints, validation, trackers) and fine-tuning's own."""
 

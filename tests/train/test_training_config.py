@@ -1,4 +1,4 @@
-"""The settings both trainers share (gen_reason.train.loop.TrainingConfig): one name and one
+"""The settings both trainers share (gen_reason.train.settings.TrainingConfig): one name and one
 meaning each, older names still read (with a one-line warning), checkpoints of older runs
 resumed under the new names, gradient accumulation for the embedded trainer too."""
 
