@@ -29,7 +29,7 @@ LR_SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine", "cosine
 @dataclass
 class TrainingConfig:
     """The settings every trainer shares, under one name and with one meaning: the base of
-    :class:`~gen_reason.train.embedded.EmbeddedTrainConfig` and
+    :class:`~gen_reason.train.embedded_config.EmbeddedTrainConfig` and
     :class:`~gen_reason.train.lora.LoraTrainConfig`, which add their own settings and may
     give these other defaults (each field's type and meaning stay as here).
 

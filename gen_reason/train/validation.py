@@ -24,7 +24,7 @@ from gen_reason.models.families import Geometry
 from gen_reason.train.data import PAD_COLOR, held_out_instances
 
 if TYPE_CHECKING:
-    from gen_reason.train.embedded import EmbeddedTrainConfig
+    from gen_reason.train.embedded_config import EmbeddedTrainConfig
     from gen_reason.train.lora_config import LoraTrainConfig
 
 

@@ -8,7 +8,7 @@ import pytest
 
 def make_tiny_config(**changes):
     """A run small enough for a test: 3x3 mazes at 16 px, 4 frames, a two-level UNet."""
-    from gen_reason.train.embedded import EmbeddedTrainConfig
+    from gen_reason.train.embedded_config import EmbeddedTrainConfig
 
     values = dict(sizes=[3], size_weights=[1.0], num_frames=4, resolution=16, block_out_channels=[16, 32],
                   attention_levels=[False, True], attention_head_dim=16, norm_num_groups=8, batch_size=4,

@@ -114,7 +114,8 @@ def test_a_lora_checkpoint_of_pickles_is_refused_unexecuted(tmp_path):
 def test_embedded_trainer_refuses_pickles_unexecuted(tmp_path, tiny_config):
     """Resuming a folder that holds a (pickle) checkpoint.pt, init_from naming a pickle,
     and exporting from one: each a one-line error, nothing unpickled."""
-    from gen_reason.train.embedded import ema_unet, train_embedded
+    from gen_reason.train.embedded import train_embedded
+    from gen_reason.train.embedded_weights import ema_unet
 
     marker = tmp_path / "ran"
     old = tmp_path / "old"

@@ -10,7 +10,9 @@ from gen_reason.errors import UserError
 from gen_reason.models.embedded_parts import make_scheduler
 from gen_reason.train.data import (HELD_OUT_SEED_START, TRAIN_SEED_LIMIT, MazeVideoData, ReplayStream,
                                    held_out_instances, maze_geometry)
-from gen_reason.train.embedded import EmbeddedTrainConfig, _step_generator, checkpoint_state, train_embedded
+from gen_reason.train.embedded import _step_generator, train_embedded
+from gen_reason.train.embedded_config import EmbeddedTrainConfig
+from gen_reason.train.embedded_weights import checkpoint_state
 from gen_reason.train.losses import diffusion_loss
 
 # tiny_config and logged: fixtures in conftest.py
@@ -136,7 +138,7 @@ def test_unknown_config_key_is_a_user_error(tmp_path):
 def test_shipped_config_loads(name):
     from pathlib import Path
 
-    from gen_reason.train.embedded import initial_weights
+    from gen_reason.train.embedded_weights import initial_weights
 
     root = Path(__file__).resolve().parents[2]
     config = EmbeddedTrainConfig.from_yaml(root / "configs" / name)
@@ -156,7 +158,7 @@ def test_fixed_speed_videos_hold_at_the_goal():
 
 
 def test_second_stage_starts_from_the_first_stages_ema(tmp_path, tiny_config):
-    from gen_reason.train.embedded import ema_unet
+    from gen_reason.train.embedded_weights import ema_unet
 
     train_embedded(tiny_config(max_steps=2), tmp_path / "one", progress=False, validate=False)
     first, _, _ = ema_unet(tmp_path / "one")
@@ -174,7 +176,7 @@ def test_export_writes_the_puzzle_settings_solve_reads(tmp_path, tiny_config):
     from gen_reason.models.loading import model_task_defaults, task_config_for
     from gen_reason.models.embedded import EmbeddedVideoPipeline
     from gen_reason.train.data import maze_geometry
-    from gen_reason.train.embedded import export_pipeline
+    from gen_reason.train.embedded_weights import export_pipeline
 
     train_embedded(tiny_config(max_steps=2), tmp_path / "run", progress=False, validate=False)
     folder = export_pipeline(tmp_path / "run", tmp_path / "model")
@@ -233,7 +235,7 @@ def test_a_signal_to_the_process_group_checkpoints_and_resumes_bit_exact(tmp_pat
 def test_second_stage_starts_from_an_exported_pipeline_folder(tmp_path, tiny_config):
     """A later sitting without the first run's folder continues from the exported
     (safetensors) weights, as from the shipped model."""
-    from gen_reason.train.embedded import ema_unet, export_pipeline
+    from gen_reason.train.embedded_weights import ema_unet, export_pipeline
 
     train_embedded(tiny_config(max_steps=2), tmp_path / "one", progress=False, validate=False)
     first, _, _ = ema_unet(tmp_path / "one")

@@ -62,7 +62,8 @@ def kill_after(command: list[str], reached, timeout: float = 240) -> None:
 
 
 def test_embedded_trainer_killed_then_rerun_equals_an_uninterrupted_run(tmp_path, tiny_config, logged):
-    from gen_reason.train.embedded import checkpoint_state, main, train_embedded
+    from gen_reason.train.embedded import main, train_embedded
+    from gen_reason.train.embedded_weights import checkpoint_state
 
     # A checkpoint after every step; the sitting ends at step `last` (the LR schedule spans 400).
     config = tiny_config(max_steps=400, decay_steps=2, checkpoint_minutes=0.0, log_every=2)

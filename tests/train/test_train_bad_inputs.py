@@ -135,7 +135,7 @@ def test_train_embedded_refuses_in_one_line(name, config_text, setup, extra, mat
 def test_embedded_config_checks_need_no_file(tiny_config):
     """Missing and folder configs are refused by name."""
     from gen_reason.errors import UserError
-    from gen_reason.train.embedded import EmbeddedTrainConfig
+    from gen_reason.train.embedded_config import EmbeddedTrainConfig
 
     with pytest.raises(UserError, match="not found"):
         EmbeddedTrainConfig.from_yaml("/nonexistent/c.yaml")

@@ -12,7 +12,9 @@ import yaml
 
 from gen_reason.errors import UserError
 from gen_reason.train.checkpoint import save_state
-from gen_reason.train.embedded import EmbeddedTrainConfig, checkpoint_state, train_embedded
+from gen_reason.train.embedded import train_embedded
+from gen_reason.train.embedded_config import EmbeddedTrainConfig
+from gen_reason.train.embedded_weights import checkpoint_state
 from gen_reason.train.lora_config import LoraTrainConfig, load_lora_config
 from gen_reason.train.settings import TrainingConfig
 
