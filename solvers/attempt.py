@@ -23,23 +23,34 @@ class Candidate:
     (``role``: sample, ensemble, baseline, clip, chain, joined; round, step, frames...).
     """
 
-    video: np.ndarray = field(repr=False)
+    video: np.ndarray | None = field(repr=False)
     score: Score
     seed: int | None
     prompt: str
     meta: dict = field(default_factory=dict)
     reference: Score | None = None
+    #: the frame count of a candidate read back from its record (which keeps no video)
+    frames: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready, without the video (its shape is kept)."""
         return {
             "seed": self.seed,
             "prompt": self.prompt,
-            "frames": int(self.video.shape[0]),
+            "frames": int(self.video.shape[0]) if self.video is not None else self.frames,
             "score": self.score.to_dict(),
             "reference": None if self.reference is None else self.reference.to_dict(),
             "meta": plain_record(self.meta),
         }
+
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> "Candidate":
+        """A candidate from its record (:meth:`to_dict`); the record keeps no video, so
+        ``video`` is ``None`` and ``frames`` says how long it was."""
+        reference = record.get("reference")
+        return cls(video=None, score=Score.from_dict(record["score"]), seed=record.get("seed"),
+                   prompt=record.get("prompt", ""), meta=dict(record.get("meta") or {}),
+                   reference=None if reference is None else Score.from_dict(reference), frames=record.get("frames"))
 
 
 @dataclass
@@ -55,7 +66,7 @@ class Attempt:
 
     solver: str
     config: dict
-    video: np.ndarray = field(repr=False)
+    video: np.ndarray | None = field(repr=False)
     chosen: int
     candidates: list[Candidate]
     compute: Compute
@@ -94,6 +105,18 @@ class Attempt:
             "budget": self.budget.to_dict(),
             "meta": plain_record(self.meta),
         }
+
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> "Attempt":
+        """An attempt from its record (:meth:`to_dict`, e.g. an eval result row's ``attempt``);
+        records keep no video, so ``video`` is ``None``. ``success``, ``score`` and
+        ``reference`` are read back from the chosen candidate, as they were written."""
+        return cls(solver=record["solver"], config=dict(record.get("config") or {}), video=None,
+                   chosen=int(record["chosen"]),
+                   candidates=[Candidate.from_dict(c) for c in record.get("candidates", [])],
+                   compute=Compute.from_dict(record.get("compute")), budget=Budget.from_dict(record.get("budget")),
+                   diagnostic_compute=Compute.from_dict(record.get("diagnostic_compute")),
+                   meta=dict(record.get("meta") or {}))
 
 
 def score_rank(score: Score, rank_metric: str | None = None) -> tuple:

@@ -104,6 +104,11 @@ class Compute:
         data["seconds"] = round(float(data["seconds"]), 4)
         return data
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> "Compute":
+        """A record back (:meth:`to_dict`); ``None`` is nothing spent."""
+        return cls(**(data or {}))
+
 
 def resolved_steps(generator: VideoGenerator, steps: int | None) -> int:
     """Denoising steps a call with ``steps`` (``None``: the generator's default) runs.

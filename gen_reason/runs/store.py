@@ -73,6 +73,14 @@ class ResultRow:
         return cls(**record)
 
     @property
+    def attempt_record(self):
+        """The solver's attempt as an :class:`~gen_reason.solvers.attempt.Attempt` (records
+        keep no video: its ``video`` is ``None``)."""
+        from gen_reason.solvers.attempt import Attempt
+
+        return Attempt.from_dict(self.attempt)
+
+    @property
     def score(self):
         """The reference verdict as a :class:`~gen_reason.verifiers.score.Score`."""
         from gen_reason.verifiers.score import Score

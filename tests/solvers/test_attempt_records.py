@@ -1,0 +1,36 @@
+"""Attempts and their candidates read back from their JSON records (what an eval result row
+stores): ``from_dict(to_dict())`` keeps every key and value, for every strategy's records."""
+
+import json
+
+import pytest
+
+from gen_reason.runs.store import ResultRow
+from gen_reason.solvers import get_solver
+from gen_reason.solvers.attempt import Attempt, Candidate
+
+
+@pytest.mark.parametrize("name,params", [("single", {}), ("best-of-n", {"n": 3}), ("visual-tts", {})])
+def test_an_attempt_round_trips_through_its_record(name, params, maze, make_generator, make_verifier):
+    generator = make_generator()
+    verifier = make_verifier(generator)
+    attempt = get_solver(name, seed=2, **params).solve(maze, generator, verifier, reference=verifier)
+    record = json.loads(json.dumps(attempt.to_dict()))  # as it is stored
+    back = Attempt.from_dict(record)
+    assert back.video is None and all(c.video is None for c in back.candidates)
+    assert back.to_dict() == record
+    assert back.success == attempt.success and back.chosen == attempt.chosen
+    assert back.compute.to_dict() == attempt.compute.to_dict() and back.budget == attempt.budget
+    assert [c.frames for c in back.candidates] == [int(c.video.shape[0]) for c in attempt.candidates]
+    assert Candidate.from_dict(record["candidates"][0]).to_dict() == record["candidates"][0]
+
+
+def test_a_result_row_gives_its_attempt(maze, make_generator, make_verifier):
+    generator = make_generator()
+    verifier = make_verifier(generator)
+    attempt = get_solver("best-of-n", n=2, seed=0).solve(maze, generator, verifier, reference=verifier)
+    row = ResultRow(key="k", order=[0], task=maze.task, difficulty=maze.difficulty, seed=maze.seed, uid=maze.uid,
+                    solver="best-of-n", model="fake", success=attempt.success, metrics={}, reason="",
+                    attempt=json.loads(json.dumps(attempt.to_dict())), reference_trace={}, seconds=0.0)
+    assert row.attempt_record.to_dict() == row.attempt
+    assert ResultRow.from_dict(row.to_dict()).attempt_record.chosen == attempt.chosen
