@@ -33,15 +33,10 @@ MODES = {
 }
 
 
-def run(mode: dict, model: Path, data: Path, out: Path, steps: int, batch: int, size: int, frames: int,
-        trainer=None) -> dict:
-    """One training run; the loop's samples/s (from losses.jsonl) and the one-off encode time.
-
-    ``trainer``: the module with ``load_lora_config`` and ``train_lora`` (default: gen_reason.train.lora;
-    bench/bench_trainer.py passes an older commit's to compare)."""
-    if trainer is None:
-        from gen_reason.train import lora as trainer
-    load_lora_config, train_lora = trainer.load_lora_config, trainer.train_lora
+def run(mode: dict, model: Path, data: Path, out: Path, steps: int, batch: int, size: int, frames: int) -> dict:
+    """One training run; the loop's samples/s (from losses.jsonl) and the one-off encode time."""
+    from gen_reason.train.lora import train_lora
+    from gen_reason.train.lora_config import load_lora_config
 
     config = load_lora_config(None, dict(model=str(model), data=str(data), output_dir=str(out), rank=8,
                                          max_steps=steps, batch_size=batch, height=size, width=size,

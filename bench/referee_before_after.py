@@ -38,13 +38,15 @@ STEPS = ("decode", "rule", "reference")
 
 
 class Side:
-    """One side's driver process: ``ask`` sends a request and returns its answer."""
+    """One side's driver process: ``ask`` sends a request and returns its answer. ``driver``:
+    the script that loads ``root``'s packages (``referee_driver.py``; ``bench_trainer.py``
+    passes ``trainer_driver.py``), whose first line says where they came from."""
 
-    def __init__(self, name: str, root: Path) -> None:
+    def __init__(self, name: str, root: Path, driver: Path = DRIVER) -> None:
         env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
         self.name = name
-        self.process = subprocess.Popen([sys.executable, str(DRIVER), str(root)], stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE, text=True, env=env, cwd=DRIVER.parent)
+        self.process = subprocess.Popen([sys.executable, str(driver), str(root)], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, text=True, env=env, cwd=driver.parent)
         self.ready = self._answer()
         for key in ("gen_reason", "verifiers"):
             if not Path(self.ready[key]).resolve().is_relative_to(root.resolve()):

@@ -3,19 +3,16 @@
 Read straight from git (``git show`` / ``git archive``), so the working tree, the index and
 the repository's worktree list stay as they are:
 
-- :func:`module_at`: one file of the revision imported as a temporary module that runs on
-  the current code it imports (``bench_trainer.py``: the old trainer on today's helpers);
 - :func:`tree_at`: the revision's source packages unpacked into a folder, to be imported
   whole in a separate process (``bench_referee.py --against``: the old referee, puzzles and
-  video reader together, by ``referee_driver.py``).
+  video reader together, by ``referee_driver.py``; ``bench_trainer.py``: the old trainers on
+  their own helpers, by ``trainer_driver.py``; ``tests/train/check_same_weights.py``).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
@@ -44,19 +41,6 @@ def has_commit(ref: str) -> bool:
     """Whether the repository holds the commit ``ref`` (a shallow clone may not)."""
     done = subprocess.run(["git", "cat-file", "-e", f"{ref}^{{commit}}"], cwd=ROOT, capture_output=True)
     return done.returncode == 0
-
-
-def module_at(ref: str, path: str, folder: Path):
-    """The file ``path`` (e.g. ``gen_reason/train/lora.py``) as it was at revision ``ref``,
-    imported as a temporary module (written into ``folder``; its imports are today's)."""
-    source = _git("show", f"{ref}:{path}").decode()
-    file = folder / f"{Path(path).stem}_at_{ref}.py"
-    file.write_text(source)
-    spec = importlib.util.spec_from_file_location(file.stem, file)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
 
 
 def tree_at(ref: str, folder: Path, paths: tuple[str, ...] = PACKAGES) -> Path:
