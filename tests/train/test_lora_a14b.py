@@ -297,7 +297,7 @@ def test_two_processes_equal_one_process_when_experts_are_idle_on_a_process(mode
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     command = [launcher, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
                "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "gen_reason.train.lora",
-               "--config", str(config_file), "--out", str(tmp_path / "two"), "--batch_size", "1", "--quiet"]
+               "--config", str(config_file), "--out", str(tmp_path / "two"), "--train.batch_size", "1", "--quiet"]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=400)
     assert result.returncode == 0, result.stderr[-3000:]
 
