@@ -18,18 +18,20 @@ resumed by their keys, ``checkpoints/``, and the folder's lock.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import secrets
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, TypeVar
 
 from gen_reason.errors import UserError
 
 #: The lock file a dataset folder holds while a process writes it.
 LOCK_NAME = ".genreason.lock"
 TEMP_SUFFIX = ".part"
+T = TypeVar("T")
 
 
 def temp_path(path: str | os.PathLike) -> Path:
@@ -190,6 +192,21 @@ class JsonlLog:
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
     """The complete records of a JSON-lines file (none when it does not exist)."""
     return JsonlLog(path).records()
+
+
+def from_record(cls: type[T], record: dict, what: str) -> T:
+    """Dataclass ``cls`` from its JSON record ``record`` (a row of a run folder): a key it does
+    not know (a newer writer's) or a field without default that is missing is refused in one
+    :class:`UserError` line naming the record (``what``: "result row", ...)."""
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    extra = sorted(set(record) - set(known))
+    if extra:
+        raise UserError(f"{what} has unknown key(s) {', '.join(extra)}")
+    missing = [name for name, f in known.items() if name not in record
+               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise UserError(f"{what} lacks {', '.join(missing)}")
+    return cls(**record)
 
 
 class RunFolder:

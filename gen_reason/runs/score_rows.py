@@ -3,10 +3,10 @@ table it prints: one line per video and the success rates."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from gen_reason.errors import UserError
+from gen_reason.folders import from_record
 
 #: The keys of a row on disk, in the order ``scores.json`` shows them; the optional ones
 #: (``None``) are left out.
@@ -54,15 +54,7 @@ class ScoreRow:
     def from_dict(cls, record: dict) -> "ScoreRow":
         """A row from its JSON record; unknown keys (a newer writer's) or missing ones are
         refused in one line."""
-        known = {f.name for f in fields(cls)}
-        extra = sorted(set(record) - known)
-        if extra:
-            raise UserError(f"score row has unknown key(s) {', '.join(extra)}")
-        missing = sorted(f.name for f in fields(cls) if f.name in ("video", "status", "success", "metrics")
-                         and f.name not in record)
-        if missing:
-            raise UserError(f"score row lacks {', '.join(missing)}")
-        return cls(**record)
+        return from_record(cls, record, "score row")
 
     @property
     def score(self):

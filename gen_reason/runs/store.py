@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Iterator
 
 from gen_reason.errors import UserError
-from gen_reason.folders import RunFolder, read_jsonl, write_atomic
+from gen_reason.folders import RunFolder, from_record, read_jsonl, write_atomic
 
 
 @dataclass
@@ -65,12 +65,9 @@ class ResultRow:
 
     @classmethod
     def from_dict(cls, record: dict) -> "ResultRow":
-        """A row from its JSON record (unknown keys of a newer writer are refused in one line)."""
-        known = {f.name for f in fields(cls)}
-        extra = sorted(set(record) - known)
-        if extra:
-            raise UserError(f"result row has unknown key(s) {', '.join(extra)}")
-        return cls(**record)
+        """A row from its JSON record (unknown keys of a newer writer, or missing ones, are
+        refused in one line)."""
+        return from_record(cls, record, "result row")
 
     @property
     def attempt_record(self):

@@ -168,3 +168,5 @@ def test_result_rows_are_typed_and_keep_their_keys(tmp_path):
         assert row.score.success == line["success"] and row.score.reason == line["reason"]
     with pytest.raises(UserError, match="unknown key"):
         ResultRow.from_dict({**lines[0], "bogus": 1})
+    with pytest.raises(UserError, match="^result row lacks seconds$"):
+        ResultRow.from_dict({k: v for k, v in lines[0].items() if k != "seconds"})
