@@ -13,13 +13,13 @@ import numpy as np
 from gen_reason.verifiers.walk import MOST_OF_ROUTE, RUN, SHORT_WAY, TELEPORT, ObjectPath, SpecGraph, runs
 
 
-def push_jumps(agent: ObjectPath, box: ObjectPath, graph: SpecGraph, route_moves: int | None,
-               goal: int) -> list[dict]:
+def push_jumps(agent: ObjectPath, box: ObjectPath, graph: SpecGraph, route_moves: int | None) -> list[dict]:
     """Sokoban: between two frames where the box changed node, the agent's fewest moves
     that take the box there from the first frame's places (its pushes and the walks
     between them, :meth:`MazeGraph.push_moves`) may not exceed half of the whole
-    solution's (``route_moves``; at least 2): ``box_teleport`` (``end_state_only`` once
-    the box lands on the goal)."""
+    solution's (``route_moves``; at least 2): ``box_teleport`` (which
+    :func:`~gen_reason.verifiers.rules.check_rules` turns into ``end_state_only`` where the
+    box lands on the goal)."""
     if not route_moves:
         return []
     cap = max(SHORT_WAY, MOST_OF_ROUTE * route_moves)
