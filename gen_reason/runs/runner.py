@@ -25,6 +25,7 @@ without GPUs, ``--multi_gpu`` still starts ``N`` processes.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import time
@@ -242,14 +243,7 @@ def _verifier_cache():
     """``verifier(task, kind)``: :func:`~gen_reason.verifiers.registry.verifier_for`, each made once."""
     from gen_reason.verifiers.registry import verifier_for
 
-    verifiers: dict[tuple[str, str], object] = {}
-
-    def verifier(task: str, kind: str):
-        if (task, kind) not in verifiers:
-            verifiers[(task, kind)] = verifier_for(task, kind)
-        return verifiers[(task, kind)]
-
-    return verifier
+    return functools.cache(verifier_for)
 
 
 def _solve_one(config: EvalConfig, store: RunStore, generator, verifier, budget, i: int, j: int, instance, key: str,
