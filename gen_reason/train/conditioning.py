@@ -166,7 +166,9 @@ class ConditioningCache:
 
 def resolve_geometry(pipe, family, samples: Sequence[Sample], config: LoraTrainConfig) -> Geometry:
     """Frames and size to train at: the config's, else the dataset's rounded to what the model takes."""
-    if type(pipe).__name__ == "EmbeddedVideoPipeline":
+    from gen_reason.models.embedded import EmbeddedVideoPipeline
+
+    if isinstance(pipe, EmbeddedVideoPipeline):
         fixed = Geometry(pipe.num_frames, pipe.resolution, pipe.resolution)
         for name in ("num_frames", "height", "width"):
             given = getattr(config, name)

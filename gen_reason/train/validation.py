@@ -67,7 +67,7 @@ class Validator:
                                               train_hashes)
         self.seed = config.validation_seed
         options: dict[str, Any] = {}
-        if type(pipe).__name__ != "EmbeddedVideoPipeline":
+        if not isinstance(pipe, EmbeddedVideoPipeline):
             options.update(size=(geometry.height, geometry.width), num_frames=geometry.num_frames)
         if config.validation_steps is not None:
             options["steps"] = config.validation_steps
