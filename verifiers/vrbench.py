@@ -253,7 +253,8 @@ def _sprite(img: np.ndarray, entity: dict, avoid: list | None = None, goal: dict
     walls share. The colours inside the entity's box are clustered (k-means), and the
     tracked colour is the cluster with the largest share of the sprite among those (almost)
     absent from the rest of the picture, so it marks the entity and nothing else; a
-    sprite without such a colour falls back to the cluster rarest outside it. ``avoid``:
+    sprite without such a colour is followed by its picture (``"track": "sprite"``, its
+    colour the median round its centre, for the record). ``avoid``:
     colours already taken (the player's, for the box); ``goal``: the goal entity, where the
     entity ends up, whose picture must not share the colour either. ``size_px`` is the diameter of a
     disk with that colour's area in the box (what the tracker measures), ``extent_px``
@@ -282,11 +283,11 @@ def _sprite(img: np.ndarray, entity: dict, avoid: list | None = None, goal: dict
     best, best_key = None, None
     for j, c in enumerate(centres):
         share = float(np.mean(labels.ravel() == j))
-        near_in = np.linalg.norm(inner - c, axis=1) < tolerance
-        near_out = float(np.mean(np.linalg.norm(rest - c, axis=1) < 1.5 * tolerance)) if len(rest) else 0.0
         taken = any(np.linalg.norm(c - np.asarray(a, float)) < 2 * tolerance for a in (avoid or []))
         if share < 0.04 or taken:
             continue
+        near_in = np.linalg.norm(inner - c, axis=1) < tolerance
+        near_out = float(np.mean(np.linalg.norm(rest - c, axis=1) < 1.5 * tolerance)) if len(rest) else 0.0
         # Its own colour: rare outside (under 0.2 % of the picture) and a solid share of the sprite.
         on_goal = float(np.mean(np.linalg.norm(goal_px - c, axis=1) < tolerance)) if len(goal_px) else 0.0
         if near_out < 0.002 and on_goal < 0.02 and near_in.mean() >= 0.15 and (best_key is None or near_in.mean() > best_key):
