@@ -152,31 +152,40 @@ class Side:
         return answer
 
 
-def main(argv: list[str]) -> int:
-    """Load the source tree ``argv[0]``, say so, then answer requests until stdin ends."""
+def serve(argv: list[str], start, error_chars: int = 300) -> int:
+    """The driver's loop, shared with ``trainer_driver.py``: load the source tree ``argv[0]``
+    (:func:`use_source`), call ``start()`` -> ``(respond, ready)`` (``respond(request)``
+    answers one request; ``ready``: more keys for the first line), say where the modules
+    came from, then answer each request on stdin until it ends. What the side's code raises
+    is answered as ``{"id", "error"}`` (at most ``error_chars`` characters)."""
     root = Path(argv[0]).resolve()
     answers = os.fdopen(os.dup(1), "w", buffering=1)  # the protocol's channel ...
-    os.dup2(2, 1)  # ... and whatever the referee prints goes to stderr
+    os.dup2(2, 1)  # ... and whatever the side's code prints goes to stderr
     sys.stdout = sys.stderr
     use_source(root)
-    api, where = find_entry_points()
-    side = Side(api)
+    respond, extra = start()
     import gen_reason.verifiers
 
     ready = {"ready": True, "root": str(root), "gen_reason": str(Path(sys.modules["gen_reason"].__file__).parent),
-             "verifiers": str(Path(gen_reason.verifiers.__file__).parent), "entry_points": where}
+             "verifiers": str(Path(gen_reason.verifiers.__file__).parent), **extra}
     answers.write(json.dumps(ready) + "\n")
     for line in sys.stdin:
         if not line.strip():
             continue
         request = json.loads(line)
         try:
-            answer = side.score(request)
+            answer = respond(request)
         except Exception as exc:  # the revision's own failure on this input: reported, not fatal
-            answer = {"id": request.get("id"), "error": f"{type(exc).__name__}: {exc}"[:300]}
+            answer = {"id": request.get("id"), "error": f"{type(exc).__name__}: {exc}"[:error_chars]}
         answers.write(json.dumps(answer) + "\n")
     return 0
 
 
+def start() -> tuple:
+    """The referee side: this revision's entry points, and ``Side.score`` to answer with."""
+    api, where = find_entry_points()
+    return Side(api).score, {"entry_points": where}
+
+
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(serve(sys.argv[1:], start))

@@ -41,7 +41,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from referee_driver import use_source  # noqa: E402  (imports nothing of the project)
+from referee_driver import serve  # noqa: E402  (imports nothing of the project)
 
 
 def cpu_seconds() -> float:
@@ -155,32 +155,14 @@ def lora(request: dict) -> dict:
             "losses": [{k: v for k, v in row.items() if k != "seconds"} for row in rows]}
 
 
-def main(argv: list[str]) -> int:
-    """Load the source tree ``argv[0]``, say so, then answer requests until stdin ends."""
-    root = Path(argv[0]).resolve()
-    answers = os.fdopen(os.dup(1), "w", buffering=1)  # the protocol's channel ...
-    os.dup2(2, 1)  # ... and whatever the trainers print goes to stderr
-    sys.stdout = sys.stderr
-    use_source(root)
+def start() -> tuple:
+    """The trainer side: torch on at most two threads, and the embedded or LoRA run to answer with."""
     import torch
 
-    import gen_reason.verifiers
-
     torch.set_num_threads(min(2, os.cpu_count() or 1))
-    answers.write(json.dumps({"ready": True, "root": str(root),
-                              "gen_reason": str(Path(sys.modules["gen_reason"].__file__).parent),
-                              "verifiers": str(Path(gen_reason.verifiers.__file__).parent)}) + "\n")
-    for line in sys.stdin:
-        if not line.strip():
-            continue
-        request = json.loads(line)
-        try:
-            answer = {"id": request["id"], **{"embedded": embedded, "lora": lora}[request["kind"]](request)}
-        except Exception as exc:  # the revision's own failure on this input: reported, not fatal
-            answer = {"id": request.get("id"), "error": f"{type(exc).__name__}: {exc}"[:500]}
-        answers.write(json.dumps(answer) + "\n")
-    return 0
+    runs = {"embedded": embedded, "lora": lora}
+    return (lambda request: {"id": request["id"], **runs[request["kind"]](request)}), {}
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(serve(sys.argv[1:], start, error_chars=500))
