@@ -12,9 +12,9 @@ pasted at the positions a cheating model would show.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from gen_reason.verifiers.walk import SHORT_WAY
-import pytest
 
 CHEATS = ("through_wall", "teleport", "stops_early", "static", "end_state_only")
 
