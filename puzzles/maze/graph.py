@@ -157,6 +157,7 @@ class MazeGraph:
         self._seg_denom = np.maximum((self._seg_ab ** 2).sum(1), 1e-9)
         self._lengths_all: np.ndarray | None = None
         self._predecessors: np.ndarray | None = None
+        self._ahead: dict[tuple[int, int], int] | None = None
 
     @classmethod
     def from_spec(cls, spec: dict) -> MazeGraph:
@@ -234,7 +235,7 @@ class MazeGraph:
     def _straight_ahead(self) -> dict[tuple[int, int], int]:
         """For each move ``u -> v``, the neighbour of ``v`` straight on (within 0.2 of a hop
         of ``2 v - u``), where one exists (computed once)."""
-        if getattr(self, "_ahead", None) is not None:
+        if self._ahead is not None:
             return self._ahead
         out = {}
         xy = self.nodes.tolist()  # plain floats: thousands of tiny distances, no array overhead
