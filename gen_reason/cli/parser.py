@@ -115,16 +115,23 @@ def _add_make_dataset(sub) -> None:
     p.set_defaults(func=cmd_make_dataset, dotted=True)
 
 
+def _add_generation_flags(p) -> None:
+    """The flags ``solve`` and ``probe`` share: which puzzles (``--task``, ``--difficulty``) and
+    which model generates them (``--model``, ``--lora``, ``--steps``)."""
+    p.add_argument("--task", default="maze", help="task name (default maze = maze/grid)")
+    p.add_argument("--difficulty", default=None, help="default: what the model was trained for")
+    p.add_argument("--model", default="embedded", help="'embedded' (shipped) or a local diffusers model folder")
+    p.add_argument("--lora", default=None, help="a LoRA folder to load on top of the model")
+    p.add_argument("--steps", type=_count, default=None, help="denoising steps (default: the model's)")
+
+
 def _add_solve(sub) -> None:
     """Add ``genreason solve`` and its flags to the subcommands ``sub``."""
     p = sub.add_parser("solve", help="solve one puzzle with a video model and referee the video",
                        description="Make a puzzle, generate the video of its solution, score it, write "
                                    "generated.mp4, side_by_side.gif, puzzle.png and score.json.")
-    p.add_argument("--task", default="maze", help="task name (default maze = maze/grid)")
-    p.add_argument("--difficulty", default=None, help="default: what the model was trained for")
+    _add_generation_flags(p)
     p.add_argument("--seed", type=_seed, default=None, help="instance seed (default: a fresh random one)")
-    p.add_argument("--model", default="embedded", help="'embedded' (shipped) or a local diffusers model folder")
-    p.add_argument("--lora", default=None, help="a LoRA folder to load on top of the model")
     from gen_reason.solvers.registry import solver_names  # the registry, plugins included: no copied list
 
     p.add_argument("--solver", default="single", help=f"one of {', '.join(solver_names())} (default single)")
@@ -134,7 +141,6 @@ def _add_solve(sub) -> None:
                         "or a local transformers VLM folder (Qwen2.5-VL, Qwen3-VL, Gemma 3, ...); with closed-loop "
                         "the VLM plans and judges (--solver.planner/--solver.judge override)")
     p.add_argument("--frames", type=_int_in(1, 2000), default=None, help="frames to generate (default: the model's)")
-    p.add_argument("--steps", type=_count, default=None, help="denoising steps (default: the model's)")
     p.add_argument("--out", default="out/solve", help="output folder (default out/solve)")
     add_model_arguments(p)
     p.set_defaults(func=cmd_solve, dotted=True)
@@ -198,13 +204,9 @@ def _add_probe(sub) -> None:
                                    "referee (emergence curve), measure exploration across seeds, run "
                                    "interventions, and train per-layer linear probes. Writes figures, tensors "
                                    "(safetensors) and summary.json. More options: --probe.FIELD VALUE.")
-    p.add_argument("--task", default="maze")
-    p.add_argument("--model", default="embedded")
-    p.add_argument("--lora", default=None)
-    p.add_argument("--difficulty", default=None)
+    _add_generation_flags(p)
     p.add_argument("--instances", type=_count, default=8, help="puzzles to probe")
     p.add_argument("--seeds", type=_count, default=4, help="seeds per puzzle (one batch)")
-    p.add_argument("--steps", type=_count, default=None, help="denoising steps (default: the model's)")
     p.add_argument("--every", type=_count, default=4, help="decode x0 every k-th step")
     p.add_argument("--no-layers", action="store_true", help="skip the layer probe")
     p.add_argument("--no-interventions", action="store_true", help="skip the interventions")
