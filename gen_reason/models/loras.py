@@ -7,12 +7,11 @@ listed in :data:`EXPERT_LORA_MANIFEST`.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Sequence
 
 from gen_reason.errors import UserError
-from gen_reason.models.model_folder import first_line
+from gen_reason.models.model_folder import read_json
 
 #: A LoRA folder with one adapter per Wan 2.2 A14B expert (``genreason train lora``) holds this manifest ...
 EXPERT_LORA_MANIFEST = "lora_experts.json"
@@ -77,10 +76,7 @@ def expert_lora_files(path: Path) -> dict[str, Path | None] | None:
     manifest_file = path / EXPERT_LORA_MANIFEST
     if not (path.is_dir() and manifest_file.is_file()):
         return None
-    try:
-        manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise UserError(f"cannot read {manifest_file}: {first_line(exc)}") from None
+    manifest = read_json(manifest_file)
     files: dict[str, Path | None] = {}
     for expert in EXPERT_LORA_FILES:
         relative = manifest.get(expert) if isinstance(manifest, dict) else None

@@ -72,10 +72,7 @@ def read_model_index(path: Path) -> dict:
     index_file = path / "model_index.json"
     if not index_file.is_file():
         raise UserError(f"{path} is not a diffusers model folder (no model_index.json)")
-    try:
-        model_index = json.loads(index_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise UserError(f"cannot read {index_file}: {first_line(exc)}") from None
+    model_index = read_json(index_file)
     if not isinstance(model_index, dict):
         raise UserError(f"{index_file} does not hold a JSON object")
     return model_index
@@ -133,10 +130,7 @@ def read_component_configs(path: Path, model_index: dict) -> dict[str, dict]:
         for file_name in ("config.json", "scheduler_config.json", "preprocessor_config.json"):
             file = path / name / file_name
             if file.is_file():
-                try:
-                    configs[name] = json.loads(file.read_text(encoding="utf-8"))
-                except (OSError, ValueError) as exc:
-                    raise UserError(f"cannot read {file}: {first_line(exc)}") from None
+                configs[name] = read_json(file)
                 break
     return configs
 
@@ -207,6 +201,14 @@ def _dtype_keyword() -> str:
     from diffusers.utils import deprecation_utils
 
     return "dtype" if hasattr(deprecation_utils, "_resolve_dtype") else "torch_dtype"
+
+
+def read_json(file: Path) -> Any:
+    """The parsed contents of the JSON file ``file``; unreadable or invalid JSON is a one-line :class:`UserError`."""
+    try:
+        return json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot read {file}: {first_line(exc)}") from None
 
 
 def first_line(exc: BaseException) -> str:

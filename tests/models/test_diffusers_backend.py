@@ -94,6 +94,26 @@ def test_folder_without_model_index_is_a_user_error(tmp_path):
         DiffusersVideoGenerator.from_pretrained(tmp_path)
 
 
+def test_unreadable_json_files_of_a_folder_are_one_line_user_errors(tmp_path):
+    """A cut-short model_index.json, component config or lora_experts.json names the file."""
+    from gen_reason.models.loras import expert_lora_files
+
+    (tmp_path / "model_index.json").write_text('{"_class_name": "WanImageToVideoPipeline", ')
+    with pytest.raises(UserError, match=r"cannot read .*model_index\.json: ") as caught:
+        DiffusersVideoGenerator.from_pretrained(tmp_path)
+    assert "\n" not in str(caught.value)
+    index = {"_class_name": "WanImageToVideoPipeline", "vae": ["diffusers", "AutoencoderKLWan"]}
+    (tmp_path / "model_index.json").write_text(json.dumps(index))
+    (tmp_path / "vae").mkdir()
+    (tmp_path / "vae" / "config.json").write_text('{"z_dim": ')
+    with pytest.raises(UserError, match=r"cannot read .*vae/config\.json: "):
+        model_folder.model_limits(tmp_path)
+    (tmp_path / "lora").mkdir()
+    (tmp_path / "lora" / "lora_experts.json").write_text("{")
+    with pytest.raises(UserError, match=r"cannot read .*lora_experts\.json: "):
+        expert_lora_files(tmp_path / "lora")
+
+
 def test_unsupported_pipeline_class_is_a_user_error(tmp_path):
     (tmp_path / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
     with pytest.raises(UserError, match="unsupported pipeline StableDiffusionPipeline.*WanImageToVideoPipeline"):
