@@ -106,8 +106,11 @@ class Compute:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> "Compute":
-        """A record back (:meth:`to_dict`); ``None`` is nothing spent."""
-        return cls(**(data or {}))
+        """A record back (:meth:`to_dict`); ``None`` is nothing spent. An unknown key (a newer
+        writer's) is a one-line :class:`UserError`."""
+        from gen_reason.folders import from_record
+
+        return from_record(cls, data or {}, "compute record")
 
 
 def resolved_steps(generator: VideoGenerator, steps: int | None) -> int:

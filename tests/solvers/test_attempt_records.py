@@ -5,6 +5,8 @@ import json
 
 import pytest
 
+from gen_reason.errors import UserError
+
 from gen_reason.runs.store import ResultRow
 from gen_reason.solvers import get_solver
 from gen_reason.solvers.attempt import Attempt, Candidate
@@ -34,3 +36,11 @@ def test_a_result_row_gives_its_attempt(maze, make_generator, make_verifier):
                     attempt=json.loads(json.dumps(attempt.to_dict())), reference_trace={}, seconds=0.0)
     assert row.attempt_record.to_dict() == row.attempt
     assert ResultRow.from_dict(row.to_dict()).attempt_record.chosen == attempt.chosen
+
+
+def test_a_compute_record_with_an_unknown_key_is_one_line():
+    from gen_reason.solvers.budget import Compute
+
+    assert Compute.from_dict({"nfe": 4, "clips": 1}) == Compute(nfe=4, clips=1) and Compute.from_dict(None) == Compute()
+    with pytest.raises(UserError, match=r"^compute record has unknown key\(s\) gpus$"):
+        Compute.from_dict({"nfe": 4, "gpus": 2})
