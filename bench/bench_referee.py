@@ -42,6 +42,7 @@ import cv2
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import table, write_section  # noqa: E402
 
+from gen_reason.errors import UserError  # noqa: E402
 from gen_reason.interop.vrbench_read import load_levels  # noqa: E402
 from gen_reason.puzzles import TASKS, get_task  # noqa: E402
 from gen_reason.runs.scoring import read_for  # noqa: E402
@@ -273,6 +274,13 @@ def main() -> None:
     parser.add_argument("--no-fixtures", action="store_true", help="with --against: leave the VR-Bench fixtures out")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/BENCHMARKS.md alone")
     args = parser.parse_args()
+    if args.per_task < 1 or args.reps < 1:
+        raise SystemExit("--per-task and --reps must be >= 1")
+    for name in args.tasks.split(",") if args.tasks else []:
+        try:
+            TASKS.canonical(name)
+        except UserError as exc:
+            raise SystemExit(f"--tasks: {exc}") from None
     if args.against:
         from referee_before_after import run
 

@@ -69,6 +69,7 @@ def measure(ref: str, rounds: int, embedded_steps: int, lora_steps: int, folder:
     from gen_reason.datasets import DatasetSpec, make_dataset
     from gen_reason.models import testing
 
+    old_commit = commit_of(ref)  # an unknown revision ends the bench before anything is built
     settings, renamed = embedded_settings(ROOT / "configs" / "embedded_maze.yaml", overrides)
     kinds = ("embedded", "lora") if lora_steps else ("embedded",)
     requests = {"embedded": dict(kind="embedded", steps=embedded_steps, settings=settings, renamed=renamed)}
@@ -78,7 +79,7 @@ def measure(ref: str, rounds: int, embedded_steps: int, lora_steps: int, folder:
         model = testing.save_tiny_pipeline("wan2.1-i2v", folder / "wan")
         requests["lora"] = dict(kind="lora", model=str(model), data=str(data), steps=lora_steps, batch=LORA_BATCH,
                                 size=LORA_SIZE, frames=LORA_FRAMES, options=MODES["everything cached"])
-    roots = {"old": tree_at(commit_of(ref), folder / "old-source", PACKAGES), "new": ROOT}
+    roots = {"old": tree_at(old_commit, folder / "old-source", PACKAGES), "new": ROOT}
     sides = {name: Side(name, roots[name], DRIVER) for name in SIDES}
     result = {"figures": {f: {s: [] for s in SIDES} for f, (kind, _) in FIGURES.items() if kind in kinds},
               "same": {kind: [] for kind in kinds}, "differences": [], "missing": {},

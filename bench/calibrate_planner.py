@@ -58,7 +58,11 @@ def calibrate(folder: Path) -> dict:
 
 
 def main() -> None:
-    names = sys.argv[1:] or sorted(p.name for p in REAL_CONFIGS.iterdir() if (p / "model_index.json").is_file())
+    known = sorted(p.name for p in REAL_CONFIGS.iterdir() if (p / "model_index.json").is_file())
+    names = sys.argv[1:] or known
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise SystemExit(f"no model folder {', '.join(unknown)} in {REAL_CONFIGS}; known: {', '.join(known)}")
     print(f"{'folder':32s} {'c_T':>7s} {'table':>7s} {'c_V':>9s} {'table':>9s} {'c_E':>8s} {'table':>8s}")
     for name in names:
         row = calibrate(REAL_CONFIGS / name)
