@@ -177,8 +177,7 @@ class OpenAICompatibleVLM(VLM):
             except urllib.error.HTTPError as error:
                 problem, unreachable = self._retryable_http_error(error, listing), False
                 continue
-            except (TimeoutError, socket.timeout, urllib.error.URLError, ConnectionError, http.client.HTTPException,
-                    OSError) as error:
+            except (OSError, http.client.HTTPException) as error:  # timeouts, URLError, dropped connections
                 problem, unreachable = self._transport_problem(error)
                 continue
             return self._parse_reply(payload, url, listing)

@@ -134,6 +134,31 @@ def test_timeout_and_non_json_replies_are_failures():
             _vlm(url).chat([user_message("hi")])
 
 
+def test_a_server_that_hangs_up_is_retried_then_a_failure():
+    """A connection closed before any reply (http.client.RemoteDisconnected) is retried, then a VLMFailure."""
+    import threading
+
+    accepted = []
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+
+        def hang_up():
+            for _ in range(2):
+                connection, _ = server.accept()
+                connection.recv(65536)
+                accepted.append(1)
+                connection.close()
+
+        thread = threading.Thread(target=hang_up, daemon=True)
+        thread.start()
+        with pytest.raises(VLMFailure, match="failed 2 times: connection dropped"):
+            _vlm(f"http://127.0.0.1:{port}/v1", max_retries=1, timeout=5).chat([user_message("hi")])
+        thread.join(timeout=5)
+    assert len(accepted) == 2
+
+
 def test_full_endpoint_url_and_load_vlm():
     with serve_scripted_openai(["ok"]) as url:
         vlm = load_vlm(url + "/chat/completions", model="judge-model", retry_backoff=0.0)
