@@ -61,21 +61,6 @@ from gen_reason.train.embedded_weights import (CHECKPOINT, CHECKPOINTS, checkpoi
 # -- checkpoints ------------------------------------------------------------------------------
 
 
-def check_resumable(saved: dict, config: EmbeddedTrainConfig, step: int) -> None:
-    """Refuse to resume a checkpoint under a config that would change the run.
-
-    ``max_steps`` may move (to train longer or shorter) while the learning-rate decay has
-    not begun at either end: until then the schedule is the same constant.
-    """
-    fixed = config.changed_since(saved)
-    if fixed:
-        raise UserError(f"the checkpoint was made with other values of {', '.join(fixed)}; "
-                        "use a new --out folder or the same config")
-    saved_steps = saved.get("max_steps", config.max_steps)
-    if saved_steps != config.max_steps:
-        config.check_length_change(step, saved_steps, config.max_steps)
-
-
 def _step_generator(seed: int, step: int) -> torch.Generator:
     # Noise and timesteps of a step depend only on (seed, step): resume needs no RNG stream.
     return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, step]).generate_state(1)[0]))
@@ -176,7 +161,9 @@ def train_embedded(config: EmbeddedTrainConfig, out_dir: str | Path, resume: boo
     legacy = checkpoint_state(run_dir) if resume and latest is None else None  # an older genreason's file
     if latest is not None or legacy is not None:
         saved = latest.state if latest is not None else legacy
-        check_resumable(saved["config"], config, int(saved["step"]))
+        # max_steps may move while the learning-rate decay has begun at neither length.
+        config.check_resumable(saved["config"], int(saved["step"]), "the checkpoint was",
+                               "use a new --out folder or the same config")
     tracker = check_tracker(config.trackers)
     torch.set_num_threads(config.threads)
     torch.set_flush_denormal(True)

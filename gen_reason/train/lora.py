@@ -71,7 +71,7 @@ from typing import Sequence  # noqa: E402
 
 import torch  # noqa: E402
 
-from gen_reason.config import ArgumentParser, rename_keys  # noqa: E402
+from gen_reason.config import ArgumentParser  # noqa: E402
 from gen_reason.errors import UserError, check_writable  # noqa: E402
 from gen_reason.models.families import Geometry  # noqa: E402
 from gen_reason.models.options import MODEL_OPTIONS, add_model_arguments  # noqa: E402
@@ -90,18 +90,6 @@ from gen_reason.train.outputs import load_embedded_lora, save_outputs, write_mod
 from gen_reason.train.validation import Validator, plot_curves  # noqa: E402
 
 # -- pieces of a run ----------------------------------------------------------------------------
-def check_resumable(saved: dict, config: LoraTrainConfig, step: int) -> None:
-    """Refuse to resume a checkpoint made under settings that would change the run."""
-    fixed = config.changed_since(saved)
-    if fixed:
-        raise UserError(f"{config.output_dir} holds a run made with other values of {', '.join(fixed)}; "
-                        "use another output_dir, the same settings, or resume: false to start over")
-    saved = rename_keys(LoraTrainConfig, saved, warn=False)
-    defaults = LoraTrainConfig()
-    if any(saved.get(k, getattr(defaults, k)) != getattr(config, k) for k in ("max_steps", "epochs")):
-        config.check_length_change(step, saved.get("max_steps", defaults.max_steps), config.max_steps)
-
-
 def _has_two_experts(model: Path) -> bool:
     """Whether the model folder is a two-expert pipeline (Wan 2.2 A14B: a ``transformer_2``)."""
     from gen_reason.models.diffusers_backend import read_model_index
@@ -222,7 +210,8 @@ def start_run(config: LoraTrainConfig, trainer: Trainer,
     accelerator = trainer.accelerator
     latest = store.latest() if config.resume else None
     if latest is not None:
-        check_resumable(latest.state["config"], config, latest.step)
+        config.check_resumable(latest.state["config"], latest.step, f"{config.output_dir} holds a run",
+                               "use another output_dir, the same settings, or resume: false to start over")
     run = open_run(Path(config.output_dir), config, fresh=latest is None, rank=accelerator.process_index)
     try:
         progress = store.restore(trainer, latest) if latest is not None else Progress()

@@ -115,6 +115,24 @@ class TrainingConfig:
         changed = sorted(k for k in set(saved) | set(current) if saved.get(k, defaults.get(k)) != current.get(k))
         return [k for k in changed if k not in self.RESUMABLE]
 
+    def check_resumable(self, saved: dict, step: int, held: str, hint: str) -> None:
+        """Refuse to resume at ``step`` a checkpoint made under ``saved`` (its config) when a
+        setting that changes the run differs (:meth:`changed_since`: the :class:`UserError`
+        reads "``held`` made with other values of ...; ``hint``"), or when the run's length
+        (``max_steps``, or ``epochs`` where a trainer has it) changes where the learning-rate
+        schedule depends on it (:meth:`check_length_change`)."""
+        from gen_reason.config import rename_keys
+        from gen_reason.errors import UserError
+
+        fixed = self.changed_since(saved)
+        if fixed:
+            raise UserError(f"{held} made with other values of {', '.join(fixed)}; {hint}")
+        saved = rename_keys(type(self), saved, warn=False)
+        current = dataclasses.asdict(self)
+        defaults = dataclasses.asdict(type(self)()) if _has_defaults(type(self)) else {}
+        if any(saved.get(k, defaults.get(k)) != current.get(k) for k in ("max_steps", "epochs")):
+            self.check_length_change(step, saved.get("max_steps", defaults.get("max_steps")), self.max_steps)
+
     def learning_rate_at(self, step: int, max_steps: int) -> float:
         """``warmup_hold_decay``'s rate at ``step`` of a ``max_steps`` run: warm-up, constant,
         then linear decay to 0 at ``max_steps`` (a pure function of the step)."""

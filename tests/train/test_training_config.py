@@ -218,3 +218,25 @@ def test_one_schedule_setting_for_both_trainers(tmp_path, tiny_config, tiny_mode
     rates = [row["lr"] for row in logged(tmp_path / "lora")]
     assert rates == [lora.learning_rate_at(step, 4) for step in range(4)]
     assert rates[0] < rates[1] == lora.learning_rate > rates[3] > 0  # warm-up, hold, decay
+
+
+def test_one_resume_check_for_both_trainers():
+    """TrainingConfig.check_resumable: a changed setting is refused with the trainer's words; the
+    run's length (max_steps, or epochs for fine-tuning) may change only where the schedule allows."""
+    embedded = EmbeddedTrainConfig(max_steps=3000, decay_steps=1000)  # warmup_hold_decay: decay from step 2000
+    saved = {**embedded.to_dict(), "learning_rate": 1.0}
+    with pytest.raises(UserError, match=r"^the checkpoint was made with other values of learning_rate; use a new"):
+        embedded.check_resumable(saved, 10, "the checkpoint was", "use a new --out folder or the same config")
+    longer = {**embedded.to_dict(), "max_steps": 4000, "log_every_steps": 7}  # an older genreason's name too
+    del longer["log_every"]
+    embedded.check_resumable(longer, 2000, "held", "hint")  # the decay has begun at neither length
+    with pytest.raises(UserError, match="only before the learning-rate decay starts"):
+        embedded.check_resumable(longer, 2001, "held", "hint")
+
+    lora = LoraTrainConfig(model="m", data="d", lr_scheduler="cosine")
+    with pytest.raises(UserError, match="cannot change under lr_scheduler 'cosine'"):
+        lora.check_resumable({**dataclasses.asdict(lora), "epochs": lora.epochs + 1}, 1, "out holds a run", "hint")
+    constant = LoraTrainConfig(model="m", data="d")
+    constant.check_resumable({**dataclasses.asdict(constant), "epochs": 9, "max_steps": 50}, 1, "held", "hint")
+    with pytest.raises(UserError, match=r"^out holds a run made with other values of rank; resume: false"):
+        constant.check_resumable({**dataclasses.asdict(constant), "rank": 64}, 1, "out holds a run", "resume: false")
