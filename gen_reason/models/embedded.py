@@ -301,14 +301,14 @@ class EmbeddedVideoPipeline(DiffusionPipeline):
         for name in callback_on_step_end_tensor_inputs:
             if name not in self._callback_tensor_inputs:
                 raise ValueError(f"callback tensor {name!r} is not one of {self._callback_tensor_inputs}")
-        images = list(image) if isinstance(image, (list, tuple)) else [image]
-        condition, sizes = self._conditions(images, num_videos_per_prompt)
-        latents = self._initial_latents(condition.shape[0], latents, generator)
         # (a folder saved before these settings existed loads with __init__'s defaults)
         num_inference_steps = self.config.default_steps if num_inference_steps is None else num_inference_steps
         eta = self.config.default_eta if eta is None else eta
-        if eta < 0:
+        if eta < 0:  # checked before any image is converted or noise drawn
             raise ValueError(f"eta must be >= 0 (0: deterministic DDIM, 1: DDPM-like); got {eta}")
+        images = list(image) if isinstance(image, (list, tuple)) else [image]
+        condition, sizes = self._conditions(images, num_videos_per_prompt)
+        latents = self._initial_latents(condition.shape[0], latents, generator)
         latents = self._denoise(latents, condition, num_inference_steps, eta=eta, generator=generator,
                                 callback=callback_on_step_end, callback_inputs=callback_on_step_end_tensor_inputs)
         # The first frame is the given image, exactly (the model only approximates it).

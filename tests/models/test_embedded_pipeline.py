@@ -97,8 +97,10 @@ def test_default_sampler_is_saved_with_the_weights_and_stochastic_sampling_is_pe
     assert np.array_equal(alone, explicit)  # the defaults are exactly 3 steps at eta 1
     deterministic = loaded(image=image, eta=0.0, generator=[torch.Generator().manual_seed(7)]).frames
     assert not np.allclose(alone, deterministic, atol=1e-3)
+    untouched = torch.Generator().manual_seed(7)
     with pytest.raises(ValueError, match="eta must be >= 0"):
-        loaded(image=image, eta=-0.5)
+        loaded(image=image, eta=-0.5, generator=[untouched])
+    assert torch.equal(untouched.get_state(), torch.Generator().manual_seed(7).get_state())  # refused before any draw
     generator = backend.DiffusersVideoGenerator.from_pretrained(tmp_path / "model")
     assert generator.options.steps == 3
     via_backend = generator.generate(image, "", seeds=[7])[0]
