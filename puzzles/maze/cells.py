@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gen_reason.puzzles.maze.graph import search
+from gen_reason.puzzles.maze.graph import adjacency, path_to, search
 
 # -- cell layouts ----------------------------------------------------------------------
 @dataclass
@@ -210,32 +210,26 @@ def spanning_tree(num_cells: int, pairs: list[tuple[int, int]], rng: random.Rand
     return sorted(tree)
 
 
+def _tree_search(num_cells: int, tree: list[tuple[int, int]], start: int) -> tuple[dict, dict]:
+    """BFS over the tree from ``start`` (:func:`~gen_reason.puzzles.maze.graph.search`,
+    neighbours in index order): ``({cell: previous cell}, {cell: moves from start})``."""
+    return search([start], adjacency(num_cells, tree).__getitem__)
+
+
 def tree_paths(num_cells: int, tree: list[tuple[int, int]], start: int) -> dict[int, int | None]:
     """BFS over the tree from ``start``: ``{cell: previous cell}`` (dict order = BFS order)."""
-    adj: dict[int, list[int]] = {i: [] for i in range(num_cells)}
-    for i, j in tree:
-        adj[i].append(j)
-        adj[j].append(i)
-    return search([start], lambda u: sorted(adj[u]))[0]
+    return _tree_search(num_cells, tree, start)[0]
 
 
 def farthest_cell(num_cells: int, tree, start: int) -> int:
     """The cell farthest from ``start`` along the tree (ties: the lowest index)."""
-    prev = tree_paths(num_cells, tree, start)
-    dist = {start: 0}
-    for cell in prev:
-        if prev[cell] is not None:
-            dist[cell] = dist[prev[cell]] + 1
+    dist = _tree_search(num_cells, tree, start)[1]
     return max(dist, key=lambda c: (dist[c], -c))
 
 
 def tree_path(num_cells: int, tree, start: int, goal: int) -> list[int]:
     """The cells from ``start`` to ``goal`` along the tree (the unique path of a perfect maze)."""
-    prev = tree_paths(num_cells, tree, start)
-    path = [goal]
-    while path[-1] != start:
-        path.append(prev[path[-1]])
-    return path[::-1]
+    return path_to(tree_paths(num_cells, tree, start), goal)
 
 
 def door_point(layout: CellLayout, edges: list[frozenset]) -> tuple[float, float]:
