@@ -28,7 +28,7 @@ import json
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from gen_reason.errors import UserError
 from gen_reason.folders import RunFolder, from_record, read_jsonl, write_atomic
@@ -138,10 +138,7 @@ class RunStore(RunFolder):
 
     def merge(self) -> Path:
         """Write ``results.jsonl``: every shard's lines, deduplicated by key, in canonical order."""
-        merged = {}
-        for record in self.records():
-            merged.setdefault(record["key"], record)
-        ordered = sorted(merged.values(), key=lambda r: tuple(r.get("order", [0])))
+        ordered = _in_order(self.records())
         path = self.root / "results.jsonl"
         # A temporary name of this process's own: two merges at once (two launches on one
         # folder) must not write into one half-finished file; os.replace is atomic.
@@ -155,8 +152,12 @@ def load_results(run: str | os.PathLike) -> list[dict]:
         raise UserError(f"{run} is not a run folder (no config.yaml)")
     if (run / "results.jsonl").exists():
         return list(read_jsonl(run / "results.jsonl"))
-    merged = {}
-    for shard in sorted((run / "shards").glob("*.jsonl")):
-        for r in read_jsonl(shard):
-            merged.setdefault(r["key"], r)
+    return _in_order(record for shard in sorted((run / "shards").glob("*.jsonl")) for record in read_jsonl(shard))
+
+
+def _in_order(records: Iterable[dict]) -> list[dict]:
+    """Result lines deduplicated by key (the first line of a key kept), in canonical order."""
+    merged: dict = {}
+    for record in records:
+        merged.setdefault(record["key"], record)
     return sorted(merged.values(), key=lambda r: tuple(r.get("order", [0])))
