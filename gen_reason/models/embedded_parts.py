@@ -97,13 +97,7 @@ def pad_image(arr: np.ndarray, size: int, color: Sequence[int]) -> np.ndarray:
 
     Bottom-right padding keeps every pixel coordinate of the puzzle's spec valid.
     """
-    h, w = arr.shape[:2]
-    if h == size and w == size:
-        return arr
-    out = np.empty((size, size, 3), np.uint8)
-    out[:] = np.asarray(color, np.uint8)
-    out[:h, :w] = arr
-    return out
+    return pad_video(arr[None], size, color)[0]
 
 
 def pad_video(video: np.ndarray, size: int, color: Sequence[int]) -> np.ndarray:

@@ -111,6 +111,10 @@ def test_pad_image_keeps_coordinates():
     image = maze_image(15)
     padded = pad_image(image, 16, (255, 255, 255))
     assert np.array_equal(padded[:15, :15], image) and (padded[15] == 255).all()
+    assert padded.shape == (16, 16, 3) and padded.dtype == np.uint8 and (padded[:, 15] == 255).all()
+    assert np.array_equal(pad_image(padded, 16, (0, 0, 0)), padded)  # already at size: unchanged
+    grey = pad_image(image[:10], 16, (7, 8, 9))
+    assert np.array_equal(grey[:10, :15], image[:10]) and (grey[10:] == (7, 8, 9)).all()
 
 
 def test_backend_drives_the_pipeline(tmp_path):
