@@ -32,9 +32,9 @@ from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_lora import MODES  # noqa: E402
-from referee_before_after import Side, _describe_new  # noqa: E402
+from referee_before_after import Side  # noqa: E402
 from report import table, write_section  # noqa: E402
-from revisions import ROOT, PACKAGES, commit_of, tree_at  # noqa: E402
+from revisions import ROOT, PACKAGES, commit_of, describe_head, tree_at  # noqa: E402
 
 DRIVER = Path(__file__).resolve().parent / "trainer_driver.py"
 SIDES = ("old", "new")
@@ -149,7 +149,7 @@ def main() -> None:
     missing = {s: result["missing"].get(s) or [] for s in SIDES}
     body = (
         f"Commit `{args.ref}`'s genreason (old: the two trainers before the one training loop) against "
-        f"{_describe_new()} (new), each side in its own process (`bench/trainer_driver.py` on that revision's "
+        f"{describe_head()} (new), each side in its own process (`bench/trainer_driver.py` on that revision's "
         f"source packages), alternating run by run (old, new / new, old), {args.rounds} rounds after one uncounted "
         f"warm-up round. Embedded: {args.embedded_steps} steps from configs/embedded_maze.yaml (batch 32, 8 frames "
         "of 32x32) with one loss row per step, each side given the config in the names its version knows"

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from report import table, write_section
-from revisions import ROOT, commit_of, tree_at
+from revisions import ROOT, commit_of, describe_head, tree_at
 
 DRIVER = Path(__file__).resolve().parent / "referee_driver.py"
 SIDES = ("old", "new")
@@ -249,14 +249,6 @@ def rows_for(groups: dict[str, list[dict]], counts: dict[str, tuple[int, int]]) 
     return rows
 
 
-def _describe_new() -> str:
-    """``HEAD's short id`` and whether the referee's folders have uncommitted changes."""
-    head = commit_of("HEAD")[:7]
-    changed = subprocess.run(["git", "status", "--porcelain", "--", "gen_reason", "puzzles", "verifiers"],
-                             cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    return f"`{head}`" + (" with uncommitted changes in the source folders" if changed else "")
-
-
 def run(args, ground_truth_items, fixture_items) -> None:
     """The before/after comparison for ``bench_referee.py --against REF`` (its options:
     ``--per-task``, ``--reps``, ``--tasks``, ``--cheats``, ``--no-fixtures``, ``--no-write``),
@@ -291,7 +283,7 @@ def run(args, ground_truth_items, fixture_items) -> None:
     entry = {side: ", ".join(f"`{where}`" for where in sides[side].ready["entry_points"].values()) for side in SIDES}
     n_videos = sum(len(items) for items in groups.values())
     body = (
-        f"The referee of commit `{old_commit[:7]}` (old) and of {_describe_new()} (new) on the same {n_videos} "
+        f"The referee of commit `{old_commit[:7]}` (old) and of {describe_head()} (new) on the same {n_videos} "
         "videos, each side in its own process (`bench/referee_driver.py` on that revision's source packages), "
         f"alternating video by video (old, new / new, old), {args.reps} round(s) after one uncounted warm-up round. "
         "The work timed per video is the referee bench's: decode as the reference verifier reads it, then the rule "

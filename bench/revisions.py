@@ -43,6 +43,14 @@ def has_commit(ref: str) -> bool:
     return done.returncode == 0
 
 
+def describe_head() -> str:
+    """The current code in words, for a bench's section: HEAD's short id, and whether the
+    source folders (:data:`PACKAGES`) have uncommitted changes."""
+    head = commit_of("HEAD")[:7]
+    changed = _git("status", "--porcelain", "--", *PACKAGES).decode().strip()
+    return f"`{head}`" + (" with uncommitted changes in the source folders" if changed else "")
+
+
 def tree_at(ref: str, folder: Path, paths: tuple[str, ...] = PACKAGES) -> Path:
     """The folders ``paths`` of revision ``ref`` unpacked into ``folder`` (created), which
     is returned: a source root with the same layout as the repository's."""
