@@ -115,15 +115,15 @@ def cmd_score(args, extra) -> int:
     """Referee generated videos: one against an instance, or a folder against a dataset or VR-Bench levels."""
     from gen_reason.runs.scoring import score_folder, score_one, score_vrbench
 
-    target = Path(args.video)
+    target, out = Path(args.video), Path(args.out) if args.out else None  # None: each mode's default
     if sum(bool(x) for x in (args.instance, args.dataset, args.vrbench)) > 1:
         raise UserError("give only one of --instance, --dataset, --vrbench")
     if args.vrbench:
-        rows = score_vrbench(target, Path(args.vrbench), kind=args.kind, out=Path(args.out) if args.out else None)
+        rows = score_vrbench(target, Path(args.vrbench), kind=args.kind, out=out)
     elif args.instance:
-        rows = [score_one(target, Path(args.instance), kind=args.kind, out=Path(args.out) if args.out else None)]
+        rows = [score_one(target, Path(args.instance), kind=args.kind, out=out)]
     elif args.dataset:
-        rows = score_folder(target, Path(args.dataset), kind=args.kind, out=Path(args.out or target / "scores"))
+        rows = score_folder(target, Path(args.dataset), kind=args.kind, out=out)
     else:
         raise UserError("give --instance INSTANCE.json (one video), --dataset DIR or --vrbench DIR (a folder of videos)")
     from gen_reason.runs.score_rows import print_table
@@ -215,8 +215,6 @@ def cmd_inspect_model(args, extra) -> int:
             gpu_memory = float(args.gpu_memory)
         except ValueError:
             raise UserError(f"--gpu-memory must be a number of GiB; got {args.gpu_memory!r}") from None
-    if args.frames is not None and args.frames < 1:
-        raise UserError(f"--frames must be at least 1; got {args.frames}")
     try:
         report = inspect_model(args.path, gpu_memory_gib=gpu_memory, size=parse_size(args.size),
                                num_frames=args.frames)

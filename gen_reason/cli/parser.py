@@ -241,7 +241,7 @@ def _add_inspect_model(sub) -> None:
     p.add_argument("--gpu-memory", default=None, metavar="GIB",
                    help="the GPU to plan for, in GiB (default: the visible GPU, else 80)")
     p.add_argument("--size", default=None, metavar="HxW", help="plan for this video size (default: the model's)")
-    p.add_argument("--frames", type=int, default=None, help="plan for this many frames (default: the model's)")
+    p.add_argument("--frames", type=_count, default=None, help="plan for this many frames (default: the model's)")
     p.set_defaults(func=cmd_inspect_model)
 
 
