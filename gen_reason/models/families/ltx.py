@@ -63,8 +63,7 @@ class LTXFamily(Family):
 
     def to_canonical(self, pipe, latents, geometry):
         _, frames, height, width = self.latent_shape(pipe, geometry)
-        patch, patch_t = pipe.transformer_spatial_patch_size, pipe.transformer_temporal_patch_size
-        return pipe._unpack_latents(latents, frames // patch_t, height // patch, width // patch, patch, patch_t)
+        return _unpack(pipe, latents, frames, height, width)
 
     def from_canonical(self, pipe, latents, geometry):
         return pipe._pack_latents(latents, pipe.transformer_spatial_patch_size, pipe.transformer_temporal_patch_size)
@@ -136,11 +135,16 @@ class LTXConditionFamily(LTXFamily):
 
     def x0_to_canonical(self, pipe, x0, latents, prepared):
         _, _, frames, height, width = latents.shape
-        patch, patch_t = pipe.transformer_spatial_patch_size, pipe.transformer_temporal_patch_size
-        return pipe._unpack_latents(x0, frames // patch_t, height // patch, width // patch, patch, patch_t)
+        return _unpack(pipe, x0, frames, height, width)
 
     def output_latents(self, pipe, latents, geometry):
         return latents
+
+
+def _unpack(pipe, packed: torch.Tensor, frames: int, height: int, width: int) -> torch.Tensor:
+    """Packed LTX tokens -> canonical ``[B, C, frames, height, width]`` latents."""
+    patch, patch_t = pipe.transformer_spatial_patch_size, pipe.transformer_temporal_patch_size
+    return pipe._unpack_latents(packed, frames // patch_t, height // patch, width // patch, patch, patch_t)
 
 
 class _ModeOnly:
