@@ -171,14 +171,9 @@ def make_layout(shape: str, size: tuple[int, ...], cell: float, margin: float) -
 def spanning_tree(num_cells: int, pairs: list[tuple[int, int]], rng: random.Random,
                   algorithm: str) -> list[tuple[int, int]]:
     """A random spanning tree of the cell graph (the open passages of a perfect maze)."""
-    adj: dict[int, list[int]] = {i: [] for i in range(num_cells)}
-    for i, j in pairs:
-        adj[i].append(j)
-        adj[j].append(i)
-    for nbrs in adj.values():
-        nbrs.sort()
     tree: list[tuple[int, int]] = []
     if algorithm == "dfs":
+        adj = adjacency(num_cells, pairs)
         root = rng.randrange(num_cells)
         seen, stack = {root}, [root]
         while stack:
