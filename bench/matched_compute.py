@@ -30,7 +30,7 @@ DOCS_RUN = ROOT / "docs" / "runs" / "matched_compute"
 
 
 def main(argv=None) -> int:
-    from gen_reason.cli import parse_dotted
+    from gen_reason.cli.commands import parse_dotted
     from gen_reason.errors import UserError
     from gen_reason.runs.config import load_config
     from gen_reason.runs.report import markdown_table, summarise, write_report
