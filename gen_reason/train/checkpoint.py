@@ -299,14 +299,17 @@ class Checkpoint:
             set_rng_state(load_state(file))
 
 
-def load_latest(root: str | os.PathLike) -> Checkpoint | None:
-    """The newest complete checkpoint under ``root``, or ``None`` when there is none."""
-    checkpoints = list_checkpoints(root)
-    if not checkpoints:
-        return None
-    path = checkpoints[-1]
+def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
+    """The checkpoint in folder ``path`` (its ``state.json`` read; an unreadable one is a :class:`UserError`)."""
+    path = Path(path)
     try:
         state = json.loads((path / STATE_FILE).read_text())
     except (OSError, ValueError) as exc:
         raise UserError(f"cannot read {path / STATE_FILE}: {exc}") from None
     return Checkpoint(path, state)
+
+
+def load_latest(root: str | os.PathLike) -> Checkpoint | None:
+    """The newest complete checkpoint under ``root``, or ``None`` when there is none."""
+    checkpoints = list_checkpoints(root)
+    return read_checkpoint(checkpoints[-1]) if checkpoints else None

@@ -16,7 +16,7 @@ from gen_reason.config import rename_keys
 from gen_reason.errors import UserError
 from gen_reason.models.embedded import EmbeddedVideoPipeline
 from gen_reason.models.embedded_parts import make_scheduler
-from gen_reason.train.checkpoint import STATE_FILE, Checkpoint, list_checkpoints, load_state
+from gen_reason.train.checkpoint import STATE_FILE, load_latest, load_state, read_checkpoint
 from gen_reason.train.data import PAD_COLOR
 from gen_reason.train.embedded_config import EmbeddedTrainConfig
 
@@ -47,20 +47,16 @@ def checkpoint_state(source: str | Path, parts: Sequence[str] | None = None) -> 
     source = Path(source)
     if source.is_file():
         return load_state(source)
-    folder = source if (source / STATE_FILE).is_file() else None
-    if folder is None:
-        latest = list_checkpoints(source / CHECKPOINTS)
-        folder = latest[-1] if latest else None
-    if folder is None:
+    checkpoint = read_checkpoint(source) if (source / STATE_FILE).is_file() else load_latest(source / CHECKPOINTS)
+    if checkpoint is None:
         if (source / CHECKPOINT).is_file():
             return load_state(source / CHECKPOINT)
         if (source / OLD_CHECKPOINT).exists():
             raise UserError(f"{source} holds a {OLD_CHECKPOINT} written by an older genreason (a pickle, which is "
                             "never loaded); start over with --no-resume or use a new --out folder")
         return None
-    checkpoint = Checkpoint(folder, json.loads((folder / STATE_FILE).read_text()))
     state = dict(checkpoint.state)
-    for file in sorted(folder.glob("*.safetensors")):
+    for file in sorted(checkpoint.path.glob("*.safetensors")):
         name = {"trainable": "unet"}.get(file.stem, file.stem)
         if parts is None or name in parts:
             state[name] = load_state(file)

@@ -78,6 +78,13 @@ def _old_run(root: Path) -> None:
 
 
 # (id, YAML text of the config (None: the tiny config), setup(root) -> init_from or None, extra args, message)
+def _damaged_checkpoint(root):
+    """A run folder whose newest checkpoint's state.json a crash left cut short."""
+    folder = root / "run" / "checkpoints" / "step-000000002"
+    folder.mkdir(parents=True)
+    (folder / "state.json").write_text('{"step": 2, "con')
+
+
 EMBEDDED_CASES = [
     ("invalid-yaml", "sizes: [3\nlearning_rate: 0.1\n", None, [], "not valid YAML"),
     ("string-learning-rate", {"learning_rate": "fast"}, None, [], "'learning_rate': Input should be a valid number"),
@@ -112,6 +119,8 @@ EMBEDDED_CASES = [
     ("old-pickle-checkpoint", {}, _old_run, ["--out", "old"], "older genreason"),
     ("export-old-pickle-checkpoint", {}, _old_run, ["--out", "old", "--export-only", "--export", "exp"],
      "older genreason"),
+    ("export-damaged-checkpoint", {}, _damaged_checkpoint, ["--export-only", "--export", "exp"],
+     "cannot read run/checkpoints/step-000000002/state.json"),
 ]
 
 
