@@ -95,7 +95,6 @@ def mix(a, b, f: float) -> tuple[int, int, int]:
     return tuple(int(round(x * (1 - f) + y * f)) for x, y in zip(a, b))
 
 
-
 # -- drawing -------------------------------------------------------------------------------
 def agent_size(geom: IsoGeometry) -> float:
     """Agent icon size: most of a floor tile's height."""
@@ -105,8 +104,6 @@ def agent_size(geom: IsoGeometry) -> float:
 def goal_size(geom: IsoGeometry) -> float:
     """Goal icon size: a little larger than the agent, so it shows around it."""
     return round(1.5 * geom.hh, 3)
-
-
 
 
 def _fill(img: np.ndarray, corners: np.ndarray, color) -> None:
