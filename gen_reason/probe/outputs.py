@@ -9,12 +9,11 @@ import math
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from gen_reason.folders import replacing
 from gen_reason.probe.layers import LayerFeatures
 from gen_reason.probe.steps import StepProbeResult
-from gen_reason.probe.units import ProbedUnit
+from gen_reason.probe.units import ProbedUnit, x0_tensor
 
 
 def write_filmstrips(out: Path, first: StepProbeResult) -> None:
@@ -46,10 +45,7 @@ def write_outputs(out: Path, units: list[ProbedUnit], curve: dict, layer_result,
     if save_x0 != "none":
         tensors = {}
         for unit in units if save_x0 == "all" else units[:1]:
-            result = unit.result
-            tensors[f"x0/{result.instance.uid}"] = torch.stack([
-                torch.stack([result.x0[sample][step] for step in result.steps]) for sample in range(len(result.seeds))
-            ]).to(torch.float16).contiguous()
+            tensors[f"x0/{unit.result.instance.uid}"] = x0_tensor(unit.result)
         metadata = {"steps": json.dumps(first.steps), "seeds": json.dumps(first.seeds),
                     "layout": "[seeds, steps, C, F, h, w]"}
         save_tensors(out / "x0.safetensors", tensors, metadata)

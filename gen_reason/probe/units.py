@@ -55,6 +55,14 @@ def unit_path(root: str | os.PathLike, instance) -> Path:
     return Path(root) / UNITS / f"{uid}.safetensors"
 
 
+def x0_tensor(result: StepProbeResult) -> torch.Tensor:
+    """The x0 latents ``result`` kept, as one float16 tensor ``[seeds, steps, C, F, h, w]``
+    (how a unit file and ``x0.safetensors`` store them)."""
+    return torch.stack([
+        torch.stack([result.x0[sample][step] for step in result.steps]) for sample in range(len(result.seeds))
+    ]).to(torch.float16).contiguous()
+
+
 def save_unit(path: str | os.PathLike, result: StepProbeResult, *, layer_tensors: dict | None = None,
               keep_final_videos: bool = False) -> Path:
     """Store one probed instance at ``path`` (atomically: the file appears whole or not at all)."""
@@ -62,9 +70,7 @@ def save_unit(path: str | os.PathLike, result: StepProbeResult, *, layer_tensors
 
     tensors: dict[str, torch.Tensor] = {}
     if result.x0:
-        tensors["x0"] = torch.stack([
-            torch.stack([result.x0[sample][step] for step in result.steps]) for sample in range(len(result.seeds))
-        ]).to(torch.float16).contiguous()
+        tensors["x0"] = x0_tensor(result)
     if keep_final_videos:
         tensors["final_videos"] = torch.from_numpy(np.ascontiguousarray(np.stack(result.final_videos)))
     for name, tensor in (layer_tensors or {}).items():
