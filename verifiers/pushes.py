@@ -43,11 +43,12 @@ def box_interaction(agent_pos: np.ndarray, box_pos: np.ndarray, step: float) -> 
     """Sokoban: the box moves only when pushed, and the agent never walks through it.
 
     ``box_unpushed``: the box moves (more than 0.1 step between seen frames) with the
-    agent farther than 1.5 steps plus the agent's own move away, before and after. ``box_pulled``: it moves towards the agent's side
-    (the move points against the agent-to-box direction both before and after it, the
-    agent moving at most 1.5 steps: a faster agent may walk round the box and push it
-    between two frames, which :func:`push_jumps` judges by the pushes it needs). ``agent_through_box``: the agent's centre comes within half a step of
-    the box's for 2+ frames.
+    agent farther than 1.5 steps plus the agent's own move away, before and after.
+    ``box_pulled``: it moves towards the agent's side (the move points against the
+    agent-to-box direction both before and after it, the agent moving at most 1.5 steps:
+    a faster agent may walk round the box and push it between two frames, which
+    :func:`push_jumps` judges by the pushes it needs). ``agent_through_box``: the agent's
+    centre comes within half a step of the box's for 2+ frames.
     """
     both = ~np.isnan(agent_pos[:, 0]) & ~np.isnan(box_pos[:, 0])
     idx = np.flatnonzero(both)

@@ -88,11 +88,12 @@ def check_scene(track: Track, spec: dict, agent_path: ObjectPath | None = None, 
 
     A pixel changed when its (3x3-blurred) colour differs from frame 0 by more than
     ``diff_threshold`` in some channel (the working frames are already corrected for
-    global brightness drift, see :func:`.work.prepare_video`); changes within the agent's (and box's) current
-    and start footprints, the trail's cells (trail skins: around every tracked position and
-    every node of ``agent_path`` entered so far, which includes rooms crossed between
-    sampled frames) and the goal (when the agent stands on it) are expected. A changed blob larger than ``min_blob_cells`` of a cell
-    (``step_px`` squared) is a redraw. Compression noise makes small, thin blobs only.
+    global brightness drift, see :func:`.work.prepare_video`); changes within the agent's
+    (and box's) current and start footprints, the trail's cells (trail skins: around every
+    tracked position and every node of ``agent_path`` entered so far, which includes rooms
+    crossed between sampled frames) and the goal (when the agent stands on it) are
+    expected. A changed blob larger than ``min_blob_cells`` of a cell (``step_px``
+    squared) is a redraw. Compression noise makes small, thin blobs only.
     """
     frames = track.work.frames
     t = len(frames)
