@@ -60,7 +60,10 @@ def load_level(state_path: str | Path, image_path: str | Path | None = None) -> 
     if image_path is None:
         image_path = state_path.parent.parent / "images" / (state_path.stem + ".png")
     first = read_image(image_path)
-    spec, solution = spec_from_state(state, first)
+    try:
+        spec, solution = spec_from_state(state, first)
+    except KeyError as exc:  # a field the UnifiedState format has is missing
+        raise UserError(f"VR-Bench state {state_path} lacks the field {exc}") from None
     difficulty = state_path.parent.parent.name
     return Instance(task=f"vrbench/{state['game_type']}", seed=0, difficulty=difficulty,
                     prompt="", first_frame=first, solution=solution, spec=spec,

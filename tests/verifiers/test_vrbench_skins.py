@@ -8,11 +8,14 @@ Their ground truth passes, at any speed, and the usual cheats still fail.
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from gen_reason.errors import UserError
 from gen_reason.verifiers.maze import MazeRuleVerifier
 from gen_reason.verifiers.vrbench import load_level
 from gen_reason.video import read_video
@@ -61,3 +64,19 @@ def test_stopping_halfway_fails(state):
     inst, video = level(state)
     score = RULES.score(inst, video[: len(video) // 2])
     assert not score.success and "did not reach the goal" in score.reason, score.reason
+
+
+def test_a_state_without_a_field_is_one_clear_error(tmp_path):
+    """A state missing a field of the UnifiedState format (here its render settings) is a
+    UserError naming the file and the field, not a KeyError."""
+    source = LEVELS[0]
+    states, images = tmp_path / "easy" / "states", tmp_path / "easy" / "images"
+    states.mkdir(parents=True)
+    images.mkdir()
+    shutil.copy(source.parent.parent / "images" / (source.stem + ".png"), images)
+    data = json.loads(source.read_text())
+    del data["render"]
+    (states / source.name).write_text(json.dumps(data))
+    with pytest.raises(UserError, match=r"lacks the field 'render'") as err:
+        load_level(states / source.name)
+    assert str(states / source.name) in str(err.value)
