@@ -17,7 +17,7 @@ import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import sys  # noqa: E402
+import argparse  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
@@ -58,8 +58,11 @@ def calibrate(folder: Path) -> dict:
 
 
 def main() -> None:
+    """Print the measured and tabled constants of the folders named (default: all of them)."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("folders", nargs="*", help=f"folders of {REAL_CONFIGS} (default: all)")
     known = sorted(p.name for p in REAL_CONFIGS.iterdir() if (p / "model_index.json").is_file())
-    names = sys.argv[1:] or known
+    names = parser.parse_args().folders or known
     unknown = [name for name in names if name not in known]
     if unknown:
         raise SystemExit(f"no model folder {', '.join(unknown)} in {REAL_CONFIGS}; known: {', '.join(known)}")

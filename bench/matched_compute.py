@@ -38,6 +38,9 @@ def main(argv=None) -> int:
     from gen_reason.runs.store import load_results
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    if "-h" in argv or "--help" in argv:
+        print(__doc__)
+        return 0
     write = "--no-write" not in argv  # --no-write: run and report into the run folder only
     argv = [a for a in argv if a != "--no-write"]
     out = None
