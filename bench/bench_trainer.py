@@ -9,8 +9,8 @@ speed hits both, for one uncounted warm-up round and ``--rounds`` counted ones.
 
 Both sides do the same work. Embedded: ``--embedded-steps`` steps of a run from
 ``configs/embedded_maze.yaml`` (batch 32, 8 frames of 32x32; one loss row per step), each
-side given the config in the names its version knows; steps/s over the trainer's own step
-time. LoRA: ``bench/bench_lora.py``'s everything-cached run (tiny random-weight Wan 2.1
+side given the config in the names its version knows; steps/s seen from outside (first to
+last loss row) and by the trainer's own timer, which counts differently in the two versions. LoRA: ``bench/bench_lora.py``'s everything-cached run (tiny random-weight Wan 2.1
 I2V, built once and read by both), samples/s over the training loop. The loss rows of the
 two sides are compared: a difference is reported in the section.
 
