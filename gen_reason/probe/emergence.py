@@ -147,10 +147,17 @@ def exploration(results: Sequence[StepProbeResult], early_fraction: float = 0.5,
     }
 
 
-def _nanmean(values) -> float:
+def finite_mean(values) -> float | None:
+    """The mean of the finite values (``None`` when there are none)."""
     array = np.asarray([float(v) for v in values], dtype=float)
     array = array[np.isfinite(array)]
-    return float(array.mean()) if array.size else math.nan
+    return float(array.mean()) if array.size else None
+
+
+def _nanmean(values) -> float:
+    """:func:`finite_mean`, NaN when there are no finite values."""
+    value = finite_mean(values)
+    return math.nan if value is None else value
 
 
 def node_path(score) -> list[int]:

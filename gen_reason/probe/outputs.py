@@ -67,13 +67,6 @@ def save_tensors(path: Path, tensors: dict, metadata: dict) -> None:
         save_file(tensors, str(tmp), metadata=metadata)
 
 
-def mean(values) -> float | None:
-    """The mean of the finite values (``None`` when there are none)."""
-    array = np.asarray([float(v) for v in values], dtype=float)
-    array = array[np.isfinite(array)]
-    return float(array.mean()) if array.size else None
-
-
 def clean(obj):
     """JSON-ready: NaN/inf -> None, numpy scalars -> Python, tuples -> lists."""
     if isinstance(obj, dict):

@@ -47,10 +47,10 @@ import numpy as np
 from gen_reason.errors import UserError, check_writable
 from gen_reason.folders import JsonlLog, RunFolder, remove_stale_temps, write_atomic
 from gen_reason.probe.config import ProbeConfig
-from gen_reason.probe.emergence import emergence, exploration
+from gen_reason.probe.emergence import emergence, exploration, finite_mean
 from gen_reason.probe.interventions import intervention_sweep
 from gen_reason.probe.layers import LayerFeatures, LayerRecorder, resolve_layers
-from gen_reason.probe.outputs import clean, mean, write_filmstrips, write_outputs
+from gen_reason.probe.outputs import clean, write_filmstrips, write_outputs
 from gen_reason.probe.readout import fit_layer_probes, maze_targets
 from gen_reason.probe.steps import resolve_verifier, run_step_probe
 from gen_reason.probe.units import ProbedUnit, load_unit, save_unit, unit_path
@@ -361,8 +361,8 @@ def _summarise(config: ProbeConfig, loaded: _Loaded, units: list[ProbedUnit], fe
                      "intervention_strength": config.intervention_strength,
                      "early_fraction": config.early_fraction},
         "final": {
-            "success": mean([s.success for s in finals]),
-            "metrics": {name: mean([s.metrics.get(name, math.nan) for s in finals])
+            "success": finite_mean([s.success for s in finals]),
+            "metrics": {name: finite_mean([s.metrics.get(name, math.nan) for s in finals])
                         for name in curve["metrics"]},
         },
         "emergence": curve,
