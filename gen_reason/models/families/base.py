@@ -81,6 +81,12 @@ class Geometry:
     width: int
 
 
+def spatial_patch(patch_size: Any) -> int:
+    """The spatial side of a transformer's ``patch_size``: a number, or Wan's ``(t, h, w)``."""
+    patch = patch_size[-1] if isinstance(patch_size, (tuple, list)) else patch_size
+    return int(patch or 1)
+
+
 class Family:
     """Defaults and layout conventions of one pipeline kind.
 
@@ -174,9 +180,7 @@ class Family:
 
     def size_multiple(self, pipe) -> int:
         """Height and width must be multiples of this (VAE compression times patch size)."""
-        patch = getattr(pipe.transformer.config, "patch_size", 1)
-        patch = patch[-1] if isinstance(patch, (tuple, list)) else patch
-        return int(pipe.vae_scale_factor_spatial) * int(patch or 1)
+        return int(pipe.vae_scale_factor_spatial) * spatial_patch(getattr(pipe.transformer.config, "patch_size", 1))
 
     def latent_shape(self, pipe, geometry: Geometry) -> tuple[int, int, int, int]:
         """``(C, F, h, w)`` of one sample's latents for ``geometry``."""

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from gen_reason.models.families.base import Family, FamilyDefaults, Limits
+from gen_reason.models.families.base import Family, FamilyDefaults, Limits, spatial_patch
 
 #: ``_class_name`` -> pipeline class. Wan2.2-TI2V-5B's folder says WanPipeline (a text-to-video
 #: class whose __call__ takes no image); it runs image-conditioned through the image-to-video
@@ -44,10 +44,9 @@ class WanFamily(Family):
     def limits(self, configs: dict[str, dict]) -> Limits:
         # VAE compression (scale_factor_spatial / _temporal) times the transformer's spatial patch.
         vae, transformer = configs.get("vae", {}), configs.get("transformer", {})
-        patch = transformer.get("patch_size", 1)
-        patch = patch[-1] if isinstance(patch, (tuple, list)) else patch
         spatial = int(vae.get("scale_factor_spatial", 8))
-        return Limits(size_multiple=spatial * int(patch or 1), frame_step=int(vae.get("scale_factor_temporal", 4)))
+        return Limits(size_multiple=spatial * spatial_patch(transformer.get("patch_size", 1)),
+                      frame_step=int(vae.get("scale_factor_temporal", 4)))
 
     def configure(self, pipe, options: FamilyDefaults) -> None:
         if options.boundary_ratio is not None:
