@@ -101,8 +101,8 @@ def verdict(score) -> dict:
     for key, value in sorted((record.get("metrics") or {}).items()):
         value = None if value is None else float(value)
         metrics[key] = None if value is None or not math.isfinite(value) else round(value, 6)
-    return {"success": bool(record.get("success")), "rule": (first or {}).get("rule") if isinstance(first, dict)
-            else None, "reason": str(record.get("reason", "")), "metrics": metrics}
+    return {"success": bool(record.get("success")), "rule": first.get("rule") if isinstance(first, dict) else None,
+            "reason": str(record.get("reason", "")), "metrics": metrics}
 
 
 def timed(fn):
