@@ -130,7 +130,8 @@ def score_rank(score: Score, rank_metric: str | None = None) -> tuple:
 
 
 def plain_record(obj: Any) -> Any:
-    """Tuples -> lists, numpy scalars -> Python, Scores -> dicts (for JSON records)."""
+    """Tuples -> lists, numpy scalars -> Python, NaN and infinities (numpy's too) -> None,
+    Scores -> dicts (for JSON records)."""
     if isinstance(obj, Score):
         return obj.to_dict()
     if isinstance(obj, dict):
@@ -138,7 +139,7 @@ def plain_record(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [plain_record(v) for v in obj]
     if isinstance(obj, np.generic):
-        return obj.item()
+        obj = obj.item()
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     return obj

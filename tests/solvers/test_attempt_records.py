@@ -44,3 +44,14 @@ def test_a_compute_record_with_an_unknown_key_is_one_line():
     assert Compute.from_dict({"nfe": 4, "clips": 1}) == Compute(nfe=4, clips=1) and Compute.from_dict(None) == Compute()
     with pytest.raises(UserError, match=r"^compute record has unknown key\(s\) gpus$"):
         Compute.from_dict({"nfe": 4, "gpus": 2})
+
+
+def test_a_numpy_nan_in_a_record_is_none_like_a_python_nan():
+    """A run's result log refuses NaN (not JSON): numpy's NaN must not slip past plain_record."""
+    import numpy as np
+
+    from gen_reason.solvers.attempt import plain_record
+
+    record = plain_record({"a": np.float64("nan"), "b": float("inf"), "c": np.float32(0.5), "d": (np.int64(2),)})
+    assert record == {"a": None, "b": None, "c": 0.5, "d": [2]}
+    json.dumps(record, allow_nan=False)
