@@ -279,7 +279,7 @@ def inspect_model(path: str | Path, gpu_memory_gib: float | None = None, size: t
     from gen_reason.models.loading import resolve_model_path
 
     path = resolve_model_path(path)  # "embedded" names the shipped model
-    model_index, problems, weights, meta = _read_folder(path)
+    problems, weights, meta = _read_folder(path)
     family, pipe = meta.family, meta.pipeline
     limits = family.limits(meta.configs)
     defaults = family.defaults
@@ -298,7 +298,7 @@ def inspect_model(path: str | Path, gpu_memory_gib: float | None = None, size: t
     choice = planner.plan(components, workload, budget)
     resident = planner.estimate(components, workload, batch=1)
     return ModelReport(
-        path=str(path), family=family.name, folder_pipeline=str(model_index.get("_class_name")),
+        path=str(path), family=family.name, folder_pipeline=str(meta.model_index.get("_class_name")),
         pipeline=meta.pipeline_class.__name__, default_size=(int(height), int(width)), default_frames=int(frames),
         fps=defaults.fps, steps=defaults.steps, fixed_size=limits.fixed_size, size_multiple=limits.size_multiple,
         frame_step=limits.frame_step,
@@ -311,8 +311,8 @@ def inspect_model(path: str | Path, gpu_memory_gib: float | None = None, size: t
     )
 
 
-def _read_folder(path: Path) -> tuple[dict, list[str], dict, Any]:
-    """The folder's ``model_index.json``, its file problems, its weight files and its
+def _read_folder(path: Path) -> tuple[list[str], str, "MetaModel"]:
+    """The folder's file problems, the state of its weights (see :func:`check_files`) and its
     description (:func:`build_meta`); :class:`IncompleteModel` when a folder with missing
     or broken files cannot even describe itself."""
     from gen_reason.models.families import Geometry
@@ -329,7 +329,7 @@ def _read_folder(path: Path) -> tuple[dict, list[str], dict, Any]:
         if problems:
             raise IncompleteModel(problems) from None
         raise
-    return model_index, problems, weights, meta
+    return problems, weights, meta
 
 
 def _estimates(components, workload, budget, *, tilings: tuple[bool, ...]) -> list[dict]:
