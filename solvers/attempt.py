@@ -130,14 +130,16 @@ def score_rank(score: Score, rank_metric: str | None = None) -> tuple:
 
 
 def plain_record(obj: Any) -> Any:
-    """Tuples -> lists, numpy scalars -> Python, NaN and infinities (numpy's too) -> None,
-    Scores -> dicts (for JSON records)."""
+    """Tuples and arrays -> lists, numpy scalars -> Python, NaN and infinities (numpy's too)
+    -> None, Scores -> dicts (for JSON records and summaries)."""
     if isinstance(obj, Score):
         return obj.to_dict()
     if isinstance(obj, dict):
         return {str(k): plain_record(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [plain_record(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return plain_record(obj.tolist())
     if isinstance(obj, np.generic):
         obj = obj.item()
     if isinstance(obj, float) and not math.isfinite(obj):

@@ -1,14 +1,11 @@
 """What the probe job writes at its end, besides ``config.yaml`` and the logs: the figures,
-``x0.safetensors``, ``features.safetensors`` (each written atomically), and the helpers that
-make the summary JSON-ready. The run and its layout: :mod:`gen_reason.probe.run`."""
+``x0.safetensors``, ``features.safetensors`` (each written atomically). The run and its
+layout: :mod:`gen_reason.probe.run`."""
 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
-
-import numpy as np
 
 from gen_reason.folders import replacing
 from gen_reason.probe.layers import LayerFeatures
@@ -65,18 +62,3 @@ def save_tensors(path: Path, tensors: dict, metadata: dict) -> None:
 
     with replacing(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
-
-
-def clean(obj):
-    """JSON-ready: NaN/inf -> None, numpy scalars -> Python, tuples -> lists."""
-    if isinstance(obj, dict):
-        return {str(k): clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [clean(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return clean(obj.tolist())
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj

@@ -50,10 +50,11 @@ from gen_reason.probe.config import ProbeConfig
 from gen_reason.probe.emergence import emergence, exploration, finite_mean
 from gen_reason.probe.interventions import intervention_sweep
 from gen_reason.probe.layers import LayerFeatures, LayerRecorder, resolve_layers
-from gen_reason.probe.outputs import clean, write_filmstrips, write_outputs
+from gen_reason.probe.outputs import write_filmstrips, write_outputs
 from gen_reason.probe.readout import fit_layer_probes, maze_targets
 from gen_reason.probe.steps import resolve_verifier, run_step_probe
 from gen_reason.probe.units import ProbedUnit, load_unit, save_unit, unit_path
+from gen_reason.solvers.attempt import plain_record
 
 #: The run folder's logs: one row per (instance, seed, step); one row per intervention.
 SCORES = "scores.jsonl"
@@ -329,7 +330,7 @@ def _intervene(config: ProbeConfig, loaded: _Loaded, first: ProbedUnit) -> list[
         loaded.generator, first.result.instance, loaded.seeds, chosen, kinds=kinds,
         strength=config.intervention_strength, verifier=loaded.referee,
         baseline=(first.result.final_videos, first.result.final_scores),
-        skip={(row["kind"], row["step"]) for row in log.records()}, on_row=lambda row: log.append(clean(row)),
+        skip={(row["kind"], row["step"]) for row in log.records()}, on_row=lambda row: log.append(plain_record(row)),
         steps=config.steps, num_frames=loaded.num_frames, guidance=config.guidance,
     )
     stored = {(row["kind"], row["step"]): row for row in log.records()}
@@ -378,8 +379,8 @@ def _summarise(config: ProbeConfig, loaded: _Loaded, units: list[ProbedUnit], fe
         },
         "files": files,
     }
-    write_atomic(loaded.out / "summary.json", json.dumps(clean(summary), indent=1, sort_keys=False) + "\n")
-    return clean(summary)
+    write_atomic(loaded.out / "summary.json", json.dumps(plain_record(summary), indent=1, sort_keys=False) + "\n")
+    return plain_record(summary)
 
 
 def _progress(items, enabled: bool, label: str):

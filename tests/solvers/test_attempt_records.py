@@ -55,3 +55,4 @@ def test_a_numpy_nan_in_a_record_is_none_like_a_python_nan():
     record = plain_record({"a": np.float64("nan"), "b": float("inf"), "c": np.float32(0.5), "d": (np.int64(2),)})
     assert record == {"a": None, "b": None, "c": 0.5, "d": [2]}
     json.dumps(record, allow_nan=False)
+    assert plain_record({"x": np.array([[1.0, np.nan]])}) == {"x": [[1.0, None]]}  # the probe summary's arrays
